@@ -1,0 +1,61 @@
+# dsvm-agent — targets a person expects. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+NODE ?= node
+
+.PHONY: help build test check lint format typecheck schema lab-up lab-down lab-shell lab-test demo e2e bench deb clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+build: node_modules/.package-lock.json ## bundle the agent into dist/ (bin/dsvm-agent runs it)
+	$(NODE) scripts/build.mjs
+
+schema: node_modules/.package-lock.json ## regenerate packaging/config.schema.json from the config schema
+	npx tsx scripts/write-schema.ts
+
+test: build ## unit tests (tap); no root, no network beyond loopback
+	npx tap
+
+typecheck: node_modules/.package-lock.json
+	npx tsc -p tsconfig.json
+
+lint: node_modules/.package-lock.json
+	npx eslint .
+
+format: node_modules/.package-lock.json ## rewrite files with prettier
+	npx prettier --write .
+
+check: typecheck lint ## lint, format check and typecheck
+	npx prettier --check .
+	npx tsx scripts/write-schema.ts --check
+
+lab-up: build ## start the lab: Samba AD DC, storage share, client VM, Azure fakes (root)
+	test/lab/lab up
+
+lab-down: ## remove everything the lab made
+	test/lab/lab down
+
+lab-shell: ## root shell inside the lab's client VM
+	test/lab/lab shell
+
+lab-test: build ## integration tier against the lab (root); brings the lab up and down itself
+	test/lab/run-tests
+
+demo: build ## the main job: lab up, provision the client VM, log alice in, show the result
+	test/lab/demo
+
+e2e: build ## VM-image tier: debootstrap image, the .deb, qemu + cloud-init + systemd + CIFS
+	test/e2e/run
+
+bench: build ## benchmarks, each as a ratio against a baseline run side by side
+	bench/run
+
+deb: build ## build dsvm-agent_<version>_amd64.deb into build/
+	packaging/deb/build
+
+clean: ## remove build outputs
+	rm -rf dist build .tap

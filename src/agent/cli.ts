@@ -1,0 +1,125 @@
+import { Command, CommanderError, Option } from 'commander';
+import { AgentError, ExitCode, exitCodeFor, messageOf } from './errors.js';
+import type { GlobalOptions } from './context.js';
+import { VERSION } from './version.js';
+
+/**
+ * The `dsvm-agent` command line. Command bodies are imported lazily: the
+ * PAM hook runs inside every login and must not load the Azure SDK or the
+ * daemon to do its small job.
+ */
+export function buildProgram(exit: (code: number) => void): Command {
+  const program = new Command('dsvm-agent')
+    .description('Joins this VM to Active Directory, mounts the team share and prepares each user\'s notebooks.')
+    .version(VERSION, '--version', 'print the version')
+    .option('-c, --config <path>', 'config file', '/etc/dsvm-agent/config.yaml')
+    .addOption(new Option('--root <dir>', 'prefix for every system path (tests, offline image trees)').env('DSVM_AGENT_ROOT'))
+    .addOption(new Option('--log-level <level>', 'log level').choices(['error', 'warn', 'info', 'debug']).env('DSVM_AGENT_LOG_LEVEL'))
+    .showHelpAfterError('(run with --help for usage)')
+    .configureHelp({ showGlobalOptions: true })
+    .exitOverride();
+
+  const globals = (cmd: Command): GlobalOptions => {
+    const o = cmd.optsWithGlobals<{ config?: string; root?: string; logLevel?: GlobalOptions['logLevel'] }>();
+    const explicitConfig = program.getOptionValueSource('config') === 'cli';
+    return {
+      ...(explicitConfig || o.root === undefined ? { configFile: o.config } : {}),
+      ...(o.root === undefined ? {} : { root: o.root }),
+      ...(o.logLevel === undefined ? {} : { logLevel: o.logLevel }),
+    };
+  };
+  const action =
+    (load: () => Promise<(g: GlobalOptions, opts: never, cmd: Command) => Promise<number>>) =>
+    async (...args: unknown[]): Promise<void> => {
+      const cmd = args[args.length - 1] as Command;
+      const opts = args[args.length - 2] as never;
+      const fn = await load();
+      exit(await fn(globals(cmd), opts, cmd));
+    };
+
+  program
+    .command('run')
+    .description('the daemon: first boot in the background, periodic checks, self-repair, health endpoint (started by systemd)')
+    .action(action(async () => (await import('./commands/run.js')).runCommand));
+
+  program
+    .command('provision')
+    .description('run the first-boot tasks now, in order; exit 0 when done')
+    .option('--json', 'print the outcome as JSON')
+    .action(action(async () => (await import('./commands/provision.js')).provisionCommand));
+
+  program
+    .command('plan')
+    .description('show what each first-boot task would change, changing nothing')
+    .option('--json', 'print the plan as JSON')
+    .action(action(async () => (await import('./commands/plan.js')).planCommand));
+
+  program
+    .command('login')
+    .description("prepare a user's workspace folder and $HOME link (JupyterHub pre_spawn_hook, manual use)")
+    .requiredOption('-u, --user <name>', 'the user, as NSS knows them')
+    .option('--json', 'print the outcome as JSON')
+    .action(action(async () => (await import('./commands/login.js')).loginCommand));
+
+  program
+    .command('pam-session')
+    .description('entry for pam_exec: reads PAM_USER and PAM_TYPE, acts on open_session, always exits 0')
+    .action(action(async () => (await import('./commands/pam-session.js')).pamSessionCommand));
+
+  program
+    .command('status')
+    .description('every check, its state and reason (asks the daemon; computes them itself if it is down)')
+    .option('--json', 'print as JSON')
+    .action(action(async () => (await import('./commands/status.js')).statusCommand));
+
+  program
+    .command('deprovision')
+    .description('undo for image capture: remove join, mount credentials, config written by the agent and state')
+    .option('--leave-domain', 'also delete this computer account from the domain')
+    .option('-y, --yes', 'do not ask for confirmation on a terminal')
+    .action(action(async () => (await import('./commands/deprovision.js')).deprovisionCommand));
+
+  const config = program.command('config').description('configuration commands');
+  config
+    .command('check')
+    .argument('[file]', 'config file to validate (default: --config)')
+    .description('validate a config file; errors name the key path and the fix (exit 2 when invalid)')
+    .action(async (file: string | undefined, _opts: unknown, cmd: Command) => {
+      const { configCheckCommand } = await import('./commands/config-check.js');
+      exit(await configCheckCommand(globals(cmd), file));
+    });
+
+  program
+    .command('version')
+    .description('print the version')
+    .action(() => {
+      process.stdout.write(`dsvm-agent ${VERSION}\n`);
+      exit(ExitCode.ok);
+    });
+
+  return program;
+}
+
+/** Entry point: parse argv, run, map errors to the contract's exit codes. */
+export async function main(argv: string[]): Promise<number> {
+  let code: number = ExitCode.ok;
+  const program = buildProgram((c) => {
+    code = c;
+  });
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    if (argv.length === 0) {
+      program.outputHelp();
+      return ExitCode.usage;
+    }
+    return code;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return ExitCode.ok;
+      return ExitCode.usage;
+    }
+    const fix = err instanceof AgentError && err.fix ? `\n  fix: ${err.fix}` : '';
+    process.stderr.write(`dsvm-agent: ${err instanceof AgentError ? err.message : messageOf(err)}${fix}\n`);
+    return exitCodeFor(err);
+  }
+}

@@ -1,0 +1,87 @@
+import { loadConfig } from './config.js';
+import type { Config, SecretRef } from './config-schema.js';
+import { ImdsClient } from './azure/imds.js';
+import { createLogger, type Logger, type LogLevel } from './log.js';
+import { makePaths, type Paths } from './paths.js';
+import { Redactor } from './redact.js';
+import { createRunner, type Runner } from './runner.js';
+import { readSecret } from './secrets.js';
+import { createServiceManager, type ServiceManager } from './service-manager.js';
+import { emptyState, StateStore } from './state.js';
+import type { TaskContext } from './task.js';
+import { resolveVmId } from './vm-id.js';
+
+/** Process-wide options from the command line and environment. */
+export interface GlobalOptions {
+  configFile?: string;
+  /** Root prefix for every system path (tests, image builds in a chroot-like tree). */
+  root?: string;
+  logLevel?: LogLevel;
+}
+
+/** The pieces every command needs, before the config is known. */
+export interface Base {
+  paths: Paths;
+  redactor: Redactor;
+  log: Logger;
+  run: Runner;
+}
+
+export function createBase(opts: GlobalOptions, overrides: Partial<Base> = {}): Base {
+  const paths = overrides.paths ?? makePaths(opts.root ?? process.env.DSVM_AGENT_ROOT ?? '/');
+  const redactor = overrides.redactor ?? new Redactor();
+  const envLevel = process.env.DSVM_AGENT_LOG_LEVEL as LogLevel | undefined;
+  const log = overrides.log ?? createLogger({ level: opts.logLevel ?? envLevel ?? 'info', redactor });
+  const run = overrides.run ?? createRunner({ log, redactor });
+  return { paths, redactor, log, run };
+}
+
+export function configPath(opts: GlobalOptions, paths: Paths): string {
+  return opts.configFile ?? paths.configFile;
+}
+
+/**
+ * Build a full task context: config, state for this VM id, doors to the
+ * system. Reading the state never writes it: `plan` uses this too.
+ */
+export async function createTaskContext(
+  base: Base,
+  cfg: Config,
+  extra: { services?: ServiceManager; imds?: ImdsClient; clock?: TaskContext['clock'] } = {},
+): Promise<{ ctx: TaskContext; store: StateStore; newVm: boolean }> {
+  const imds = extra.imds ?? new ImdsClient(cfg.azure.imdsEndpoint);
+  const store = new StateStore(base.paths.stateFile, base.log.child('state'));
+  const { vmId, source } = await resolveVmId({ imds, paths: base.paths, log: base.log });
+  const { state, newVm } = await store.forVm(vmId, source);
+  const cache = new Map<string, Promise<string>>();
+  const secret = (ref: SecretRef, keyPath: string): Promise<string> => {
+    const key = JSON.stringify(ref);
+    let p = cache.get(key);
+    if (!p) {
+      p = readSecret(ref, keyPath, { cfg, paths: base.paths, log: base.log, redactor: base.redactor });
+      // A failed read may succeed later (IMDS up): do not cache failures.
+      p.catch(() => cache.delete(key));
+      cache.set(key, p);
+    }
+    return p;
+  };
+  const ctx: TaskContext = {
+    cfg,
+    paths: base.paths,
+    run: base.run,
+    log: base.log,
+    redactor: base.redactor,
+    imds,
+    services: extra.services ?? createServiceManager(base),
+    state,
+    secret,
+    clock: extra.clock ?? { now: () => Date.now(), sleep: (ms) => new Promise((r) => setTimeout(r, ms)) },
+  };
+  return { ctx, store, newVm };
+}
+
+export async function loadConfigFor(opts: GlobalOptions, base: Base): Promise<Config> {
+  return loadConfig(configPath(opts, base.paths));
+}
+
+export { emptyState };

@@ -1,0 +1,105 @@
+import { open } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import type { Config, SecretRef } from './config-schema.js';
+import { configError, permanent, transient } from './errors.js';
+import type { Logger } from './log.js';
+import type { Redactor } from './redact.js';
+import { identityName, managedIdentity, statusOf } from './azure/identity.js';
+import type { Paths } from './paths.js';
+
+export interface SecretDeps {
+  cfg: Pick<Config, 'azure' | 'identity'>;
+  paths: Paths;
+  log: Logger;
+  redactor: Redactor;
+}
+
+/**
+ * Resolve a secret reference to its value. `keyPath` names the config key
+ * (e.g. "domain.joinPassword") in every error. The value is registered with
+ * the redactor before it is returned, so no later log line can carry it.
+ */
+export async function readSecret(ref: SecretRef, keyPath: string, deps: SecretDeps): Promise<string> {
+  const value = 'file' in ref ? await readSecretFile(ref.file, keyPath, deps.paths) : await readKeyVaultSecret(ref.keyVault, keyPath, deps);
+  deps.redactor.add(value);
+  return value;
+}
+
+/**
+ * A secret file must be a regular file owned by root with no group/other
+ * permission bits: anything else means another account could have read or
+ * planted it. O_NOFOLLOW: the path itself must not be a symlink.
+ */
+export async function readSecretFile(file: string, keyPath: string, paths: Paths): Promise<string> {
+  const real = paths.under(file);
+  let handle;
+  try {
+    handle = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw permanent(`${keyPath}: secret file ${file} does not exist`, { fix: `write it (root-owned, mode 0600) or change ${keyPath}`, reason: 'secret-missing' });
+    if (code === 'ELOOP') throw permanent(`${keyPath}: secret file ${file} is a symbolic link`, { fix: 'point the config at the real file', reason: 'secret-insecure' });
+    throw permanent(`${keyPath}: secret file ${file} cannot be read (${code})`, { fix: 'run the agent as root and check the file', reason: 'secret-unreadable' });
+  }
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) throw permanent(`${keyPath}: ${file} is not a regular file`, { fix: 'point the config at a file holding the secret', reason: 'secret-insecure' });
+    if (st.uid !== 0) throw permanent(`${keyPath}: secret file ${file} is owned by uid ${st.uid}, not root`, { fix: `chown root:root ${file}`, reason: 'secret-insecure' });
+    if ((st.mode & 0o077) !== 0) {
+      throw permanent(`${keyPath}: secret file ${file} has mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}, readable or writable by group or others`, {
+        fix: `chmod 0600 ${file} (and rotate the secret: others may have read it)`,
+        reason: 'secret-insecure',
+      });
+    }
+    const text = (await handle.readFile('utf8')).replace(/\r?\n$/, '');
+    if (text.length === 0) throw permanent(`${keyPath}: secret file ${file} is empty`, { fix: 'write the secret into it', reason: 'secret-empty' });
+    return text;
+  } finally {
+    await handle.close();
+  }
+}
+
+async function readKeyVaultSecret(
+  ref: { vaultUrl: string; name: string; version?: string | undefined },
+  keyPath: string,
+  deps: SecretDeps,
+): Promise<string> {
+  const where = `Key Vault secret "${ref.name}" in ${ref.vaultUrl}`;
+  const credential = await managedIdentity(deps.cfg);
+  const { SecretClient } = await import('@azure/keyvault-secrets');
+  const client = new SecretClient(ref.vaultUrl, credential, { retryOptions: { maxRetries: 2 } });
+  deps.log.child('secrets').debug(`reading ${where} for ${keyPath}`);
+  try {
+    const secret = await client.getSecret(ref.name, ref.version ? { version: ref.version } : {});
+    if (!secret.value) throw permanent(`${keyPath}: ${where} is empty`, { fix: 'set a value for the secret', reason: 'secret-empty' });
+    return secret.value;
+  } catch (err) {
+    if ((err as { kind?: string }).kind) throw err;
+    const status = statusOf(err);
+    const name = (err as Error).name;
+    if (status === 403) {
+      throw permanent(`${keyPath}: ${where}: access denied (403)`, {
+        fix: `grant the ${identityName(deps.cfg)} "get" on secrets (access policy or the "Key Vault Secrets User" role)`,
+        reason: 'keyvault-forbidden',
+      });
+    }
+    if (status === 404) throw permanent(`${keyPath}: ${where} not found (404)`, { fix: 'create the secret or correct the name', reason: 'keyvault-not-found' });
+    if (status === 401) throw permanent(`${keyPath}: ${where}: the token was refused (401)`, { fix: "check that the vault is in the VM identity's tenant", reason: 'keyvault-unauthorized' });
+    if (name === 'CredentialUnavailableError' || name === 'AuthenticationError' || status === undefined || status >= 500 || status === 429) {
+      throw transient(`${keyPath}: cannot read ${where}: ${firstLine(err)}`, {
+        fix: `check that the VM has a managed identity${deps.cfg.identity.clientId ? ` with client id ${deps.cfg.identity.clientId}` : ''} and can reach IMDS and the vault`,
+        reason: 'keyvault-unreachable',
+      });
+    }
+    throw permanent(`${keyPath}: ${where}: ${firstLine(err)}`, { reason: 'keyvault-error' });
+  }
+}
+
+function firstLine(err: unknown): string {
+  return String((err as Error)?.message ?? err).split('\n')[0] ?? '';
+}
+
+/** A value that must be a secret reference but was given inline is a config error. */
+export function refuseInlineSecret(keyPath: string): never {
+  throw configError(`${keyPath}: a secret must be a reference, not a value`, { fix: 'use {file: ...} or {keyVault: {...}}' });
+}

@@ -1,0 +1,158 @@
+import type { Config, SecretRef } from './config-schema.js';
+import type { ImdsClient } from './azure/imds.js';
+import { AgentError, messageOf } from './errors.js';
+import type { Logger } from './log.js';
+import type { Paths } from './paths.js';
+import type { Redactor } from './redact.js';
+import type { Runner } from './runner.js';
+import type { ServiceManager } from './service-manager.js';
+import type { AgentState } from './state.js';
+import { backoffDelay, mayRetry, type BackoffPolicy } from './backoff.js';
+
+/** Everything a task may use; side effects go only through these doors. */
+export interface TaskContext {
+  cfg: Config;
+  paths: Paths;
+  run: Runner;
+  log: Logger;
+  redactor: Redactor;
+  imds: ImdsClient;
+  services: ServiceManager;
+  state: AgentState;
+  /** Resolve a secret reference (cached for this process, registered with the redactor). */
+  secret(ref: SecretRef, keyPath: string): Promise<string>;
+  /** Injected clock so retries and timeouts are testable. */
+  clock: { now(): number; sleep(ms: number): Promise<void> };
+}
+
+/** What `check` found: what `apply` would change. `changes` empty means up to date. */
+export interface CheckResult {
+  changes: string[];
+  /** Facts for `apply` (e.g. the rendered files), never secrets. */
+  detail?: Record<string, unknown>;
+  /** A warning that does not need a change (e.g. clock offset above 1 minute). */
+  warnings?: string[];
+}
+
+/** One capability: `check` says what differs (what `plan` prints); `apply` changes only that and is safe to run twice. */
+export interface Task {
+  id: string;
+  description: string;
+  /** A reason to skip this task under this config (e.g. no share configured), or undefined to run it. */
+  skip?(ctx: TaskContext): string | undefined;
+  check(ctx: TaskContext): Promise<CheckResult>;
+  apply(ctx: TaskContext, found: CheckResult): Promise<void>;
+  /** Remove every trace this task left (image capture). Must be a no-op when there is none. */
+  undo?(ctx: TaskContext, opts: { leaveDomain: boolean }): Promise<string[]>;
+}
+
+export type TaskOutcome =
+  | { id: string; status: 'skipped'; reason: string }
+  | { id: string; status: 'ok'; changed: boolean; changes: string[]; attempts: number; warnings: string[] }
+  | { id: string; status: 'failed'; error: AgentError; attempts: number };
+
+export interface RunTasksOptions {
+  backoff: BackoffPolicy;
+  random?: () => number;
+  /** Called as each task starts (STATUS= for systemd, health detail). */
+  onTask?(task: Task, attempt: number): void;
+}
+
+function asAgentError(err: unknown): AgentError {
+  if (err instanceof AgentError) return err;
+  // Unknown failures are treated as permanent: retrying a bug only hides it.
+  return new AgentError('permanent', messageOf(err), { cause: err });
+}
+
+/**
+ * Run tasks in order: check, apply what differs, check again to prove it
+ * converged. Transient failures retry the task with backoff; a permanent
+ * failure stops the list there, so later tasks never run on a half-made base.
+ */
+export async function runTasks(tasks: readonly Task[], ctx: TaskContext, opts: RunTasksOptions): Promise<TaskOutcome[]> {
+  const outcomes: TaskOutcome[] = [];
+  for (const task of tasks) {
+    const log = ctx.log.child(task.id);
+    const skip = task.skip?.(ctx);
+    if (skip !== undefined) {
+      log.info(`skipped: ${skip}`);
+      outcomes.push({ id: task.id, status: 'skipped', reason: skip });
+      continue;
+    }
+    const started = ctx.clock.now();
+    let attempts = 0;
+    for (;;) {
+      attempts++;
+      opts.onTask?.(task, attempts);
+      try {
+        const found = await task.check(ctx);
+        for (const w of found.warnings ?? []) log.warn(w);
+        if (found.changes.length === 0) {
+          log.info('up to date');
+          outcomes.push({ id: task.id, status: 'ok', changed: false, changes: [], attempts, warnings: found.warnings ?? [] });
+          ctx.state.tasks[task.id] = { ...ctx.state.tasks[task.id], appliedAt: ctx.state.tasks[task.id]?.appliedAt ?? new Date(ctx.clock.now()).toISOString() };
+          delete ctx.state.tasks[task.id]?.lastError;
+          break;
+        }
+        for (const c of found.changes) log.info(`will change: ${c}`);
+        await task.apply(ctx, found);
+        const after = await task.check(ctx);
+        if (after.changes.length > 0) {
+          throw new AgentError('permanent', `still differs after apply: ${after.changes.join('; ')}`, { reason: 'not-converged' });
+        }
+        log.info('done');
+        ctx.state.tasks[task.id] = { appliedAt: new Date(ctx.clock.now()).toISOString() };
+        outcomes.push({ id: task.id, status: 'ok', changed: true, changes: found.changes, attempts, warnings: found.warnings ?? [] });
+        break;
+      } catch (err) {
+        const error = asAgentError(err);
+        ctx.state.tasks[task.id] = { ...ctx.state.tasks[task.id], lastError: error.describe() };
+        const delay = backoffDelay(opts.backoff, attempts, opts.random);
+        if (error.kind === 'transient' && mayRetry(opts.backoff, attempts, ctx.clock.now() - started, delay)) {
+          log.warn(`attempt ${attempts} failed, retrying in ${(delay / 1000).toFixed(1)} s: ${error.describe()}`);
+          await ctx.clock.sleep(delay);
+          continue;
+        }
+        log.error(`failed${attempts > 1 ? ` after ${attempts} attempts` : ''}: ${error.describe()}`);
+        outcomes.push({ id: task.id, status: 'failed', error, attempts });
+        return outcomes;
+      }
+    }
+  }
+  return outcomes;
+}
+
+/** What `plan` prints per task: its check result, nothing applied. */
+export type PlanEntry =
+  | { id: string; description: string; status: 'skipped'; reason: string }
+  | { id: string; description: string; status: 'up-to-date' | 'would-change'; changes: string[]; warnings: string[] }
+  | { id: string; description: string; status: 'unknown'; error: string };
+
+/**
+ * Check every task without applying anything. A later task's check may depend
+ * on an earlier task's result (a mount needs the join's config): it reports
+ * what it can see now, and plan says so.
+ */
+export async function planTasks(tasks: readonly Task[], ctx: TaskContext): Promise<PlanEntry[]> {
+  const out: PlanEntry[] = [];
+  for (const task of tasks) {
+    const skip = task.skip?.(ctx);
+    if (skip !== undefined) {
+      out.push({ id: task.id, description: task.description, status: 'skipped', reason: skip });
+      continue;
+    }
+    try {
+      const found = await task.check(ctx);
+      out.push({
+        id: task.id,
+        description: task.description,
+        status: found.changes.length === 0 ? 'up-to-date' : 'would-change',
+        changes: found.changes,
+        warnings: found.warnings ?? [],
+      });
+    } catch (err) {
+      out.push({ id: task.id, description: task.description, status: 'unknown', error: messageOf(err) });
+    }
+  }
+  return out;
+}

@@ -1,0 +1,110 @@
+# Base VM image: a debootstrapped Debian bookworm root filesystem, cached on
+# the machine between runs. Sourced by test/e2e/run; `ensure_base_image`
+# prints the cached rootfs directory.
+# shellcheck shell=bash
+
+# Bump when the plain-file edits below change: the cache key is this plus the
+# package list, so an edit here rebuilds the image once.
+BASE_IMAGE_VERSION=3
+
+# LAB.md's list, plus what the e2e itself needs (curl for /health inside the
+# VM) and the .deb's Depends so that `dpkg -i` in the chroot needs no network,
+# as in an image build where the base image already carries them.
+# python3-cffi-backend and libpam-systemd stand in for virtual packages that
+# debootstrap cannot resolve (cloud-init, polkitd pull them).
+BASE_PACKAGES=(
+  systemd systemd-sysv udev dbus kmod cloud-init cifs-utils keyutils
+  openssh-server sssd sssd-tools adcli realmd polkitd libpam-systemd
+  krb5-user libpam-sss libnss-sss linux-image-cloud-amd64 initramfs-tools
+  ifupdown isc-dhcp-client iproute2 netbase sudo procps e2fsprogs
+  ca-certificates python3-cffi-backend
+  libstdc++6 libgcc-s1 libpam-runtime curl
+)
+
+base_image_key() {
+  printf '%s\n' "$BASE_IMAGE_VERSION" "${BASE_PACKAGES[@]}" | sha256sum | cut -c1-16
+}
+
+# Plain file edits, no services run: what an image pipeline does before the
+# first boot of an instance.
+_prepare_rootfs() {
+  local root="$1"
+  # A fresh machine-id per boot (systemd fills an empty file on first boot),
+  # and host keys made by cloud-init on first boot, as in a captured image.
+  : >"$root/etc/machine-id"
+  rm -f "$root/var/lib/dbus/machine-id"
+  rm -f "$root"/etc/ssh/ssh_host_*
+
+  printf 'LABEL=root / ext4 rw,errors=remount-ro 0 1\n' >"$root/etc/fstab"
+
+  mkdir -p "$root/etc/cloud/cloud.cfg.d"
+  cat >"$root/etc/cloud/cloud.cfg.d/90-dsvm-e2e.cfg" <<'CFG'
+# Only the seed disk: no network probing for other clouds' metadata.
+datasource_list: [NoCloud, None]
+# The image keeps its sources; nothing is installed at boot.
+apt:
+  preserve_sources_list: true
+CFG
+
+  # Timers that would only cost boot time under TCG.
+  local unit
+  for unit in apt-daily.timer apt-daily-upgrade.timer fstrim.timer \
+    man-db.timer e2scrub_all.timer e2scrub_reap.service logrotate.timer; do
+    ln -sfn /dev/null "$root/etc/systemd/system/$unit"
+  done
+
+  # No PackageKit in the image: without this realmd refuses to join with
+  # "Necessary packages are not installed" (LAB.md).
+  cat >"$root/etc/realmd.conf" <<'CFG'
+[service]
+automatic-install = no
+
+[sssd-packages]
+sssd = /usr/sbin/sssd
+sss_cache = /usr/sbin/sss_cache
+
+[adcli-packages]
+adcli = /usr/sbin/adcli
+CFG
+
+  printf 'dsvm-e2e-base\n' >"$root/etc/hostname"
+  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*_Packages
+}
+
+# Prints the cached rootfs; builds it (debootstrap, ~2-3 min) when missing.
+ensure_base_image() {
+  local key dir mirror tmp
+  key="$(base_image_key)"
+  dir="$E2E_CACHE/base-$key"
+  mkdir -p "$E2E_CACHE"
+  # One builder at a time; a second run waits and then reuses the result.
+  exec {lockfd}>"$E2E_CACHE/.lock"
+  flock "$lockfd"
+  if [[ -f "$dir/.complete" ]]; then
+    printf '%s\n' "$dir/rootfs"
+    flock -u "$lockfd"
+    return 0
+  fi
+  mirror="$(apt_mirror)" || die "no bookworm mirror in the machine's apt sources"
+  log "building base image $key from $mirror (debootstrap, a few minutes)"
+  tmp="$E2E_CACHE/tmp-$key.$$"
+  rm -rf "$tmp"
+  mkdir -p "$tmp" "$E2E_CACHE/debs"
+  local include
+  include="$(IFS=,; printf '%s' "${BASE_PACKAGES[*]}")"
+  if ! debootstrap --variant=minbase --cache-dir="$E2E_CACHE/debs" \
+    --include="$include" bookworm "$tmp/rootfs" "$mirror" >"$tmp/debootstrap.log" 2>&1; then
+    tail -n 30 "$tmp/debootstrap.log" >&2
+    die "debootstrap failed (log: $tmp/debootstrap.log)"
+  fi
+  _prepare_rootfs "$tmp/rootfs"
+  ls "$tmp"/rootfs/boot/vmlinuz-* "$tmp"/rootfs/boot/initrd.img-* >/dev/null \
+    || die "base image has no kernel or initrd"
+  touch "$tmp/.complete"
+  # Older keys are stale by definition; keep the disk from filling up.
+  find "$E2E_CACHE" -maxdepth 1 -name 'base-*' ! -name "base-$key" -exec rm -rf {} +
+  mv "$tmp" "$dir"
+  flock -u "$lockfd"
+  log "base image ready: $dir"
+  printf '%s\n' "$dir/rootfs"
+}

@@ -1,0 +1,1 @@
+// placeholder, replaced once test/fakes exists
