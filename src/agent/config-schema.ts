@@ -204,6 +204,9 @@ export const configSchema = z
           }),
         endpointSuffix: hostName.default('core.windows.net'),
         host: hostName.optional(),
+        filesEndpoint: httpUrl('the Azure Files REST endpoint (default https://ACCOUNT.file.ENDPOINTSUFFIX)')
+          .optional()
+          .describe('Files REST endpoint for usage and folder creation; path-style (https://host:port/ACCOUNT) for a local test server'),
         mountPoint: absolutePath('the mount point').default('/data/workspace'),
         auth: z.enum(['key', 'kerberos'], { error: 'must be key or kerberos' }).default('key'),
         key: storageKeyRef.optional(),
@@ -255,7 +258,7 @@ export const configSchema = z
         listen: listen.default('127.0.0.1:8642'),
         allowNonLoopback: z.boolean().default(false),
         initializingGraceSec: z.number().int().min(0).default(1800),
-        unhealthyOn: z.array(z.enum(checkIds), { error: `must list check ids: ${checkIds.join(', ')}` }).default(['domain-trust', 'identity-lookup', 'sssd', 'share-mounted']),
+        unhealthyOn: z.array(z.enum(checkIds, { error: `must list check ids: ${checkIds.join(', ')}` })).default(['domain-trust', 'identity-lookup', 'sssd', 'share-mounted']),
         identityProbe: z.string().min(1).optional(),
         checks: z
           .partialRecord(z.enum(checkIds, { error: `must be a check id: ${checkIds.join(', ')}` }), z.object({ schedule: cronSchedule.optional(), enabled: z.boolean().default(true) }).strict())

@@ -27,6 +27,9 @@ export interface Paths {
   readonly sudoersDir: string;
   readonly sshdConfigDir: string;
   readonly pamConfigsDir: string;
+  readonly pamDir: string;
+  readonly osRelease: string;
+  readonly sssdDbDir: string;
   readonly fstab: string;
   readonly systemdUnitDir: string;
   readonly systemdRunDir: string;
@@ -36,6 +39,9 @@ export interface Paths {
   readonly cloudInstanceId: string;
   readonly metricsTextfile: string;
   readonly procMounts: string;
+  /** mount(8) helpers: looked for where mount(8) looks, to say which package is missing. */
+  readonly mountCifsHelper: string;
+  readonly mountNfsHelper: string;
 }
 
 /** Build the path table for a root prefix. */
@@ -64,6 +70,9 @@ export function makePaths(root = '/'): Paths {
     sudoersDir: under('/etc/sudoers.d'),
     sshdConfigDir: under('/etc/ssh/sshd_config.d'),
     pamConfigsDir: under('/usr/share/pam-configs'),
+    pamDir: under('/etc/pam.d'),
+    osRelease: under('/etc/os-release'),
+    sssdDbDir: under('/var/lib/sss/db'),
     fstab: under('/etc/fstab'),
     systemdUnitDir: under('/etc/systemd/system'),
     systemdRunDir: under('/run/systemd/system'),
@@ -73,5 +82,7 @@ export function makePaths(root = '/'): Paths {
     cloudInstanceId: under('/var/lib/cloud/data/instance-id'),
     metricsTextfile: under('/var/lib/prometheus/node-exporter/dsvm-agent.prom'),
     procMounts: under('/proc/self/mountinfo'),
+    mountCifsHelper: under('/sbin/mount.cifs'),
+    mountNfsHelper: under('/sbin/mount.nfs'),
   };
 }

@@ -72,7 +72,7 @@ async function handle(target: Controllable, req: http.IncomingMessage, res: http
 export async function startControl(target: Controllable, host: string): Promise<{ server: http.Server; url: string }> {
   const server = http.createServer((req, res) => {
     handle(target, req, res).catch((err: unknown) => {
-      const message = err instanceof ZodError ? err.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') : (err as Error).message;
+      const message = err instanceof ZodError ? err.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ') : (err as Error).message;
       reply(res, 400, { error: message });
     });
   });

@@ -163,7 +163,7 @@ async function handle(deps: ServerDeps, req: http.IncomingMessage, res: http.Ser
     }
     if (failure.malformed || failure.status !== undefined) {
       const status = failure.status ?? 200;
-      let payload = failure.malformed ? deps.malformedBody : deps.errorBody(status);
+      let payload: { contentType: string; body: string; headers?: Record<string, string> } = failure.malformed ? deps.malformedBody : deps.errorBody(status);
       if (!failure.malformed && failure.body !== undefined) {
         payload = typeof failure.body === 'string' ? { contentType: 'text/plain', body: failure.body } : { contentType: 'application/json', body: JSON.stringify(failure.body) };
       }

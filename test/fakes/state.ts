@@ -106,7 +106,7 @@ function deepMerge(into: Record<string, unknown>, from: Record<string, unknown>)
  * token obtained before the reset and must still be recognised.
  */
 export class FakeState {
-  tenantId = randomUUID();
+  tenantId: string = randomUUID();
   tokenLifetimeSeconds = 86_399;
   identities = new Map<string, Identity>();
   secrets = new Map<string, SecretVersion[]>();

@@ -1,0 +1,52 @@
+import type { CheckId } from '../../agent/config-schema.js';
+import type { TaskContext } from '../../agent/task.js';
+
+/** What a check saw: `warn` never makes the VM Unhealthy; `fail` may (health.unhealthyOn). */
+export type CheckState = 'ok' | 'warn' | 'fail';
+
+export interface CheckOutcome {
+  state: CheckState;
+  /** One line a person can act on; never a secret. */
+  reason: string;
+}
+
+/** The result of the share's killable probe (share-mount owns it). */
+export interface ShareProbe {
+  mounted: boolean;
+  responsive: boolean;
+  source?: string;
+  reason: string;
+}
+
+/**
+ * The capabilities checks borrow from the first-boot tasks. They come in as
+ * one injected object so a check is a pure function of (ctx, deps) and unit
+ * tests replace them without touching modules.
+ */
+export interface CheckDeps {
+  testJoin(ctx: TaskContext): Promise<{ ok: boolean; reason: string }>;
+  probeShare(ctx: TaskContext, opts: { timeoutMs: number }): Promise<ShareProbe>;
+  shareUsage(ctx: TaskContext): Promise<{ usedBytes: number; quotaBytes: number }>;
+  /** Local clock minus the DC's clock, in ms, and where the DC's time came from. */
+  clockOffset(ctx: TaskContext): Promise<{ offsetMs: number; source: string }>;
+}
+
+/**
+ * One periodic check. Checks do not depend on each other: each reads the
+ * system on its own, so the scheduler may run them in any order, at once.
+ */
+export interface HealthCheck {
+  id: CheckId;
+  description: string;
+  /** node-cron schedule (6 fields, seconds first) used when health.checks.<id>.schedule is unset. */
+  defaultSchedule: string;
+  /** The scheduler gives up on a run after this long and records a failure. */
+  timeoutMs: number;
+  /** A reason this check does not apply under this config (no share configured), or undefined. */
+  skip?(ctx: TaskContext): string | undefined;
+  run(ctx: TaskContext, deps: CheckDeps): Promise<CheckOutcome>;
+}
+
+export const ok = (reason: string): CheckOutcome => ({ state: 'ok', reason });
+export const warn = (reason: string): CheckOutcome => ({ state: 'warn', reason });
+export const fail = (reason: string): CheckOutcome => ({ state: 'fail', reason });

@@ -1,1 +1,0 @@
-// placeholder, replaced once test/fakes exists

@@ -1,0 +1,69 @@
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createLogger } from '../../../src/agent/log.js';
+import { Redactor } from '../../../src/agent/redact.js';
+import { emptyState, StateStore } from '../../../src/agent/state.js';
+
+const log = createLogger({ level: 'error', redactor: new Redactor(), write: () => undefined });
+
+t.test('new VM id means a new first boot; same id keeps the state', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'state-'));
+  const store = new StateStore(path.join(dir, 'state.json'), log);
+  const first = await store.forVm('vm-a', 'imds');
+  t.equal(first.newVm, true);
+  first.state.firstBootCompletedAt = '2026-01-01T00:00:00Z';
+  await store.write(first.state);
+  const again = await store.forVm('vm-a', 'imds');
+  t.equal(again.newVm, false);
+  t.equal(again.state.firstBootCompletedAt, '2026-01-01T00:00:00Z');
+  const captured = await store.forVm('vm-b', 'imds');
+  t.equal(captured.newVm, true, 'image booted as another VM: first boot again');
+  t.equal(captured.previousVmId, 'vm-a');
+  t.equal(captured.state.firstBootCompletedAt, undefined);
+});
+
+t.test('a corrupt state file is moved aside with a warning, never a crash', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'state-'));
+  const file = path.join(dir, 'state.json');
+  const warnings: string[] = [];
+  const store = new StateStore(file, createLogger({ level: 'warn', redactor: new Redactor(), journald: true, write: (l) => warnings.push(l) }));
+  for (const [name, content] of [
+    ['truncated JSON', '{"version":1,"vmId":"a'],
+    ['wrong shape', '{"hello":"world"}'],
+    ['binary garbage', '\u0000\u0001\u0002'],
+  ] as const) {
+    await writeFile(file, content);
+    const got = await store.read();
+    t.equal(got, undefined, `${name}: treated as no state`);
+    const files = await readdir(dir);
+    t.ok(files.some((f) => f.startsWith('state.json.corrupt-')), `${name}: moved aside`);
+    t.notOk(files.includes('state.json'), `${name}: original gone`);
+  }
+  t.match(warnings.join('\n'), /<4>.*corrupt/);
+});
+
+t.test('atomic write: a writer killed at random moments never leaves a torn file', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'state-'));
+  const file = path.join(dir, 'state.json');
+  await new StateStore(file, log).write(emptyState('vm-0', 'test'));
+  const writer = `
+    import { StateStore, emptyState } from ${JSON.stringify(path.resolve('src/agent/state.ts'))};
+    import { createLogger } from ${JSON.stringify(path.resolve('src/agent/log.ts'))};
+    import { Redactor } from ${JSON.stringify(path.resolve('src/agent/redact.ts'))};
+    const store = new StateStore(${JSON.stringify(file)}, createLogger({ redactor: new Redactor(), write: () => {} }));
+    const big = 'x'.repeat(200000);
+    for (let i = 0; ; i++) { const s = emptyState('vm-' + i, 'test'); s.facts.pad = big; await store.write(s); }
+  `;
+  for (let round = 0; round < 8; round++) {
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', writer], { stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 700 + Math.random() * 300));
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    const text = await readFile(file, 'utf8');
+    const parsed = JSON.parse(text) as { vmId: string };
+    t.match(parsed.vmId, /^vm-\d+$/, `round ${round}: complete state (${parsed.vmId})`);
+  }
+});
