@@ -3,13 +3,17 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 NODE ?= node
 
-.PHONY: help build test check lint format typecheck schema lab-up lab-down lab-shell lab-test demo e2e bench deb clean
+
+.PHONY: deps test-all help build test check lint format typecheck schema lab-up lab-down lab-shell lab-test demo e2e bench deb clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
+
+deps: ## install the Debian and npm packages the lab, tests and build need (root)
+	scripts/install-deps
 
 build: node_modules/.package-lock.json ## bundle the agent into dist/ (bin/dsvm-agent runs it)
 	$(NODE) scripts/build.mjs
@@ -19,6 +23,12 @@ schema: node_modules/.package-lock.json ## regenerate packaging/config.schema.js
 
 test: build ## unit tests (tap); no root, no network beyond loopback
 	npx tap
+
+test-all: deps ## everything CI runs: check, unit tests, lab tier, VM-image tier
+	$(MAKE) check
+	$(MAKE) test
+	$(MAKE) lab-test
+	$(MAKE) e2e
 
 typecheck: node_modules/.package-lock.json
 	npx tsc -p tsconfig.json
@@ -45,7 +55,7 @@ lab-shell: ## root shell inside the lab's client VM
 lab-test: build ## integration tier against the lab (root); brings the lab up and down itself
 	test/lab/run-tests
 
-demo: build ## the main job: lab up, provision the client VM, log alice in, show the result
+demo: deps build ## the main job: lab up, provision the client VM, log alice in, show the result
 	test/lab/demo
 
 e2e: build ## VM-image tier: debootstrap image, the .deb, qemu + cloud-init + systemd + CIFS

@@ -97,7 +97,7 @@ build {
     # while trying the image by hand, credentials, state) so the captured image
     # has no identity, then let the Azure agent generalize the VM.
     inline = [
-      "dsvm-agent deprovision",
+      "dsvm-agent deprovision --yes",
       "/usr/sbin/waagent -deprovision+user -force",
       "export HISTSIZE=0",
       "sync",

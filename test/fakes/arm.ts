@@ -10,7 +10,12 @@ import type { FakeState } from './state.js';
 const ARM_AUDIENCES = ['https://management.azure.com', 'https://management.core.windows.net'];
 
 function armError(ctx: Ctx, status: number, code: string, message: string, headers: Record<string, string> = {}): void {
-  sendJson(ctx.res, status, { error: { code, message } }, { 'x-ms-request-id': randomUUID(), 'x-ms-correlation-request-id': randomUUID(), ...headers });
+  sendJson(
+    ctx.res,
+    status,
+    { error: { code, message } },
+    { 'x-ms-request-id': randomUUID(), 'x-ms-correlation-request-id': randomUUID(), ...headers },
+  );
 }
 
 interface ListKeysTarget {
@@ -25,7 +30,8 @@ function listKeys(state: FakeState, ctx: Ctx, target: ListKeysTarget): void {
     const challenge = {
       'www-authenticate': `Bearer authorization_uri="https://login.microsoftonline.com/${state.tenantId}", error="invalid_token", error_description="The authentication failed because of missing 'Authorization' header."`,
     };
-    if (check.reason === 'missing') return armError(ctx, 401, 'AuthenticationFailed', "Authentication failed. The 'Authorization' header is missing.", challenge);
+    if (check.reason === 'missing')
+      return armError(ctx, 401, 'AuthenticationFailed', "Authentication failed. The 'Authorization' header is missing.", challenge);
     if (check.reason === 'audience') {
       return armError(
         ctx,
@@ -34,10 +40,17 @@ function listKeys(state: FakeState, ctx: Ctx, target: ListKeysTarget): void {
         `The access token has been obtained for wrong audience or resource '${check.resource ?? ''}'. It should exactly match with one of the allowed audiences 'https://management.core.windows.net/','https://management.core.windows.net','https://management.azure.com/','https://management.azure.com'.`,
       );
     }
-    if (check.reason === 'expired') return armError(ctx, 401, 'ExpiredAuthenticationToken', 'The access token expiry UTC time is earlier than current UTC time.');
+    if (check.reason === 'expired')
+      return armError(ctx, 401, 'ExpiredAuthenticationToken', 'The access token expiry UTC time is earlier than current UTC time.');
     return armError(ctx, 401, 'InvalidAuthenticationToken', 'The access token is invalid.');
   }
-  if (!ctx.query['api-version']) return armError(ctx, 400, 'MissingApiVersionParameter', "The api-version query parameter (?api-version=) is required for all requests.");
+  if (!ctx.query['api-version'])
+    return armError(
+      ctx,
+      400,
+      'MissingApiVersionParameter',
+      'The api-version query parameter (?api-version=) is required for all requests.',
+    );
   const scope = `/subscriptions/${target.subscriptionId}/resourceGroups/${target.resourceGroup}/providers/Microsoft.Storage/storageAccounts/${target.account}`;
   // ARM authorizes the scope before it looks the resource up.
   if (!state.mayListKeys(check.token, target.account)) {
@@ -78,24 +91,45 @@ function listKeys(state: FakeState, ctx: Ctx, target: ListKeysTarget): void {
   );
 }
 
-const LIST_KEYS = /^\/subscriptions\/([^/]+)\/resourcegroups\/([^/]+)\/providers\/microsoft\.storage\/storageaccounts\/([^/]+)\/listkeys\/?$/i;
+const LIST_KEYS =
+  /^\/subscriptions\/([^/]+)\/resourcegroups\/([^/]+)\/providers\/microsoft\.storage\/storageaccounts\/([^/]+)\/listkeys\/?$/i;
 
 export function armDeps(state: FakeState): Pick<ServerDeps, 'route' | 'errorBody' | 'malformedBody' | 'notFound' | 'clientIdOf'> {
   return {
     route(req: http.IncomingMessage, url: URL) {
       const m = LIST_KEYS.exec(url.pathname);
       if (!m?.[1] || !m[2] || !m[3] || req.method !== 'POST') return undefined;
-      const target = { subscriptionId: decodeURIComponent(m[1]), resourceGroup: decodeURIComponent(m[2]), account: decodeURIComponent(m[3]) };
+      const target = {
+        subscriptionId: decodeURIComponent(m[1]),
+        resourceGroup: decodeURIComponent(m[2]),
+        account: decodeURIComponent(m[3]),
+      };
       return { name: 'arm.listKeys', handle: (ctx) => listKeys(state, ctx, target) };
     },
     errorBody: (status) => ({
       contentType: 'application/json',
       body: JSON.stringify({
-        error: { code: status === 429 ? 'TooManyRequests' : status === 503 ? 'ServiceUnavailable' : status >= 500 ? 'InternalServerError' : `Http${status}`, message: `Injected failure (${status})` },
+        error: {
+          code:
+            status === 429
+              ? 'TooManyRequests'
+              : status === 503
+                ? 'ServiceUnavailable'
+                : status >= 500
+                  ? 'InternalServerError'
+                  : `Http${status}`,
+          message: `Injected failure (${status})`,
+        },
       }),
     }),
     malformedBody: { contentType: 'application/json', body: '{"keys":[{"keyName":"key1","value":"' },
-    notFound: (ctx) => armError(ctx, 404, 'InvalidResourceType', `The resource path '${ctx.url.pathname}' is not served by this fake (only storageAccounts/listKeys).`),
+    notFound: (ctx) =>
+      armError(
+        ctx,
+        404,
+        'InvalidResourceType',
+        `The resource path '${ctx.url.pathname}' is not served by this fake (only storageAccounts/listKeys).`,
+      ),
     clientIdOf: clientIdOfBearer(state),
   };
 }

@@ -1,8 +1,7 @@
 import type { FakeState, IssuedToken } from './state.js';
 
 export type BearerCheck =
-  | { ok: true; token: IssuedToken }
-  | { ok: false; reason: 'missing' | 'unknown' | 'expired' | 'audience'; resource?: string };
+  { ok: true; token: IssuedToken } | { ok: false; reason: 'missing' | 'unknown' | 'expired' | 'audience'; resource?: string };
 
 /** Resource URIs compare without a trailing slash ("https://management.azure.com/" = "…com"). */
 export function sameResource(a: string, b: string): boolean {

@@ -57,7 +57,12 @@ async function handle(target: Controllable, req: http.IncomingMessage, res: http
       const route = url.searchParams.get('route');
       if (fake && !(FAKE_NAMES as readonly string[]).includes(fake)) return reply(res, 400, { error: `unknown fake "${fake}"` });
       const lists = fake ? [target.requests[fake as FakeName]] : FAKE_NAMES.map((n) => target.requests[n]);
-      if (fake || route) return reply(res, 200, lists.flat().filter((r) => !route || r.route === route));
+      if (fake || route)
+        return reply(
+          res,
+          200,
+          lists.flat().filter((r) => !route || r.route === route),
+        );
       return reply(res, 200, target.requests);
     }
     case 'GET /state':
@@ -72,7 +77,10 @@ async function handle(target: Controllable, req: http.IncomingMessage, res: http
 export async function startControl(target: Controllable, host: string): Promise<{ server: http.Server; url: string }> {
   const server = http.createServer((req, res) => {
     handle(target, req, res).catch((err: unknown) => {
-      const message = err instanceof ZodError ? err.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ') : (err as Error).message;
+      const message =
+        err instanceof ZodError
+          ? err.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ')
+          : (err as Error).message;
       reply(res, 400, { error: message });
     });
   });

@@ -22,7 +22,11 @@ function xmlEscape(s: string): string {
 
 function baseHeaders(ctx: Ctx): Record<string, string> {
   const version = ctx.req.headers['x-ms-version'];
-  return { 'x-ms-request-id': randomUUID(), 'x-ms-version': typeof version === 'string' ? version : FILE_VERSION, date: new Date().toUTCString() };
+  return {
+    'x-ms-request-id': randomUUID(),
+    'x-ms-version': typeof version === 'string' ? version : FILE_VERSION,
+    date: new Date().toUTCString(),
+  };
 }
 
 function storageError(ctx: Ctx, status: number, code: string, message: string, detail?: string): void {
@@ -54,7 +58,8 @@ interface Target {
 }
 
 /** Characters Azure Files refuses in names, plus control characters. */
-const BAD_NAME = /["\\:|<>*?\u0000-\u001f]/;
+const BAD_CHARS = /["\\:|<>*?]/;
+const badName = (s: string): boolean => BAD_CHARS.test(s) || [...s].some((c) => c.charCodeAt(0) < 0x20);
 
 function parseTarget(url: URL): Target | 'invalid' | undefined {
   const raw = url.pathname.split('/').filter((s, i, all) => i > 0 && !(s === '' && i === all.length - 1));
@@ -65,7 +70,7 @@ function parseTarget(url: URL): Target | 'invalid' | undefined {
   } catch {
     return 'invalid';
   }
-  if (segments.some((s) => s === '' || s === '.' || s === '..' || BAD_NAME.test(s))) return 'invalid';
+  if (segments.some((s) => s === '' || s === '.' || s === '..' || badName(s))) return 'invalid';
   return { account: raw[0], shareName: raw[1], rel: segments.join('/'), segments };
 }
 
@@ -135,7 +140,8 @@ function directoryHeaders(): Record<string, string> {
 }
 
 async function createDirectory(state: FakeState, ctx: Ctx, share: Share, t: Target): Promise<void> {
-  if (t.segments.length === 0) return storageError(ctx, 400, 'InvalidUri', 'The requested URI does not represent any resource on the server.');
+  if (t.segments.length === 0)
+    return storageError(ctx, 400, 'InvalidUri', 'The requested URI does not represent any resource on the server.');
   const kind = await kindOf(state, share, t);
   if (kind === 'no-parent') return storageError(ctx, 404, 'ParentNotFound', 'The specified parent path does not exist.');
   if (kind !== 'missing') return storageError(ctx, 409, 'ResourceAlreadyExists', 'The specified resource already exists.');
@@ -150,7 +156,13 @@ async function directoryProperties(state: FakeState, ctx: Ctx, share: Share, t: 
   const kind = await kindOf(state, share, t);
   if (kind === 'no-parent') return storageError(ctx, 404, 'ParentNotFound', 'The specified parent path does not exist.');
   if (kind === 'missing') return storageError(ctx, 404, 'ResourceNotFound', 'The specified resource does not exist.');
-  if (kind === 'file') return storageError(ctx, 409, 'ResourceTypeMismatch', 'The specified resource type does not match the type of the resource in the request URI.');
+  if (kind === 'file')
+    return storageError(
+      ctx,
+      409,
+      'ResourceTypeMismatch',
+      'The specified resource type does not match the type of the resource in the request URI.',
+    );
   sendEmpty(ctx, 200, directoryHeaders());
 }
 
@@ -167,7 +179,10 @@ function shareProperties(ctx: Ctx, share: Share): void {
 }
 
 async function shareStats(ctx: Ctx, share: Share): Promise<void> {
-  sendXml(ctx, 200, `<ShareStats><ShareUsageBytes>${await usageBytes(share)}</ShareUsageBytes></ShareStats>`, { etag: share.etag, 'last-modified': share.lastModified.toUTCString() });
+  sendXml(ctx, 200, `<ShareStats><ShareUsageBytes>${await usageBytes(share)}</ShareUsageBytes></ShareStats>`, {
+    etag: share.etag,
+    'last-modified': share.lastModified.toUTCString(),
+  });
 }
 
 /** Handles the request's path covers: itself, its children, or (recursive) everything below. */
@@ -191,21 +206,30 @@ function handleXml(h: Handle): string {
 
 async function listHandles(state: FakeState, ctx: Ctx, share: Share, t: Target): Promise<void> {
   const kind = await kindOf(state, share, t);
-  if (kind === 'missing' || kind === 'no-parent') return storageError(ctx, 404, 'ResourceNotFound', 'The specified resource does not exist.');
+  if (kind === 'missing' || kind === 'no-parent')
+    return storageError(ctx, 404, 'ResourceNotFound', 'The specified resource does not exist.');
   const all = handlesInScope(state, t, kind, ctx.req.headers['x-ms-recursive'] === 'true');
   const start = Number.parseInt(ctx.query.marker ?? '0', 10) || 0;
   const max = Number.parseInt(ctx.query.maxresults ?? '', 10) || state.listHandlesPageSize;
   const page = all.slice(start, start + max);
   const next = start + max < all.length ? String(start + max) : '';
-  sendXml(ctx, 200, `<EnumerationResults><Entries>${page.map(handleXml).join('')}</Entries><NextMarker>${next}</NextMarker></EnumerationResults>`);
+  sendXml(
+    ctx,
+    200,
+    `<EnumerationResults><Entries>${page.map(handleXml).join('')}</Entries><NextMarker>${next}</NextMarker></EnumerationResults>`,
+  );
 }
 
 async function forceCloseHandles(state: FakeState, ctx: Ctx, share: Share, t: Target): Promise<void> {
   const handleId = ctx.req.headers['x-ms-handle-id'];
-  if (typeof handleId !== 'string' || !handleId) return storageError(ctx, 400, 'MissingRequiredHeader', 'An HTTP header that\'s mandatory for this request is not specified.');
+  if (typeof handleId !== 'string' || !handleId)
+    return storageError(ctx, 400, 'MissingRequiredHeader', "An HTTP header that's mandatory for this request is not specified.");
   const kind = await kindOf(state, share, t);
-  if (kind === 'missing' || kind === 'no-parent') return storageError(ctx, 404, 'ResourceNotFound', 'The specified resource does not exist.');
-  const scope = handlesInScope(state, t, kind, ctx.req.headers['x-ms-recursive'] === 'true').filter((h) => handleId === '*' || h.handleId === handleId);
+  if (kind === 'missing' || kind === 'no-parent')
+    return storageError(ctx, 404, 'ResourceNotFound', 'The specified resource does not exist.');
+  const scope = handlesInScope(state, t, kind, ctx.req.headers['x-ms-recursive'] === 'true').filter(
+    (h) => handleId === '*' || h.handleId === handleId,
+  );
   const closable = scope.filter((h) => !h.closeFails);
   // Failures are reported once, on the first call of a marker sequence.
   const failed = ctx.query.marker ? 0 : scope.length - closable.length;
@@ -226,10 +250,13 @@ function pickOperation(req: http.IncomingMessage, url: URL): { name: string; op:
   const method = req.method ?? 'GET';
   if (comp === 'listhandles' && method === 'GET') return { name: 'files.listHandles', op: listHandles };
   if (comp === 'forceclosehandles' && method === 'PUT') return { name: 'files.forceCloseHandles', op: forceCloseHandles };
-  if (restype === 'share' && comp === 'stats' && method === 'GET') return { name: 'files.shareStats', op: (_s, ctx, share) => shareStats(ctx, share) };
-  if (restype === 'share' && !comp && (method === 'GET' || method === 'HEAD')) return { name: 'files.shareProperties', op: (_s, ctx, share) => shareProperties(ctx, share) };
+  if (restype === 'share' && comp === 'stats' && method === 'GET')
+    return { name: 'files.shareStats', op: (_s, ctx, share) => shareStats(ctx, share) };
+  if (restype === 'share' && !comp && (method === 'GET' || method === 'HEAD'))
+    return { name: 'files.shareProperties', op: (_s, ctx, share) => shareProperties(ctx, share) };
   if (restype === 'directory' && !comp && method === 'PUT') return { name: 'files.createDirectory', op: createDirectory };
-  if (restype === 'directory' && !comp && (method === 'GET' || method === 'HEAD')) return { name: 'files.directoryProperties', op: directoryProperties };
+  if (restype === 'directory' && !comp && (method === 'GET' || method === 'HEAD'))
+    return { name: 'files.directoryProperties', op: directoryProperties };
   return undefined;
 }
 
@@ -242,8 +269,10 @@ export function filesDeps(state: FakeState): Pick<ServerDeps, 'route' | 'errorBo
         name: picked.name,
         async handle(ctx) {
           const t = parseTarget(ctx.url);
-          if (t === undefined) return storageError(ctx, 400, 'InvalidUri', 'The requested URI does not represent any resource on the server.');
-          if (t === 'invalid') return storageError(ctx, 400, 'InvalidResourceName', 'The specifed resource name contains invalid characters.');
+          if (t === undefined)
+            return storageError(ctx, 400, 'InvalidUri', 'The requested URI does not represent any resource on the server.');
+          if (t === 'invalid')
+            return storageError(ctx, 400, 'InvalidResourceName', 'The specifed resource name contains invalid characters.');
           const account = state.accounts.get(t.account);
           const auth = verifySharedKey(ctx.req, ctx.url, t.account, account?.keys ?? []);
           if (!auth.ok) {
@@ -267,7 +296,16 @@ export function filesDeps(state: FakeState): Pick<ServerDeps, 'route' | 'errorBo
         headers: { 'x-ms-error-code': code },
       };
     },
-    malformedBody: { contentType: 'application/xml', body: '<?xml version="1.0" encoding="utf-8"?><EnumerationResults><Entries><Handle><HandleId>' },
-    notFound: (ctx) => storageError(ctx, 400, 'InvalidQueryParameterValue', `The operation ${ctx.req.method ?? ''} ${ctx.url.search} is not served by this fake.`),
+    malformedBody: {
+      contentType: 'application/xml',
+      body: '<?xml version="1.0" encoding="utf-8"?><EnumerationResults><Entries><Handle><HandleId>',
+    },
+    notFound: (ctx) =>
+      storageError(
+        ctx,
+        400,
+        'InvalidQueryParameterValue',
+        `The operation ${ctx.req.method ?? ''} ${ctx.url.search} is not served by this fake.`,
+      ),
   };
 }

@@ -163,9 +163,14 @@ async function handle(deps: ServerDeps, req: http.IncomingMessage, res: http.Ser
     }
     if (failure.malformed || failure.status !== undefined) {
       const status = failure.status ?? 200;
-      let payload: { contentType: string; body: string; headers?: Record<string, string> } = failure.malformed ? deps.malformedBody : deps.errorBody(status);
+      let payload: { contentType: string; body: string; headers?: Record<string, string> } = failure.malformed
+        ? deps.malformedBody
+        : deps.errorBody(status);
       if (!failure.malformed && failure.body !== undefined) {
-        payload = typeof failure.body === 'string' ? { contentType: 'text/plain', body: failure.body } : { contentType: 'application/json', body: JSON.stringify(failure.body) };
+        payload =
+          typeof failure.body === 'string'
+            ? { contentType: 'text/plain', body: failure.body }
+            : { contentType: 'application/json', body: JSON.stringify(failure.body) };
       }
       res.writeHead(status, { 'content-type': payload.contentType, ...(payload.headers ?? {}), ...(failure.headers ?? {}) });
       res.end(payload.body);
@@ -182,7 +187,11 @@ async function handle(deps: ServerDeps, req: http.IncomingMessage, res: http.Ser
 export type AnyServer = http.Server | https.Server;
 
 /** Start one fake on an ephemeral port; resolves to its base URL. */
-export async function listen(deps: ServerDeps, host: string, tls?: { key: string; cert: string }): Promise<{ server: AnyServer; url: string }> {
+export async function listen(
+  deps: ServerDeps,
+  host: string,
+  tls?: { key: string; cert: string },
+): Promise<{ server: AnyServer; url: string }> {
   const listener = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     handle(deps, req, res).catch((err: unknown) => {
       // A fake bug must show as a server error, not as a hung client.

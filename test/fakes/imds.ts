@@ -39,7 +39,10 @@ function pickIdentity(state: FakeState, query: Record<string, string>): Identity
     found = all.find((i) => i.systemAssigned);
     if (!found) {
       const userAssigned = all.filter((i) => !i.systemAssigned);
-      if (userAssigned.length > 1) return { error: 'Multiple user assigned identities exist, please specify the clientId / resourceId of the identity in the token request' };
+      if (userAssigned.length > 1)
+        return {
+          error: 'Multiple user assigned identities exist, please specify the clientId / resourceId of the identity in the token request',
+        };
       found = userAssigned[0];
     }
   }
@@ -49,7 +52,7 @@ function pickIdentity(state: FakeState, query: Record<string, string>): Identity
 function token(state: FakeState, ctx: Ctx): void {
   if (!requireMetadata(ctx, false)) return;
   const { query } = ctx;
-  if (!query['api-version']) return oauthError(ctx, 400, 'Required query variable \'api-version\' is missing');
+  if (!query['api-version']) return oauthError(ctx, 400, "Required query variable 'api-version' is missing");
   const resource = query.resource;
   if (!resource) return oauthError(ctx, 400, 'Required audience parameter not specified');
   const pick = pickIdentity(state, query);
@@ -78,7 +81,10 @@ function token(state: FakeState, ctx: Ctx): void {
 function instance(state: FakeState, ctx: Ctx): void {
   if (!requireMetadata(ctx, true)) return;
   if (!ctx.query['api-version']) {
-    sendJson(ctx.res, 400, { error: 'Bad request. api-version was not specified in the request. For more information refer to aka.ms/azureimds', 'newest-versions': ['2021-02-01'] });
+    sendJson(ctx.res, 400, {
+      error: 'Bad request. api-version was not specified in the request. For more information refer to aka.ms/azureimds',
+      'newest-versions': ['2021-02-01'],
+    });
     return;
   }
   // /metadata/instance[/compute[/osProfile/computerName ...]]: walk into the document.
@@ -93,7 +99,7 @@ function instance(state: FakeState, ctx: Ctx): void {
   }
   if (ctx.query.format === 'text') {
     if (node !== null && typeof node === 'object') {
-      sendJson(ctx.res, 400, { error: 'Bad request. Query parameter \'format\' is invalid for this category. Only json is supported.' });
+      sendJson(ctx.res, 400, { error: "Bad request. Query parameter 'format' is invalid for this category. Only json is supported." });
       return;
     }
     ctx.res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
@@ -106,7 +112,10 @@ function instance(state: FakeState, ctx: Ctx): void {
 function scheduledEvents(state: FakeState, ctx: Ctx): void {
   if (!requireMetadata(ctx, true)) return;
   if (!ctx.query['api-version']) {
-    sendJson(ctx.res, 400, { error: 'Bad request. api-version was not specified in the request. For more information refer to aka.ms/azureimds', 'newest-versions': ['2020-07-01'] });
+    sendJson(ctx.res, 400, {
+      error: 'Bad request. api-version was not specified in the request. For more information refer to aka.ms/azureimds',
+      'newest-versions': ['2020-07-01'],
+    });
     return;
   }
   sendJson(ctx.res, 200, { DocumentIncarnation: state.documentIncarnation, Events: state.events });
@@ -162,7 +171,13 @@ export function imdsDeps(state: FakeState): Pick<ServerDeps, 'route' | 'errorBod
       }
       return undefined;
     },
-    errorBody: (status) => ({ contentType: 'application/json', body: JSON.stringify({ error: status === 429 ? 'too_many_requests' : 'server_error', error_description: `Injected failure (${status})` }) }),
+    errorBody: (status) => ({
+      contentType: 'application/json',
+      body: JSON.stringify({
+        error: status === 429 ? 'too_many_requests' : 'server_error',
+        error_description: `Injected failure (${status})`,
+      }),
+    }),
     malformedBody: { contentType: 'application/json', body: '{"access_token":"' },
     notFound: (ctx) => sendJson(ctx.res, 404, { error: 'Not found' }),
   };

@@ -1,5 +1,5 @@
 import https from 'node:https';
-import type { LookupFunction } from 'node:net';
+import { isIP, type LookupFunction } from 'node:net';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -65,15 +65,26 @@ export interface Fakes {
   vaultUrl(name?: string): string;
 }
 
-/** Resolve only loopback names, so a test can never leak a DNS query. */
+/**
+ * Resolve only loopback names, so a test can never leak a DNS query. Clients
+ * hand IPv6 literals over still bracketed ("[::1]"): those resolve to themselves.
+ */
 export const loopbackLookup: LookupFunction = (hostname, options, callback) => {
-  if (hostname !== 'localhost' && !hostname.endsWith('.localhost')) {
-    const err = Object.assign(new Error(`test fakes: refusing to resolve "${hostname}" (only localhost names are allowed)`), { code: 'ENOTFOUND' });
+  const name = hostname.replace(/^\[(.*)\]$/, '$1');
+  const family = isIP(name);
+  const loopbackIp = (family === 4 && name.startsWith('127.')) || name === '::1';
+  if (!loopbackIp && name !== 'localhost' && !name.endsWith('.localhost')) {
+    const err = Object.assign(new Error(`test fakes: refusing to resolve "${hostname}" (only loopback names are allowed)`), {
+      code: 'ENOTFOUND',
+    });
     callback(err, '', 4);
     return;
   }
-  if (options.all) (callback as unknown as (e: null, a: Array<{ address: string; family: number }>) => void)(null, [{ address: '127.0.0.1', family: 4 }]);
-  else callback(null, '127.0.0.1', 4);
+  const address = loopbackIp ? name : '127.0.0.1';
+  const addressFamily = family || 4;
+  if (options.all)
+    (callback as unknown as (e: null, a: Array<{ address: string; family: number }>) => void)(null, [{ address, family: addressFamily }]);
+  else callback(null, address, addressFamily);
 };
 
 async function checkRoots(roots: Record<string, string>): Promise<Record<string, string>> {
@@ -114,7 +125,10 @@ export async function startFakes(opts: StartOptions = {}): Promise<Fakes> {
       log.clear();
     };
     const fail = (route: string, spec: FailSpec): void => injector.add(route, spec);
-    const control = await startControl({ seed: (s) => state.seed(s), fail, reset, requests: log.byFake, summary: () => state.summary() }, host);
+    const control = await startControl(
+      { seed: (s) => state.seed(s), fail, reset, requests: log.byFake, summary: () => state.summary() },
+      host,
+    );
     servers.push(control.server);
     const keyVaultPort = new URL(keyVault).port;
     return {

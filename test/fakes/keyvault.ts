@@ -27,12 +27,19 @@ export function challengeResource(hostHeader: string | undefined): string {
 }
 
 function kvError(ctx: Ctx, status: number, code: string, message: string, inner?: string, headers: Record<string, string> = {}): void {
-  sendJson(ctx.res, status, { error: { code, message, ...(inner ? { innererror: { code: inner } } : {}) } }, { 'x-ms-request-id': requestId(), ...headers });
+  sendJson(
+    ctx.res,
+    status,
+    { error: { code, message, ...(inner ? { innererror: { code: inner } } : {}) } },
+    { 'x-ms-request-id': requestId(), ...headers },
+  );
 }
 
 function getSecret(state: FakeState, ctx: Ctx, name: string, version: string | undefined): void {
   const resource = challengeResource(ctx.req.headers.host);
-  const challenge = { 'www-authenticate': `Bearer authorization="https://login.microsoftonline.com/${state.tenantId}", resource="${resource}"` };
+  const challenge = {
+    'www-authenticate': `Bearer authorization="https://login.microsoftonline.com/${state.tenantId}", resource="${resource}"`,
+  };
   const check = checkBearer(state, ctx.req.headers.authorization, [resource, PUBLIC_VAULT_RESOURCE]);
   if (!check.ok) {
     const messages = {
@@ -75,7 +82,13 @@ function getSecret(state: FakeState, ctx: Ctx, name: string, version: string | u
       value: secret.value,
       ...(secret.contentType ? { contentType: secret.contentType } : {}),
       id: `${base}/secrets/${name}/${secret.version}`,
-      attributes: { enabled: secret.enabled, created: secret.created, updated: secret.created, recoveryLevel: 'Recoverable+Purgeable', recoverableDays: 90 },
+      attributes: {
+        enabled: secret.enabled,
+        created: secret.created,
+        updated: secret.created,
+        recoveryLevel: 'Recoverable+Purgeable',
+        recoverableDays: 90,
+      },
       tags: {},
     },
     { 'x-ms-request-id': requestId(), 'x-ms-keyvault-service-version': '1.9.0.0' },
@@ -93,7 +106,12 @@ export function keyVaultDeps(state: FakeState): Pick<ServerDeps, 'route' | 'erro
     },
     errorBody: (status) => ({
       contentType: 'application/json',
-      body: JSON.stringify({ error: { code: status === 429 ? 'Throttled' : status >= 500 ? 'InternalServerError' : `Http${status}`, message: `Injected failure (${status})` } }),
+      body: JSON.stringify({
+        error: {
+          code: status === 429 ? 'Throttled' : status >= 500 ? 'InternalServerError' : `Http${status}`,
+          message: `Injected failure (${status})`,
+        },
+      }),
     }),
     malformedBody: { contentType: 'application/json', body: '{"value":"' },
     notFound: (ctx) => kvError(ctx, 404, 'NotFound', `The requested path ${ctx.url.pathname} is not supported by this fake.`),

@@ -16,7 +16,9 @@ import { startFakes } from './index.js';
 import type { Seed } from './types.js';
 
 function usage(message: string): never {
-  process.stderr.write(`serve: ${message}\nusage: serve.ts --host ADDR --out FILE [--state-dir DIR] [--files-root ACCOUNT[/SHARE]=DIR ...] [--seed FILE.json]\n`);
+  process.stderr.write(
+    `serve: ${message}\nusage: serve.ts --host ADDR --out FILE [--state-dir DIR] [--files-root ACCOUNT[/SHARE]=DIR ...] [--seed FILE.json]\n`,
+  );
   process.exit(2);
 }
 

@@ -26,7 +26,14 @@ function canonicalizedHeaders(req: http.IncomingMessage): string {
     .filter((n) => n.startsWith('x-ms-'))
     .sort();
   // Values: unfold line breaks and trim, per the doc.
-  return names.map((n) => `${n}:${header(req, n).replace(/\s*\r?\n\s*/g, ' ').trim()}\n`).join('');
+  return names
+    .map(
+      (n) =>
+        `${n}:${header(req, n)
+          .replace(/\s*\r?\n\s*/g, ' ')
+          .trim()}\n`,
+    )
+    .join('');
 }
 
 function canonicalizedResource(account: string, rawPath: string, url: URL): string {
@@ -69,13 +76,30 @@ export type SharedKeyResult = { ok: true } | { ok: false; code: 'NoAuthenticatio
  */
 export function verifySharedKey(req: http.IncomingMessage, url: URL, account: string, keys: readonly string[]): SharedKeyResult {
   const authorization = header(req, 'authorization');
-  if (!authorization) return { ok: false, code: 'NoAuthenticationInformation', detail: 'Server failed to authenticate the request. Please refer to the information in the www-authenticate header.' };
+  if (!authorization)
+    return {
+      ok: false,
+      code: 'NoAuthenticationInformation',
+      detail: 'Server failed to authenticate the request. Please refer to the information in the www-authenticate header.',
+    };
   const m = /^SharedKey\s+([^:\s]+):(\S+)$/.exec(authorization);
-  if (!m) return { ok: false, code: 'AuthenticationFailed', detail: 'Authentication scheme is not SharedKey, or the Authorization header is malformed.' };
-  if (m[1] !== account) return { ok: false, code: 'AuthenticationFailed', detail: `The account ${m[1] ?? ''} in the Authorization header does not match the account in the URL.` };
-  if (!header(req, 'x-ms-date') && !header(req, 'date')) return { ok: false, code: 'AuthenticationFailed', detail: 'Request date header not specified.' };
+  if (!m)
+    return {
+      ok: false,
+      code: 'AuthenticationFailed',
+      detail: 'Authentication scheme is not SharedKey, or the Authorization header is malformed.',
+    };
+  if (m[1] !== account)
+    return {
+      ok: false,
+      code: 'AuthenticationFailed',
+      detail: `The account ${m[1] ?? ''} in the Authorization header does not match the account in the URL.`,
+    };
+  if (!header(req, 'x-ms-date') && !header(req, 'date'))
+    return { ok: false, code: 'AuthenticationFailed', detail: 'Request date header not specified.' };
   const when = Date.parse(header(req, 'x-ms-date') || header(req, 'date'));
-  if (Number.isNaN(when) || Math.abs(Date.now() - when) > 15 * 60_000) return { ok: false, code: 'AuthenticationFailed', detail: 'Request date header too old or invalid.' };
+  if (Number.isNaN(when) || Math.abs(Date.now() - when) > 15 * 60_000)
+    return { ok: false, code: 'AuthenticationFailed', detail: 'Request date header too old or invalid.' };
   const given = Buffer.from(m[2] ?? '', 'base64');
   const rawPath = url.pathname;
   const withoutAccount = rawPath.slice(account.length + 1) || '/';
@@ -86,5 +110,9 @@ export function verifySharedKey(req: http.IncomingMessage, url: URL, account: st
       if (expected.length === given.length && timingSafeEqual(expected, given)) return { ok: true };
     }
   }
-  return { ok: false, code: 'AuthenticationFailed', detail: `The MAC signature found in the HTTP request '${m[2] ?? ''}' is not the same as any computed signature.` };
+  return {
+    ok: false,
+    code: 'AuthenticationFailed',
+    detail: `The MAC signature found in the HTTP request '${m[2] ?? ''}' is not the same as any computed signature.`,
+  };
 }

@@ -191,7 +191,8 @@ export class FakeState {
     const s = typeof secret === 'string' ? { value: secret } : secret;
     const versions = this.secrets.get(name) ?? [];
     const latest = versions.at(-1);
-    if (!s.version && latest && latest.value === s.value && latest.contentType === s.contentType && latest.enabled === (s.enabled ?? true)) return;
+    if (!s.version && latest && latest.value === s.value && latest.contentType === s.contentType && latest.enabled === (s.enabled ?? true))
+      return;
     const version = s.version ?? randomBytes(16).toString('hex');
     const next = versions.filter((v) => v.version !== version);
     next.push({ version, value: s.value, contentType: s.contentType, enabled: s.enabled ?? true, created: Math.floor(Date.now() / 1000) });
@@ -251,7 +252,12 @@ export class FakeState {
   summary(): Record<string, unknown> {
     return {
       tenantId: this.tenantId,
-      identities: [...this.identities.values()].map(({ clientId, systemAssigned, secrets, storageAccounts }) => ({ clientId, systemAssigned, secrets, storageAccounts })),
+      identities: [...this.identities.values()].map(({ clientId, systemAssigned, secrets, storageAccounts }) => ({
+        clientId,
+        systemAssigned,
+        secrets,
+        storageAccounts,
+      })),
       secrets: [...this.secrets.entries()].map(([name, versions]) => ({ name, versions: versions.map((v) => v.version) })),
       storageAccounts: [...this.accounts.values()].map((a) => ({
         name: a.name,

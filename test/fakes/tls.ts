@@ -35,9 +35,21 @@ export async function makeTls(dir: string, host: string): Promise<TlsMaterial> {
   const p = (name: string): string => path.join(dir, name);
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
   await run('openssl', [
-    'req', '-x509', ...ec, '-keyout', p('ca.key'), '-out', p('ca.pem'), '-days', '7',
-    '-subj', `/CN=dsvm-agent test fakes CA ${randomBytes(4).toString('hex')}`,
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+    'req',
+    '-x509',
+    ...ec,
+    '-keyout',
+    p('ca.key'),
+    '-out',
+    p('ca.pem'),
+    '-days',
+    '7',
+    '-subj',
+    `/CN=dsvm-agent test fakes CA ${randomBytes(4).toString('hex')}`,
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
   ]);
   await run('openssl', ['req', '-new', ...ec, '-keyout', p('server.key'), '-out', p('server.csr'), '-subj', '/CN=dsvm-agent test fakes']);
   await writeFile(
@@ -45,10 +57,28 @@ export async function makeTls(dir: string, host: string): Promise<TlsMaterial> {
     `subjectAltName=${subjectAltNames(host)}\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n`,
   );
   await run('openssl', [
-    'x509', '-req', '-in', p('server.csr'), '-CA', p('ca.pem'), '-CAkey', p('ca.key'),
-    '-set_serial', `0x${randomBytes(12).toString('hex')}`, '-days', '7', '-extfile', p('server.ext'), '-out', p('server.pem'),
+    'x509',
+    '-req',
+    '-in',
+    p('server.csr'),
+    '-CA',
+    p('ca.pem'),
+    '-CAkey',
+    p('ca.key'),
+    '-set_serial',
+    `0x${randomBytes(12).toString('hex')}`,
+    '-days',
+    '7',
+    '-extfile',
+    p('server.ext'),
+    '-out',
+    p('server.pem'),
   ]);
   await Promise.all(['ca.key', 'server.csr', 'server.ext'].map((f) => rm(p(f), { force: true })));
-  const [ca, key, cert] = await Promise.all([readFile(p('ca.pem'), 'utf8'), readFile(p('server.key'), 'utf8'), readFile(p('server.pem'), 'utf8')]);
+  const [ca, key, cert] = await Promise.all([
+    readFile(p('ca.pem'), 'utf8'),
+    readFile(p('server.key'), 'utf8'),
+    readFile(p('server.pem'), 'utf8'),
+  ]);
   return { caFile: p('ca.pem'), ca, key, cert };
 }

@@ -43,7 +43,10 @@ const secretSeed = z.union([
   z.string(),
   z.object({
     value: z.string(),
-    version: z.string().regex(/^[0-9a-zA-Z]{1,64}$/).optional(),
+    version: z
+      .string()
+      .regex(/^[0-9a-zA-Z]{1,64}$/)
+      .optional(),
     contentType: z.string().optional(),
     enabled: z.boolean().optional(),
   }),

@@ -17,12 +17,15 @@ import t from 'tap';
 import { startFakes, type Fakes } from '../fakes/index.js';
 
 const nonLoopback: string[] = [];
-const isLoopbackHost = (host: string): boolean => host === 'localhost' || host.endsWith('.localhost') || host === '::1' || /^127\./.test(host);
+const isLoopbackHost = (host: string): boolean =>
+  host === 'localhost' || host.endsWith('.localhost') || host === '::1' || /^127\./.test(host);
 const realConnect = net.Socket.prototype.connect;
 // A test-only guard: refuse (asynchronously, like a network error) any connection off loopback.
 net.Socket.prototype.connect = function guardedConnect(this: net.Socket, ...args: unknown[]) {
   const first = Array.isArray(args[0]) ? (args[0] as unknown[])[0] : args[0];
-  const options = (typeof first === 'object' && first !== null ? first : typeof first === 'number' ? { port: first, host: args[1] } : { path: first }) as { host?: unknown; path?: unknown };
+  const options = (
+    typeof first === 'object' && first !== null ? first : typeof first === 'number' ? { port: first, host: args[1] } : { path: first }
+  ) as { host?: unknown; path?: unknown };
   const host = typeof options.host === 'string' ? options.host : 'localhost';
   if (!options.path && !isLoopbackHost(host)) {
     nonLoopback.push(host);
@@ -55,7 +58,15 @@ t.before(async () => {
         { clientId: DENIED_ID },
       ],
       secrets: { 'dsvm-join': { value: 'join-secret-value', version: 'v1' } },
-      storageAccounts: [{ name: 'contosofiles', subscriptionId: SUBSCRIPTION, resourceGroup: 'rg-dsvm', keys: [storageKey], shares: { workspace: { quotaGiB: 100 } } }],
+      storageAccounts: [
+        {
+          name: 'contosofiles',
+          subscriptionId: SUBSCRIPTION,
+          resourceGroup: 'rg-dsvm',
+          keys: [storageKey],
+          shares: { workspace: { quotaGiB: 100 } },
+        },
+      ],
     },
   });
   // MSAL picks the managed-identity source once per process: set before any credential exists.
@@ -99,31 +110,55 @@ t.test('IMDS raw endpoints: header rules, instance metadata, scheduled events', 
   const md = { headers: { Metadata: 'true' } };
   t.equal((await fetch(`${imds}/metadata/instance?api-version=2021-02-01`)).status, 400, 'instance without Metadata');
 
-  fakes.state.seed({ vm: { compute: { name: 'dsvm-lab-client-0001', vmScaleSetName: 'dsvm-pool', osProfile: { computerName: 'dsvm-lab-client-0001' } } } });
+  fakes.state.seed({
+    vm: { compute: { name: 'dsvm-lab-client-0001', vmScaleSetName: 'dsvm-pool', osProfile: { computerName: 'dsvm-lab-client-0001' } } },
+  });
   const doc = (await (await fetch(`${imds}/metadata/instance?api-version=2021-02-01`, md)).json()) as { compute: Record<string, unknown> };
   t.equal(doc.compute.name, 'dsvm-lab-client-0001');
   t.equal(doc.compute.vmScaleSetName, 'dsvm-pool');
   t.equal((doc.compute.osProfile as Record<string, unknown>).adminUsername, 'azureuser', 'deep merge keeps defaults');
   const compute = (await (await fetch(`${imds}/metadata/instance/compute?api-version=2021-02-01`, md)).json()) as Record<string, unknown>;
   t.equal(compute.subscriptionId, doc.compute.subscriptionId);
-  t.equal(await (await fetch(`${imds}/metadata/instance/compute/osProfile/computerName?api-version=2021-02-01&format=text`, md)).text(), 'dsvm-lab-client-0001');
+  t.equal(
+    await (await fetch(`${imds}/metadata/instance/compute/osProfile/computerName?api-version=2021-02-01&format=text`, md)).text(),
+    'dsvm-lab-client-0001',
+  );
 
   fakes.state.seed({
     scheduledEvents: [
-      { EventId: 'E1', EventType: 'Terminate', Resources: ['dsvm-pool_3'], NotBefore: 'Mon, 19 Sep 2016 18:29:47 GMT', DurationInSeconds: -1 },
+      {
+        EventId: 'E1',
+        EventType: 'Terminate',
+        Resources: ['dsvm-pool_3'],
+        NotBefore: 'Mon, 19 Sep 2016 18:29:47 GMT',
+        DurationInSeconds: -1,
+      },
       { EventId: 'E2', EventType: 'Freeze', Resources: ['other_1'] },
     ],
   });
   const url = `${imds}/metadata/scheduledevents?api-version=2020-07-01`;
   const before = (await (await fetch(url, md)).json()) as { DocumentIncarnation: number; Events: Array<Record<string, unknown>> };
   t.equal(before.Events.length, 2);
-  t.match(before.Events[0], { EventId: 'E1', EventType: 'Terminate', ResourceType: 'VirtualMachine', EventStatus: 'Scheduled', EventSource: 'Platform' });
-  const ack = await fetch(url, { method: 'POST', headers: { Metadata: 'true', 'content-type': 'application/json' }, body: JSON.stringify({ StartRequests: [{ EventId: 'E1' }] }) });
+  t.match(before.Events[0], {
+    EventId: 'E1',
+    EventType: 'Terminate',
+    ResourceType: 'VirtualMachine',
+    EventStatus: 'Scheduled',
+    EventSource: 'Platform',
+  });
+  const ack = await fetch(url, {
+    method: 'POST',
+    headers: { Metadata: 'true', 'content-type': 'application/json' },
+    body: JSON.stringify({ StartRequests: [{ EventId: 'E1' }] }),
+  });
   t.equal(ack.status, 200);
   const after = (await (await fetch(url, md)).json()) as typeof before;
   t.equal(after.DocumentIncarnation, before.DocumentIncarnation + 1);
   t.equal(after.Events[0]?.EventStatus, 'Started');
-  t.same(fakes.state.approvals().map((a) => a.EventId), ['E1']);
+  t.same(
+    fakes.state.approvals().map((a) => a.EventId),
+    ['E1'],
+  );
   t.same(fakes.requests.imds.at(-2)?.body, { EventIds: ['E1'] });
   t.equal((await fetch(url, { method: 'POST', headers: { Metadata: 'true' }, body: 'nope' })).status, 400);
 });
@@ -131,13 +166,21 @@ t.test('IMDS raw endpoints: header rules, instance metadata, scheduled events', 
 t.test('Key Vault through @azure/keyvault-secrets SecretClient', async (t) => {
   const { SecretClient } = await import('@azure/keyvault-secrets');
   const agent = fakes.httpsAgent();
-  const client = (clientId?: string, url = fakes.vaultUrl()) => credential(clientId).then((c) => new SecretClient(url, c, { agent, retryOptions: { maxRetries: 0 } }));
+  const client = (clientId?: string, url = fakes.vaultUrl()) =>
+    credential(clientId).then((c) => new SecretClient(url, c, { agent, retryOptions: { maxRetries: 0 } }));
 
   const secret = await (await client()).getSecret('dsvm-join');
   t.equal(secret.value, 'join-secret-value');
   t.equal(secret.properties.version, 'v1');
   const kv = fakes.requests.keyVault.slice(-2);
-  t.match(kv, [{ status: 401, auth: 'none' }, { status: 200, auth: 'Bearer', clientId: SYSTEM_ID }], 'challenge, then the token');
+  t.match(
+    kv,
+    [
+      { status: 401, auth: 'none' },
+      { status: 200, auth: 'Bearer', clientId: SYSTEM_ID },
+    ],
+    'challenge, then the token',
+  );
   t.equal(fakes.requests.imds.at(-1)?.query.resource, 'https://vault.localhost', 'token asked for the challenge resource');
 
   fakes.state.seed({ secrets: { 'dsvm-join': 'rotated' } });
@@ -149,8 +192,16 @@ t.test('Key Vault through @azure/keyvault-secrets SecretClient', async (t) => {
   await t.rejects((await client(USER_ID)).getSecret('missing'), { statusCode: 404, code: 'SecretNotFound' });
 
   const ipUrl = fakes.urls.keyVault;
-  await t.rejects((await client(USER_ID, ipUrl)).getSecret('dsvm-join'), /does not match the requested domain/, 'an IP vault URL fails the SDK challenge check');
-  const lenient = new SecretClient(ipUrl, await credential(USER_ID), { agent, retryOptions: { maxRetries: 0 }, disableChallengeResourceVerification: true });
+  await t.rejects(
+    (await client(USER_ID, ipUrl)).getSecret('dsvm-join'),
+    /does not match the requested domain/,
+    'an IP vault URL fails the SDK challenge check',
+  );
+  const lenient = new SecretClient(ipUrl, await credential(USER_ID), {
+    agent,
+    retryOptions: { maxRetries: 0 },
+    disableChallengeResourceVerification: true,
+  });
   t.equal((await lenient.getSecret('dsvm-join')).value, 'rotated', 'unless verification is disabled');
 
   fakes.fail('imds.token', { drop: true, times: 1 });
@@ -163,7 +214,11 @@ t.test('ARM listKeys through @azure/arm-storage StorageManagementClient', async 
   const { StorageManagementClient } = await import('@azure/arm-storage');
   const agent = fakes.httpsAgent();
   const client = async (clientId?: string) =>
-    new StorageManagementClient(await credential(clientId), SUBSCRIPTION, { endpoint: fakes.urls.arm, agent, retryOptions: { maxRetries: 0 } });
+    new StorageManagementClient(await credential(clientId), SUBSCRIPTION, {
+      endpoint: fakes.urls.arm,
+      agent,
+      retryOptions: { maxRetries: 0 },
+    });
 
   const result = await (await client()).storageAccounts.listKeys('rg-dsvm', 'contosofiles');
   t.match(result.keys, [
@@ -171,13 +226,22 @@ t.test('ARM listKeys through @azure/arm-storage StorageManagementClient', async 
     { keyName: 'key2', permissions: 'FULL' },
   ]);
   const call = fakes.requests.arm.at(-1);
-  t.equal(call?.path, `/subscriptions/${SUBSCRIPTION}/resourceGroups/rg-dsvm/providers/Microsoft.Storage/storageAccounts/contosofiles/listKeys`);
+  t.equal(
+    call?.path,
+    `/subscriptions/${SUBSCRIPTION}/resourceGroups/rg-dsvm/providers/Microsoft.Storage/storageAccounts/contosofiles/listKeys`,
+  );
   t.ok(call?.query['api-version'], 'api-version sent');
   t.equal(fakes.requests.imds.at(-1)?.query.resource, 'https://management.azure.com');
 
-  await t.rejects((await client(DENIED_ID)).storageAccounts.listKeys('rg-dsvm', 'contosofiles'), { statusCode: 403, code: 'AuthorizationFailed' });
+  await t.rejects((await client(DENIED_ID)).storageAccounts.listKeys('rg-dsvm', 'contosofiles'), {
+    statusCode: 403,
+    code: 'AuthorizationFailed',
+  });
   await t.rejects((await client(USER_ID)).storageAccounts.listKeys('rg-dsvm', 'nosuchacct'), { statusCode: 404, code: 'ResourceNotFound' });
-  await t.rejects((await client(USER_ID)).storageAccounts.listKeys('rg-other', 'contosofiles'), { statusCode: 404, code: 'ResourceGroupNotFound' });
+  await t.rejects((await client(USER_ID)).storageAccounts.listKeys('rg-other', 'contosofiles'), {
+    statusCode: 404,
+    code: 'ResourceGroupNotFound',
+  });
 
   const listKeysUrl = `${fakes.urls.arm}/subscriptions/${SUBSCRIPTION}/resourceGroups/rg-dsvm/providers/Microsoft.Storage/storageAccounts/contosofiles/listKeys?api-version=2023-05-01`;
   const noToken = await httpsPost(listKeysUrl, agent);
@@ -189,7 +253,8 @@ t.test('Azure Files through @azure/storage-file-share with a shared key', async 
   const { ShareServiceClient, StorageSharedKeyCredential } = await import('@azure/storage-file-share');
   // StoragePipelineOptions does not declare `agent`, but the pipeline passes its options on to core-rest-pipeline.
   const pipelineOptions = { agent: fakes.httpsAgent(), retryOptions: { maxTries: 1 } };
-  const service = (key = storageKey) => new ShareServiceClient(`${fakes.urls.files}/contosofiles`, new StorageSharedKeyCredential('contosofiles', key), pipelineOptions);
+  const service = (key = storageKey) =>
+    new ShareServiceClient(`${fakes.urls.files}/contosofiles`, new StorageSharedKeyCredential('contosofiles', key), pipelineOptions);
   const share = service().getShareClient('workspace');
 
   await share.getDirectoryClient('users').create();
@@ -207,7 +272,13 @@ t.test('Azure Files through @azure/storage-file-share with a shared key', async 
 
   const handle = (p: string, extra: Record<string, unknown> = {}) => ({ account: 'contosofiles', share: 'workspace', path: p, ...extra });
   fakes.state.seed({
-    handles: [handle('users/alice/a.ipynb'), handle('users/alice'), handle('users/bob.txt', { handleId: '42' }), handle('other/x'), handle('users/alice/stuck', { closeFails: true })],
+    handles: [
+      handle('users/alice/a.ipynb'),
+      handle('users/alice'),
+      handle('users/bob.txt', { handleId: '42' }),
+      handle('other/x'),
+      handle('users/alice/stuck', { closeFails: true }),
+    ],
     files: { listHandlesPageSize: 2 },
   });
   await mkdir(path.join(shareDir, 'other'));
@@ -215,7 +286,10 @@ t.test('Azure Files through @azure/storage-file-share with a shared key', async 
   const listed: string[] = [];
   for await (const h of users.listHandles({ recursive: true })) listed.push(h.path ?? '');
   t.same(listed.sort(), ['users/alice', 'users/alice/a.ipynb', 'users/alice/stuck', 'users/bob.txt'], 'recursive listing, across pages');
-  t.ok(fakes.requests.files.some((r) => r.route === 'files.listHandles' && r.query.marker), 'paged with NextMarker');
+  t.ok(
+    fakes.requests.files.some((r) => r.route === 'files.listHandles' && r.query.marker),
+    'paged with NextMarker',
+  );
   t.equal(fakes.requests.files.at(-1)?.headers['x-ms-recursive'], 'true');
   const direct: string[] = [];
   for await (const h of users.listHandles()) direct.push(h.path ?? '');
@@ -227,8 +301,17 @@ t.test('Azure Files through @azure/storage-file-share with a shared key', async 
   fakes.state.seed({ files: { forceCloseBatch: 1 } });
   const closed = await users.forceCloseAllHandles({ recursive: true });
   t.same({ closed: closed.closedHandlesCount, failed: closed.closeFailureCount }, { closed: 2, failed: 1 });
-  t.ok(fakes.requests.files.filter((r) => r.route === 'files.forceCloseHandles' && r.headers['x-ms-handle-id'] === '*').length >= 2, 'followed x-ms-marker');
-  t.same(fakes.state.handles().map((h) => h.path).sort(), ['other/x', 'users/alice/stuck']);
+  t.ok(
+    fakes.requests.files.filter((r) => r.route === 'files.forceCloseHandles' && r.headers['x-ms-handle-id'] === '*').length >= 2,
+    'followed x-ms-marker',
+  );
+  t.same(
+    fakes.state
+      .handles()
+      .map((h) => h.path)
+      .sort(),
+    ['other/x', 'users/alice/stuck'],
+  );
 
   const wrong = service(randomBytes(64).toString('base64')).getShareClient('workspace');
   await t.rejects(wrong.getProperties(), { statusCode: 403, code: 'AuthenticationFailed' }, 'wrong key');
@@ -237,7 +320,10 @@ t.test('Azure Files through @azure/storage-file-share with a shared key', async 
 
 t.test('failure injection: status, times, malformed, delay', async (t) => {
   const { SecretClient } = await import('@azure/keyvault-secrets');
-  const kv = new SecretClient(fakes.vaultUrl(), await credential(USER_ID), { agent: fakes.httpsAgent(), retryOptions: { maxRetries: 1, retryDelayInMs: 10, maxRetryDelayInMs: 20 } });
+  const kv = new SecretClient(fakes.vaultUrl(), await credential(USER_ID), {
+    agent: fakes.httpsAgent(),
+    retryOptions: { maxRetries: 1, retryDelayInMs: 10, maxRetryDelayInMs: 20 },
+  });
   await kv.getSecret('dsvm-join'); // token and challenge done
   fakes.fail('keyVault.getSecret', { status: 503, times: 1 });
   t.equal((await kv.getSecret('dsvm-join')).value, 'rotated', 'retried past one injected 503');
@@ -247,12 +333,18 @@ t.test('failure injection: status, times, malformed, delay', async (t) => {
   await t.rejects(kv.getSecret('dsvm-join'), { statusCode: 500, code: 'Custom' }, 'custom body, every retry consumed');
 
   fakes.fail('imds.token', { malformed: true, times: 1 });
-  const resp = await fetch(`${fakes.urls.imds}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=r`, { headers: { Metadata: 'true' } });
+  const resp = await fetch(`${fakes.urls.imds}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=r`, {
+    headers: { Metadata: 'true' },
+  });
   await t.rejects(resp.json(), SyntaxError, 'malformed body');
 
   fakes.fail('imds.instance', { delayMs: 300, times: 1 });
   const t0 = Date.now();
-  t.equal((await fetch(`${fakes.urls.imds}/metadata/instance?api-version=2021-02-01`, { headers: { Metadata: 'true' } })).status, 200, 'delayed, then normal');
+  t.equal(
+    (await fetch(`${fakes.urls.imds}/metadata/instance?api-version=2021-02-01`, { headers: { Metadata: 'true' } })).status,
+    200,
+    'delayed, then normal',
+  );
   t.ok(Date.now() - t0 >= 280, 'delay applied');
   t.throws(() => fakes.fail('bad route!', {}), /bad route/);
 });
@@ -267,7 +359,10 @@ t.test('control API', async (t) => {
   t.match(await bad.json(), { error: /nope/ });
   t.equal((await post('/fail', { route: 'arm.listKeys', status: 429, headers: { 'retry-after': '1' }, times: 1 })).status, 200);
   t.equal((await post('/fail', { status: 500 })).status, 400, 'route required');
-  const requests = (await (await fetch(`${control}/requests?fake=imds&route=imds.token`)).json()) as Array<{ route: string; headers: Record<string, string> }>;
+  const requests = (await (await fetch(`${control}/requests?fake=imds&route=imds.token`)).json()) as Array<{
+    route: string;
+    headers: Record<string, string>;
+  }>;
   t.ok(requests.length > 0 && requests.every((r) => r.route === 'imds.token'));
   const all = JSON.stringify(await (await fetch(`${control}/requests`)).json());
   t.notMatch(all, /join-secret-value|rotated/, 'no secret values recorded');
@@ -309,7 +404,11 @@ t.test('a separate process trusts the CA through NODE_EXTRA_CA_CERTS', async (t)
   const trusted = await runNode(['-e', probe, fakes.urls.keyVault], { ...env, NODE_EXTRA_CA_CERTS: fakes.caFile });
   t.match(trusted.out, /status 401/, 'TLS accepted: Key Vault answered with its challenge');
   const untrusted = await runNode(['-e', probe, fakes.urls.keyVault], env);
-  t.match(untrusted.out, /error (UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)/, 'refused without the CA');
+  t.match(
+    untrusted.out,
+    /error (UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)/,
+    'refused without the CA',
+  );
 });
 
 t.test('serve.ts CLI writes the URL file and exits cleanly on SIGTERM', async (t) => {
@@ -319,23 +418,49 @@ t.test('serve.ts CLI writes the URL file and exits cleanly on SIGTERM', async (t
   const seedFile = path.join(dir, 'seed.json');
   await writeFile(seedFile, JSON.stringify({ secrets: { s: 'from-file' } }));
   const tsx = path.resolve('node_modules/tsx/dist/cli.mjs');
-  const child = spawn(process.execPath, [tsx, 'test/fakes/serve.ts', '--host', '127.0.0.1', '--out', out, '--state-dir', dir, '--files-root', `contosofiles=${shareDir}`, '--seed', seedFile], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      tsx,
+      'test/fakes/serve.ts',
+      '--host',
+      '127.0.0.1',
+      '--out',
+      out,
+      '--state-dir',
+      dir,
+      '--files-root',
+      `contosofiles=${shareDir}`,
+      '--seed',
+      seedFile,
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let output = '';
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr.on('data', (d: Buffer) => (output += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
   let urls: Record<string, string> | undefined;
   for (let i = 0; i < 300 && !urls; i++) {
-    urls = await readFile(out, 'utf8').then((s) => JSON.parse(s) as Record<string, string>, () => undefined);
+    urls = await readFile(out, 'utf8').then(
+      (s) => JSON.parse(s) as Record<string, string>,
+      () => undefined,
+    );
     if (!urls) await new Promise((r) => setTimeout(r, 100));
   }
   t.ok(urls, `url file written (${output.trim()})`);
   t.same(Object.keys(urls ?? {}).sort(), ['arm', 'caFile', 'control', 'files', 'imds', 'keyVault']);
   t.equal(urls?.caFile, path.join(dir, 'ca.pem'));
-  const state = (await (await fetch(`${urls?.control}/state`)).json()) as { secrets: Array<{ name: string }>; storageAccounts: Array<{ name: string; root: string }> };
-  t.ok(state.secrets.some((s) => s.name === 's'), 'seed file applied');
+  const state = (await (await fetch(`${urls?.control}/state`)).json()) as {
+    secrets: Array<{ name: string }>;
+    storageAccounts: Array<{ name: string; root: string }>;
+  };
+  t.ok(
+    state.secrets.some((s) => s.name === 's'),
+    'seed file applied',
+  );
   t.match(state.storageAccounts, [{ name: 'contosofiles', root: shareDir }]);
   child.kill('SIGTERM');
   t.equal(await exited, 0, 'exit 0 on SIGTERM');

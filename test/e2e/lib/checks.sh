@@ -1,48 +1,46 @@
-# The assertions of the VM-image tier (issue: packaging and the VM-image
-# end-to-end test). Each check is one TAP line. Sourced by test/e2e/run.
+# The assertions of the VM-image tier. Each check is one TAP line; a failed
+# check never stops the run, so one run reports everything at once.
+# Sourced by test/e2e/run.
 # shellcheck shell=bash
 
-E2E_HEALTHY_ONCE=0     # did /health ever answer Healthy? (shortens later waits if not)
+E2E_HEALTHY_ONCE=0     # did /health ever say Healthy? (later waits are short if not)
 E2E_FROZEN=0           # smbd frozen right now (teardown thaws it)
 E2E_LOGIN_OK_SECS=""   # alice's ssh login time with a healthy share
 AD_COMPUTER=""         # sAMAccountName without the $
-AD_BEFORE=""           # whenCreated/pwdLastSet/objectGUID after first boot
-KEYTAB_BEFORE=""
+AD_BEFORE=""           # objectGUID/whenCreated/pwdLastSet after the first boot
+KEYTAB_BEFORE=""       # "NAME KVNO" after the first boot
 
-# --- small probes ---------------------------------------------------------
+# --- probes (functions, so `check` can run them in this shell) -------------
 
-# /health's ApplicationHealthState, or a description of what went wrong.
+# /health's ApplicationHealthState, or what went wrong.
 vm_health_state() {
   local body
-  body="$(vm_ssh "curl -sS --max-time 3 http://127.0.0.1:$E2E_HEALTH_PORT/health" 2>&1)" || {
-    printf 'no answer: %s\n' "$body" | head -n 3
+  body="$(E2E_SSH_TIMEOUT=20 vm_ssh "curl -sS --max-time 3 http://127.0.0.1:$E2E_HEALTH_PORT/health" 2>&1)" || {
+    printf 'no answer: %s\n' "$(printf '%s' "$body" | head -n 2)"
     return 1
   }
   printf '%s' "$body" | node -e '
     let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
-      try { const v = JSON.parse(s).ApplicationHealthState; process.stdout.write(String(v)); }
+      try { process.stdout.write(String(JSON.parse(s).ApplicationHealthState)); }
       catch { process.stdout.write("unparsable: " + s.slice(0, 200)); process.exit(1); } });'
 }
 
-health_is() { [[ "$(vm_health_state 2>/dev/null)" == "$1" ]]; }
-
-# wait_health STATE SECONDS: passes when /health says STATE in time.
+# wait_health STATE SECONDS
 wait_health() {
   local want="$1" deadline=$((SECONDS + $2)) state=""
   while :; do
-    state="$(vm_health_state 2>&1)" && [[ "$state" == "$want" ]] && return 0
+    if state="$(vm_health_state 2>&1)" && [[ "$state" == "$want" ]]; then return 0; fi
     ((SECONDS < deadline)) || break
     sleep 5
   done
-  echo "health: want $want, last answer: $state"
-  vm_ssh "systemctl show dsvm-agent -p ActiveState -p SubState -p StatusText -p NRestarts; journalctl -u dsvm-agent --no-pager -n 15 -o cat" 2>&1 | tail -n 20
+  echo "health: want $want after ${2}s, last answer: $state"
+  E2E_SSH_TIMEOUT=20 vm_ssh 'systemctl show dsvm-agent -p ActiveState -p SubState -p StatusText -p NRestarts;
+    journalctl -u dsvm-agent --no-pager -n 12 -o cat' 2>&1 | tail -n 18
   return 1
 }
 
-# Health waits are long only while the daemon has shown it can get there.
-health_patience() { if [[ "$E2E_HEALTHY_ONCE" == 1 ]]; then echo "$1"; else echo "$2"; fi; }
-
-unit_prop() { vm_ssh "systemctl show dsvm-agent -p $1 --value"; }
+# Waits are long only once the daemon has shown it can get there at all.
+patience() { if [[ "$E2E_HEALTHY_ONCE" == 1 ]]; then echo "$1"; else echo "$2"; fi; }
 
 # "NAME KVNO" of the machine account in the VM's keytab.
 vm_keytab_principal() {
@@ -50,32 +48,32 @@ vm_keytab_principal() {
     awk '$2 ~ /\$@/ { sub(/\$@.*/, "", $2); print $2, $1; exit }'
 }
 
-# The computer object's identity-bearing attributes, straight from the DC.
+# The computer object's identity-bearing attributes, from the DC's database.
 ad_computer_attrs() {
   "$LAB_CMD" dc-exec -- ldbsearch -H "$LAB_STATE/dc/samba/private/sam.ldb" \
     "(&(objectClass=computer)(sAMAccountName=$1\$))" objectGUID whenCreated pwdLastSet distinguishedName 2>/dev/null |
     grep -E '^(objectGUID|whenCreated|pwdLastSet|distinguishedName):' | sort
 }
 
-mount_json() { vm_ssh "findmnt -J -T /data/workspace -o TARGET,SOURCE,FSTYPE,OPTIONS"; }
+mount_json() { E2E_SSH_TIMEOUT=30 vm_ssh "findmnt -J --mountpoint /data/workspace -o TARGET,SOURCE,FSTYPE,OPTIONS"; }
 
 share_mounted_cifs() {
   local json
-  json="$(mount_json)" || return 1
+  json="$(mount_json)" || { echo "nothing mounted at /data/workspace"; return 1; }
   printf '%s' "$json" | node -e '
     let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
       const fs = JSON.parse(s).filesystems?.[0];
-      if (!fs || fs.target !== "/data/workspace" || fs.fstype !== "cifs") {
-        console.log("not a cifs mount at /data/workspace:", JSON.stringify(fs)); process.exit(1); } });'
+      if (!fs || fs.fstype !== "cifs") { console.log("not a cifs mount:", JSON.stringify(fs)); process.exit(1); } });'
 }
 
-# The live kernel mount carries the options the agent configured (its mount
-# unit or fstab line, as systemd sees it), SMB 3.x, and no world-writable modes.
-check_mount_options() {
+# The live kernel mount carries what the agent configured (its mount unit or
+# fstab line, as systemd sees it), is SMB 3.x, and is not world-writable.
+mount_has_agent_options() {
   local live wanted
-  live="$(mount_json)" || { echo "findmnt failed"; return 1; }
-  wanted="$(vm_ssh 'systemctl cat "$(systemd-escape -p --suffix=mount /data/workspace)" 2>/dev/null | sed -n "s/^Options=//p" | tail -n 1')" || true
-  [[ -n "$wanted" ]] || { echo "no mount unit or fstab entry for /data/workspace (systemctl cat data-workspace.mount)"; return 1; }
+  live="$(mount_json)" || { echo "nothing mounted at /data/workspace"; return 1; }
+  wanted="$(vm_ssh 'systemctl cat "$(systemd-escape -p --suffix=mount /data/workspace)" 2>/dev/null |
+    sed -n "s/^Options=//p" | tail -n 1')" || true
+  [[ -n "$wanted" ]] || { echo "no mount unit or fstab entry for /data/workspace"; return 1; }
   node -e '
     const [liveJson, wanted, host, share] = process.argv.slice(1);
     const fs = JSON.parse(liveJson).filesystems[0];
@@ -87,34 +85,70 @@ check_mount_options() {
     const vers = live.find((o) => o.startsWith("vers="));
     if (!vers || !/^vers=3/.test(vers)) problems.push(`not SMB 3.x: ${vers}`);
     for (const o of live) if (/^(dir|file)_mode=0?777$/.test(o)) problems.push(`world-writable ${o}`);
-    // Options that configure userspace (mount.cifs, systemd) and never show
-    // in the kernel options.
-    const userspaceOnly = /^(credentials|cred|_netdev|nofail|noauto|auto|defaults|user|users|x-systemd\..*|x-.*|username|user|password|password2|pass|comment)(=|$)/;
-    for (const o of wanted.split(",").map((s) => s.trim()).filter(Boolean)) {
-      if (userspaceOnly.test(o)) continue;
-      if (live.includes(o)) continue;
+    // Options for mount.cifs or systemd only; the kernel never lists them.
+    const userspaceOnly = /^(credentials|cred|_netdev|nofail|noauto|auto|defaults|users?|x-systemd\..*|x-.*|username|password2?|pass|comment)(=|$)/;
+    for (const o of wanted.split(",").map((x) => x.trim()).filter(Boolean)) {
+      if (userspaceOnly.test(o) || live.includes(o)) continue;
       const [k, v] = o.split("=");
       if (k === "actimeo" && live.includes(`acregmax=${v}`) && live.includes(`acdirmax=${v}`)) continue;
-      if (k === "vers" && live.includes(`vers=${v === "3" ? "3.0" : v}`)) continue;
       const other = live.find((l) => l.startsWith(`${k}=`));
-      problems.push(other ? `${o} configured, kernel has ${other}` : `${o} configured, missing in the kernel mount`);
+      problems.push(other ? `${o} configured, kernel has ${other}` : `${o} configured, missing from the kernel mount`);
     }
-    if (problems.length) { console.log(problems.join("\n")); console.log("live:", fs.options); console.log("wanted:", wanted); process.exit(1); }
+    if (problems.length) { console.log([...problems, `live: ${fs.options}`, `configured: ${wanted}`].join("\n")); process.exit(1); }
   ' "$live" "$wanted" "$LAB_STORAGE_ACCOUNT.file.$LAB_DOMAIN" "$LAB_SHARE_NAME"
 }
 
-alice_login() {
-  vm_ssh_password alice "$LAB_STATE/passwords/alice" "$@"
+file_roundtrip() {
+  local name="e2e-$RUN_ID.txt" content="written in the VM by run $RUN_ID"
+  E2E_SSH_TIMEOUT=30 vm_ssh "printf '%s\n' '$content' > /data/workspace/$name && sync" || { echo "write in the VM failed"; return 1; }
+  local got
+  got="$(cat "$LAB_SHARE_DIR/$name" 2>&1)"
+  rm -f "$LAB_SHARE_DIR/$name"
+  [[ "$got" == "$content" ]] || { echo "host $LAB_SHARE_DIR/$name: $got"; return 1; }
 }
 
-# Seconds (decimal) an ssh login of alice takes, end to end; fails if it does.
+key_leak_scan() {
+  vm_ssh 'cat >/run/e2e-leak-scan.sh' <"$E2E_DIR/lib/vm-leak-scan.sh" || return 1
+  vm_ssh 'bash /run/e2e-leak-scan.sh; rc=$?; rm -f /run/e2e-leak-scan.sh; exit $rc' <"$LAB_STATE/storage-key"
+}
+
+alice_session() {
+  alice_login 'set -e; id -un; readlink ~/notebooks/remote; test -d ~/notebooks/remote/ && echo "remote: reachable"'
+}
+
+alice_login() { vm_ssh_password alice "$LAB_STATE/passwords/alice" "$@"; }
+
+alice_link_ok() {
+  local target
+  target="$(vm_ssh 'readlink "$(getent passwd alice | cut -d: -f6)/notebooks/remote"')" || { echo "no link"; return 1; }
+  [[ "$target" == /data/workspace/alice/notebooks ]] || { echo "link points to '$target'"; return 1; }
+}
+
+alice_share_folder_ok() {
+  [[ -d "$LAB_SHARE_DIR/alice/notebooks" ]] || { echo "no $LAB_SHARE_DIR/alice/notebooks on the share server"; ls -la "$LAB_SHARE_DIR" | head; return 1; }
+  E2E_SSH_TIMEOUT=30 vm_ssh 'test -d /data/workspace/alice/notebooks' || { echo "not visible in the VM"; return 1; }
+}
+
+# Seconds (two decimals) an ssh login of alice takes, end to end.
 time_alice_login() {
   local t0 t1
   t0=$EPOCHREALTIME
-  timeout 120 bash -c "$(declare -f vm_ssh_password); $(declare -p _ssh_opts VM_NS VM_IP); vm_ssh_password alice \"\$1\" true" _ \
-    "$LAB_STATE/passwords/alice" >/dev/null 2>&1 || return 1
+  E2E_SSH_TIMEOUT=90 alice_login true >/dev/null 2>&1 || return 1
   t1=$EPOCHREALTIME
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f\n", b - a }'
+}
+
+unit_active_with_status() {
+  vm_ssh 'test "$(systemctl show dsvm-agent -p ActiveState --value)" = active || { systemctl status dsvm-agent --no-pager | head -n 15; exit 1; }
+    s=$(systemctl show dsvm-agent -p StatusText --value); echo "StatusText=$s"; test -n "$s"'
+}
+
+no_second_join() {
+  local now after
+  now="$(vm_keytab_principal 2>/dev/null || true)"
+  after="$(ad_computer_attrs "$AD_COMPUTER" || true)"
+  [[ "$now" == "$KEYTAB_BEFORE" ]] || { echo "keytab was '$KEYTAB_BEFORE', now '$now'"; return 1; }
+  [[ "$after" == "$AD_BEFORE" ]] || { printf 'AD object changed:\nbefore:\n%s\nafter:\n%s\n' "$AD_BEFORE" "$after"; return 1; }
 }
 
 # --- phases ---------------------------------------------------------------
@@ -125,42 +159,34 @@ checks_image() {
       grep -q '^deprovision: exit 0$' "$WORK/image.log"
   else
     fail "image build: dsvm-agent deprovision succeeds in the chroot before capture" \
-      "this build has no working \`dsvm-agent deprovision\` (see $WORK/image.log)"
+      "this build has no \`dsvm-agent deprovision\` (see $WORK/image.log)"
   fi
 }
 
 checks_first_boot() {
   check "cloud-init finished without errors" \
-    vm_ssh 'timeout 600 cloud-init status --wait >/dev/null; cloud-init status --long; cloud-init status | grep -q "status: done"'
+    vm_ssh 'timeout 300 cloud-init status --wait >/dev/null; cloud-init status --long; cloud-init status | grep -q "status: done"'
 
-  check "systemd loaded the packaged unit (notify, watchdog 30s, restart on failure)" \
-    vm_ssh 'systemctl show dsvm-agent -p Type -p NotifyAccess -p WatchdogUSec -p Restart -p FragmentPath -p UnitFileState |
-      tee /dev/stderr | tr "\n" " " |
-      grep -E "Type=notify .*" | grep "WatchdogUSec=30s" | grep "Restart=on-failure" | grep -q "UnitFileState=enabled"'
+  check "systemd loaded the packaged unit: notify, watchdog 30s, restart on failure, enabled" \
+    vm_ssh 'p=$(systemctl show dsvm-agent -p Type -p WatchdogUSec -p Restart -p UnitFileState -p FragmentPath); echo "$p"
+      for want in Type=notify WatchdogUSec=30s Restart=on-failure UnitFileState=enabled; do
+        printf "%s\n" "$p" | grep -qx "$want" || exit 1; done'
 
-  check "cloud-init ran the agent (runcmd: config check, enable --now)" \
-    vm_ssh 'grep -q "dsvm-agent config check" /var/lib/cloud/instance/scripts/runcmd &&
-      ! grep -q "Failed to run module scripts-user" /var/log/cloud-init.log &&
-      test "$(systemctl show dsvm-agent -p ActiveEnterTimestampMonotonic --value)" != 0'
+  check "cloud-init ran the agent (runcmd: config check, then enable --now)" \
+    vm_ssh 'grep -q "dsvm-agent config check" /var/lib/cloud/instance/scripts/runcmd || exit 1
+      grep -E "scripts-user|runcmd" /var/log/cloud-init.log | grep -iE "fail|error" && exit 1
+      test "$(systemctl show dsvm-agent -p ActiveEnterTimestampMonotonic --value)" != 0 ||
+        { echo "the unit never became active"; systemctl status dsvm-agent --no-pager | head -n 12; exit 1; }'
 
-  check "the PAM profile is active (pam_exec line in common-session)" \
+  check "the PAM profile is active: pam_exec dsvm-agent line in common-session" \
     vm_ssh 'grep -E "pam_exec\.so.*dsvm-agent" /etc/pam.d/common-session'
 
-  # First boot runs in the background; health says Initializing until done.
-  local patience=420
-  if check_quiet wait_health Healthy "$patience"; then
-    E2E_HEALTHY_ONCE=1
-    pass "first boot completes: /health says Healthy"
-  else
-    fail "first boot completes: /health says Healthy" "$CHECK_OUT"
-  fi
+  # First boot runs in the daemon's background: Initializing until done.
+  check "first boot completes: /health says Healthy" wait_health Healthy 420
+  E2E_HEALTHY_ONCE=$CHECK_OK
 
-  check "dsvm-agent is active and reports a StatusText" \
-    vm_ssh 'test "$(systemctl show dsvm-agent -p ActiveState --value)" = active &&
-      test -n "$(systemctl show dsvm-agent -p StatusText --value)" &&
-      systemctl show dsvm-agent -p StatusText'
-
-  check "realm list shows $LAB_DOMAIN" vm_ssh "realm list --name-only | grep -qx '$LAB_DOMAIN'"
+  check "dsvm-agent is active and reports a StatusText" unit_active_with_status
+  check "realm list shows $LAB_DOMAIN" vm_ssh "realm list --name-only | grep -qxi '$LAB_DOMAIN'"
 
   local principal
   principal="$(vm_keytab_principal 2>/dev/null || true)"
@@ -169,23 +195,87 @@ checks_first_boot() {
     KEYTAB_BEFORE="$principal"
     AD_BEFORE="$(ad_computer_attrs "$AD_COMPUTER" || true)"
     if [[ "$AD_BEFORE" == *objectGUID* ]]; then
-      pass "computer object $AD_COMPUTER\$ exists in AD (keytab kvno ${principal#* })"
+      pass "the computer object $AD_COMPUTER\$ exists in AD (keytab kvno ${principal#* })"
     else
-      fail "computer object exists in AD" "keytab names $AD_COMPUTER\$ but the DC has no such computer"
+      fail "the computer object exists in AD" "the keytab names $AD_COMPUTER\$, the DC has no such computer"
     fi
-    check "computer name fits NetBIOS (at most 15 characters)" test "${#AD_COMPUTER}" -le 15
   else
-    fail "computer object exists in AD" "no machine principal in the VM's /etc/krb5.keytab"
-    skip_check "computer name fits NetBIOS (at most 15 characters)" "no keytab"
+    fail "the computer object exists in AD" "no machine principal in the VM's /etc/krb5.keytab"
   fi
 
   check "the share is mounted by the kernel CIFS client at /data/workspace" share_mounted_cifs
-  check "the kernel mount carries the agent's options (SMB 3.x, no 0777)" check_mount_options
+  check "the kernel mount carries the agent's options (SMB 3.x, not world-writable)" mount_has_agent_options
+  check "a file written in the VM appears in the lab's share folder on the host" file_roundtrip
+  check "the storage key is in no file, journal, argv or environment but the root-only credentials file" key_leak_scan
 
-  local marker="e2e-$RUN_ID.txt"
-  check "a file written in the VM appears in the lab's share folder" \
-    bash -c '"$@"' _ check_file_roundtrip "$marker"
+  local secs
+  if secs="$(time_alice_login)"; then
+    E2E_LOGIN_OK_SECS="$secs"
+    pass "ssh alice@VM with her password works (${secs}s)"
+  else
+    fail "ssh alice@VM with her password works" "$(E2E_SSH_TIMEOUT=60 alice_login true 2>&1 | tail -n 5)"
+  fi
+  check "alice's session sees ~/notebooks/remote" alice_session
+  check "/data/workspace/alice/notebooks exists on the share" alice_share_folder_ok
+  check "~alice/notebooks/remote links to /data/workspace/alice/notebooks" alice_link_ok
+}
 
-  check "the storage key is in no file, journal, argv or environment but the credentials file" \
-    bash -c 'vm_ssh "cat >/run/e2e-leak-scan.sh && bash /run/e2e-leak-scan.sh" < <(cat "$1"; echo); ' _ "$E2E_DIR/lib/vm-leak-scan.sh"
+checks_after_reboot() {
+  check "after reboot: the share is mounted again" retry_until "$(patience 180 60)" 10 share_mounted_cifs
+  check "after reboot: /health says Healthy" wait_health Healthy "$(patience 300 30)"
+  if [[ -n "$AD_COMPUTER" ]]; then
+    check "after reboot: no second join (AD object and keytab unchanged)" no_second_join
+  else
+    skip_check "after reboot: no second join (AD object and keytab unchanged)" "no join after the first boot"
+  fi
+}
+
+checks_frozen_share() {
+  local bound_ms=$((E2E_LOGIN_TIMEOUT_MS + 1500)) secs
+  "$LAB_CMD" files-freeze
+  E2E_FROZEN=1
+  # A login bound is only meaningful against this machine's own ssh cost:
+  # the frozen-share login may take at most loginTimeoutMs (+1.5 s for TCG
+  # noise) longer than a login with the share healthy.
+  if secs="$(time_alice_login)"; then
+    if [[ -n "$E2E_LOGIN_OK_SECS" ]] &&
+      awk -v f="$secs" -v ok="$E2E_LOGIN_OK_SECS" -v b="$bound_ms" 'BEGIN { exit !((f - ok) * 1000 <= b) }'; then
+      pass "smbd frozen: a new ssh login completes within the login bound (${secs}s vs ${E2E_LOGIN_OK_SECS}s healthy)"
+    else
+      fail "smbd frozen: a new ssh login completes within the login bound" \
+        "frozen ${secs}s, healthy ${E2E_LOGIN_OK_SECS:-never}s, allowed +${bound_ms}ms"
+    fi
+  else
+    fail "smbd frozen: a new ssh login completes within the login bound" "the login failed or took over 90 s"
+  fi
+  check "smbd frozen: /health turns Unhealthy" wait_health Unhealthy "$(patience 120 20)"
+  "$LAB_CMD" files-thaw
+  E2E_FROZEN=0
+  check "smbd thawed: /health recovers to Healthy" wait_health Healthy "$(patience 240 20)"
+  check "smbd thawed: the share answers again" retry_until 60 5 vm_ssh 'timeout 10 ls /data/workspace >/dev/null'
+}
+
+watchdog_restarts() {
+  local pid1 pid2 deadline
+  pid1="$(vm_ssh 'systemctl show dsvm-agent -p MainPID --value')"
+  [[ "$pid1" =~ ^[1-9][0-9]*$ ]] || { echo "no running daemon (MainPID=$pid1)"; return 1; }
+  vm_ssh "kill -STOP $pid1"
+  # WatchdogSec=30, then SIGABRT, TimeoutAbortSec, RestartSec=5: ~50 s.
+  deadline=$((SECONDS + 120))
+  while ((SECONDS < deadline)); do
+    sleep 5
+    pid2="$(vm_ssh 'test "$(systemctl show dsvm-agent -p ActiveState --value)" = active && systemctl show dsvm-agent -p MainPID --value' 2>/dev/null || true)"
+    if [[ "$pid2" =~ ^[1-9][0-9]*$ && "$pid2" != "$pid1" ]]; then
+      vm_ssh 'journalctl -u dsvm-agent --no-pager -o cat | grep -i "watchdog timeout"' || { echo "restarted, but not by the watchdog"; return 1; }
+      return 0
+    fi
+  done
+  echo "daemon $pid1 stopped 120 s ago, no restart"
+  vm_ssh "kill -CONT $pid1" || true
+  return 1
+}
+
+checks_watchdog() {
+  check "watchdog: a daemon frozen with SIGSTOP is restarted by systemd after WatchdogSec" watchdog_restarts
+  check "watchdog: the restarted daemon is Healthy again" wait_health Healthy "$(patience 180 20)"
 }

@@ -36,7 +36,7 @@ vm_build_rootfs() {
     # the command exists in this build: the image is still usable without.
     if in_root dsvm-agent deprovision --help >/dev/null 2>&1; then
       echo "== dsvm-agent deprovision"
-      in_root dsvm-agent deprovision && echo "deprovision: exit 0" || echo "deprovision: exit $?"
+      in_root dsvm-agent deprovision --yes </dev/null && echo "deprovision: exit 0" || echo "deprovision: exit $?"
     else
       echo "== dsvm-agent deprovision: not available in this build"
     fi

@@ -1,0 +1,42 @@
+import type { CheckId } from '../config-schema.js';
+import type { CheckOutcome, CheckState } from '../../tasks/checks/types.js';
+
+/** A check's record as health, status and metrics show it. `pending`: no result yet. */
+export interface CheckRecord {
+  id: CheckId;
+  state: CheckState | 'pending';
+  /** When the check entered its current state (ISO); changes only on a transition. */
+  since: string;
+  reason: string;
+  lastRunAt?: string;
+  lastDurationMs?: number;
+  /** Runs in a row with the same state. */
+  streak: number;
+  runs: number;
+  /** Set while a run is in flight past its timeout (a hung probe still being waited for). */
+  stuckSince?: string;
+}
+
+export function pendingRecord(id: CheckId, now: number): CheckRecord {
+  return { id, state: 'pending', since: new Date(now).toISOString(), reason: 'not run yet', streak: 0, runs: 0 };
+}
+
+/**
+ * Pure transition: a new outcome updates the reason every time, but `since`
+ * only when the state changes, so "failing since 10:02" survives a reason
+ * that mentions a changing number.
+ */
+export function advance(prev: CheckRecord, outcome: CheckOutcome, at: { startedAt: number; finishedAt: number }): CheckRecord {
+  const changed = prev.state !== outcome.state;
+  const next: CheckRecord = {
+    id: prev.id,
+    state: outcome.state,
+    since: changed ? new Date(at.finishedAt).toISOString() : prev.since,
+    reason: outcome.reason,
+    lastRunAt: new Date(at.startedAt).toISOString(),
+    lastDurationMs: Math.max(0, at.finishedAt - at.startedAt),
+    streak: changed ? 1 : prev.streak + 1,
+    runs: prev.runs + 1,
+  };
+  return next;
+}
