@@ -17,6 +17,8 @@ export interface Paths {
   readonly stateFile: string;
   readonly runDir: string;
   readonly socketFile: string;
+  /** The login hook's cache of config values it needs before any big import (see tasks/workspace/request.ts). */
+  readonly loginSettingsFile: string;
   readonly statusFile: string;
   readonly smbCredentialsDir: string;
   readonly sssdConf: string;
@@ -60,6 +62,7 @@ export function makePaths(root = '/'): Paths {
     stateFile: under('/var/lib/dsvm-agent/state.json'),
     runDir: under('/run/dsvm-agent'),
     socketFile: under('/run/dsvm-agent/agent.sock'),
+    loginSettingsFile: under('/run/dsvm-agent/login-settings.json'),
     statusFile: under('/run/dsvm-agent/status.json'),
     smbCredentialsDir: under('/etc/smbcredentials'),
     sssdConf: under('/etc/sssd/sssd.conf'),

@@ -190,6 +190,8 @@ t.test('Key Vault through @azure/keyvault-secrets SecretClient', async (t) => {
   await t.rejects((await client(DENIED_ID)).getSecret('dsvm-join'), { statusCode: 403, code: 'Forbidden' }, 'identity without a grant');
   await t.rejects((await client()).getSecret('not-granted'), { statusCode: 403, code: 'Forbidden' }, 'RBAC before existence');
   await t.rejects((await client(USER_ID)).getSecret('missing'), { statusCode: 404, code: 'SecretNotFound' });
+  fakes.state.seed({ secrets: { off: { value: 'x', enabled: false } } });
+  await t.rejects((await client(USER_ID)).getSecret('off'), { statusCode: 403, code: 'Forbidden' }, 'disabled secret');
 
   const ipUrl = fakes.urls.keyVault;
   await t.rejects(
@@ -247,6 +249,16 @@ t.test('ARM listKeys through @azure/arm-storage StorageManagementClient', async 
   const noToken = await httpsPost(listKeysUrl, agent);
   t.equal(noToken.status, 401);
   t.match(JSON.parse(noToken.body), { error: { code: 'AuthenticationFailed' } });
+  const vaultToken = (await (
+    await fetch(`${fakes.urls.imds}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://vault.azure.net`, {
+      headers: { Metadata: 'true' },
+    })
+  ).json()) as {
+    access_token: string;
+  };
+  const wrongAudience = await httpsPost(listKeysUrl, agent, { authorization: `Bearer ${vaultToken.access_token}` });
+  t.equal(wrongAudience.status, 401);
+  t.match(JSON.parse(wrongAudience.body), { error: { code: 'InvalidAuthenticationTokenAudience' } });
 });
 
 t.test('Azure Files through @azure/storage-file-share with a shared key', async (t) => {
@@ -376,9 +388,9 @@ t.test('control API', async (t) => {
   t.equal(fakes.state.raw.secrets.get('dsvm-join')?.at(-1)?.value, 'join-secret-value');
 });
 
-function httpsPost(url: string, agent: https.Agent): Promise<{ status: number; body: string }> {
+function httpsPost(url: string, agent: https.Agent, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = https.request(url, { method: 'POST', agent }, (res) => {
+    const req = https.request(url, { method: 'POST', agent, headers }, (res) => {
       let body = '';
       res.on('data', (d: Buffer) => (body += d.toString()));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));

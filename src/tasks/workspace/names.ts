@@ -31,6 +31,7 @@ const MAX_FOLDER_BYTES = 255;
 const RESERVED = /^(con|prn|aux|nul|clock\$|com[0-9]|lpt[0-9])(\..*)?$/;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/u;
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** Check a raw name (PAM_USER, --user, an NSS answer) before it is used anywhere. */
 export function checkName(name: string): NameRefusal | undefined {
@@ -40,7 +41,7 @@ export function checkName(name: string): NameRefusal | undefined {
   if (CONTROL.test(name)) return refuse('the user name contains a control character (NUL, newline, ...)');
   if (name.includes('/')) return refuse('the user name contains "/"');
   if (name === '.' || name === '..') return refuse(`the user name is "${name}"`);
-  if (!name.isWellFormed()) return refuse('the user name is not valid Unicode');
+  if (LONE_SURROGATE.test(name)) return refuse('the user name is not valid Unicode');
   return undefined;
 }
 

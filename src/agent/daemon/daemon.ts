@@ -1,0 +1,368 @@
+import { access } from 'node:fs/promises';
+import path from 'node:path';
+import type { BackoffPolicy } from '../backoff.js';
+import type { CheckId } from '../config-schema.js';
+import { AgentError, messageOf } from '../errors.js';
+import { runFirstBoot } from '../first-boot.js';
+import { writeFileAtomic } from '../fsutil.js';
+import { serveIpc, type IpcRequest } from '../ipc.js';
+import type { Logger } from '../log.js';
+import type { StateStore } from '../state.js';
+import type { Task, TaskContext } from '../task.js';
+import { healthChecks, type HealthCheck } from '../../tasks/checks/index.js';
+import { ScheduledEventsWatcher } from '../../tasks/scheduled-events/index.js';
+import type { CheckRecord } from './check-state.js';
+import { CheckRunner } from './check-runner.js';
+import { evaluateHealth, healthBody, type DaemonSnapshot, type FirstBootView } from './health.js';
+import { declareMetrics, renderMetrics, type LoginOutcome } from './agent-metrics.js';
+import { Metrics } from './metrics.js';
+import { Watchdog, type Notifier } from './notify.js';
+import type { DaemonOps } from './ops.js';
+import { newRepairRecord, repairFor, RepairLimiter, type RepairAction, type RepairRecord } from './repair.js';
+import { startHealthServer } from './server.js';
+
+/** The login work the daemon serves over its socket (the workspace module's handleLogin). */
+export type LoginHandler = (user: string, opts: { deadlineMs: number; shareHealthy: boolean; service?: string }) => Promise<unknown>;
+
+export interface DaemonOptions {
+  ctx: TaskContext;
+  store: StateStore;
+  firstBootTasks: readonly Task[];
+  checks?: readonly HealthCheck[];
+  ops: DaemonOps;
+  notifier: Notifier;
+  /** Ping interval (half of WATCHDOG_USEC), undefined when systemd set no watchdog. */
+  watchdogMs?: number;
+  login?: LoginHandler;
+  /** Serve the control socket (tests may run several daemons in one process). */
+  ipc?: boolean;
+  scheduledEvents?: boolean;
+  firstBootBackoff?: BackoffPolicy;
+  /** How often to look again when `provision` holds the first-boot lock. */
+  lockPollMs?: number;
+  now?: () => number;
+}
+
+const REPAIR_TIMEOUT_MS = 180_000;
+
+/**
+ * `dsvm-agent run`: serves health and the control socket first, tells
+ * systemd it is ready, and only then carries first boot on in the
+ * background, so a slow DC never makes systemd time the unit out; progress
+ * shows in STATUS= and in health ("Initializing").
+ */
+export class Daemon {
+  readonly metrics = new Metrics();
+  readonly runner: CheckRunner;
+  private readonly limiter: RepairLimiter;
+  private readonly repairs = new Map<RepairAction, RepairRecord>();
+  private readonly repairing = new Set<RepairAction>();
+  private readonly recheckNoRepair = new Set<CheckId>();
+  private firstBoot: FirstBootView = { state: 'waiting' };
+  private terminating: DaemonSnapshot['terminating'];
+  private readonly startedAt: number;
+  private readonly now: () => number;
+  private readonly log: Logger;
+  private closers: Array<() => Promise<void> | void> = [];
+  private lastStatus = '';
+  private stopping: Promise<void> | undefined;
+  private textfileTimer: NodeJS.Timeout | undefined;
+  healthUrl = '';
+  /** Resolves when first boot has finished (done or failed); for tests and the lab. */
+  firstBootSettled: Promise<void> = Promise.resolve();
+
+  private constructor(private readonly o: DaemonOptions) {
+    this.now = o.now ?? Date.now;
+    this.startedAt = this.now();
+    this.log = o.ctx.log.child('daemon');
+    this.limiter = new RepairLimiter(o.ctx.cfg.repair.maxAttempts, o.ctx.cfg.repair.windowSec * 1000);
+    this.runner = new CheckRunner({
+      ctx: o.ctx,
+      deps: o.ops,
+      checks: o.checks ?? healthChecks,
+      log: o.ctx.log.child('checks'),
+      now: this.now,
+      onResult: (check, rec, prev) => this.onCheckResult(check, rec, prev),
+    });
+    declareMetrics(this.metrics);
+  }
+
+  static async start(o: DaemonOptions): Promise<Daemon> {
+    const d = new Daemon(o);
+    try {
+      await d.serve();
+    } catch (err) {
+      await d.stop();
+      throw err;
+    }
+    return d;
+  }
+
+  private async serve(): Promise<void> {
+    const { ctx } = this.o;
+    if (this.o.ops.fallbacks.length > 0) this.log.info(`using fallbacks for: ${this.o.ops.fallbacks.join('; ')}`);
+    const http = await startHealthServer(ctx.cfg.health.listen, { allowNonLoopback: ctx.cfg.health.allowNonLoopback }, {
+      health: () => this.healthBody(),
+      metrics: () => this.metricsText(),
+    });
+    this.closers.push(() => http.close());
+    this.healthUrl = http.url;
+    if (this.o.ipc !== false) {
+      const ipc = await serveIpc(ctx.paths.socketFile, (req) => this.onIpc(req), ctx.log.child('ipc'));
+      this.closers.push(() => ipc.close());
+    }
+    this.log.info(`health on ${http.url}/health${this.o.ipc !== false ? `, control socket ${ctx.paths.socketFile}` : ''}`);
+    // READY once we serve: first boot may take minutes and reports through STATUS= and health.
+    await this.o.notifier.notify({ READY: '1', STATUS: this.statusLine() });
+    this.lastStatus = this.statusLine();
+    if (this.o.watchdogMs) {
+      const wd = new Watchdog({ notifier: this.o.notifier, intervalMs: this.o.watchdogMs, maxLagMs: Math.max(250, this.o.watchdogMs / 2), log: this.log });
+      wd.start();
+      this.closers.push(() => wd.stop());
+    }
+    const statusTimer = setInterval(() => this.updateStatus(), 10_000);
+    statusTimer.unref();
+    this.closers.push(() => clearInterval(statusTimer));
+    this.runner.start();
+    this.closers.push(() => this.runner.stop());
+    if (this.o.scheduledEvents !== false && ctx.cfg.scheduledEvents.enabled) {
+      const w = new ScheduledEventsWatcher({
+        ctx,
+        ops: this.o.ops,
+        log: ctx.log.child('scheduled-events'),
+        pollMs: ctx.cfg.scheduledEvents.pollSec * 1000,
+        now: this.now,
+        onStep: (eventId, step) => {
+          this.terminating = { eventId, step };
+          this.updateStatus();
+        },
+        onApproved: () => this.metrics.inc('dsvm_agent_scheduled_events_approved_total'),
+      });
+      w.start();
+      this.closers.push(() => w.stop());
+    }
+    this.firstBootSettled = this.carryFirstBoot();
+  }
+
+  /** First boot in the background, with the task engine's retries; waits for a concurrent `provision`. */
+  private async carryFirstBoot(): Promise<void> {
+    const { ctx, store } = this.o;
+    const log = this.log;
+    for (;;) {
+      if (this.stopping) return;
+      if (ctx.state.firstBootCompletedAt) {
+        this.firstBoot = { state: 'done', completedAt: ctx.state.firstBootCompletedAt, ...(ctx.state.firstBootStartedAt ? { startedAt: ctx.state.firstBootStartedAt } : {}), ...(ctx.state.firstBootDurationMs !== undefined ? { durationMs: ctx.state.firstBootDurationMs } : {}) };
+        break;
+      }
+      try {
+        log.info('first boot is not complete: running it in the background');
+        this.firstBoot = { state: 'running' };
+        const result = await runFirstBoot(ctx, store, this.o.firstBootTasks, {
+          ...(this.o.firstBootBackoff ? { backoff: this.o.firstBootBackoff } : {}),
+          onTask: (task, attempt) => {
+            this.firstBoot = { state: 'running', task: task.id, attempt, ...(ctx.state.firstBootStartedAt ? { startedAt: ctx.state.firstBootStartedAt } : {}) };
+            this.updateStatus();
+          },
+        });
+        if (!result.ok) {
+          this.firstBoot = { state: 'failed', error: result.failure?.describe() ?? 'unknown failure', ...(ctx.state.firstBootStartedAt ? { startedAt: ctx.state.firstBootStartedAt } : {}) };
+          log.error(`first boot failed: ${this.firstBoot.error}; fix the cause and restart the agent (or run \`dsvm-agent provision\`)`);
+          break;
+        }
+        log.info(`first boot done in ${(result.durationMs / 1000).toFixed(1)} s`);
+      } catch (err) {
+        if (err instanceof AgentError && err.kind === 'notReady' && err.reason === 'locked') {
+          // `provision` (cloud-init) is doing it: wait for it and take its result from the state file.
+          this.firstBoot = { state: 'waiting', error: err.message };
+          this.updateStatus();
+          await new Promise((r) => setTimeout(r, this.o.lockPollMs ?? 5000).unref());
+          const disk = await store.read().catch(() => undefined);
+          if (disk && disk.vmId === ctx.state.vmId) Object.assign(ctx.state, disk);
+          continue;
+        }
+        this.firstBoot = { state: 'failed', error: messageOf(err) };
+        log.error(`first boot failed: ${this.firstBoot.error}`);
+        break;
+      }
+    }
+    if (this.firstBoot.state === 'done' && this.firstBoot.durationMs !== undefined) {
+      this.metrics.set('dsvm_agent_first_boot_duration_seconds', {}, this.firstBoot.durationMs / 1000);
+    }
+    this.updateStatus();
+    // The checks ran during first boot (for status); now their failures count and may be repaired.
+    if (this.firstBoot.state === 'done') for (const c of this.runner.active) void this.runner.run(c.id).catch(() => undefined);
+  }
+
+  snapshot(): DaemonSnapshot {
+    const { ctx } = this.o;
+    const anchor = ctx.state.firstBootStartedAt ? Date.parse(ctx.state.firstBootStartedAt) : this.startedAt;
+    return {
+      checks: this.runner.list(),
+      repairs: [...this.repairs.values()],
+      firstBoot: this.firstBoot,
+      graceAnchor: Number.isFinite(anchor) ? anchor : this.startedAt,
+      unhealthyOn: ctx.cfg.health.unhealthyOn.filter((id) => this.runner.active.some((c) => c.id === id)),
+      ...(this.terminating ? { terminating: this.terminating } : {}),
+    };
+  }
+
+  healthBody(): Record<string, unknown> {
+    return healthBody(this.snapshot(), this.o.ctx.cfg.health, this.now());
+  }
+
+  metricsText(): string {
+    return renderMetrics(this.metrics, this.snapshot(), this.o.ctx.cfg.health, this.now());
+  }
+
+  /** Called by the login path for every login it handled. */
+  recordLogin(ms: number, outcome: LoginOutcome): void {
+    this.metrics.inc('dsvm_agent_logins_total', { outcome });
+    this.metrics.observe('dsvm_agent_login_duration_seconds', {}, ms / 1000);
+  }
+
+  private async onIpc(req: IpcRequest): Promise<unknown> {
+    if (req.op === 'status') return this.healthBody();
+    const login = this.o.login;
+    if (!login) throw new Error('login handling is not available in this build of the daemon: run `dsvm-agent login --user NAME` directly');
+    const t0 = this.now();
+    const share = this.runner.records.get('share-mounted');
+    try {
+      const result = await login(req.user, { deadlineMs: req.deadlineMs, shareHealthy: share ? share.state !== 'fail' : true, ...(req.service ? { service: req.service } : {}) });
+      const outcome = (result as { outcome?: unknown } | null)?.outcome;
+      this.recordLogin(this.now() - t0, outcome === 'skipped' || outcome === 'deferred' ? outcome : 'ok');
+      return result;
+    } catch (err) {
+      this.recordLogin(this.now() - t0, 'error');
+      throw err;
+    }
+  }
+
+  private onCheckResult(check: HealthCheck, rec: CheckRecord, prev: CheckRecord): void {
+    this.metrics.inc('dsvm_agent_check_runs_total', { check: check.id, state: rec.state });
+    this.scheduleTextfile();
+    if (rec.state !== prev.state) this.updateStatus();
+    const action = repairFor[check.id];
+    if (!action) return;
+    const repair = this.repairs.get(action);
+    if (rec.state === 'ok' && repair) {
+      if (repair.gaveUp) this.log.info(`${check.id} recovered: ${action} repairs enabled again`);
+      this.limiter.recovered(repair);
+    }
+    if (this.recheckNoRepair.delete(check.id)) return;
+    if (rec.state === 'fail') void this.maybeRepair(check.id, action);
+  }
+
+  private repairsAllowed(): boolean {
+    return this.o.ctx.cfg.repair.enabled && this.firstBoot.state === 'done' && !this.terminating && !this.stopping;
+  }
+
+  private async maybeRepair(id: CheckId, action: RepairAction): Promise<void> {
+    if (!this.repairsAllowed() || this.repairing.has(action)) return;
+    let rec = this.repairs.get(action);
+    if (!rec) this.repairs.set(action, (rec = newRepairRecord(action)));
+    const wasLatched = rec.gaveUp;
+    const decision = this.limiter.decide(rec, this.now());
+    if (!decision.allowed) {
+      if (!wasLatched) {
+        this.log.error(`${id}: ${decision.reason}`);
+        this.metrics.inc('dsvm_agent_repairs_total', { action, result: 'gave-up' });
+        this.updateStatus();
+      }
+      return;
+    }
+    this.repairing.add(action);
+    this.limiter.started(rec, this.now());
+    this.log.warn(`${id} failing: trying ${action} (attempt ${rec.attempts.length} of ${this.o.ctx.cfg.repair.maxAttempts} in ${this.o.ctx.cfg.repair.windowSec} s)`);
+    let error: string | undefined;
+    try {
+      await withDeadline(this.runRepair(action), REPAIR_TIMEOUT_MS, `${action} did not finish within ${REPAIR_TIMEOUT_MS / 1000} s`);
+    } catch (err) {
+      error = messageOf(err);
+    } finally {
+      this.repairing.delete(action);
+    }
+    this.limiter.finished(rec, error);
+    this.metrics.inc('dsvm_agent_repairs_total', { action, result: error === undefined ? 'ok' : 'failed' });
+    if (error === undefined) this.log.info(`${action} done; checking ${id} again`);
+    else this.log.error(`${action} failed: ${error}`);
+    // See whether it helped now, without letting this very result start the next attempt.
+    this.recheckNoRepair.add(id);
+    await this.runner.run(id).catch(() => undefined);
+  }
+
+  private runRepair(action: RepairAction): Promise<void> {
+    const { ops, ctx } = this.o;
+    switch (action) {
+      case 'remount-share':
+        return ops.remountShare(ctx);
+      case 'restart-sssd':
+        return ops.restartSssd(ctx);
+      case 'rejoin':
+        return ops.rejoin(ctx);
+    }
+  }
+
+  /** STATUS= for systemctl status: the current task or state, sent only when it changes. */
+  statusLine(): string {
+    if (this.stopping) return 'stopping';
+    if (this.terminating) return `terminating (event ${this.terminating.eventId}): ${this.terminating.step}`;
+    const fb = this.firstBoot;
+    if (fb.state === 'waiting' && fb.error) return `first boot: waiting for provision (${fb.error})`;
+    if (fb.state === 'running') return `first boot: ${fb.task ?? 'starting'}${fb.attempt && fb.attempt > 1 ? ` (attempt ${fb.attempt})` : ''}`;
+    const v = evaluateHealth(this.snapshot(), this.o.ctx.cfg.health, this.now());
+    const gaveUp = [...this.repairs.values()].filter((r) => r.gaveUp).map((r) => r.action);
+    return `${v.state}: ${v.reason}${gaveUp.length ? `; repairs stopped: ${gaveUp.join(', ')}` : ''}`.slice(0, 200);
+  }
+
+  private updateStatus(): void {
+    const line = this.statusLine();
+    if (line === this.lastStatus || !this.o.notifier.enabled) return;
+    this.lastStatus = line;
+    void this.o.notifier.notify({ STATUS: line });
+  }
+
+  /** The node-exporter textfile, rewritten atomically at most every 2 s after results change. */
+  private scheduleTextfile(): void {
+    if (this.textfileTimer || this.stopping) return;
+    this.textfileTimer = setTimeout(() => {
+      this.textfileTimer = undefined;
+      void this.writeTextfile();
+    }, 2000);
+    this.textfileTimer.unref();
+  }
+
+  async writeTextfile(): Promise<void> {
+    const { ctx } = this.o;
+    const configured = ctx.cfg.health.metricsTextfile;
+    const file = configured ? ctx.paths.under(configured) : ctx.paths.metricsTextfile;
+    try {
+      // Without node-exporter's textfile directory there is no reader: do not create it.
+      if (!configured) await access(path.dirname(file));
+      await writeFileAtomic(file, this.metricsText(), { mode: 0o644 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || configured) this.log.debug(`metrics textfile ${file}: ${messageOf(err)}`);
+    }
+  }
+
+  /** SIGTERM: STOPPING=1, then close servers, schedules and pollers; bounded so systemd never has to SIGKILL. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      await withDeadline(this.o.notifier.notify({ STOPPING: '1', STATUS: 'stopping' }), 1000, '').catch(() => undefined);
+      clearTimeout(this.textfileTimer);
+      for (const close of this.closers.reverse()) {
+        await withDeadline(Promise.resolve(close()), 1500, '').catch(() => undefined);
+      }
+      this.closers = [];
+    })();
+    return this.stopping;
+  }
+}
+
+async function withDeadline<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

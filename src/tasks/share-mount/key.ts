@@ -1,0 +1,90 @@
+import type { Agent } from 'node:https';
+import type { ShareConfig, StorageKeyRef } from '../../agent/config-schema.js';
+import { configError, permanent, transient } from '../../agent/errors.js';
+import { identityName, managedIdentity, statusOf } from '../../agent/azure/identity.js';
+import type { TaskContext } from '../../agent/task.js';
+
+/** Test seam for the https calls (a CA the fakes use); production passes nothing. */
+export interface AzureHttpOptions {
+  agent?: Agent;
+}
+
+type ArmRef = Extract<StorageKeyRef, { armListKeys: unknown }>['armListKeys'];
+
+// Keys resolved once per context: `check` runs before and after `apply`, and
+// a Key Vault or ARM round trip each time would add seconds to first boot.
+const resolved = new WeakMap<TaskContext, Promise<string>>();
+
+/**
+ * The storage account key, from a secret reference or ARM listKeys. It is
+ * registered with the redactor before anyone sees it, and lives only in
+ * memory and the credentials file.
+ */
+export function storageKey(ctx: TaskContext, opts: AzureHttpOptions = {}): Promise<string> {
+  const share = ctx.cfg.share;
+  if (!share?.key) {
+    return Promise.reject(configError('share.key: no storage key configured', { fix: 'add share.key: {keyVault: ...}, {file: ...} or {armListKeys: {subscriptionId, resourceGroup}}' }));
+  }
+  let p = resolved.get(ctx);
+  if (!p) {
+    p = fetchKey(ctx, share, share.key, opts).then((key) => {
+      ctx.redactor.add(key);
+      return key.trim();
+    });
+    // A failure is not cached: the next attempt (engine retry) asks again.
+    p.catch(() => resolved.delete(ctx));
+    resolved.set(ctx, p);
+  }
+  return p;
+}
+
+async function fetchKey(ctx: TaskContext, share: ShareConfig, ref: StorageKeyRef, opts: AzureHttpOptions): Promise<string> {
+  if ('armListKeys' in ref) return armListKeys(ctx, share.account, ref.armListKeys, opts);
+  return ctx.secret(ref, 'share.key');
+}
+
+async function armListKeys(ctx: TaskContext, account: string, ref: ArmRef, opts: AzureHttpOptions): Promise<string> {
+  const where = `storage account "${account}" in resource group "${ref.resourceGroup}" (subscription ${ref.subscriptionId})`;
+  const credential = await managedIdentity(ctx.cfg);
+  const { StorageManagementClient } = await import('@azure/arm-storage');
+  const client = new StorageManagementClient(credential, ref.subscriptionId, {
+    endpoint: ctx.cfg.azure.managementEndpoint,
+    retryOptions: { maxRetries: 2 },
+    ...(opts.agent ? { agent: opts.agent } : {}),
+  });
+  ctx.log.child('share-mount').debug(`listing keys of ${where} through ARM`);
+  let keys;
+  try {
+    keys = (await client.storageAccounts.listKeys(ref.resourceGroup, account)).keys ?? [];
+  } catch (err) {
+    throw armError(err, where, ctx);
+  }
+  const key = keys.find((k) => k.keyName?.toLowerCase() === ref.keyName)?.value;
+  if (!key) throw permanent(`share.key: ARM listKeys for ${where} returned no ${ref.keyName}`, { fix: 'check that the account has shared key access enabled (allowSharedKeyAccess)', reason: 'share-key-missing' });
+  return key;
+}
+
+function armError(err: unknown, where: string, ctx: TaskContext): Error {
+  const status = statusOf(err);
+  const code = (err as { code?: string }).code ?? '';
+  const first = String((err as Error)?.message ?? err).split('\n')[0] ?? '';
+  if (status === 403) {
+    return permanent(`share.key: listKeys on ${where} was refused (403 ${code})`, {
+      fix: `grant the ${identityName(ctx.cfg)} the "Storage Account Key Operator Service Role" (action Microsoft.Storage/storageAccounts/listKeys/action) on the storage account`,
+      reason: 'share-listkeys-forbidden',
+    });
+  }
+  if (status === 404) {
+    return permanent(`share.key: ${where} not found (404 ${code})`, {
+      fix: 'check share.account and share.key.armListKeys.subscriptionId/resourceGroup: they must name the account that holds the share',
+      reason: 'share-account-not-found',
+    });
+  }
+  if (status === 401) {
+    return permanent(`share.key: ARM refused the token for ${where} (401 ${code})`, { fix: "check azure.managementEndpoint and that the storage account is in the identity's tenant", reason: 'share-listkeys-unauthorized' });
+  }
+  return transient(`share.key: cannot list the keys of ${where}: ${first}`, {
+    fix: `check that the VM has a managed identity${ctx.cfg.identity.clientId ? ` with client id ${ctx.cfg.identity.clientId}` : ''} and can reach IMDS and ${ctx.cfg.azure.managementEndpoint}`,
+    reason: 'share-listkeys-unreachable',
+  });
+}

@@ -1,0 +1,178 @@
+import os from 'node:os';
+import type { ShareClient } from '@azure/storage-file-share';
+import { configError, permanent, transient, type AgentError } from '../../agent/errors.js';
+import type { TaskContext } from '../../agent/task.js';
+import { filesServiceUrl, shareUrl } from './endpoint.js';
+import { storageKey, type AzureHttpOptions } from './key.js';
+
+/**
+ * The share seen through the Files REST API (@azure/storage-file-share),
+ * signed with the storage key: usage against quota, folder creation, the
+ * handles a terminating VM leaves behind. NFS shares have no data-plane REST;
+ * a Kerberos share has no key here.
+ */
+export async function openShareClient(ctx: TaskContext, opts: AzureHttpOptions = {}): Promise<ShareClient> {
+  const share = ctx.cfg.share;
+  if (!share) throw configError('share: no share configured', { fix: 'add a share section to the config' });
+  if (share.type === 'nfs') throw configError(`share: ${share.account}/${share.name} is NFS, which has no Files REST API`, { fix: 'use the mount itself (statfs) for NFS shares', reason: 'share-rest-nfs' });
+  const key = await storageKey(ctx, opts);
+  const { ShareClient: Client, StorageSharedKeyCredential } = await import('@azure/storage-file-share');
+  // StoragePipelineOptions does not declare `agent`, but passes it on to core-rest-pipeline.
+  const pipeline = { retryOptions: { maxTries: 2, tryTimeoutInMs: 15_000 }, ...(opts.agent ? { agent: opts.agent } : {}) };
+  return new Client(shareUrl(share), new StorageSharedKeyCredential(share.account, key), pipeline);
+}
+
+/** Map a REST failure to an error naming the share and the fix. */
+export function restError(err: unknown, what: string, ctx: TaskContext): AgentError {
+  const share = ctx.cfg.share;
+  const where = share ? `${filesServiceUrl(share)}/${share.name}` : 'the share';
+  const e = err as { statusCode?: number; code?: string; message?: string };
+  const first = String(e?.message ?? err).split('\n')[0] ?? '';
+  if (e?.statusCode === 403 && (e.code === 'AuthenticationFailed' || e.code === undefined)) {
+    return permanent(`share: ${what}: the storage account refused the key (403 AuthenticationFailed) at ${where}`, {
+      fix: 'the key is wrong or was rotated: put the current key1/key2 of the account in share.key (or use armListKeys), then run dsvm-agent provision',
+      reason: 'share-auth-failed',
+    });
+  }
+  if (e?.statusCode === 403) return permanent(`share: ${what}: forbidden at ${where} (403 ${e.code})`, { fix: "check the storage account's firewall and shared-key access settings", reason: 'share-forbidden' });
+  if (e?.statusCode === 404 && e.code === 'ShareNotFound') {
+    return permanent(`share: ${what}: no share "${share?.name}" in account "${share?.account}"`, { fix: 'create the file share or correct share.name', reason: 'share-not-found' });
+  }
+  if (e?.statusCode !== undefined && e.statusCode < 500 && e.statusCode !== 408 && e.statusCode !== 429) {
+    return permanent(`share: ${what} at ${where}: ${e.statusCode} ${e.code ?? ''} ${first}`.trim(), { reason: 'share-rest-error' });
+  }
+  return transient(`share: ${what}: ${where} unreachable or busy: ${first}`, { fix: 'check outbound HTTPS (443) to the storage account', reason: 'share-rest-unreachable' });
+}
+
+/** Usage against quota, for the health check and metrics. */
+export interface ShareUsage {
+  usedBytes: number;
+  quotaBytes: number;
+}
+
+const GiB = 1024 ** 3;
+
+/** Bytes used and the quota of the share (REST `restype=share&comp=stats` and share properties). */
+export async function shareUsageRest(ctx: TaskContext, opts: AzureHttpOptions = {}): Promise<ShareUsage> {
+  const client = await openShareClient(ctx, opts);
+  try {
+    const [stats, props] = await Promise.all([client.getStatistics(), client.getProperties()]);
+    return { usedBytes: stats.shareUsageBytes, quotaBytes: (props.quota ?? 0) * GiB };
+  } catch (err) {
+    throw restError(err, 'reading usage and quota', ctx);
+  }
+}
+
+/** Validate a share-relative folder: "/"-separated names, no "." or "..", none of Azure's forbidden characters. */
+export function folderSegments(relPath: string): string[] {
+  const segments = relPath.split('/').filter((s) => s !== '');
+  if (segments.length === 0) throw configError(`share folder "${relPath}" is empty`, { fix: 'name a folder inside the share' });
+  for (const s of segments) {
+    if (s === '.' || s === '..' || /["\\:|<>*?\u0000-\u001f]/.test(s) || s.length > 255) {
+      throw configError(`share folder "${relPath}": "${s}" is not a valid Azure Files name`, { fix: 'use names without "\\ : | < > * ? and not . or ..' });
+    }
+  }
+  return segments;
+}
+
+/**
+ * Make a folder in the share, parents first (the service creates one level
+ * per call and answers ParentNotFound otherwise). Idempotent: existing levels
+ * are left alone. Returns the levels it created.
+ */
+export async function ensureShareFolderRest(ctx: TaskContext, relPath: string, opts: AzureHttpOptions = {}): Promise<string[]> {
+  const segments = folderSegments(relPath);
+  const client = await openShareClient(ctx, opts);
+  const created: string[] = [];
+  for (let i = 1; i <= segments.length; i++) {
+    const level = segments.slice(0, i).join('/');
+    try {
+      if ((await client.getDirectoryClient(level).createIfNotExists()).succeeded) created.push(level);
+    } catch (err) {
+      throw restError(err, `creating folder ${level}`, ctx);
+    }
+  }
+  return created;
+}
+
+/** A handle as list-handles reports it. */
+export interface HandleInfo {
+  handleId: string;
+  path: string;
+  clientIp: string;
+  clientName?: string;
+}
+
+/** Who this VM is, as the Files service sees its SMB clients. */
+export interface ClientIdentity {
+  addresses: string[];
+  names: string[];
+}
+
+/** This machine's non-loopback addresses and names (hostname, its 15-character NetBIOS form, the computer name). */
+export function localClientIdentity(ctx: TaskContext): ClientIdentity {
+  const addresses = Object.values(os.networkInterfaces())
+    .flat()
+    .filter((a): a is os.NetworkInterfaceInfo => !!a && !a.internal)
+    .map((a) => a.address);
+  const host = os.hostname().split('.')[0] ?? '';
+  const computer = typeof ctx.state.facts.computerName === 'string' ? ctx.state.facts.computerName : undefined;
+  const names = [host, host.slice(0, 15), ...(computer ? [computer] : [])].filter(Boolean);
+  return { addresses, names };
+}
+
+/**
+ * Whether a handle belongs to this VM. The service can only tell clients
+ * apart by IP and (recent API versions) client name. The IP must be one of
+ * ours; VMs behind one NAT share an IP, so when the service reports a name
+ * it must be ours too. Anything uncertain is left open: closing another VM's
+ * handle would break that user's open notebook.
+ */
+export function isOwnHandle(h: HandleInfo, me: ClientIdentity): boolean {
+  const ip = h.clientIp.replace(/^\[?([^\]]+?)\]?(:\d+)?$/, '$1').replace(/^::ffff:/, '');
+  if (!me.addresses.includes(ip)) return false;
+  if (!h.clientName) return true;
+  const name = h.clientName.toLowerCase();
+  return me.names.some((n) => n.toLowerCase() === name);
+}
+
+/** Close this VM's handles on the share; returns how many were closed and how many failed. */
+export async function closeOwnHandles(ctx: TaskContext, me: ClientIdentity, opts: AzureHttpOptions = {}): Promise<{ closed: number; failed: number; foreign: number }> {
+  const client = await openShareClient(ctx, opts);
+  const own: HandleInfo[] = [];
+  let foreign = 0;
+  try {
+    for await (const h of client.rootDirectoryClient.listHandles({ recursive: true })) {
+      const info: HandleInfo = { handleId: h.handleId, path: h.path ?? '', clientIp: h.clientIp ?? '', ...(h.clientName ? { clientName: h.clientName } : {}) };
+      if (isOwnHandle(info, me)) own.push(info);
+      else foreign++;
+    }
+  } catch (err) {
+    throw restError(err, 'listing open handles', ctx);
+  }
+  let closed = 0;
+  let failed = 0;
+  for (const h of own) {
+    // The SDK's single-handle close is not recursive: address the handle's own path.
+    // It may be a file or a directory; the service says which by refusing the other.
+    const asFile = (): Promise<{ closedHandlesCount?: number; closeFailureCount?: number }> => client.rootDirectoryClient.getFileClient(h.path).forceCloseHandle(h.handleId);
+    const asDir = (): Promise<{ closedHandlesCount?: number; closeFailureCount?: number }> =>
+      (h.path ? client.getDirectoryClient(h.path) : client.rootDirectoryClient).forceCloseHandle(h.handleId);
+    try {
+      let r;
+      try {
+        r = h.path ? await asFile() : await asDir();
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if (code !== 'ResourceTypeMismatch' && code !== 'ResourceNotFound') throw err;
+        r = await asDir();
+      }
+      closed += r.closedHandlesCount ?? 0;
+      failed += r.closeFailureCount ?? 0;
+    } catch (err) {
+      failed++;
+      ctx.log.child('share-mount').warn(restError(err, `closing handle ${h.handleId} on ${h.path || '/'}`, ctx).describe());
+    }
+  }
+  return { closed, failed, foreign };
+}

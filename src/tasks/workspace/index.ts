@@ -1,0 +1,227 @@
+import { readFile } from 'node:fs/promises';
+import type { Config } from '../../agent/config-schema.js';
+import type { Logger } from '../../agent/log.js';
+import type { Paths } from '../../agent/paths.js';
+import type { Runner } from '../../agent/runner.js';
+import { resolveAccount } from './account.js';
+import { ensureHomeLink, homeLinkInPlace, type HomeReport } from './home.js';
+import { mountPoints, planUserLinks, type UserLinksPlan } from './plan.js';
+import { ensureShareFolders, shareFoldersInPlace, type ShareReport } from './share.js';
+
+/**
+ * The per-login work: `<workspace.root>/<folder>/<notebooks>` on the share and
+ * `$HOME/<homeLink>` pointing to it. See docs/login.md for the whole design;
+ * the two rules that shape this file:
+ * - the share is only ever touched by children with a SIGKILL deadline;
+ * - $HOME is only ever touched by children running as the user.
+ */
+
+export { folderNameFor, checkName } from './names.js';
+export { planUserLinks, type Account, type UserLinksPlan } from './plan.js';
+export { exitCodeForOutcome } from './exit-code.js';
+
+/** What the daemon (or the local fallback) needs; a TaskContext fits. */
+export interface LoginDeps {
+  cfg: Config;
+  paths: Paths;
+  run: Runner;
+  log: Logger;
+  /** The Node binary that runs the small child programs (default: this process's). */
+  nodeBinary?: string;
+}
+
+export interface StepOutcome {
+  state: 'ok' | 'created' | 'skipped' | 'refused' | 'failed';
+  changes: string[];
+  warnings: string[];
+  /** Why a step was skipped (share-unhealthy, share-not-mounted, ...). */
+  reason?: string;
+}
+
+/** The result of one login, as `login --json` prints it and the IPC answer carries it. */
+export interface LoginOutcome {
+  /** The name as asked (PAM_USER or --user). */
+  user: string;
+  /**
+   * done: both sides in place. partial: $HOME done, share skipped or failed (retry later).
+   * skipped: nothing to do for this account by design. refused: something is in the way and was left alone.
+   * failed: nothing could be done. pending: still running in the daemon, finished in the background.
+   */
+  status: 'done' | 'partial' | 'skipped' | 'refused' | 'failed' | 'pending';
+  reason?: string;
+  message: string;
+  account?: { name: string; uid: number; home: string };
+  folder?: string;
+  share?: StepOutcome;
+  home?: StepOutcome;
+  changed: boolean;
+  durationMs: number;
+}
+
+/** Caps for the children: generous in the daemon (work finishes in the background), the remaining bound in the hook. */
+const NSS_CAP_MS = 10_000;
+const CHILD_CAP_MS = 20_000;
+/** How long the daemon lets one login run in total before giving up on it. */
+export const BACKGROUND_LIMIT_MS = 45_000;
+
+function shareStep(r: ShareReport): StepOutcome {
+  const state: StepOutcome['state'] = r.state === 'ok' ? 'ok' : r.state === 'created' ? 'created' : r.state === 'refused' ? 'refused' : 'failed';
+  return { state, changes: r.changes, warnings: r.warnings, ...(r.state === 'root-missing' ? { reason: 'root-missing' } : {}) };
+}
+
+function homeStep(r: HomeReport): StepOutcome {
+  const state: StepOutcome['state'] = r.state === 'ok' ? 'ok' : r.state === 'created' ? 'created' : r.state === 'blocked' ? 'refused' : 'failed';
+  return { state, changes: r.changes, warnings: r.warnings, ...(r.state === 'home-missing' ? { reason: 'home-missing' } : {}) };
+}
+
+/** Whether the share side should be skipped now, and why. */
+async function shareSkipReason(deps: LoginDeps, shareHealthy: boolean | undefined): Promise<string | undefined> {
+  const share = deps.cfg.share;
+  if (!share) return undefined;
+  if (shareHealthy === false) return 'share-unhealthy';
+  if (shareHealthy === true) return undefined;
+  // No daemon to ask: /proc/self/mountinfo is kernel memory, safe to read even
+  // when the share hangs, and an unmounted mount point must not get folders
+  // the mount would later hide.
+  const info = await readFile(deps.paths.procMounts, 'utf8').catch(() => '');
+  return mountPoints(info).has(share.mountPoint) ? undefined : 'share-not-mounted';
+}
+
+async function runShareSide(deps: LoginDeps, plan: UserLinksPlan, left: (cap: number) => number): Promise<StepOutcome> {
+  if (await shareFoldersInPlace(deps.run, plan, left(CHILD_CAP_MS))) return { state: 'ok', changes: [], warnings: [] };
+  const report = await ensureShareFolders(deps.run, deps.nodeBinary ?? process.execPath, plan, {
+    root: deps.paths.under(deps.cfg.workspace.root),
+    createRoot: deps.cfg.share === undefined,
+    timeoutMs: left(CHILD_CAP_MS),
+  });
+  return shareStep(report);
+}
+
+async function runHomeSide(deps: LoginDeps, plan: UserLinksPlan, left: (cap: number) => number): Promise<StepOutcome> {
+  const node = deps.nodeBinary ?? process.execPath;
+  let report = await ensureHomeLink(deps.run, node, plan, left(CHILD_CAP_MS));
+  if (report.state === 'home-missing' && deps.cfg.workspace.createHome && deps.paths.root === '/') {
+    // The helper pam_mkhomedir itself runs: skel, umask 0077, and since
+    // Linux-PAM 1.6 no-follow directory creation. Normally pam_mkhomedir ran
+    // earlier in the session stack; JupyterHub opens no PAM session.
+    const mk = await deps.run({ file: 'mkhomedir_helper', args: [plan.account.name, '0077'], cwd: '/', timeoutMs: left(CHILD_CAP_MS) });
+    if (mk.exitCode !== 0) return { state: 'failed', reason: 'home-missing', changes: [], warnings: [`${plan.home} is missing and mkhomedir_helper failed (exit ${mk.exitCode ?? mk.signal})`] };
+    report = await ensureHomeLink(deps.run, node, plan, left(CHILD_CAP_MS));
+    report.changes.unshift(`created ${plan.home} (mkhomedir_helper)`);
+  }
+  return homeStep(report);
+}
+
+function summarizeOutcome(user: string, plan: UserLinksPlan, share: StepOutcome, home: StepOutcome): Pick<LoginOutcome, 'status' | 'reason' | 'message'> {
+  const what = `${plan.account.name}: share ${share.state}${share.reason ? ` (${share.reason})` : ''}, home ${home.state}${home.reason ? ` (${home.reason})` : ''}`;
+  if (share.state === 'refused' || home.state === 'refused') return { status: 'refused', reason: 'in-the-way', message: `${what}: ${[...share.warnings, ...home.warnings].join('; ')}` };
+  if (home.state === 'failed') return { status: 'failed', reason: home.reason ?? 'home-failed', message: `${what}: ${home.warnings.join('; ')}` };
+  if (share.state === 'failed' || share.state === 'skipped') return { status: 'partial', reason: share.reason ?? 'share-failed', message: `${what}${share.warnings.length ? `: ${share.warnings.join('; ')}` : ''}` };
+  void user;
+  return { status: 'done', message: what };
+}
+
+/**
+ * Do one login's work, all of it, within `timeLimitMs` (every child gets the
+ * time that is left as its SIGKILL deadline). Safe to run concurrently and
+ * repeatedly: every step re-checks what is there and changes only what is
+ * missing.
+ */
+export async function runLogin(deps: LoginDeps, user: string, opts: { timeLimitMs: number; shareHealthy: boolean | undefined }): Promise<LoginOutcome> {
+  const started = Date.now();
+  const deadline = started + opts.timeLimitMs;
+  const left = (cap: number): number => Math.max(1, Math.min(cap, deadline - Date.now()));
+  const log = deps.log.child('login');
+  const finish = (o: Omit<LoginOutcome, 'user' | 'durationMs'>): LoginOutcome => {
+    const out: LoginOutcome = { user, ...o, durationMs: Date.now() - started };
+    const line = `${out.status}: ${out.message}`;
+    if (out.status === 'refused' || out.status === 'failed') log.warn(line);
+    else if (out.changed || out.status === 'partial') log.info(line);
+    else log.debug(line);
+    return out;
+  };
+
+  const resolved = await resolveAccount(deps.run, user, deps.cfg, left(NSS_CAP_MS));
+  if (!resolved.ok) return finish({ status: resolved.status, reason: resolved.reason, message: resolved.message, changed: false });
+  const { account } = resolved;
+  const plan = planUserLinks(account, deps.cfg, deps.paths);
+  if ('ok' in plan) return finish({ status: 'failed', reason: plan.reason, message: `${account.name}: ${plan.message}`, changed: false });
+  const who = { account: { name: account.name, uid: account.uid, home: account.home }, folder: plan.folder };
+
+  // Fast path: one `stat` as root and one `readlink` as the user, in parallel; no Node child, no write.
+  const skip = await shareSkipReason(deps, opts.shareHealthy);
+  const homeFast = homeLinkInPlace(deps.run, plan, left(CHILD_CAP_MS));
+  const share: StepOutcome = skip ? { state: 'skipped', reason: skip, changes: [], warnings: [] } : await runShareSide(deps, plan, left);
+  let home: StepOutcome;
+  if (share.state === 'refused') {
+    // The link would lead into something another user planted: do not make it.
+    home = { state: 'skipped', reason: 'share-refused', changes: [], warnings: [] };
+    await homeFast;
+  } else if (await homeFast) {
+    home = { state: 'ok', changes: [], warnings: [] };
+  } else {
+    home = await runHomeSide(deps, plan, left);
+  }
+  const changed = share.changes.length + home.changes.length > 0;
+  for (const c of [...share.changes, ...home.changes]) log.info(`${account.name}: ${c}`);
+  return finish({ ...summarizeOutcome(user, plan, share, home), ...who, share, home, changed });
+}
+
+/** Logins in flight per daemon context: concurrent logins of one user share one run (one consistent result). */
+const inflight = new WeakMap<object, Map<string, Promise<LoginOutcome>>>();
+/** Users whose share side was skipped while the share was unhealthy, per daemon context. */
+const deferred = new WeakMap<object, Set<string>>();
+
+/**
+ * What the daemon runs for an IPC `login`: the whole work in the background
+ * (share work only while the share is healthy), answering within
+ * `deadlineMs` with the outcome, or `pending` while it carries on and logs.
+ */
+export async function handleLogin(deps: LoginDeps, user: string, opts: { deadlineMs: number; shareHealthy: boolean | undefined }): Promise<LoginOutcome> {
+  const started = Date.now();
+  let running = inflight.get(deps);
+  if (!running) inflight.set(deps, (running = new Map()));
+  let work = running.get(user);
+  if (!work) {
+    const map = running;
+    work = runLogin(deps, user, { timeLimitMs: BACKGROUND_LIMIT_MS, shareHealthy: opts.shareHealthy })
+      .catch((err: unknown): LoginOutcome => ({ user, status: 'failed', reason: 'internal', message: String(err), changed: false, durationMs: Date.now() - started }))
+      .then((o) => {
+        let later = deferred.get(deps);
+        if (!later) deferred.set(deps, (later = new Set()));
+        if (o.share?.reason === 'share-unhealthy') later.add(user);
+        else if (o.status === 'done') later.delete(user);
+        return o;
+      })
+      .finally(() => map.delete(user));
+    running.set(user, work);
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => {
+    timer = setTimeout(() => resolve('late'), Math.max(0, opts.deadlineMs));
+  });
+  const first = await Promise.race([work, late]);
+  clearTimeout(timer);
+  if (first !== 'late') return first;
+  const log = deps.log.child('login');
+  void work.then((o) => log.info(`${user}: finished in the background after ${o.durationMs} ms: ${o.status}: ${o.message}`));
+  return {
+    user,
+    status: 'pending',
+    reason: 'deadline',
+    message: `${user}: not finished within ${opts.deadlineMs} ms; the daemon finishes it in the background and logs the result`,
+    changed: false,
+    durationMs: Date.now() - started,
+  };
+}
+
+/**
+ * Finish the share side for users who logged in while the share was
+ * unhealthy. The daemon calls this when the share-mounted check recovers.
+ */
+export async function finishDeferredLogins(deps: LoginDeps): Promise<LoginOutcome[]> {
+  const users = [...(deferred.get(deps) ?? [])];
+  const out: LoginOutcome[] = [];
+  for (const user of users) out.push(await handleLogin(deps, user, { deadlineMs: BACKGROUND_LIMIT_MS, shareHealthy: true }));
+  return out;
+}

@@ -1,0 +1,108 @@
+import path from 'node:path';
+import type { Config } from '../../agent/config-schema.js';
+import type { Paths } from '../../agent/paths.js';
+import { checkName, folderNameFor, type NameRefusal } from './names.js';
+
+/** An account as NSS returned it (`getent passwd`): the only identity the agent acts on. */
+export interface Account {
+  /** Canonical name (pw_name), which may differ from what was typed (case, DOMAIN\ prefix). */
+  name: string;
+  uid: number;
+  gid: number;
+  /** pw_dir, as a system path (not yet under a test root). */
+  home: string;
+}
+
+/** Everything one login should make, computed without touching the system. */
+export interface UserLinksPlan {
+  account: Account;
+  /** The user's folder name on the share. */
+  folder: string;
+  /** `<root>/<folder>` and `<root>/<folder>/<notebooks>`, under the path prefix. */
+  userDir: string;
+  notebooksDir: string;
+  /** $HOME under the path prefix. */
+  home: string;
+  /** Folders between $HOME and the link, relative to $HOME (e.g. ["notebooks"]). */
+  homeDirs: string[];
+  /** The link, relative to $HOME (e.g. "notebooks/remote"). */
+  homeLink: string;
+  /** What the link must point to: the notebooks folder as the system sees it. */
+  linkTarget: string;
+}
+
+/** Parse one `getent passwd` line; undefined when it is not a passwd entry. */
+export function parsePasswdLine(line: string): Account | undefined {
+  const f = line.replace(/\n$/, '').split(':');
+  if (f.length !== 7) return undefined;
+  const [name, , uid, gid, , home] = f as [string, string, string, string, string, string, string];
+  if (!/^\d+$/.test(uid) || !/^\d+$/.test(gid) || !home.startsWith('/') || name === '') return undefined;
+  return { name, uid: Number(uid), gid: Number(gid), home };
+}
+
+/** Parse `id -Gn NAME`: group names separated by spaces (sssd names may not contain spaces unless overridden). */
+export function parseGroupNames(stdout: string): string[] {
+  return stdout.trim().split(/\s+/).filter(Boolean);
+}
+
+/**
+ * Whether a user in `groups` may use this VM: `domain.allowGroups` plus the
+ * sudo groups (admins log in too), as sssd's simple access provider is set
+ * up by the join. Names compare case-insensitively and with or without the
+ * "@domain" suffix sssd adds with fully qualified names. No allowGroups: any
+ * account NSS knows (at or above minUid).
+ */
+export function isAllowed(groups: readonly string[], cfg: Pick<Config, 'domain'>): boolean {
+  const allowed = [...cfg.domain.allowGroups, ...cfg.domain.sudoGroups];
+  if (cfg.domain.allowGroups.length === 0) return true;
+  const norm = (g: string): string => g.toLowerCase().replace(/@.*$/, '');
+  const want = new Set(allowed.map(norm));
+  return groups.some((g) => want.has(norm(g)));
+}
+
+/** Why a login does nothing for this account (a system account), or undefined. */
+export function skipReason(account: Account, cfg: Pick<Config, 'workspace'>): string | undefined {
+  if (account.uid < cfg.workspace.minUid) return `uid ${account.uid} is below workspace.minUid (${cfg.workspace.minUid}): a system account`;
+  return undefined;
+}
+
+/**
+ * The pure plan for one user: where the share folder goes, where the link
+ * goes and what it points to. Refuses names that cannot be a folder.
+ */
+export function planUserLinks(account: Account, cfg: Pick<Config, 'workspace'>, paths: Pick<Paths, 'under'>): UserLinksPlan | NameRefusal {
+  const bad = checkName(account.name);
+  if (bad) return bad;
+  const mapped = folderNameFor(account.name);
+  if (!mapped.ok) return mapped;
+  const root = paths.under(cfg.workspace.root);
+  const userDir = path.join(root, mapped.folder);
+  const notebooksDir = path.join(userDir, cfg.workspace.notebooks);
+  const parts = cfg.workspace.homeLink.split('/');
+  return {
+    account,
+    folder: mapped.folder,
+    userDir,
+    notebooksDir,
+    home: paths.under(path.resolve('/', account.home)),
+    homeDirs: parts.slice(0, -1),
+    homeLink: cfg.workspace.homeLink,
+    linkTarget: notebooksDir,
+  };
+}
+
+/** True when `stat -c %F A B` says both are real directories (the share's fast path). */
+export function bothDirectories(stdout: string): boolean {
+  const lines = stdout.split('\n').filter(Boolean);
+  return lines.length === 2 && lines.every((l) => l === 'directory');
+}
+
+/** Mount points listed in /proc/self/mountinfo (field 5, with the kernel's octal escapes decoded). */
+export function mountPoints(mountinfo: string): Set<string> {
+  const out = new Set<string>();
+  for (const line of mountinfo.split('\n')) {
+    const f = line.split(' ');
+    if (f.length > 4 && f[4]) out.add(f[4].replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8))));
+  }
+  return out;
+}

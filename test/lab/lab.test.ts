@@ -1,0 +1,242 @@
+/**
+ * Proves the lab itself: the DC answers as AD does, a real join works with
+ * the join account's delegated rights, sssd resolves AD users, the storage
+ * server takes the account key and nothing else, and each Azure fake answers
+ * in its wire format. Every later lab test builds on these facts.
+ */
+import { existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import t from 'tap';
+import {
+  PROJECT_ROOT,
+  clientExec,
+  describeResult,
+  fakesUrls,
+  lab,
+  labEnv,
+  labSkipReason,
+  readLabSecret,
+  type ExecResult,
+} from './harness.js';
+
+/** The subtest type, as tap hands it to a callback. */
+type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
+
+const skip = labSkipReason();
+if (skip) {
+  t.plan(0, skip);
+} else {
+  const env = labEnv();
+  const client = 'c1';
+
+  const ok = (t: TapTest, what: string, r: ExecResult): void => {
+    t.equal(r.exitCode, 0, describeResult(what, r));
+  };
+
+  const join = (computerName: string, keytab: string, password: string): Promise<ExecResult> =>
+    clientExec(
+      client,
+      [
+        'adcli',
+        'join',
+        `--domain=${env.DOMAIN}`,
+        `--login-user=${env.JOIN_USER}`,
+        '--stdin-password',
+        `--computer-name=${computerName}`,
+        `--host-fqdn=${computerName.toLowerCase()}.${env.DOMAIN}`,
+        `--domain-ou=${env.JOIN_OU}`,
+        `--host-keytab=${keytab}`,
+      ],
+      { input: `${password}\n` },
+    );
+
+  const deleteComputer = (computerName: string): Promise<ExecResult> =>
+    clientExec(
+      client,
+      ['adcli', 'delete-computer', `--domain=${env.DOMAIN}`, `--login-user=${env.JOIN_USER}`, '--stdin-password', computerName],
+      { input: `${readLabSecret('join-password')}\n` },
+    );
+
+  t.test('the client VM looks like a VM of the pool', async (t) => {
+    const r = await clientExec(client, ['sh', '-c', 'hostname; cat /etc/resolv.conf; test -d /data/workspace && echo data-ok']);
+    ok(t, 'inspect client', r);
+    t.match(r.stdout, /^dsvm-lab-client-0001\n/, 'hostname longer than 15 characters');
+    t.match(r.stdout, new RegExp(`nameserver ${env.DC_IP.replaceAll('.', '\\.')}`), 'resolver is the DC');
+    t.match(r.stdout, /data-ok/, '/data/workspace exists');
+  });
+
+  t.test('DNS SRV records of the domain resolve from the client VM', async (t) => {
+    for (const name of [`_ldap._tcp.${env.DOMAIN}`, `_kerberos._tcp.${env.DOMAIN}`]) {
+      const r = await clientExec(client, ['dig', '+short', '+time=2', '+tries=2', 'SRV', name]);
+      ok(t, `dig SRV ${name}`, r);
+      t.match(r.stdout, new RegExp(`\\d+ \\d+ \\d+ dc1\\.${env.DOMAIN.replaceAll('.', '\\.')}\\.`), `${name} names dc1`);
+    }
+    const a = await clientExec(client, ['dig', '+short', env.FILES_HOST]);
+    t.equal(a.stdout.trim(), env.FILES_IP, `${env.FILES_HOST} points at the storage server`);
+  });
+
+  t.test('adcli joins with the join account and the OU delegation', async (t) => {
+    const name = `LABJOIN${process.pid % 10000}`;
+    const keytab = `/tmp/${name}.keytab`;
+    const joined = await join(name, keytab, readLabSecret('join-password'));
+    ok(t, 'adcli join', joined);
+    const test = await clientExec(client, ['adcli', 'testjoin', `--domain=${env.DOMAIN}`, `--host-keytab=${keytab}`]);
+    ok(t, 'adcli testjoin', test);
+    const klist = await clientExec(client, ['klist', '-k', keytab]);
+    t.match(klist.stdout, new RegExp(`${name}\\$@${env.REALM}`), 'keytab holds the machine principal');
+    const wrong = await join(`${name}X`, `/tmp/${name}X.keytab`, 'not-the-password');
+    t.not(wrong.exitCode, 0, 'a wrong join password is refused');
+    ok(t, 'adcli delete-computer', await deleteComputer(name));
+    await clientExec(client, ['rm', '-f', keytab]);
+  });
+
+  t.test('an AD user resolves through sssd in the client VM', async (t) => {
+    const name = 'LABSSSD';
+    const joined = await join(name, '/etc/krb5.keytab', readLabSecret('join-password'));
+    ok(t, 'adcli join for sssd', joined);
+    // Saved and put back afterwards: later tests get the client as it was.
+    const setup = await clientExec(client, ['bash', '-c', SSSD_SETUP, 'sssd-setup', name.toLowerCase(), env.DOMAIN, env.REALM]);
+    ok(t, 'sssd setup', setup);
+    try {
+      const passwd = await clientExec(client, ['getent', 'passwd', 'alice']);
+      ok(t, 'getent passwd alice', passwd);
+      t.match(passwd.stdout, /^alice:\*:\d+:\d+:/, 'alice has a passwd entry');
+      const id = await clientExec(client, ['id', 'alice']);
+      ok(t, 'id alice', id);
+      t.match(id.stdout, /dsvm-users/, 'alice is in dsvm-users');
+      const mallory = await clientExec(client, ['id', 'mallory']);
+      t.notMatch(mallory.stdout, /dsvm-users/, 'mallory is not in dsvm-users');
+    } finally {
+      ok(t, 'sssd teardown', await clientExec(client, ['bash', '-c', SSSD_TEARDOWN]));
+      ok(t, 'delete sssd computer', await deleteComputer(name));
+    }
+  });
+
+  t.test('the share takes the storage key and refuses anything else', async (t) => {
+    const smb = (password: string): Promise<ExecResult> =>
+      clientExec(client, ['bash', '-c', SMB_WITH_AUTHFILE, 'smb', env.STORAGE_ACCOUNT, `//${env.FILES_HOST}/${env.SHARE_NAME}`, 'ls'], {
+        input: `${password}\n`,
+      });
+    const good = await smb(readLabSecret('storage-key'));
+    ok(t, 'smbclient with the key', good);
+    const bad = await smb(Buffer.alloc(64, 7).toString('base64'));
+    t.not(bad.exitCode, 0, 'a wrong key is refused');
+    t.match(bad.stdout + bad.stderr, /NT_STATUS_LOGON_FAILURE/, 'as a logon failure');
+  });
+
+  t.test('files-stop, files-freeze and their undo', async (t) => {
+    const probe = (): Promise<ExecResult> =>
+      clientExec(client, ['timeout', '3', 'bash', '-c', `: </dev/tcp/${env.FILES_IP}/445`]);
+    ok(t, 'storage server answers', await probe());
+    ok(t, 'files-stop', await lab(['files-stop']));
+    t.not((await probe()).exitCode, 0, 'stopped: connection refused');
+    ok(t, 'files-start', await lab(['files-start']));
+    ok(t, 'storage server answers again', await probe());
+    ok(t, 'files-freeze', await lab(['files-freeze']));
+    const frozen = await clientExec(client, ['bash', '-c', SMB_WITH_AUTHFILE, 'smb', env.STORAGE_ACCOUNT, `//${env.FILES_HOST}/${env.SHARE_NAME}`, 'ls'], {
+      input: `${readLabSecret('storage-key')}\n`,
+      timeoutMs: 4000,
+    });
+    t.ok(frozen.timedOut, 'frozen: an SMB client hangs');
+    ok(t, 'files-thaw', await lab(['files-thaw']));
+    ok(t, 'storage server answers after thaw', await probe());
+  });
+
+  const noFakes = !existsSync(path.join(PROJECT_ROOT, 'test/fakes/serve.ts')) || !env.FAKES_URLS_C1;
+  t.test('each Azure fake answers in its wire format', { skip: noFakes && 'test/fakes/serve.ts is missing: the lab runs no fakes' }, async (t) => {
+    const input = JSON.stringify({
+      urls: fakesUrls(client),
+      subscriptionId: env.SUBSCRIPTION_ID,
+      resourceGroup: env.RESOURCE_GROUP,
+      account: env.STORAGE_ACCOUNT,
+      share: env.SHARE_NAME,
+      joinPassword: readLabSecret('join-password'),
+      storageKey: readLabSecret('storage-key'),
+    });
+    const r = await clientExec(client, ['node', 'test/lab/fakes-probe.mjs'], { input });
+    ok(t, 'fakes probe', r);
+    const facts = JSON.parse(r.stdout) as {
+      imds: { status: number; vmId: string; vmScaleSetName: string; computerName: string };
+      imdsWithoutMetadataHeader: number;
+      token: { status: number; type: string };
+      keyVault: { status: number; valueMatches: boolean };
+      arm: { status: number; key1Matches: boolean };
+      files: { createdDirectory: string };
+      filesWrongKeyStatus: number;
+    };
+    t.equal(facts.imds.status, 200, 'IMDS instance metadata');
+    t.equal(facts.imds.vmId, env.CLIENT_VMID_C1, 'IMDS vmId is the lab client');
+    t.equal(facts.imds.vmScaleSetName, env.VMSS_NAME, 'IMDS vmScaleSetName');
+    t.equal(facts.imds.computerName, env.CLIENT_HOSTNAME_C1, 'IMDS computerName');
+    t.equal(facts.imdsWithoutMetadataHeader, 400, 'IMDS wants the Metadata header');
+    t.same(facts.token, { status: 200, type: 'Bearer' }, 'managed identity token');
+    t.same(facts.keyVault, { status: 200, valueMatches: true, hasId: true }, 'Key Vault holds the join password');
+    t.equal(facts.arm.status, 200, 'ARM listKeys');
+    t.ok(facts.arm.key1Matches, 'listKeys key1 is the storage key');
+    const dir = facts.files.createdDirectory;
+    t.ok(readdirSync(env.SHARE_DIR).includes(dir), 'Files REST directory lands in the SMB share folder');
+    t.equal(facts.filesWrongKeyStatus, 403, 'Files REST refuses a wrong key');
+    await clientExec(client, ['rmdir', path.join(env.SHARE_DIR, dir)]);
+  });
+}
+
+/** Writes the key (stdin) to a 0600 auth file: smbclient never sees it in argv. */
+const SMB_WITH_AUTHFILE = `set -euo pipefail
+user=$1 unc=$2 cmd=$3
+auth=$(mktemp)
+trap 'rm -f "$auth"' EXIT
+IFS= read -r key
+printf 'username = %s\\npassword = %s\\n' "$user" "$key" >"$auth"
+smbclient "$unc" -A "$auth" -m SMB3 -c "$cmd"
+`;
+
+const SSSD_SETUP = `set -euo pipefail
+host=$1 domain=$2 realm=$3
+mkdir -p /root/.lab-sssd-backup
+for f in /etc/krb5.conf /etc/nsswitch.conf /etc/sssd/sssd.conf; do
+  [ -e "$f" ] && cp -a "$f" "/root/.lab-sssd-backup/$(basename "$f")"
+done
+printf '[libdefaults]\\n default_realm = %s\\n dns_lookup_kdc = true\\n rdns = false\\n' "$realm" >/etc/krb5.conf
+sed -i -E 's/^(passwd|group):.*/\\1: files sss/' /etc/nsswitch.conf
+mkdir -p /etc/sssd
+(umask 077 && cat >/etc/sssd/sssd.conf <<EOF
+[sssd]
+services = nss, pam
+domains = $domain
+
+[domain/$domain]
+id_provider = ad
+access_provider = permit
+ad_domain = $domain
+krb5_realm = $realm
+ad_hostname = $host.$domain
+ldap_id_mapping = true
+use_fully_qualified_names = false
+cache_credentials = false
+dyndns_update = false
+EOF
+)
+sssd -D --logger=files
+for i in $(seq 50); do getent passwd alice >/dev/null && exit 0; sleep 0.2; done
+echo "sssd did not resolve alice in 10 s" >&2
+exit 1
+`;
+
+const SSSD_TEARDOWN = `set -uo pipefail
+# By pid only: a name would match sssd of other client VMs on this machine.
+if [ -f /run/sssd.pid ]; then
+  pid=$(cat /run/sssd.pid)
+  kill "$pid" 2>/dev/null
+  for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null
+  rm -f /run/sssd.pid
+fi
+rm -f /var/lib/sss/db/* /var/lib/sss/mc/* /etc/krb5.keytab /etc/sssd/sssd.conf
+for f in krb5.conf nsswitch.conf sssd.conf; do
+  [ -e "/root/.lab-sssd-backup/$f" ] || continue
+  case $f in sssd.conf) dest=/etc/sssd/$f ;; *) dest=/etc/$f ;; esac
+  cp -a "/root/.lab-sssd-backup/$f" "$dest"
+done
+rm -rf /root/.lab-sssd-backup
+exit 0
+`;
