@@ -31,5 +31,7 @@ export async function loginCommand(g: GlobalOptions, opts: { user: string; json?
     process.stdout.write(`${outcome.status}: ${outcome.message}\n`);
     for (const w of [...(outcome.share?.warnings ?? []), ...(outcome.home?.warnings ?? [])]) process.stdout.write(`  warning: ${w}\n`);
   }
+  // Nothing left running may keep the caller (JupyterHub's spawn) waiting.
+  setTimeout(() => process.exit(), 200).unref();
   return exitCodeForOutcome(outcome);
 }

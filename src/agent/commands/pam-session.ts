@@ -38,6 +38,10 @@ export async function pamSessionCommand(g: GlobalOptions, _opts: unknown): Promi
     }
   } catch (err) {
     process.stderr.write(`dsvm-agent pam-session: ${err instanceof Error ? err.message : String(err)}\n`);
+  } finally {
+    // Whatever might still hold the event loop (a child that ignored SIGKILL
+    // in uninterruptible sleep, a socket), the login must go on.
+    setTimeout(() => process.exit(0), 200).unref();
   }
   return 0;
 }

@@ -1,7 +1,44 @@
-import type { GlobalOptions } from '../context.js';
-import { notImplemented } from '../errors.js';
+import { firstBootTasks } from '../../tasks/first-boot.js';
+import { finishDeferredLogins, handleLogin } from '../../tasks/workspace/index.js';
+import { createBase, createTaskContext, loadConfigFor, type GlobalOptions } from '../context.js';
+import { Daemon } from '../daemon/daemon.js';
+import { notifierFromEnv, watchdogIntervalMs } from '../daemon/notify.js';
+import { loadDaemonOps } from '../daemon/ops.js';
+import { ExitCode } from '../errors.js';
 
-/** `dsvm-agent run`. */
-export async function runCommand(_g: GlobalOptions, _opts: unknown): Promise<number> {
-  throw notImplemented('the daemon is not available in this build yet');
+/** systemd sends SIGKILL after TimeoutStopSec; the daemon stops well before. */
+const STOP_LIMIT_MS = 4000;
+
+/** `dsvm-agent run`: the daemon the systemd unit starts (Type=notify, WatchdogSec, NotifyAccess=all). */
+export async function runCommand(g: GlobalOptions, _opts: unknown): Promise<number> {
+  const base = createBase(g);
+  const cfg = await loadConfigFor(g, base);
+  const { ctx, store } = await createTaskContext(base, cfg);
+  const log = base.log.child('daemon');
+  const daemon = await Daemon.start({
+    ctx,
+    store,
+    firstBootTasks,
+    ops: loadDaemonOps(),
+    notifier: notifierFromEnv(process.env, { run: base.run, log: base.log.child('notify'), pid: process.pid }),
+    watchdogMs: watchdogIntervalMs(process.env, process.pid),
+    // The same ctx object every time: handleLogin joins concurrent logins of one user per deps object.
+    login: (user, opts) => handleLogin(ctx, user, opts),
+    onShareRecovered: () => finishDeferredLogins(ctx),
+  });
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  log.info(`${signal}: stopping`);
+  const hard = setTimeout(() => {
+    log.warn(`did not stop within ${STOP_LIMIT_MS} ms: exiting anyway`);
+    process.exit(ExitCode.ok);
+  }, STOP_LIMIT_MS);
+  await daemon.stop();
+  clearTimeout(hard);
+  log.info('stopped');
+  // First-boot backoff sleeps and check children may still be pending: exit
+  // now; the runner's children are killed on exit (execa cleanup).
+  process.exit(ExitCode.ok);
 }

@@ -2,7 +2,8 @@ import type { Config } from '../config-schema.js';
 import { evaluateHealth, type DaemonSnapshot } from './health.js';
 import type { Metrics } from './metrics.js';
 
-export type LoginOutcome = 'ok' | 'skipped' | 'deferred' | 'error';
+/** A login's outcome label: the workspace outcome status (done, partial, skipped, refused, failed, pending) or error. */
+export type LoginOutcome = string;
 
 /** Login latency buckets (s): a login must stay "within a blink", and workspace.loginTimeoutMs caps it. */
 export const LOGIN_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];

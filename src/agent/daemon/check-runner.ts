@@ -70,6 +70,12 @@ export class CheckRunner {
     this.tasks.length = 0;
   }
 
+  /** Run every active check once, all at once (`status` without a daemon). */
+  async runAll(): Promise<CheckRecord[]> {
+    await Promise.all(this.active.map((c) => this.run(c.id)));
+    return this.list();
+  }
+
   /** Run one check now, or join the run in flight. */
   run(id: CheckId): Promise<CheckRecord> {
     const check = this.active.find((c) => c.id === id);

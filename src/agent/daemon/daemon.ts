@@ -22,7 +22,7 @@ import { newRepairRecord, repairFor, RepairLimiter, type RepairAction, type Repa
 import { startHealthServer } from './server.js';
 
 /** The login work the daemon serves over its socket (the workspace module's handleLogin). */
-export type LoginHandler = (user: string, opts: { deadlineMs: number; shareHealthy: boolean; service?: string }) => Promise<unknown>;
+export type LoginHandler = (user: string, opts: { deadlineMs: number; shareHealthy: boolean | undefined }) => Promise<unknown>;
 
 export interface DaemonOptions {
   ctx: TaskContext;
@@ -34,6 +34,8 @@ export interface DaemonOptions {
   /** Ping interval (half of WATCHDOG_USEC), undefined when systemd set no watchdog. */
   watchdogMs?: number;
   login?: LoginHandler;
+  /** Called when the share-mounted check turns ok again (finish logins deferred while it was down). */
+  onShareRecovered?(): Promise<unknown>;
   /** Serve the control socket (tests may run several daemons in one process). */
   ipc?: boolean;
   scheduledEvents?: boolean;
@@ -227,9 +229,9 @@ export class Daemon {
     const t0 = this.now();
     const share = this.runner.records.get('share-mounted');
     try {
-      const result = await login(req.user, { deadlineMs: req.deadlineMs, shareHealthy: share ? share.state !== 'fail' : true, ...(req.service ? { service: req.service } : {}) });
-      const outcome = (result as { outcome?: unknown } | null)?.outcome;
-      this.recordLogin(this.now() - t0, outcome === 'skipped' || outcome === 'deferred' ? outcome : 'ok');
+      const result = await login(req.user, { deadlineMs: req.deadlineMs, shareHealthy: share ? share.state !== 'fail' : undefined });
+      const status = (result as { status?: unknown } | null)?.status;
+      this.recordLogin(this.now() - t0, typeof status === 'string' ? status : 'unknown');
       return result;
     } catch (err) {
       this.recordLogin(this.now() - t0, 'error');
@@ -241,6 +243,9 @@ export class Daemon {
     this.metrics.inc('dsvm_agent_check_runs_total', { check: check.id, state: rec.state });
     this.scheduleTextfile();
     if (rec.state !== prev.state) this.updateStatus();
+    if (check.id === 'share-mounted' && rec.state === 'ok' && prev.state === 'fail' && this.o.onShareRecovered) {
+      this.o.onShareRecovered().catch((err: unknown) => this.log.warn(`finishing deferred logins: ${messageOf(err)}`));
+    }
     const action = repairFor[check.id];
     if (!action) return;
     const repair = this.repairs.get(action);

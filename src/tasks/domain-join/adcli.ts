@@ -97,7 +97,7 @@ const RULES: Rule[] = [
     fix: ({ user }) => `check domain.joinUser (${user ?? '?'}) and the join password secret: the account must exist, be enabled, and the password be current`,
   },
   {
-    test: /organizational unit.*(invalid|No such object)|Couldn't lookup computer container|No such object/i,
+    test: /organizational unit (does not exist|is invalid)|Couldn't lookup computer container|No such object/i,
     kind: 'permanent',
     reason: 'join-ou-missing',
     fix: ({ ou }) => `create the OU ${ou ?? ''} or correct domain.computerOu (a DN such as OU=DSVM,DC=contoso,DC=com)`.replace('  ', ' '),
@@ -116,7 +116,7 @@ const RULES: Rule[] = [
     fix: () => 'another object already uses this name or DNS host name: delete the stale computer object or set domain.computerName',
   },
   {
-    test: /Cannot contact any KDC|Can't contact LDAP server|Couldn't connect to LDAP server|Cannot find KDC|Cannot resolve network address|No domain controller|Couldn't find|Connection refused|timed out|Timeout|Failed to discover|Server not found|Cannot read packet|Server down/i,
+    test: /Cannot contact any KDC|Can't contact LDAP server|Couldn't connect to LDAP server|Couldn't connect to host|Cannot find KDC|Cannot resolve network address|Couldn't find usable domain controller|No LDAP SRV records|No route to host|Connection refused|timed out|Timeout|Server down/i,
     kind: 'transient',
     reason: 'dc-unreachable',
     fix: () => 'wait for the domain controller to be reachable (DNS SRV records, TCP 88/389/464)',
@@ -132,7 +132,12 @@ export function parseAdcliError(op: string, r: RunResult, ctx: { user?: string; 
     return transient(`adcli ${op}: timed out talking to the domain`, { reason: 'dc-unreachable', fix: 'check that the DC answers on TCP 88, 389 and 464' });
   }
   const words = adcliWords(r);
-  const text = `${r.stderr}\n${r.stdout}`;
+  // Only error lines: --verbose progress lines ("* ...") mention things like
+  // "A computer account for X$ does not exist" on the way to success.
+  const text = `${r.stderr}\n${r.stdout}`
+    .split('\n')
+    .filter((l) => !l.trim().startsWith('*'))
+    .join('\n');
   for (const rule of RULES) {
     if (rule.test.test(text)) {
       const make = rule.kind === 'transient' ? transient : permanent;
@@ -197,5 +202,5 @@ export function existingFromShow(attrs: Record<string, string[]>): ExistingCompu
 
 /** show-computer's way of saying the object does not exist. */
 export function isNoSuchComputer(r: Pick<RunResult, 'stderr' | 'stdout'>): boolean {
-  return /No computer account for|couldn't read data for|not found|No such object/i.test(`${r.stderr}\n${r.stdout}`) && !/Couldn't authenticate|Cannot contact|Can't contact/i.test(r.stderr);
+  return /No computer account for \S+ exists/i.test(r.stderr);
 }

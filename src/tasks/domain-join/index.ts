@@ -1,14 +1,379 @@
-import { notImplemented } from '../../agent/errors.js';
-import type { Task } from '../../agent/task.js';
+import { hostname as osHostname } from 'node:os';
+import { readdir, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { permanent, transient } from '../../agent/errors.js';
+import { readIfExists, setMarkedBlock, writeFileAtomic } from '../../agent/fsutil.js';
+import { summarize } from '../../agent/runner.js';
+import type { CheckResult, Task, TaskContext } from '../../agent/task.js';
+import {
+  adcliWords,
+  deleteComputerArgv,
+  existingFromShow,
+  isNoSuchComputer,
+  joinArgv,
+  keytabComputerName,
+  parseAdcliError,
+  parseShowComputer,
+  showComputerArgv,
+  testJoinArgv,
+} from './adcli.js';
+import { candidateNames, judgeExisting, primaryComputerName, stampedVmId, vmIdStamp, type ExistingComputer } from './computer-name.js';
+import { desiredFiles, differingFiles, FileTransaction, sudoersFile, validateSudoers, type ManagedFile } from './files.js';
+import { joinFacts, MKHOMEDIR_PROFILE, MKHOMEDIR_SESSION_LINE, removeSssFromNsswitch, setKrb5Block, SSHD_DROP_IN, type JoinFacts } from './render.js';
 
-/** join the AD domain and configure sssd, Kerberos, sudo, sshd and home creation. */
+const ADCLI_TIMEOUT_MS = 90_000;
+const SSSD = 'sssd';
+const SSH = 'ssh.service';
+
+/** Where the join stands: the keytab's account and whether the DC accepts it. */
+export interface JoinStatus {
+  ok: boolean;
+  reason: string;
+  /** The computer name in the keytab, when there is one. */
+  computerName?: string;
+}
+
+/** Read the keytab's machine principal (klist -k); undefined without a keytab. */
+async function keytabName(ctx: TaskContext, realm: string): Promise<string | undefined> {
+  if (!(await exists(ctx.paths.krb5Keytab))) return undefined;
+  const r = await ctx.run({ file: 'klist', args: ['-k', ctx.paths.krb5Keytab], timeoutMs: 10_000 });
+  if (r.exitCode !== 0) return undefined;
+  return keytabComputerName(r.stdout, realm);
+}
+
+/**
+ * Is this machine joined? `adcli testjoin` authenticates with the keytab's
+ * machine password, so "ok" means the DC accepts this machine now. A DC that
+ * cannot be reached is a transient error (thrown), not "not joined": the
+ * agent must not rejoin (and rename) a healthy machine during a DC outage.
+ */
+export async function testJoin(ctx: TaskContext): Promise<JoinStatus> {
+  const realm = ctx.cfg.domain.name.toUpperCase();
+  const name = await keytabName(ctx, realm);
+  if (name === undefined) return { ok: false, reason: `no machine account for ${realm} in ${ctx.paths.krb5Keytab}` };
+  const r = await ctx.run({ file: 'adcli', args: testJoinArgv(ctx.cfg.domain.name.toLowerCase(), ctx.paths.krb5Keytab), timeoutMs: ADCLI_TIMEOUT_MS });
+  if (r.exitCode === 0) return { ok: true, reason: `joined as ${name}`, computerName: name };
+  const err = parseAdcliError('testjoin', r);
+  if (err.kind === 'transient') throw err;
+  return { ok: false, reason: `the DC refused the machine account ${name}: ${adcliWords(r)}`, computerName: name };
+}
+
+/** The join password (user join) or one-time password (pre-staged account), from its secret reference. */
+async function joinSecret(ctx: TaskContext): Promise<{ kind: 'user' | 'computer'; password: string; user?: string }> {
+  const d = ctx.cfg.domain;
+  if (d.oneTimePassword) return { kind: 'computer', password: await ctx.secret(d.oneTimePassword, 'domain.oneTimePassword') };
+  if (!d.joinPassword || !d.joinUser) throw permanent('domain.joinUser/joinPassword are not set', { reason: 'join-credentials-missing', fix: 'add them to the config' });
+  return { kind: 'user', password: await ctx.secret(d.joinPassword, 'domain.joinPassword'), user: d.joinUser };
+}
+
+/** The existing computer object called `name`, or undefined; needs the join account (read-only LDAP). */
+async function lookupComputer(ctx: TaskContext, name: string): Promise<ExistingComputer | undefined> {
+  const secret = await joinSecret(ctx);
+  if (secret.kind !== 'user') return undefined;
+  const domain = ctx.cfg.domain.name.toLowerCase();
+  const r = await ctx.run({
+    file: 'adcli',
+    args: showComputerArgv(domain, domain.toUpperCase(), secret.user!, name),
+    input: secret.password,
+    timeoutMs: ADCLI_TIMEOUT_MS,
+  });
+  if (r.exitCode === 0) return existingFromShow(parseShowComputer(r.stdout));
+  if (isNoSuchComputer(r)) return undefined;
+  throw parseAdcliError('show-computer', r, { user: secret.user! });
+}
+
+/** Inputs for the name rule: config, IMDS (optional: a VM outside Azure has none) and the host name. */
+async function nameSources(ctx: TaskContext): Promise<Parameters<typeof primaryComputerName>[0]> {
+  let vmScaleSetName = '';
+  let vmName = '';
+  try {
+    const c = await ctx.imds.compute();
+    vmScaleSetName = c.vmScaleSetName;
+    vmName = c.name;
+  } catch (err) {
+    ctx.log.debug(`IMDS compute unavailable, naming from the host name: ${(err as Error).message}`);
+  }
+  const hostname = typeof ctx.state.facts.hostname === 'string' ? ctx.state.facts.hostname : osHostname();
+  return { configured: ctx.cfg.domain.computerName, vmScaleSetName, vmName, hostname };
+}
+
+/**
+ * Pick the computer name for a join: the primary derived name, or the
+ * first alternate no other live VM holds (see computer-name.ts and
+ * docs/domain-join.md for the rule).
+ */
+export async function chooseComputerName(ctx: TaskContext): Promise<{ name: string; why: string }> {
+  const primary = primaryComputerName(await nameSources(ctx));
+  const explicit = primary.source === 'explicit';
+  if (ctx.cfg.domain.oneTimePassword) return { name: primary.name, why: `pre-staged account ${primary.name}` };
+  const vmId = ctx.state.vmId;
+  const taken: string[] = [];
+  for (const name of candidateNames(primary, vmId)) {
+    const verdict = judgeExisting(await lookupComputer(ctx, name), vmId, ctx.clock.now(), explicit);
+    if (verdict.use) return { name, why: `${primary.source} name ${name} (${verdict.why}${primary.shortened ? `, shortened from ${primary.from}` : ''})` };
+    taken.push(`${name} (held by ${verdict.holder})`);
+  }
+  throw permanent(`computer name: every candidate is held by another live machine: ${taken.join(', ')}`, {
+    reason: 'computer-name-taken',
+    fix: explicit ? 'choose another domain.computerName, or delete the stale computer object' : 'delete stale computer objects in the OU, or set domain.computerName',
+  });
+}
+
+interface Plan {
+  facts: JoinFacts;
+  join: boolean;
+  why: string;
+  files: ManagedFile[];
+  nsswitchAdded: string[];
+  pamEnable: boolean;
+  sssdActive: boolean;
+}
+
+async function pamEnabled(ctx: TaskContext): Promise<boolean> {
+  const session = await readIfExists(path.join(ctx.paths.pamDir, 'common-session'));
+  return session !== undefined && MKHOMEDIR_SESSION_LINE.test(session);
+}
+
+async function osFacts(ctx: TaskContext): Promise<{ osName?: string; osVersion?: string }> {
+  const text = (await readIfExists(ctx.paths.osRelease)) ?? '';
+  const get = (k: string): string | undefined => new RegExp(`^${k}="?([^"\\n]*)"?$`, 'm').exec(text)?.[1];
+  const out: { osName?: string; osVersion?: string } = {};
+  const name = get('NAME');
+  const version = get('VERSION_ID');
+  if (name) out.osName = name;
+  if (version) out.osVersion = version;
+  return out;
+}
+
+async function plan(ctx: TaskContext): Promise<Plan> {
+  const status = await testJoin(ctx);
+  let name: string;
+  let join = !status.ok;
+  let why = status.reason;
+  if (status.ok && status.computerName) {
+    // Never rename a joined host. One exception: a keytab copied in with an
+    // image of another VM authenticates fine, but the object is stamped with
+    // that VM's id; sharing one account between two machines breaks both.
+    name = status.computerName;
+    if (ctx.state.facts.computerName !== name && ctx.cfg.domain.joinPassword) {
+      const holder = stampedVmId((await lookupComputer(ctx, name))?.description);
+      if (holder !== undefined && holder !== ctx.state.vmId.toLowerCase()) {
+        ctx.log.warn(`the keytab's account ${name} belongs to VM ${holder} (copied image?): joining under a new name`);
+        name = (await chooseComputerName(ctx)).name;
+        join = true;
+        why = `keytab belongs to VM ${holder}`;
+      }
+    }
+  } else if (status.computerName && ctx.state.facts.computerName === status.computerName) {
+    // This VM's own join broke (account deleted or password reset): rejoin under the same name.
+    name = status.computerName;
+  } else {
+    const chosen = await chooseComputerName(ctx);
+    name = chosen.name;
+    why = `${status.reason}; will join as ${chosen.why}`;
+  }
+  const facts = joinFacts(ctx.cfg.domain.name, name);
+  const { files, nsswitchAdded } = await desiredFiles(ctx, facts);
+  return {
+    facts,
+    join,
+    why,
+    files: await differingFiles(files),
+    nsswitchAdded,
+    pamEnable: !(await pamEnabled(ctx)),
+    sssdActive: await ctx.services.isActive(SSSD),
+  };
+}
+
+function changesOf(p: Plan, ctx: TaskContext): string[] {
+  const out: string[] = [];
+  if (p.join) out.push(`join ${p.facts.realm} as ${p.facts.computerName}${ctx.cfg.domain.computerOu ? ` in ${ctx.cfg.domain.computerOu}` : ''} (${p.why})`);
+  for (const f of p.files) out.push(f.content === undefined ? `remove ${f.path}` : `write ${f.path}`);
+  if (p.pamEnable) out.push(`enable pam profile ${MKHOMEDIR_PROFILE} (home directories, umask 0077)`);
+  if (!p.sssdActive || p.join || p.files.some((f) => f.path === ctx.paths.sssdConf)) out.push('(re)start sssd');
+  return out;
+}
+
+async function runJoin(ctx: TaskContext, facts: JoinFacts): Promise<void> {
+  const secret = await joinSecret(ctx);
+  const args = joinArgv({
+    domain: facts.domain,
+    realm: facts.realm,
+    computerName: facts.computerName,
+    hostFqdn: facts.hostFqdn,
+    keytab: ctx.paths.krb5Keytab,
+    ...(ctx.cfg.domain.computerOu ? { ou: ctx.cfg.domain.computerOu } : {}),
+    ...(await osFacts(ctx)),
+    description: vmIdStamp(ctx.state.vmId),
+    credentials: secret.kind === 'user' ? { kind: 'user', user: secret.user! } : { kind: 'computer' },
+  });
+  const r = await ctx.run({ file: 'adcli', args, input: secret.password, timeoutMs: ADCLI_TIMEOUT_MS });
+  ctx.log.debug(`adcli join: exit ${r.exitCode} in ${r.durationMs} ms`, { stderr: r.stderr.slice(-2000) });
+  if (r.exitCode !== 0) throw parseAdcliError('join', r, { ...(secret.user ? { user: secret.user } : {}), ...(ctx.cfg.domain.computerOu ? { ou: ctx.cfg.domain.computerOu } : {}) });
+}
+
+async function pamAuthUpdate(ctx: TaskContext, args: string[]): Promise<void> {
+  const r = await ctx.run({ file: 'pam-auth-update', args: ['--package', ...args], env: { DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 30_000 });
+  if (r.exitCode !== 0) throw permanent(`pam-auth-update ${args.join(' ')}: ${summarize(r)}`, { reason: 'pam-update-failed', fix: 'run pam-auth-update by hand to see the problem' });
+}
+
+/**
+ * Join (when needed), write every file, enable home creation and (re)start
+ * sssd. On any failure everything is put back as it was, keytab included:
+ * a failed join leaves no configuration claiming a join.
+ */
+async function applyPlan(ctx: TaskContext, p: Plan): Promise<void> {
+  const tx = new FileTransaction();
+  let pamChanged = false;
+  try {
+    const sudo = p.files.find((f) => f.path === sudoersFile(ctx));
+    if (sudo?.content !== undefined) await validateSudoers(ctx, sudo.content);
+    if (p.join) {
+      // adcli adds to an existing keytab: a stale one (another name) must go, or two accounts would be in it.
+      await tx.remove(ctx.paths.krb5Keytab);
+      await runJoin(ctx, p.facts);
+      ctx.state.facts.computerName = p.facts.computerName;
+    }
+    for (const f of p.files) await tx.write(f);
+    if (p.nsswitchAdded.length > 0) {
+      const prev = Array.isArray(ctx.state.facts.nsswitchAdded) ? (ctx.state.facts.nsswitchAdded as string[]) : [];
+      ctx.state.facts.nsswitchAdded = [...new Set([...prev, ...p.nsswitchAdded])];
+    }
+    if (p.pamEnable) {
+      await pamAuthUpdate(ctx, ['--enable', MKHOMEDIR_PROFILE]);
+      pamChanged = true;
+    }
+    if (p.join || p.files.some((f) => f.path === ctx.paths.sssdConf) || !(await ctx.services.isActive(SSSD))) {
+      await ctx.services.restart(SSSD).catch((err: Error) => {
+        throw transient(`sssd did not start: ${err.message}`, { reason: 'sssd-start-failed', fix: 'read sssd\'s logs (/var/log/sssd/) for the cause' });
+      });
+    }
+    await ctx.services.enable(SSSD);
+    if (p.files.some((f) => f.label === 'sshd drop-in') && (await ctx.services.isActive(SSH))) await ctx.services.restart(SSH);
+  } catch (err) {
+    const restored = await tx.restore();
+    if (pamChanged) await pamAuthUpdate(ctx, ['--remove', MKHOMEDIR_PROFILE]).catch(() => undefined);
+    if (p.join) {
+      delete ctx.state.facts.computerName;
+      await ctx.services.stop(SSSD).catch(() => undefined);
+    }
+    ctx.log.warn(`domain-join failed; put back ${restored.length} file(s) as they were`);
+    throw err;
+  }
+}
+
+/** Join the AD domain and configure sssd, Kerberos, sudo, sshd and home creation. */
 export const domainJoinTask: Task = {
   id: 'domain-join',
   description: 'join the AD domain and configure sssd, Kerberos, sudo, sshd and home creation',
-  async check() {
-    throw notImplemented('domain-join: not available in this build yet');
+  async check(ctx): Promise<CheckResult> {
+    const p = await plan(ctx);
+    return { changes: changesOf(p, ctx), detail: { plan: p } };
   },
-  async apply() {
-    throw notImplemented('domain-join: not available in this build yet');
+  async apply(ctx, found) {
+    const p = (found.detail?.plan as Plan | undefined) ?? (await plan(ctx));
+    await applyPlan(ctx, p);
+  },
+  async undo(ctx, opts) {
+    return undoJoin(ctx, opts);
   },
 };
+
+/** Rejoin under the same name (trust broken: account deleted or password reset); used by the daemon's repair. */
+export async function rejoin(ctx: TaskContext): Promise<void> {
+  const realm = ctx.cfg.domain.name.toUpperCase();
+  const name = (await keytabName(ctx, realm)) ?? (typeof ctx.state.facts.computerName === 'string' ? ctx.state.facts.computerName : undefined);
+  if (name) ctx.state.facts.computerName = name;
+  const p = await plan(ctx);
+  await applyPlan(ctx, { ...p, join: true });
+}
+
+/**
+ * Delete this machine's computer account in AD (scale-in Terminate,
+ * `deprovision --leave-domain`). Needs the join account with the "Delete
+ * computer objects" right. An account that is already gone is success.
+ */
+export async function leaveDomain(ctx: TaskContext): Promise<string | undefined> {
+  const d = ctx.cfg.domain;
+  const domain = d.name.toLowerCase();
+  const name = (await keytabName(ctx, domain.toUpperCase())) ?? (typeof ctx.state.facts.computerName === 'string' ? ctx.state.facts.computerName : undefined);
+  if (!name) return undefined;
+  if (!d.joinUser || !d.joinPassword) {
+    throw permanent(`cannot delete the computer account ${name}: no join account configured (pre-staged accounts are deleted by the directory's administrators)`, {
+      reason: 'leave-no-credentials',
+      fix: 'delete the computer object in AD, or configure domain.joinUser/joinPassword',
+    });
+  }
+  const password = await ctx.secret(d.joinPassword, 'domain.joinPassword');
+  const r = await ctx.run({ file: 'adcli', args: deleteComputerArgv(domain, domain.toUpperCase(), d.joinUser, name), input: password, timeoutMs: ADCLI_TIMEOUT_MS });
+  if (r.exitCode !== 0 && !isNoSuchComputer(r)) throw parseAdcliError('delete-computer', r, { user: d.joinUser });
+  return `computer account ${name} in ${domain.toUpperCase()}`;
+}
+
+/** deprovision: remove every trace of the join (and the AD account when asked). */
+export async function undoJoin(ctx: TaskContext, opts: { leaveDomain: boolean }): Promise<string[]> {
+  const removed: string[] = [];
+  const p = ctx.paths;
+  if (opts.leaveDomain) {
+    const left = await leaveDomain(ctx);
+    if (left) removed.push(left);
+  }
+  if (await ctx.services.isActive(SSSD)) {
+    await ctx.services.stop(SSSD);
+    removed.push('sssd (stopped)');
+  }
+  await ctx.services.disable(SSSD);
+  const rmIf = async (file: string): Promise<void> => {
+    if (!(await exists(file))) return;
+    await rm(file, { force: true });
+    removed.push(file);
+  };
+  await rmIf(p.krb5Keytab);
+  await rmIf(p.sssdConf);
+  await rmIf(sudoersFile(ctx));
+  await rmIf(path.join(p.sshdConfigDir, SSHD_DROP_IN));
+  if (await pamEnabled(ctx)) {
+    await pamAuthUpdate(ctx, ['--remove', MKHOMEDIR_PROFILE]);
+    removed.push(`pam profile ${MKHOMEDIR_PROFILE} (disabled)`);
+  }
+  await rmIf(path.join(p.pamConfigsDir, MKHOMEDIR_PROFILE));
+  const krb5 = await readIfExists(p.krb5Conf);
+  if (krb5 !== undefined && setKrb5Block(krb5, undefined) !== krb5) {
+    await writeBack(p.krb5Conf, setKrb5Block(krb5, undefined));
+    removed.push(`${p.krb5Conf} (agent block)`);
+  }
+  const realmd = await readIfExists(p.realmdConf);
+  if (realmd !== undefined && setMarkedBlock(realmd, undefined) !== realmd) {
+    const rest = setMarkedBlock(realmd, undefined);
+    if (rest.trim() === '') await rm(p.realmdConf, { force: true });
+    else await writeBack(p.realmdConf, rest);
+    removed.push(`${p.realmdConf} (agent block)`);
+  }
+  const added = Array.isArray(ctx.state.facts.nsswitchAdded) ? (ctx.state.facts.nsswitchAdded as string[]) : [];
+  const ns = await readIfExists(p.nsswitchConf);
+  if (ns !== undefined && added.length > 0 && removeSssFromNsswitch(ns, added) !== ns) {
+    await writeBack(p.nsswitchConf, removeSssFromNsswitch(ns, added));
+    removed.push(`${p.nsswitchConf} (sss on ${added.join(', ')})`);
+  }
+  // The cache holds the domain's users and this machine's identity: an image must not carry it.
+  const cache = await readdir(p.sssdDbDir).catch(() => [] as string[]);
+  for (const f of cache) await rm(path.join(p.sssdDbDir, f), { force: true, recursive: true });
+  if (cache.length > 0) removed.push(`${p.sssdDbDir}/* (sssd cache)`);
+  delete ctx.state.facts.computerName;
+  delete ctx.state.facts.nsswitchAdded;
+  return removed;
+}
+
+async function writeBack(file: string, content: string): Promise<void> {
+  const mode = (await stat(file)).mode & 0o7777;
+  await writeFileAtomic(file, content, { mode });
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await stat(file);
+    return true;
+  } catch {
+    return false;
+  }
+}

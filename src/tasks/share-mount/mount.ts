@@ -59,7 +59,7 @@ export async function mountNow(ctx: TaskContext, d: DesiredShare): Promise<void>
  * right for deprovision and termination, never for a routine remount.
  */
 export async function unmountNow(ctx: TaskContext, d: { realMountPoint: string; units: { mount: string; automount?: string | undefined } }, opts: { lazy: boolean }): Promise<void> {
-  const still = async (): Promise<boolean> => (await readMountinfo(ctx).catch(() => [])).some((e) => e.target === d.realMountPoint);
+  const still = async (): Promise<boolean> => (await readMountTable(ctx)).some((e) => e.target === d.realMountPoint);
   if (ctx.services.kind === 'systemd') {
     if (d.units.automount) await ctx.services.stop(d.units.automount).catch(() => undefined);
     await ctx.services.stop(d.units.mount).catch(() => undefined);

@@ -3,7 +3,7 @@ import { messageOf } from '../../agent/errors.js';
 import { desiredShare, normalizeMountPoint, requireShare } from './desired.js';
 import { mountSource } from './endpoint.js';
 import { decideMount } from './findmnt.js';
-import { decide, mountNow, readMountinfo, unmountNow } from './mount.js';
+import { decide, mountNow, readMountinfo, readMountTable, unmountNow } from './mount.js';
 import type { AzureHttpOptions } from './key.js';
 import { closeOwnHandles, ensureShareFolderRest, localClientIdentity, shareUsageRest, type ClientIdentity, type ShareUsage } from './rest.js';
 import { unitNames } from './units.js';
@@ -66,7 +66,7 @@ export async function probeShare(ctx: TaskContext, opts: { timeoutMs: number }):
  */
 export async function remountShare(ctx: TaskContext): Promise<void> {
   const d = await desiredShare(ctx);
-  const state = decide(await readMountinfo(ctx), d).state;
+  const state = decide(await readMountTable(ctx), d).state;
   if (state === 'other') return; // never touch someone else's mount; the task reports it
   if (state === 'mounted' || state === 'automount-armed') await unmountNow(ctx, d, { lazy: false });
   await mountNow(ctx, d);

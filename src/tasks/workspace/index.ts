@@ -198,7 +198,9 @@ export async function handleLogin(deps: LoginDeps, user: string, opts: { deadlin
   }
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<'late'>((resolve) => {
-    timer = setTimeout(() => resolve('late'), Math.max(0, opts.deadlineMs));
+    // The caller's wait, but never longer than this VM's own bound (a hook
+    // that could not read the config yet asks with the default).
+    timer = setTimeout(() => resolve('late'), Math.max(0, Math.min(opts.deadlineMs, deps.cfg.workspace.loginTimeoutMs)));
   });
   const first = await Promise.race([work, late]);
   clearTimeout(timer);

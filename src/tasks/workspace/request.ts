@@ -4,6 +4,7 @@ import { callIpc, isDaemonAbsent } from '../../agent/ipc.js';
 import { makePaths, type Paths } from '../../agent/paths.js';
 import type { Config } from '../../agent/config-schema.js';
 import type { LoginOutcome } from './index.js';
+import { checkName } from './names.js';
 
 /**
  * The caller's side of a login (`pam-session`, `login`): ask the daemon and
@@ -46,27 +47,34 @@ async function configKey(configFile: string): Promise<string> {
   return `${configFile}|${st.dev}|${st.ino}|${st.size}|${st.mtimeMs}`;
 }
 
+/** The schema's default for workspace.loginTimeoutMs: the bound while the configured one is not known yet. */
+export const DEFAULT_LOGIN_TIMEOUT_MS = 3000;
+
 /**
- * `workspace.loginTimeoutMs` without loading the config when possible:
- * /run/dsvm-agent/login-settings.json (root-only directory, gone at reboot)
- * holds it keyed by the config file's inode, size and mtime.
+ * `workspace.loginTimeoutMs` from /run/dsvm-agent/login-settings.json (a
+ * root-only directory, gone at reboot), keyed by the config file's inode,
+ * size and mtime; undefined when there is no valid entry.
  */
-export async function loginBound(paths: Paths, configFile: string): Promise<{ timeoutMs: number; cfg?: Config }> {
+export async function cachedBound(paths: Paths, configFile: string): Promise<{ timeoutMs?: number; key?: string }> {
   const key = await configKey(configFile).catch(() => undefined);
-  if (key !== undefined) {
-    try {
-      const cached = JSON.parse(await readFile(paths.loginSettingsFile, 'utf8')) as SettingsCache;
-      if (cached.key === key && Number.isInteger(cached.loginTimeoutMs) && cached.loginTimeoutMs >= MIN_TIMEOUT_MS && cached.loginTimeoutMs <= MAX_TIMEOUT_MS) {
-        return { timeoutMs: cached.loginTimeoutMs };
-      }
-    } catch {
-      /* no cache yet, or unreadable: load the config */
+  if (key === undefined) return {};
+  try {
+    const cached = JSON.parse(await readFile(paths.loginSettingsFile, 'utf8')) as SettingsCache;
+    if (cached.key === key && Number.isInteger(cached.loginTimeoutMs) && cached.loginTimeoutMs >= MIN_TIMEOUT_MS && cached.loginTimeoutMs <= MAX_TIMEOUT_MS) {
+      return { timeoutMs: cached.loginTimeoutMs, key };
     }
+  } catch {
+    /* no cache yet, or unreadable */
   }
+  return { key };
+}
+
+/** Load and validate the config (the slow part of start-up), and remember its bound for the next logins. */
+async function loadAndCache(paths: Paths, configFile: string, key: string | undefined): Promise<Config> {
   const { loadConfig } = await import('../../agent/config.js');
   const cfg = await loadConfig(configFile);
   if (key !== undefined) await writeSettingsCache(paths, { key, loginTimeoutMs: cfg.workspace.loginTimeoutMs }).catch(() => undefined);
-  return { timeoutMs: cfg.workspace.loginTimeoutMs, cfg };
+  return cfg;
 }
 
 async function writeSettingsCache(paths: Paths, cache: SettingsCache): Promise<void> {
@@ -82,16 +90,32 @@ function pending(user: string, message: string, started: number): LoginOutcome {
   return { user, status: 'pending', reason: 'deadline', message, changed: false, durationMs: Date.now() - started };
 }
 
+/** Resolve with `value` after `ms`, without keeping the process alive for it. */
+function after<T>(ms: number, value: () => T): { promise: Promise<T>; cancel(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  const promise = new Promise<T>((resolve) => {
+    timer = setTimeout(() => resolve(value()), Math.max(0, ms));
+    timer.unref();
+  });
+  return { promise, cancel: () => clearTimeout(timer) };
+}
+
 /**
- * Ask for a login's work and return within the configured bound (plus the
- * few milliseconds it takes to notice). Throws only for a bad config.
+ * Ask for a login's work and return within the bound, counted from this
+ * process's start. The hot path (daemon up, bound cached) reads no config at
+ * all: the daemon has its own and caps its answer time to it. The config is
+ * loaded only to do the work here, when no daemon listens. Throws only for a
+ * bad config in that case.
  */
 export async function requestLogin(req: LoginRequest): Promise<LoginReply> {
-  const started = Date.now();
+  const started = performance.timeOrigin;
   const paths = makePaths(req.root ?? process.env.DSVM_AGENT_ROOT ?? '/');
+  const bad = checkName(req.user);
+  if (bad) return { via: 'local', outcome: { user: req.user, status: 'failed', reason: bad.reason, message: bad.message, changed: false, durationMs: Date.now() - started } };
   const configFile = req.configFile ?? paths.configFile;
-  const bound = await loginBound(paths, configFile);
-  const remaining = (): number => bound.timeoutMs - (Date.now() - started);
+  const cached = await cachedBound(paths, configFile);
+  let bound = cached.timeoutMs ?? DEFAULT_LOGIN_TIMEOUT_MS;
+  const remaining = (): number => bound - (Date.now() - started);
   try {
     const res = await callIpc(
       paths.socketFile,
@@ -106,24 +130,22 @@ export async function requestLogin(req: LoginRequest): Promise<LoginReply> {
       return { via: 'daemon', outcome: pending(req.user, `${req.user}: the daemon is still working on it (${(err as Error).message}); it finishes in the background`, started) };
     }
   }
-  return { via: 'local', outcome: await loginHere(req, paths, configFile, bound.cfg, remaining, started) };
+  const late = after(remaining(), () => undefined);
+  const cfg = await Promise.race([loadAndCache(paths, configFile, cached.key), late.promise]);
+  late.cancel();
+  if (cfg === undefined) return { via: 'local', outcome: pending(req.user, `${req.user}: no daemon running and the config could not be read within the bound: not done (start dsvm-agent)`, started) };
+  bound = cfg.workspace.loginTimeoutMs;
+  return { via: 'local', outcome: await loginHere(req, paths, cfg, remaining, started) };
 }
 
 /** No daemon: the work runs from this process, children bounded by what is left of the login's time. */
-async function loginHere(req: LoginRequest, paths: Paths, configFile: string, loaded: Config | undefined, remaining: () => number, started: number): Promise<LoginOutcome> {
-  const cfg = loaded ?? (await (await import('../../agent/config.js')).loadConfig(configFile));
+async function loginHere(req: LoginRequest, paths: Paths, cfg: Config, remaining: () => number, started: number): Promise<LoginOutcome> {
   const [{ createBase }, { runLogin }] = await Promise.all([import('../../agent/context.js'), import('./index.js')]);
   const base = createBase({ ...(req.root === undefined ? {} : { root: req.root }) }, { paths });
   const limit = remaining() - 20;
   if (limit <= 0) return pending(req.user, `${req.user}: no time left within workspace.loginTimeoutMs and no daemon running: not done (start dsvm-agent)`, started);
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<LoginOutcome>((resolve) => {
-    timer = setTimeout(
-      () => resolve(pending(req.user, `${req.user}: not finished within workspace.loginTimeoutMs and no daemon running: the next login retries`, started)),
-      limit + 50,
-    );
-  });
-  const outcome = await Promise.race([runLogin({ cfg, paths, run: base.run, log: base.log }, req.user, { timeLimitMs: limit, shareHealthy: undefined }), late]);
-  clearTimeout(timer);
+  const late = after(limit + 50, () => pending(req.user, `${req.user}: not finished within workspace.loginTimeoutMs and no daemon running: the next login retries`, started));
+  const outcome = await Promise.race([runLogin({ cfg, paths, run: base.run, log: base.log }, req.user, { timeLimitMs: limit, shareHealthy: undefined }), late.promise]);
+  late.cancel();
   return outcome;
 }

@@ -1,7 +1,7 @@
 # The assertions of the VM-image tier. Each check is one TAP line; a failed
 # check never stops the run, so one run reports everything at once.
 # Sourced by test/e2e/run.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # globals are read by the other files of the run
 
 E2E_HEALTHY_ONCE=0     # did /health ever say Healthy? (later waits are short if not)
 E2E_FROZEN=0           # smbd frozen right now (teardown thaws it)
@@ -151,12 +151,38 @@ no_second_join() {
   [[ "$after" == "$AD_BEFORE" ]] || { printf 'AD object changed:\nbefore:\n%s\nafter:\n%s\n' "$AD_BEFORE" "$after"; return 1; }
 }
 
+# The unit's sandbox (its hardening lines, applied to a transient unit) still
+# lets a mount reach the whole system, and mount.cifs still gets past its own
+# capability handling (a server refusal is fine, a capability error is not).
+unit_sandbox_allows_mounts() {
+  vm_ssh 'set -u
+    props=()
+    while IFS= read -r line; do props+=(-p "$line"); done < <(
+      sed -n "/^\[Service\]/,/^\[/p" /lib/systemd/system/dsvm-agent.service |
+      grep -E "^(NoNewPrivileges|RestrictSUIDSGID|RestrictNamespaces|LockPersonality|RestrictRealtime|SystemCallArchitectures|RestrictAddressFamilies|SystemCallFilter|SystemCallErrorNumber|CapabilityBoundingSet|KillMode)=")
+    [ "${#props[@]}" -ge 10 ] || { echo "hardening lines not found in the unit"; exit 1; }
+    mkdir -p /mnt/e2e-probe
+    systemd-run --quiet --wait --collect "${props[@]}" mount -t tmpfs e2e-probe /mnt/e2e-probe || exit 1
+    findmnt -n /mnt/e2e-probe >/dev/null || { echo "a mount made in the sandbox is not visible outside"; exit 1; }
+    umount /mnt/e2e-probe
+    out=$(systemd-run --quiet --wait --collect --pipe "${props[@]}" \
+      mount -t cifs //10.77.0.3/e2e-no-such-share /mnt/e2e-probe -o username=nobody,password=x,vers=3.0 2>&1)
+    echo "mount.cifs in the sandbox: $out"
+    umount /mnt/e2e-probe 2>/dev/null
+    rmdir /mnt/e2e-probe
+    ! printf "%s" "$out" | grep -qiE "capabilit|Operation not permitted|EPERM"'
+}
+
 # --- phases ---------------------------------------------------------------
 
 checks_image() {
   if grep -q '^== dsvm-agent deprovision$' "$WORK/image.log"; then
-    check "image build: dsvm-agent deprovision succeeds in the chroot before capture" \
-      grep -q '^deprovision: exit 0$' "$WORK/image.log"
+    if grep -q '^deprovision: exit 0$' "$WORK/image.log"; then
+      pass "image build: dsvm-agent deprovision succeeds in the chroot before capture"
+    else
+      fail "image build: dsvm-agent deprovision succeeds in the chroot before capture" \
+        "$(sed -n '/^== dsvm-agent deprovision$/,$p' "$WORK/image.log")"
+    fi
   else
     fail "image build: dsvm-agent deprovision succeeds in the chroot before capture" \
       "this build has no \`dsvm-agent deprovision\` (see $WORK/image.log)"
@@ -177,6 +203,8 @@ checks_first_boot() {
       grep -E "scripts-user|runcmd" /var/log/cloud-init.log | grep -iE "fail|error" && exit 1
       test "$(systemctl show dsvm-agent -p ActiveEnterTimestampMonotonic --value)" != 0 ||
         { echo "the unit never became active"; systemctl status dsvm-agent --no-pager | head -n 12; exit 1; }'
+
+  check "the unit's hardening still lets the agent mount for the whole system" unit_sandbox_allows_mounts
 
   check "the PAM profile is active: pam_exec dsvm-agent line in common-session" \
     vm_ssh 'grep -E "pam_exec\.so.*dsvm-agent" /etc/pam.d/common-session'

@@ -1,5 +1,5 @@
 # Shared helpers for the VM-image tier. Sourced, not executed.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # globals are read by the other files of the run
 
 E2E_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 REPO_DIR="$(cd "$E2E_DIR/../.." && pwd)"

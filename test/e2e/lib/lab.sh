@@ -1,5 +1,5 @@
 # The lab (test/lab/lab) and the VM's own Azure fakes. Sourced by test/e2e/run.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # globals are read by the other files of the run
 
 LAB_CMD="$REPO_DIR/test/lab/lab"
 LAB_STATE=/run/dsvm-lab
@@ -75,7 +75,7 @@ fakes_start() {
   (cd "$REPO_DIR" && exec setsid ip netns exec "$VM_NS" env -i PATH="$PATH" HOME=/root \
     "$REPO_DIR/node_modules/.bin/tsx" test/fakes/serve.ts --host "$VM_GATEWAY_IP" \
     --out "$dir/urls.json" --state-dir "$dir/state" \
-    --files-root "$LAB_STORAGE_ACCOUNT=$LAB_SHARE_DIR" --seed "$dir/seed.json" \
+    --files-root "$LAB_STORAGE_ACCOUNT/$LAB_SHARE_NAME=$LAB_SHARE_DIR" --seed "$dir/seed.json" \
     </dev/null >"$dir/fakes.log" 2>&1) &
   E2E_FAKES_PGID=$!
   local i

@@ -55,6 +55,9 @@ users: []
 ssh_authorized_keys:
   - $(cat "$WORK/id_ed25519.pub")
 manage_etc_hosts: false
+# The minimal image has no locales package: update-locale would fail the
+# config stage and put cloud-init in error.
+locale: false
 
 # The unit must see NODE_EXTRA_CA_CERTS from its first start. bootcmd runs
 # before write_files and, like all of cloud-init's network stage, before
@@ -125,7 +128,7 @@ USER
 
 # What the product's example does: validate, then hand over to the daemon.
 runcmd:
-  - dsvm-agent config check && systemctl enable --now dsvm-agent.service
+  - dsvm-agent config check && systemctl enable --now --no-block dsvm-agent.service
 USER
   } >"$seed/user-data"
 

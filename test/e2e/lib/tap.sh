@@ -1,6 +1,6 @@
 # Minimal TAP producer for the e2e checks: one line per check, a diagnostic
 # block under each failure, and a non-zero exit if anything failed.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # globals are read by the other files of the run
 
 TAP_N=0
 TAP_FAILED=0

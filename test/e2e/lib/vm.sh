@@ -1,7 +1,7 @@
 # The VM under test: image from the cached rootfs plus the fresh .deb, a
 # NoCloud seed, qemu (TCG) on a tap device in the lab's bridge namespace, and
 # ssh into it. Sourced by test/e2e/run.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # globals are read by the other files of the run
 
 VM_NS="${DSVM_E2E_NS:-dsvmlab-dc}"  # holds br0 and the DC's 10.77.0.2
 VM_BRIDGE=br0
@@ -50,7 +50,7 @@ vm_make_disk() {
   size_mb=$(( $(du -sm --exclude=./proc "$rootfs" | cut -f1) + 1536 ))
   cp "$rootfs"/boot/vmlinuz-* "$WORK/vmlinuz"
   cp "$rootfs"/boot/initrd.img-* "$WORK/initrd.img"
-  mkfs.ext4 -q -F -L root -E root_owner=0:0 -d "$rootfs" "$WORK/root.raw" "${size_mb}M"
+  mkfs.ext4 -q -F -L root -E root_owner=0:0 -d "$rootfs" "$WORK/root.raw" "${size_mb}M" >>"$WORK/image.log"
   rm -rf "$rootfs"
   # One overlay per VM instance: the reboot check boots the same disk again.
   qemu-img create -q -f qcow2 -b "$WORK/root.raw" -F raw "$WORK/overlay.qcow2"

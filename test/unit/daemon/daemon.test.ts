@@ -1,0 +1,229 @@
+import t from 'tap';
+import { Daemon } from '../../../src/agent/daemon/daemon.js';
+import { callIpc } from '../../../src/agent/ipc.js';
+import { StateStore } from '../../../src/agent/state.js';
+import type { Task } from '../../../src/agent/task.js';
+import { healthChecks } from '../../../src/tasks/checks/index.js';
+import { makeTestContext } from '../../helpers/context.js';
+import { FakeOps, RecordingNotifier } from './doubles.js';
+import { extensionView, parsePrometheus } from './parse.js';
+
+/** Never fires during a test: checks run only at start and when the test asks. */
+const NEVER = '0 0 0 1 1 *';
+const checksConfig = Object.fromEntries(healthChecks.map((c) => [c.id, { schedule: NEVER }]));
+
+function gatedTask(): { task: Task; release(): void } {
+  let open = false;
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((r) => (release = r));
+  return {
+    release: () => release(),
+    task: {
+      id: 'domain-join',
+      description: 'fake join',
+      async check() {
+        await gate;
+        return { changes: open ? [] : ['join'] };
+      },
+      async apply() {
+        open = true;
+      },
+    },
+  };
+}
+
+async function setup(t: { teardown(fn: () => unknown): void }, over: Record<string, unknown> = {}) {
+  const tc = await makeTestContext({
+    config: {
+      share: { account: 'contosofiles', name: 'workspace', key: { file: '/etc/dsvm-agent/key' } },
+      domain: { allowGroups: ['dsvm-users'] },
+      health: { listen: '127.0.0.1:0', initializingGraceSec: 600, checks: checksConfig, unhealthyOn: ['domain-trust', 'sssd', 'share-mounted'] },
+      repair: { maxAttempts: 2, windowSec: 3600 },
+      scheduledEvents: { enabled: false },
+      ...over,
+    },
+    commands: [{ file: 'getent', result: { stdout: 'dsvm-users:*:1100:alice\n' } }],
+  });
+  tc.services.active.add('sssd');
+  const ops = new FakeOps();
+  const notifier = new RecordingNotifier();
+  const gated = gatedTask();
+  const store = new StateStore(tc.paths.stateFile, tc.log);
+  const daemon = await Daemon.start({ ctx: tc.ctx, store, firstBootTasks: [gated.task], ops, notifier });
+  t.teardown(() => daemon.stop());
+  const get = async (path: string) => {
+    const res = await fetch(`${daemon.healthUrl}${path}`);
+    return { status: res.status, text: await res.text(), type: res.headers.get('content-type') };
+  };
+  const health = async () => JSON.parse((await get('/health')).text) as Record<string, unknown>;
+  const settle = () => new Promise((r) => setTimeout(r, 30));
+  return { tc, ops, notifier, gated, daemon, store, get, health, settle };
+}
+
+t.test('lifecycle: Initializing during first boot, Healthy after, READY first and STOPPING last', async (t) => {
+  const s = await setup(t);
+  t.same(s.notifier.messages[0]?.READY, '1', 'READY=1 once serving, before first boot is done');
+  const init = await s.get('/health');
+  t.equal(init.status, 200, 'always 200');
+  t.equal(init.type, 'application/json');
+  t.equal(JSON.parse(init.text).state, 'Initializing');
+  t.equal(extensionView(init.text).state, 'Unknown', 'the extension keeps its own Initializing');
+  const statuses = () => s.notifier.messages.map((m) => m.STATUS ?? '').join('|');
+  for (let i = 0; i < 100 && !/first boot: domain-join/.test(statuses()); i++) await s.settle();
+  t.match(statuses(), /first boot: domain-join/, 'STATUS names the task');
+  s.gated.release();
+  await s.daemon.firstBootSettled;
+  await s.settle();
+  const h = await s.health();
+  t.equal(h.ApplicationHealthState, 'Healthy', String(h.reason));
+  t.equal((h.firstBoot as { state: string }).state, 'done');
+  t.ok((await s.store.read())?.firstBootCompletedAt, 'first boot recorded in the state file');
+  t.match(s.notifier.messages.at(-1)?.STATUS ?? '', /^Healthy/, 'STATUS follows health');
+  const metrics = parsePrometheus((await s.get('/metrics')).text);
+  t.equal(metrics.samples.find((x) => x.name === 'dsvm_agent_first_boot_completed')?.value, 1);
+  t.ok(metrics.samples.some((x) => x.name === 'dsvm_agent_first_boot_duration_seconds'), 'first-boot duration exported');
+  const started = Date.now();
+  await s.daemon.stop();
+  t.ok(Date.now() - started < 5000, `stopped in ${Date.now() - started} ms`);
+  t.same(s.notifier.messages.at(-1), { STOPPING: '1', STATUS: 'stopping' }, 'STOPPING=1 last');
+  await t.rejects(fetch(`${s.daemon.healthUrl}/health`), 'the endpoint is closed');
+});
+
+t.test('a failing check turns health Unhealthy, repairs are rate limited, recovery resets', async (t) => {
+  const s = await setup(t);
+  s.gated.release();
+  await s.daemon.firstBootSettled;
+  await s.settle();
+  s.ops.share = { mounted: false, responsive: false, reason: 'not in mountinfo' };
+  await s.daemon.runner.run('share-mounted');
+  await s.settle();
+  let h = await s.health();
+  t.equal(h.ApplicationHealthState, 'Unhealthy');
+  t.match(String(h.reason), /share-mounted failing/);
+  t.same(s.ops.calls, ['remountShare'], 'one repair per failing run');
+  await s.daemon.runner.run('share-mounted');
+  await s.settle();
+  await s.daemon.runner.run('share-mounted');
+  await s.settle();
+  await s.daemon.runner.run('share-mounted');
+  await s.settle();
+  t.same(s.ops.calls, ['remountShare', 'remountShare'], 'stops at repair.maxAttempts');
+  h = await s.health();
+  const repair = (h.repairs as Array<Record<string, unknown>>)[0];
+  t.equal(repair?.gaveUp, true, 'health says the repairs stopped');
+  t.match(String(repair?.lastError), /Host is down/);
+  t.match(s.tc.logLines.join('\n'), /gave up remount-share after 2 attempts/, 'logged');
+  const m = parsePrometheus((await s.get('/metrics')).text);
+  const repairs = (result: string) => m.samples.find((x) => x.name === 'dsvm_agent_repairs_total' && x.labels.result === result)?.value;
+  t.same([repairs('failed'), repairs('gave-up')], [2, 1], 'counted');
+  s.ops.share = { mounted: true, responsive: true, reason: '' };
+  await s.daemon.runner.run('share-mounted');
+  await s.settle();
+  h = await s.health();
+  t.equal(h.ApplicationHealthState, 'Healthy');
+  t.equal((h.repairs as Array<Record<string, unknown>>)[0]?.gaveUp, false, 'recovery lifts the latch');
+});
+
+t.test('a successful repair is checked again at once', async (t) => {
+  const s = await setup(t);
+  s.gated.release();
+  await s.daemon.firstBootSettled;
+  await s.settle();
+  s.ops.remountWorks = true;
+  s.ops.share = { mounted: false, responsive: false, reason: 'gone' };
+  await s.daemon.runner.run('share-mounted');
+  await new Promise((r) => setTimeout(r, 100));
+  const h = await s.health();
+  t.equal(h.ApplicationHealthState, 'Healthy', 'the re-check after the remount cleared it');
+  t.same(s.ops.calls, ['remountShare']);
+});
+
+t.test('no repairs during first boot or when disabled', async (t) => {
+  for (const c of [
+    { name: 'during first boot', over: {}, release: false },
+    { name: 'repair.enabled false', over: { repair: { enabled: false } }, release: true },
+  ]) {
+    const s = await setup(t, c.over);
+    if (c.release) {
+      s.gated.release();
+      await s.daemon.firstBootSettled;
+    }
+    s.ops.share = { mounted: false, responsive: false, reason: 'gone' };
+    await s.daemon.runner.run('share-mounted');
+    await s.settle();
+    t.same(s.ops.calls, [], `${c.name}: no repair`);
+    await s.daemon.stop();
+  }
+});
+
+t.test('status over the control socket is the /health body', async (t) => {
+  const s = await setup(t);
+  s.gated.release();
+  await s.daemon.firstBootSettled;
+  await s.settle();
+  const res = await callIpc(s.tc.paths.socketFile, { op: 'status' }, 2000);
+  const viaHttp = await s.health();
+  t.ok(res.ok);
+  const viaIpc = res.ok ? (res.result as Record<string, unknown>) : {};
+  delete viaIpc.generatedAt;
+  delete viaHttp.generatedAt;
+  t.same(viaIpc, viaHttp);
+});
+
+t.test('/health answers fast from the cache while a check hangs', async (t) => {
+  const s = await setup(t);
+  s.gated.release();
+  await s.daemon.firstBootSettled;
+  s.ops.probeShare = () => new Promise(() => undefined);
+  void s.daemon.runner.run('share-mounted');
+  const times: number[] = [];
+  for (let i = 0; i < 200; i++) {
+    const t0 = performance.now();
+    await s.get('/health');
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  // The 50 ms p99 bound is measured in the lab and the benchmark, on a quiet
+  // machine; here (parallel test jobs) the point is that nothing waits on the
+  // hung check: it never settles, so any waiting request would time out.
+  const median = times[100] ?? Infinity;
+  const max = times.at(-1) ?? Infinity;
+  t.ok(median < 50, `median ${median.toFixed(2)} ms`);
+  t.ok(max < 1000, `max ${max.toFixed(2)} ms`);
+  const other = await s.get('/nope');
+  t.equal(other.status, 404);
+  const post = await fetch(`${s.daemon.healthUrl}/health`, { method: 'POST' });
+  t.equal(post.status, 405);
+});
+
+t.test('login over the socket reaches the handler and is measured', async (t) => {
+  const s = await setup(t);
+  const res = await callIpc(s.tc.paths.socketFile, { op: 'login', user: 'alice', deadlineMs: 1000 }, 2000);
+  t.same(res, { ok: false, error: 'login handling is not available in this build of the daemon: run `dsvm-agent login --user NAME` directly' }, 'clear error without a handler');
+  await s.daemon.stop();
+  const tc = await makeTestContext({ config: { health: { listen: '127.0.0.1:0', checks: checksConfig }, scheduledEvents: { enabled: false } } });
+  const seen: unknown[] = [];
+  const d = await Daemon.start({
+    ctx: tc.ctx,
+    store: new StateStore(tc.paths.stateFile, tc.log),
+    firstBootTasks: [],
+    ops: new FakeOps(),
+    notifier: new RecordingNotifier(),
+    login: async (user, opts) => {
+      seen.push([user, opts]);
+      return { user, status: 'done' };
+    },
+  });
+  t.teardown(() => d.stop());
+  const ok = await callIpc(tc.paths.socketFile, { op: 'login', user: 'alice', deadlineMs: 1500 }, 2000);
+  t.same(ok, { ok: true, result: { user: 'alice', status: 'done' } });
+  t.same(seen, [['alice', { deadlineMs: 1500, shareHealthy: undefined }]], 'no share configured: shareHealthy undefined');
+  const m = parsePrometheus(d.metricsText());
+  t.equal(m.samples.find((x) => x.name === 'dsvm_agent_logins_total' && x.labels.outcome === 'done')?.value, 1);
+  t.equal(m.samples.find((x) => x.name === 'dsvm_agent_login_duration_seconds_count')?.value, 1);
+});
+
+t.test('refuses a non-loopback listen address unless allowed', async (t) => {
+  const { startHealthServer } = await import('../../../src/agent/daemon/server.js');
+  await t.rejects(startHealthServer('10.0.0.1:8642', { allowNonLoopback: false }, { health: () => ({}), metrics: () => '' }), /not a loopback address/);
+});

@@ -1,0 +1,118 @@
+import t, { type Test } from 'tap';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { testConfig } from '../../helpers/context.js';
+import {
+  addSssToNsswitch,
+  joinFacts,
+  removeSssFromNsswitch,
+  renderKrb5Block,
+  renderMkhomedirProfile,
+  renderRealmdBlock,
+  renderSshdDropIn,
+  renderSssdConf,
+  renderSudoers,
+  setKrb5Block,
+  sudoersGroup,
+  MKHOMEDIR_SESSION_LINE,
+} from '../../../src/tasks/domain-join/render.js';
+import { setMarkedBlock } from '../../../src/agent/fsutil.js';
+
+/** Golden files: set UPDATE_GOLDEN=1 to rewrite them after a deliberate change, then review the diff. */
+const FIXTURES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../fixtures/domain-join');
+function golden(t: Test, name: string, actual: string): void {
+  const file = path.join(FIXTURES, `${name}.golden`);
+  if (process.env.UPDATE_GOLDEN === '1') writeFileSync(file, actual);
+  t.equal(actual, readFileSync(file, 'utf8'), `${name} matches ${path.relative(process.cwd(), file)}`);
+}
+
+const base = { name: 'contoso.test', joinUser: 'dsvm-join', joinPassword: { file: '/etc/dsvm-agent/join-password' } };
+const facts = joinFacts('Contoso.Test', 'dsvm-lab-cl1a2b');
+
+const configs = [
+  { name: 'defaults', domain: {} },
+  { name: 'groups', domain: { allowGroups: ['dsvm-users'], sudoGroups: ['dsvm-admins', 'AAD DC Administrators'] } },
+  { name: 'fqdn-names', domain: { fullyQualifiedNames: true, allowGroups: ['dsvm-users'], sudoGroups: ['dsvm-admins'], homeTemplate: '/home/%d/%u', shell: '/bin/zsh' } },
+];
+
+t.test('sssd.conf, realmd block and sudoers for each config shape', async (t) => {
+  for (const c of configs) {
+    const d = testConfig({ domain: { ...base, ...c.domain } }).domain;
+    golden(t, `sssd.conf.${c.name}`, renderSssdConf(d, facts));
+    golden(t, `realmd.conf.${c.name}`, setMarkedBlock('', renderRealmdBlock(d, facts)));
+    const sudo = renderSudoers(d, facts);
+    if (c.name === 'defaults') t.equal(sudo, undefined, 'no sudoGroups: no sudoers file');
+    else golden(t, `sudoers.${c.name}`, sudo ?? '');
+  }
+});
+
+t.test('facts', async (t) => {
+  t.same(facts, { domain: 'contoso.test', realm: 'CONTOSO.TEST', computerName: 'DSVM-LAB-CL1A2B', hostFqdn: 'dsvm-lab-cl1a2b.contoso.test' });
+});
+
+t.test('sssd.conf essentials', async (t) => {
+  const d = testConfig({ domain: { ...base, allowGroups: ['dsvm-users'], sudoGroups: ['dsvm-admins', 'DSVM-Users'] } }).domain;
+  const conf = renderSssdConf(d, facts);
+  const cases: [string, RegExp][] = [
+    ['ad provider', /^id_provider = ad$/m],
+    ['simple access with allow + sudo groups, deduplicated case-insensitively', /^simple_allow_groups = dsvm-users, dsvm-admins$/m],
+    ['short names', /^use_fully_qualified_names = False$/m],
+    ['machine account of a long host name', /^ldap_sasl_authid = DSVM-LAB-CL1A2B\$$/m],
+    ['home template', /^fallback_homedir = \/home\/%u$/m],
+    ['credential caching', /^cache_credentials = True$/m],
+  ];
+  for (const [name, re] of cases) t.match(conf, re, name);
+});
+
+t.test('krb5.conf block goes first and wins over the distribution defaults', async (t) => {
+  const debian = '[libdefaults]\n\tdefault_realm = ATHENA.MIT.EDU\n\n[realms]\n\tATHENA.MIT.EDU = {\n\t\tkdc = kerberos.mit.edu\n\t}\n';
+  const cases = [
+    { name: 'krb5.conf.debian', before: debian },
+    { name: 'krb5.conf.absent', before: undefined },
+  ];
+  for (const c of cases) {
+    const once = setKrb5Block(c.before, renderKrb5Block(facts));
+    golden(t, c.name, once);
+    t.equal(setKrb5Block(once, renderKrb5Block(facts)), once, `${c.name}: idempotent`);
+    t.equal(setKrb5Block(once, undefined), c.before ?? '', `${c.name}: removal restores the original`);
+  }
+  const other = joinFacts('fabrikam.test', 'X1');
+  t.match(setKrb5Block(setKrb5Block(debian, renderKrb5Block(facts)), renderKrb5Block(other)), /^# BEGIN[^\n]*\n\[libdefaults\]\n\tdefault_realm = FABRIKAM\.TEST/, 'replacing keeps the block at the top');
+});
+
+t.test('nsswitch.conf', async (t) => {
+  const cases = [
+    { name: 'debian default without sss', before: 'passwd:         files systemd\ngroup:          files systemd\nshadow:         files\nhosts:          files dns\n', added: ['passwd', 'group', 'shadow'] },
+    { name: 'already has sss (libnss-sss postinst)', before: 'passwd:         files systemd sss\ngroup:          files systemd sss\nshadow:         files sss\n', added: [] },
+    { name: 'partially', before: 'passwd: files sss\ngroup: files\nshadow: files # local only\n', added: ['group', 'shadow'] },
+    { name: 'missing lines', before: 'hosts: files dns\n', added: ['passwd', 'group', 'shadow'] },
+  ];
+  for (const c of cases) {
+    const r = addSssToNsswitch(c.before);
+    t.same(r.added, c.added, `${c.name}: added`);
+    t.same(addSssToNsswitch(r.text).added, [], `${c.name}: idempotent`);
+    for (const db of ['passwd', 'group', 'shadow']) t.match(r.text, new RegExp(`^${db}:.*\\bsss\\b`, 'm'), `${c.name}: ${db} has sss`);
+    t.match(r.text, /hosts:|passwd:/, `${c.name}: other lines kept`);
+    if (c.name !== 'missing lines') t.equal(removeSssFromNsswitch(r.text, r.added), c.before, `${c.name}: undo restores the file`);
+  }
+  golden(t, 'nsswitch.conf.debian', addSssToNsswitch(cases[0]!.before).text);
+});
+
+t.test('sudoers group names', async (t) => {
+  const cases = [
+    { name: 'plain', group: 'dsvm-admins', fq: false, want: '%dsvm-admins' },
+    { name: 'spaces escaped, lower case', group: 'AAD DC Administrators', fq: false, want: '%aad\\ dc\\ administrators' },
+    { name: 'qualified', group: 'dsvm-admins', fq: true, want: '%dsvm-admins@contoso.test' },
+    { name: 'already qualified', group: 'admins@fabrikam.test', fq: true, want: '%admins@fabrikam.test' },
+    { name: 'special characters escaped', group: 'a,b:c=d', fq: false, want: '%a\\,b\\:c\\=d' },
+  ];
+  for (const c of cases) t.equal(sudoersGroup(c.group, { fullyQualifiedNames: c.fq }, facts), c.want, c.name);
+});
+
+t.test('sshd drop-in and pam profile', async (t) => {
+  golden(t, '10-dsvm-agent.conf', renderSshdDropIn());
+  golden(t, 'dsvm-agent-mkhomedir', renderMkhomedirProfile());
+  t.match('session\toptional\t\t\tpam_mkhomedir.so umask=0077 skel=/etc/skel\n', MKHOMEDIR_SESSION_LINE, 'detects the line pam-auth-update writes');
+  t.notMatch('session\toptional\t\t\tpam_mkhomedir.so\n', MKHOMEDIR_SESSION_LINE, "Debian's own profile (umask 0022) is not ours");
+});

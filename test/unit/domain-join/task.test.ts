@@ -1,0 +1,177 @@
+import t from 'tap';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { makeTestContext, writeSecretFile } from '../../helpers/context.js';
+import type { FakeCommand } from '../../helpers/fake-runner.js';
+import { AgentError } from '../../../src/agent/errors.js';
+import { runTasks } from '../../../src/agent/task.js';
+import { domainJoinTask, undoJoin } from '../../../src/tasks/domain-join/index.js';
+import { primaryComputerName, vmIdStamp } from '../../../src/tasks/domain-join/computer-name.js';
+
+const PASSWORD = 'S3cret-Join-Pw';
+const OTHER_VM = '0b6d4f7e-1111-4c2e-9a55-2f5d8e7c9a01';
+const backoff = { initialMs: 10, maxDelayMs: 10, factor: 1, maxAttempts: 3, maxElapsedMs: 1000 };
+const filetime = (ms: number): string => String(BigInt(ms) * 10_000n + 116_444_736_000_000_000n);
+
+interface World {
+  joinedAs?: string;
+  joinFails?: string;
+  testjoinFails?: string;
+  existing: Record<string, string>;
+}
+
+function adcliCommands(keytab: string, w: World, commonSession: string): FakeCommand[] {
+  return [
+    { file: 'klist', args: ['-k', keytab], result: () => (w.joinedAs ? { stdout: `Keytab name: FILE:${keytab}\nKVNO Principal\n---- ----\n   2 ${w.joinedAs}$@CONTOSO.TEST\n` } : { exitCode: 1, stderr: 'klist: Key table file not found' }) },
+    { file: 'adcli', args: (a) => a[0] === 'testjoin', result: () => (w.testjoinFails ? { exitCode: 4, stderr: w.testjoinFails } : { stdout: 'Sucessfully validated join to domain contoso.test\n' }) },
+    {
+      file: 'adcli',
+      args: (a) => a[0] === 'show-computer',
+      result: (req) => {
+        const name = req.args!.at(-1)!;
+        const desc = w.existing[name];
+        return desc === undefined ? { exitCode: 5, stderr: `adcli: couldn't read data for ${name}: No computer account for ${name}$ exists\n` } : { stdout: `sAMAccountName:\n ${name}$\npwdLastSet:\n ${filetime(Date.parse('2025-12-31T00:00:00Z'))}\ndescription:\n ${desc}\n` };
+      },
+    },
+    {
+      file: 'adcli',
+      args: (a) => a[0] === 'join',
+      result: async (req) => {
+        if (w.joinFails) return { exitCode: 3, stderr: w.joinFails };
+        const name = req.args!.find((a) => a.startsWith('--computer-name='))!.split('=')[1]!;
+        await writeFile(keytab, 'keytab-bytes', { mode: 0o600 });
+        w.joinedAs = name;
+        return { stdout: '[computer]\ncomputer-name = ' + name + '\n' };
+      },
+    },
+    { file: 'visudo', args: (a) => a[0] === '-cf' },
+    {
+      file: 'pam-auth-update',
+      result: async (req) => (await writeFile(commonSession, req.args!.includes('--enable') ? 'session\toptional\t\t\tpam_mkhomedir.so umask=0077 skel=/etc/skel\n' : 'session\trequired\tpam_unix.so\n'), {}),
+    },
+  ];
+}
+
+async function setup(w: World, config: Record<string, unknown> = {}) {
+  const tc = await makeTestContext({ config: { domain: { allowGroups: ['dsvm-users'], sudoGroups: ['dsvm-admins'], computerOu: 'OU=DSVM,DC=contoso,DC=test', ...config } } });
+  await writeSecretFile(tc.paths, '/etc/dsvm-agent/join-password', PASSWORD);
+  await mkdir(tc.paths.pamDir, { recursive: true });
+  await writeFile(tc.paths.krb5Conf, '[libdefaults]\n\tdefault_realm = ATHENA.MIT.EDU\n');
+  await writeFile(tc.paths.nsswitchConf, 'passwd: files systemd\ngroup: files systemd\nshadow: files\n');
+  tc.ctx.state.facts.hostname = 'dsvm-lab-client-0001';
+  for (const c of adcliCommands(tc.paths.krb5Keytab, w, path.join(tc.paths.pamDir, 'common-session'))) tc.runner.on(c);
+  return tc;
+}
+
+const primary = primaryComputerName({ configured: 'auto', hostname: 'dsvm-lab-client-0001' }).name;
+
+t.test('fresh VM: joins, writes every file, starts sssd; a second run changes nothing', async (t) => {
+  const w: World = { existing: {} };
+  const tc = await setup(w);
+  const out = await runTasks([domainJoinTask], tc.ctx, { backoff });
+  t.equal(out[0]?.status, 'ok', JSON.stringify(out[0]));
+  t.equal(w.joinedAs, primary, 'joined under the derived name');
+  t.same(tc.runner.unexpected, [], 'no unexpected command');
+  const join = tc.runner.calls.find((c) => c.args?.[0] === 'join')!;
+  t.equal(join.input, PASSWORD, 'password on stdin');
+  t.notOk(tc.runner.calls.some((c) => (c.args ?? []).some((a) => a.includes(PASSWORD))), 'password in no argv');
+  t.ok(join.args!.includes(`--description=${vmIdStamp(tc.ctx.state.vmId)}`), 'stamped with the vmId');
+  t.ok(join.args!.includes('--domain-ou=OU=DSVM,DC=contoso,DC=test'), 'OU');
+  t.equal(statSync(tc.paths.sssdConf).mode & 0o777, 0o600, 'sssd.conf is 0600');
+  t.equal(statSync(path.join(tc.paths.sudoersDir, 'dsvm-agent')).mode & 0o777, 0o440, 'sudoers drop-in is 0440');
+  t.match(readFileSync(tc.paths.krb5Conf, 'utf8'), /^# BEGIN dsvm-agent[^\n]*\n\[libdefaults\]\n\tdefault_realm = CONTOSO.TEST/, 'krb5 block first');
+  t.match(readFileSync(tc.paths.nsswitchConf, 'utf8'), /^passwd: files systemd sss$/m, 'nsswitch has sss');
+  t.ok(tc.services.actions.includes('restart sssd'), 'sssd (re)started');
+  t.notOk(tc.logLines.some((l) => l.includes(PASSWORD)), 'password in no log line');
+
+  const before = tc.runner.calls.length;
+  const again = await runTasks([domainJoinTask], tc.ctx, { backoff });
+  t.same(again[0], { id: 'domain-join', status: 'ok', changed: false, changes: [], attempts: 1, warnings: [] }, 'second run: nothing to do');
+  t.notOk(tc.runner.calls.slice(before).some((c) => c.args?.[0] === 'join' || c.file === 'pam-auth-update'), 'no join, no pam change');
+});
+
+t.test('wrong password: one attempt, the DC words, nothing left claiming a join', async (t) => {
+  const w: World = { existing: {}, joinFails: " * Wrote out krb5.conf snippet\n ! Couldn't authenticate as: dsvm-join@CONTOSO.TEST: Preauthentication failed\nadcli: couldn't connect to contoso.test domain: Couldn't authenticate as: dsvm-join@CONTOSO.TEST: Preauthentication failed\n" };
+  const tc = await setup(w);
+  const krb5Before = readFileSync(tc.paths.krb5Conf, 'utf8');
+  const out = await runTasks([domainJoinTask], tc.ctx, { backoff });
+  t.equal(out[0]?.status, 'failed');
+  if (out[0]?.status === 'failed') {
+    t.equal(out[0].attempts, 1, 'not retried');
+    t.equal(out[0].error.reason, 'join-bad-credentials');
+    t.match(out[0].error.message, /Preauthentication failed/);
+  }
+  t.notOk(existsSync(tc.paths.sssdConf), 'no sssd.conf');
+  t.notOk(existsSync(tc.paths.krb5Keytab), 'no keytab');
+  t.equal(readFileSync(tc.paths.krb5Conf, 'utf8'), krb5Before, 'krb5.conf untouched');
+  t.notOk(existsSync(path.join(tc.paths.sudoersDir, 'dsvm-agent')), 'no sudoers drop-in');
+});
+
+t.test('sssd fails to start after the join: files and keytab rolled back', async (t) => {
+  const w: World = { existing: {} };
+  const tc = await setup(w);
+  tc.services.restart = async () => {
+    throw new Error('sssd exited 4');
+  };
+  const nsBefore = readFileSync(tc.paths.nsswitchConf, 'utf8');
+  await t.rejects(domainJoinTask.apply(tc.ctx, await domainJoinTask.check(tc.ctx)), { reason: 'sssd-start-failed' });
+  t.notOk(existsSync(tc.paths.sssdConf), 'sssd.conf removed');
+  t.notOk(existsSync(tc.paths.krb5Keytab), 'keytab removed');
+  t.equal(readFileSync(tc.paths.nsswitchConf, 'utf8'), nsBefore, 'nsswitch restored');
+  t.ok(tc.runner.calls.some((c) => c.file === 'pam-auth-update' && c.args?.includes('--remove')), 'pam profile disabled again');
+});
+
+t.test('name collisions', async (t) => {
+  const cases = [
+    { name: 'primary held by another live VM: an alternate', existing: { [primary]: vmIdStamp(OTHER_VM) }, alternate: true },
+    { name: 'primary stamped with our own vmId: reused', existing: { [primary]: 'x' }, ours: true, alternate: false },
+    { name: 'primary free', existing: {}, alternate: false },
+  ];
+  for (const c of cases) {
+    const w: World = { existing: { ...c.existing } };
+    const tc = await setup(w);
+    if (c.ours) w.existing[primary] = vmIdStamp(tc.ctx.state.vmId);
+    const out = await runTasks([domainJoinTask], tc.ctx, { backoff });
+    t.equal(out[0]?.status, 'ok', `${c.name}: ok`);
+    t.equal(w.joinedAs !== primary, c.alternate, `${c.name}: joined as ${w.joinedAs}`);
+    t.ok(w.joinedAs && w.joinedAs.length <= 15, `${c.name}: name fits`);
+  }
+  const w: World = { existing: {} };
+  const tc = await setup(w, { computerName: 'FIXED01' });
+  w.existing.FIXED01 = vmIdStamp(OTHER_VM);
+  await t.rejects(domainJoinTask.check(tc.ctx), { reason: 'computer-name-taken' }, 'explicit name held by a live VM: permanent error');
+});
+
+t.test('joined host is never renamed, and a DC outage is transient', async (t) => {
+  const w: World = { existing: {}, joinedAs: 'OLDNAME01' };
+  const tc = await setup(w);
+  tc.ctx.state.facts.computerName = 'OLDNAME01';
+  await writeFile(tc.paths.krb5Keytab, 'keytab-bytes', { mode: 0o600 });
+  const found = await domainJoinTask.check(tc.ctx);
+  t.notOk(found.changes.some((c) => c.startsWith('join ')), 'no join');
+  t.match(readFileSync(path.join(tc.paths.root, 'etc/krb5.conf'), 'utf8'), /ATHENA/, 'check wrote nothing');
+  await domainJoinTask.apply(tc.ctx, found);
+  t.match(readFileSync(tc.paths.sssdConf, 'utf8'), /ldap_sasl_authid = OLDNAME01\$/, 'config uses the keytab name');
+  w.testjoinFails = "adcli: couldn't connect to contoso.test domain: Couldn't get kerberos ticket for machine account: OLDNAME01: Cannot contact any KDC for realm 'CONTOSO.TEST'\n";
+  await t.rejects(domainJoinTask.check(tc.ctx), { kind: 'transient', reason: 'dc-unreachable' });
+});
+
+t.test('undo removes every trace and restores shared files', async (t) => {
+  const w: World = { existing: {} };
+  const tc = await setup(w);
+  const nsBefore = readFileSync(tc.paths.nsswitchConf, 'utf8');
+  const krbBefore = readFileSync(tc.paths.krb5Conf, 'utf8');
+  await runTasks([domainJoinTask], tc.ctx, { backoff });
+  tc.runner.on({ file: 'adcli', args: (a) => a[0] === 'delete-computer' });
+  const removed = await undoJoin(tc.ctx, { leaveDomain: true });
+  t.ok(removed.some((r) => r.startsWith('computer account')), 'left the domain');
+  t.equal(tc.runner.calls.find((c) => c.args?.[0] === 'delete-computer')?.input, PASSWORD, 'delete-computer password on stdin');
+  t.notOk(existsSync(tc.paths.sssdConf));
+  t.notOk(existsSync(tc.paths.krb5Keytab));
+  t.equal(readFileSync(tc.paths.krb5Conf, 'utf8'), krbBefore, 'krb5.conf as before');
+  t.equal(readFileSync(tc.paths.nsswitchConf, 'utf8'), nsBefore, 'nsswitch as before');
+  const second = await undoJoin(tc.ctx, { leaveDomain: false });
+  t.same(second, [], `second undo: nothing left (${second.join(', ')})`);
+  t.ok(AgentError);
+});

@@ -1,0 +1,188 @@
+import { writeFile } from 'node:fs/promises';
+import t, { type Test } from 'tap';
+import type { RunRequest } from '../../../src/agent/runner.js';
+import { exitCodeForOutcome, handleLogin, runLogin, type LoginDeps } from '../../../src/tasks/workspace/index.js';
+import type { FakeCommand } from '../../helpers/fake-runner.js';
+import { makeTestContext } from '../../helpers/context.js';
+
+const NODE = 'node-for-test';
+const alicePw = { file: 'getent', args: ['passwd', '--', 'alice'], result: { stdout: 'alice:x:1001:1001::/home/alice:/bin/bash\n' } };
+const report = (state: string, changes: string[] = [], warnings: string[] = []) => ({ stdout: JSON.stringify({ state, changes, warnings }) });
+const isHomeChild = (a: readonly string[]) => a[0] === '-e' && a[1]!.includes('home-missing');
+const isShareChild = (a: readonly string[]) => a[0] === '-e' && a[1]!.includes('statfsSync');
+
+interface Case {
+  name: string;
+  config?: Record<string, unknown>;
+  commands: (target: string) => FakeCommand[];
+  shareHealthy?: boolean | undefined;
+  mountinfo?: string;
+  want: { status: string; reason?: string; changed?: boolean; share?: string; home?: string };
+  /** Programs run (as a set: the two sides run in parallel). */
+  calls: string[];
+  check?: (t: Test, calls: RunRequest[]) => void;
+}
+
+const cases: Case[] = [
+  {
+    name: 'fast path: everything in place, one stat and one readlink, no Node child, no write',
+    commands: (target) => [alicePw, { file: 'stat', result: { stdout: 'directory\ndirectory\n' } }, { file: 'readlink', result: { stdout: `${target}\n` } }],
+    shareHealthy: true,
+    want: { status: 'done', changed: false, share: 'ok', home: 'ok' },
+    calls: ['getent', 'stat', 'readlink'],
+    check: (t, calls) => {
+      const rl = calls.find((c) => c.file === 'readlink')!;
+      t.equal(rl.uid, 1001, 'readlink runs as the user');
+      t.equal(rl.gid, 1001);
+    },
+  },
+  {
+    name: 'first login: share folders by a root child, $HOME by a child running as the user',
+    commands: () => [
+      alicePw,
+      { file: 'stat', result: { exitCode: 1 } },
+      { file: 'readlink', result: { exitCode: 1 } },
+      { file: NODE, args: isShareChild, result: report('created', ['created /data/workspace/alice']) },
+      { file: NODE, args: isHomeChild, result: report('created', ['linked']) },
+    ],
+    shareHealthy: true,
+    want: { status: 'done', changed: true, share: 'created', home: 'created' },
+    calls: ['getent', 'stat', 'readlink', NODE],
+    check: (t, calls) => {
+      const share = calls.find((c) => c.file === NODE && isShareChild(c.args!))!;
+      const home = calls.find((c) => c.file === NODE && isHomeChild(c.args!))!;
+      t.equal(share.uid, undefined, 'share child is root');
+      t.ok((share.timeoutMs ?? 0) > 0, 'share child has a SIGKILL deadline');
+      t.equal(home.uid, 1001, 'home child runs as the user');
+      t.equal(home.gid, 1001);
+      t.equal(home.cwd, '/');
+      const spec = JSON.parse(home.args![home.args!.length - 1]!);
+      t.match(spec, { dirs: ['notebooks'], link: 'notebooks/remote' });
+      t.match(spec.target, /\/data\/workspace\/alice\/notebooks$/);
+    },
+  },
+  {
+    name: 'system account gets nothing',
+    commands: () => [{ file: 'getent', result: { stdout: 'daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n' } }],
+    want: { status: 'skipped', reason: 'system-account' },
+    calls: ['getent'],
+  },
+  {
+    name: 'user in no allowed group gets nothing',
+    config: { domain: { allowGroups: ['dsvm-users'] } },
+    commands: () => [{ file: 'getent', result: { stdout: 'mallory:x:1005:1005::/home/mallory:/bin/bash\n' } }, { file: 'id', args: ['-Gn', '--', 'mallory'], result: { stdout: 'mallory domain users\n' } }],
+    want: { status: 'skipped', reason: 'not-allowed' },
+    calls: ['getent', 'id'],
+  },
+  {
+    name: 'unknown user',
+    commands: () => [{ file: 'getent', result: { exitCode: 2 } }],
+    want: { status: 'failed', reason: 'unknown-user' },
+    calls: ['getent'],
+  },
+  {
+    name: 'share unhealthy: share skipped, $HOME link made anyway',
+    config: { share: { account: 'contosofiles', name: 'workspace', key: { file: '/etc/k' } } },
+    commands: () => [alicePw, { file: 'readlink', result: { exitCode: 1 } }, { file: NODE, args: isHomeChild, result: report('created', ['linked']) }],
+    shareHealthy: false,
+    want: { status: 'partial', reason: 'share-unhealthy', share: 'skipped', home: 'created' },
+    calls: ['getent', 'readlink', NODE],
+  },
+  {
+    name: 'no daemon, share configured but not mounted: no folder under the bare mount point',
+    config: { share: { account: 'contosofiles', name: 'workspace', key: { file: '/etc/k' } } },
+    mountinfo: '22 1 8:1 / / rw - ext4 /dev/sda1 rw\n',
+    commands: (target) => [alicePw, { file: 'readlink', result: { stdout: `${target}\n` } }],
+    shareHealthy: undefined,
+    want: { status: 'partial', reason: 'share-not-mounted', share: 'skipped', home: 'ok' },
+    calls: ['getent', 'readlink'],
+  },
+  {
+    name: 'no daemon, share mounted: share work runs',
+    config: { share: { account: 'contosofiles', name: 'workspace', key: { file: '/etc/k' } } },
+    mountinfo: '22 1 8:1 / / rw - ext4 /dev/sda1 rw\n40 22 0:50 / /data/workspace rw - cifs //h/workspace rw\n',
+    commands: (target) => [alicePw, { file: 'stat', result: { stdout: 'directory\ndirectory\n' } }, { file: 'readlink', result: { stdout: `${target}\n` } }],
+    shareHealthy: undefined,
+    want: { status: 'done', share: 'ok', home: 'ok' },
+    calls: ['getent', 'stat', 'readlink'],
+  },
+  {
+    name: 'share folder planted by someone else: refused, and no link into it',
+    commands: () => [
+      alicePw,
+      { file: 'stat', result: { stdout: 'symbolic link\n' } },
+      { file: 'readlink', result: { exitCode: 1 } },
+      { file: NODE, args: isShareChild, result: report('refused', [], ['/data/workspace/alice is a symbolic link to "/data/workspace/bob": not followed']) },
+    ],
+    shareHealthy: true,
+    want: { status: 'refused', share: 'refused', home: 'skipped' },
+    calls: ['getent', 'stat', 'readlink', NODE],
+    check: (t, calls) => t.notOk(calls.some((c) => c.file === NODE && isHomeChild(c.args!)), 'no home child'),
+  },
+  {
+    name: 'something in the way in $HOME: refused, warning kept',
+    commands: () => [
+      alicePw,
+      { file: 'stat', result: { stdout: 'directory\ndirectory\n' } },
+      { file: 'readlink', result: { exitCode: 1 } },
+      { file: NODE, args: isHomeChild, result: report('blocked', [], ['/home/alice/notebooks/remote is a FIFO: left alone']) },
+    ],
+    shareHealthy: true,
+    want: { status: 'refused', share: 'ok', home: 'refused' },
+    calls: ['getent', 'stat', 'readlink', NODE],
+  },
+  {
+    name: 'all-digit name never reaches NSS (it would be read as a uid)',
+    commands: () => [],
+    want: { status: 'failed', reason: 'bad-name' },
+    calls: [],
+  },
+];
+
+for (const c of cases) {
+  t.test(c.name, async (t) => {
+    const tc = await makeTestContext({ config: c.config ?? {} });
+    const target = tc.paths.under('/data/workspace/alice/notebooks');
+    for (const cmd of c.commands(target)) tc.runner.on(cmd);
+    if (c.mountinfo !== undefined) {
+      await import('node:fs/promises').then((fs) => fs.mkdir(tc.paths.under('/proc/self'), { recursive: true }));
+      await writeFile(tc.paths.procMounts, c.mountinfo);
+    }
+    const deps: LoginDeps = { cfg: tc.ctx.cfg, paths: tc.paths, run: tc.runner.run, log: tc.log, nodeBinary: NODE };
+    const user = c.name.startsWith('all-digit') ? '1001' : c.name.includes('mallory') || c.name.includes('no allowed') ? 'mallory' : c.name.startsWith('system') ? 'daemon' : 'alice';
+    const out = await runLogin(deps, user, { timeLimitMs: 3000, shareHealthy: c.shareHealthy });
+    t.match(out, { status: c.want.status, ...(c.want.reason ? { reason: c.want.reason } : {}), ...(c.want.changed === undefined ? {} : { changed: c.want.changed }) });
+    if (c.want.share) t.equal(out.share?.state, c.want.share, 'share step');
+    if (c.want.home) t.equal(out.home?.state, c.want.home, 'home step');
+    t.same([...new Set(tc.runner.calls.map((r) => r.file))].sort(), [...c.calls].sort(), 'commands run');
+    t.same(tc.runner.unexpected, [], 'no unexpected command');
+    c.check?.(t, tc.runner.calls);
+  });
+}
+
+t.test('handleLogin answers "pending" at the deadline and finishes in the background', async (t) => {
+  const tc = await makeTestContext();
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((r) => (release = r));
+  tc.runner.on({ file: 'getent', result: async () => (await gate, alicePw.result) });
+  tc.runner.on({ file: 'stat', result: { stdout: 'directory\ndirectory\n' } });
+  tc.runner.on({ file: 'readlink', result: { stdout: `${tc.paths.under('/data/workspace/alice/notebooks')}\n` } });
+  const deps: LoginDeps = { cfg: tc.ctx.cfg, paths: tc.paths, run: tc.runner.run, log: tc.log, nodeBinary: NODE };
+  const t0 = Date.now();
+  // Ten concurrent logins of the same user: one run, one result.
+  const answers = await Promise.all(Array.from({ length: 10 }, () => handleLogin(deps, 'alice', { deadlineMs: 150, shareHealthy: true })));
+  const took = Date.now() - t0;
+  t.ok(took < 600, `answered within the bound (${took} ms)`);
+  t.ok(answers.every((a) => a.status === 'pending'), 'all pending');
+  t.equal(tc.runner.calls.filter((c) => c.file === 'getent').length, 1, 'one NSS lookup for ten logins');
+  release();
+  await new Promise((r) => setTimeout(r, 50));
+  t.ok(tc.logLines.some((l) => /finished in the background/.test(l)), 'the result is logged');
+  const later = await handleLogin(deps, 'alice', { deadlineMs: 2000, shareHealthy: true });
+  t.equal(later.status, 'done');
+});
+
+t.test('exit codes of login', async (t) => {
+  const cases: [string, number][] = [['done', 0], ['skipped', 0], ['partial', 3], ['pending', 3], ['refused', 1], ['failed', 1]];
+  for (const [status, code] of cases) t.equal(exitCodeForOutcome({ status: status as never }), code, status);
+});

@@ -1,0 +1,76 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { serveIpc } from '../../../src/agent/ipc.js';
+import { makePaths } from '../../../src/agent/paths.js';
+
+/** The real entry point, as pam_exec starts it (needs `make build`, which `make test` runs first). */
+const cli = fileURLToPath(new URL('../../../dist/cli.mjs', import.meta.url));
+
+function runHook(env: Record<string, string>, args: string[] = ['pam-session']): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
+  return new Promise((resolve) => {
+    const t0 = Date.now();
+    const child = spawn(process.execPath, [cli, ...args], { env: { PATH: '/usr/bin:/bin', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('close', (code) => resolve({ code, stdout, stderr, ms: Date.now() - t0 }));
+  });
+}
+
+const goodConfig = 'domain: { name: contoso.test, joinUser: j, joinPassword: { file: /etc/dsvm-agent/jp } }\nworkspace: { loginTimeoutMs: 400 }\n';
+
+async function root(config: string | undefined): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'dsvm-pam-'));
+  await mkdir(path.join(dir, 'etc', 'dsvm-agent'), { recursive: true });
+  if (config !== undefined) await writeFile(path.join(dir, 'etc', 'dsvm-agent', 'config.yaml'), config);
+  return dir;
+}
+
+const cases: { name: string; config?: string; env: Record<string, string>; stderr?: RegExp }[] = [
+  { name: 'close_session: nothing to do', config: goodConfig, env: { PAM_TYPE: 'close_session', PAM_USER: 'alice' } },
+  { name: 'auth stack: nothing to do', config: goodConfig, env: { PAM_TYPE: 'auth', PAM_USER: 'alice' } },
+  { name: 'no PAM_USER', config: goodConfig, env: { PAM_TYPE: 'open_session' }, stderr: /PAM_USER is not set/ },
+  { name: 'config missing', env: { PAM_TYPE: 'open_session', PAM_USER: 'alice' }, stderr: /does not exist/ },
+  { name: 'config invalid', config: 'domain: [', env: { PAM_TYPE: 'open_session', PAM_USER: 'alice' }, stderr: /YAML|problem/ },
+  { name: 'config with a bad value', config: 'domain: { name: x }\n', env: { PAM_TYPE: 'open_session', PAM_USER: 'alice' }, stderr: /domain/ },
+  { name: 'hostile user name', config: goodConfig, env: { PAM_TYPE: 'open_session', PAM_USER: '../../etc\nroot' }, stderr: /control character/ },
+];
+
+t.test('pam-session always exits 0 and never writes to stdout', { skip: !existsSync(cli) && 'dist/cli.mjs missing: run make build' }, async (t) => {
+  for (const c of cases) {
+    const dir = await root(c.config);
+    const r = await runHook({ ...c.env, DSVM_AGENT_ROOT: dir });
+    t.equal(r.code, 0, `${c.name}: exit 0`);
+    t.equal(r.stdout, '', `${c.name}: nothing on stdout`);
+    if (c.stderr) t.match(r.stderr, c.stderr, `${c.name}: says why on stderr`);
+  }
+});
+
+t.test('a daemon that never answers: the hook returns within loginTimeoutMs', { skip: !existsSync(cli) && 'dist/cli.mjs missing' }, async (t) => {
+  const dir = await root(goodConfig);
+  const paths = makePaths(dir);
+  const server = await serveIpc(paths.socketFile, () => new Promise(() => undefined), { warn: () => undefined, debug: () => undefined });
+  t.teardown(() => server.close());
+  // First run loads the config and caches the bound; the second uses the cache.
+  for (const run of ['cold cache', 'warm cache']) {
+    const r = await runHook({ PAM_TYPE: 'open_session', PAM_USER: 'alice', DSVM_AGENT_ROOT: dir });
+    t.equal(r.code, 0, `${run}: exit 0`);
+    t.equal(r.stdout, '');
+    t.match(r.stderr, /still working on it/);
+    // 400 ms bound + Node start-up on a loaded 2-core machine.
+    t.ok(r.ms < 400 + 1500, `${run}: returned in ${r.ms} ms`);
+  }
+  const login = await runHook({ DSVM_AGENT_ROOT: dir }, ['login', '--user', 'alice', '--json']);
+  if (process.getuid!() === 0) {
+    t.equal(login.code, 3, 'login: 3 = not finished yet, retry');
+    t.match(JSON.parse(login.stdout), { via: 'daemon', status: 'pending' });
+  } else {
+    t.equal(login.code, 2, 'login needs root');
+  }
+});
