@@ -10,7 +10,6 @@ import t from 'tap';
 import {
   PROJECT_ROOT,
   clientExec,
-  describeResult,
   fakesUrls,
   lab,
   labEnv,
@@ -18,6 +17,7 @@ import {
   readLabSecret,
   type ExecResult,
 } from './harness.js';
+import { startLabSssd, stopLabSssd } from './sssd.js';
 
 /** The subtest type, as tap hands it to a callback. */
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -30,7 +30,8 @@ if (skip) {
   const client = 'c1';
 
   const ok = (t: TapTest, what: string, r: ExecResult): void => {
-    t.equal(r.exitCode, 0, describeResult(what, r));
+    // The command's output shows only when the assertion fails.
+    t.equal(r.exitCode, 0, what, { stdout: r.stdout, stderr: r.stderr, timedOut: r.timedOut });
   };
 
   const join = (computerName: string, keytab: string, password: string): Promise<ExecResult> =>
@@ -94,9 +95,7 @@ if (skip) {
     const name = 'LABSSSD';
     const joined = await join(name, '/etc/krb5.keytab', readLabSecret('join-password'));
     ok(t, 'adcli join for sssd', joined);
-    // Saved and put back afterwards: later tests get the client as it was.
-    const setup = await clientExec(client, ['bash', '-c', SSSD_SETUP, 'sssd-setup', name.toLowerCase(), env.DOMAIN, env.REALM]);
-    ok(t, 'sssd setup', setup);
+    ok(t, 'sssd setup', await startLabSssd(client, `${name.toLowerCase()}.${env.DOMAIN}`));
     try {
       const passwd = await clientExec(client, ['getent', 'passwd', 'alice']);
       ok(t, 'getent passwd alice', passwd);
@@ -107,7 +106,7 @@ if (skip) {
       const mallory = await clientExec(client, ['id', 'mallory']);
       t.notMatch(mallory.stdout, /dsvm-users/, 'mallory is not in dsvm-users');
     } finally {
-      ok(t, 'sssd teardown', await clientExec(client, ['bash', '-c', SSSD_TEARDOWN]));
+      ok(t, 'sssd teardown', await stopLabSssd(client));
       ok(t, 'delete sssd computer', await deleteComputer(name));
     }
   });
@@ -188,55 +187,4 @@ trap 'rm -f "$auth"' EXIT
 IFS= read -r key
 printf 'username = %s\\npassword = %s\\n' "$user" "$key" >"$auth"
 smbclient "$unc" -A "$auth" -m SMB3 -c "$cmd"
-`;
-
-const SSSD_SETUP = `set -euo pipefail
-host=$1 domain=$2 realm=$3
-mkdir -p /root/.lab-sssd-backup
-for f in /etc/krb5.conf /etc/nsswitch.conf /etc/sssd/sssd.conf; do
-  [ -e "$f" ] && cp -a "$f" "/root/.lab-sssd-backup/$(basename "$f")"
-done
-printf '[libdefaults]\\n default_realm = %s\\n dns_lookup_kdc = true\\n rdns = false\\n' "$realm" >/etc/krb5.conf
-sed -i -E 's/^(passwd|group):.*/\\1: files sss/' /etc/nsswitch.conf
-mkdir -p /etc/sssd
-(umask 077 && cat >/etc/sssd/sssd.conf <<EOF
-[sssd]
-services = nss, pam
-domains = $domain
-
-[domain/$domain]
-id_provider = ad
-access_provider = permit
-ad_domain = $domain
-krb5_realm = $realm
-ad_hostname = $host.$domain
-ldap_id_mapping = true
-use_fully_qualified_names = false
-cache_credentials = false
-dyndns_update = false
-EOF
-)
-sssd -D --logger=files
-for i in $(seq 50); do getent passwd alice >/dev/null && exit 0; sleep 0.2; done
-echo "sssd did not resolve alice in 10 s" >&2
-exit 1
-`;
-
-const SSSD_TEARDOWN = `set -uo pipefail
-# By pid only: a name would match sssd of other client VMs on this machine.
-if [ -f /run/sssd.pid ]; then
-  pid=$(cat /run/sssd.pid)
-  kill "$pid" 2>/dev/null
-  for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null
-  rm -f /run/sssd.pid
-fi
-rm -f /var/lib/sss/db/* /var/lib/sss/mc/* /etc/krb5.keytab /etc/sssd/sssd.conf
-for f in krb5.conf nsswitch.conf sssd.conf; do
-  [ -e "/root/.lab-sssd-backup/$f" ] || continue
-  case $f in sssd.conf) dest=/etc/sssd/$f ;; *) dest=/etc/$f ;; esac
-  cp -a "/root/.lab-sssd-backup/$f" "$dest"
-done
-rm -rf /root/.lab-sssd-backup
-exit 0
 `;

@@ -41,7 +41,11 @@ export async function computeLocally(ctx: TaskContext, now: () => number = Date.
   const runner = new CheckRunner({ ctx, deps: loadDaemonOps(), checks: healthChecks, log: ctx.log.child('checks'), now });
   await runner.runAll();
   const firstBoot: FirstBootView = ctx.state.firstBootCompletedAt
-    ? { state: 'done', completedAt: ctx.state.firstBootCompletedAt, ...(ctx.state.firstBootDurationMs !== undefined ? { durationMs: ctx.state.firstBootDurationMs } : {}) }
+    ? {
+        state: 'done',
+        completedAt: ctx.state.firstBootCompletedAt,
+        ...(ctx.state.firstBootDurationMs !== undefined ? { durationMs: ctx.state.firstBootDurationMs } : {}),
+      }
     : { state: 'waiting', error: 'first boot has not completed (the daemon carries it on; `dsvm-agent provision` runs it now)' };
   const anchor = ctx.state.firstBootStartedAt ? Date.parse(ctx.state.firstBootStartedAt) : now();
   const snap: DaemonSnapshot = {
@@ -57,7 +61,8 @@ export async function computeLocally(ctx: TaskContext, now: () => number = Date.
 function age(iso: string | null | undefined, now: number): string {
   if (!iso) return '-';
   const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
-  const rel = s < 90 ? `${s}s` : s < 5400 ? `${Math.round(s / 60)}m` : s < 172800 ? `${Math.round(s / 3600)}h` : `${Math.round(s / 86400)}d`;
+  const rel =
+    s < 90 ? `${s}s` : s < 5400 ? `${Math.round(s / 60)}m` : s < 172800 ? `${Math.round(s / 3600)}h` : `${Math.round(s / 86400)}d`;
   return `${iso.slice(0, 19).replace('T', ' ')}Z (${rel} ago)`;
 }
 
@@ -68,7 +73,10 @@ export function renderStatus(body: Record<string, unknown>, now = Date.now()): s
   const lines: string[] = [];
   lines.push(`health: ${String(body.state ?? body.ApplicationHealthState)} - ${String(body.reason ?? '')}`);
   lines.push(body.source === 'local' ? `source: ${String(body.note ?? 'computed locally')}` : 'source: the running daemon');
-  if (fb) lines.push(`first boot: ${fb.state}${fb.task ? ` (${fb.task}${fb.attempt && fb.attempt > 1 ? `, attempt ${fb.attempt}` : ''})` : ''}${fb.error ? `: ${fb.error}` : ''}`);
+  if (fb)
+    lines.push(
+      `first boot: ${fb.state}${fb.task ? ` (${fb.task}${fb.attempt && fb.attempt > 1 ? `, attempt ${fb.attempt}` : ''})` : ''}${fb.error ? `: ${fb.error}` : ''}`,
+    );
   const t = body.terminating as { eventId: string; step: string } | undefined;
   if (t) lines.push(`terminating: event ${t.eventId}: ${t.step}`);
   lines.push('');
@@ -77,11 +85,18 @@ export function renderStatus(body: Record<string, unknown>, now = Date.now()): s
     `${c.state.toUpperCase()}${c.affectsHealth ? '' : '*'}`,
     age(c.since, now),
     c.reason,
-    c.lastRepair ? `${c.lastRepair.action} ${c.lastRepair.result ?? 'running'} ${age(c.lastRepair.at, now)}${c.lastRepair.gaveUp ? ' GAVE UP' : ''}` : '-',
+    c.lastRepair
+      ? `${c.lastRepair.action} ${c.lastRepair.result ?? 'running'} ${age(c.lastRepair.at, now)}${c.lastRepair.gaveUp ? ' GAVE UP' : ''}`
+      : '-',
   ]);
   const header = ['CHECK', 'STATE', 'SINCE', 'REASON', 'LAST REPAIR'];
   const widths = header.map((h, i) => Math.min(i === 3 ? 70 : 40, Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length))));
-  const fmt = (r: string[]): string => r.map((v, i) => (i === r.length - 1 ? v : v.length > (widths[i] ?? 0) ? `${v.slice(0, (widths[i] ?? 1) - 1)}…` : v.padEnd(widths[i] ?? 0))).join('  ');
+  const fmt = (r: string[]): string =>
+    r
+      .map((v, i) =>
+        i === r.length - 1 ? v : v.length > (widths[i] ?? 0) ? `${v.slice(0, (widths[i] ?? 1) - 1)}…` : v.padEnd(widths[i] ?? 0),
+      )
+      .join('  ');
   lines.push(fmt(header), ...rows.map(fmt));
   if (checks.some((c) => !c.affectsHealth)) lines.push('', '* does not affect health (not in health.unhealthyOn); warnings never do');
   const repairs = (body.repairs as Array<{ action: string; gaveUp: boolean; lastError: string | null }> | undefined) ?? [];

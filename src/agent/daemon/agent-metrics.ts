@@ -28,7 +28,12 @@ export function declareMetrics(m: Metrics): void {
 }
 
 /** Refresh the state-derived gauges from the snapshot and render the text format. */
-export function renderMetrics(m: Metrics, snap: DaemonSnapshot, health: Pick<Config['health'], 'initializingGraceSec'>, now: number): string {
+export function renderMetrics(
+  m: Metrics,
+  snap: DaemonSnapshot,
+  health: Pick<Config['health'], 'initializingGraceSec'>,
+  now: number,
+): string {
   const verdict = evaluateHealth(snap, health, now);
   for (const s of HEALTH_STATES) m.set('dsvm_agent_health_state', { state: s }, verdict.state === s ? 1 : 0);
   m.clear('dsvm_agent_check_state');

@@ -103,10 +103,14 @@ export class Daemon {
   private async serve(): Promise<void> {
     const { ctx } = this.o;
     if (this.o.ops.fallbacks.length > 0) this.log.info(`using fallbacks for: ${this.o.ops.fallbacks.join('; ')}`);
-    const http = await startHealthServer(ctx.cfg.health.listen, { allowNonLoopback: ctx.cfg.health.allowNonLoopback }, {
-      health: () => this.healthBody(),
-      metrics: () => this.metricsText(),
-    });
+    const http = await startHealthServer(
+      ctx.cfg.health.listen,
+      { allowNonLoopback: ctx.cfg.health.allowNonLoopback },
+      {
+        health: () => this.healthBody(),
+        metrics: () => this.metricsText(),
+      },
+    );
     this.closers.push(() => http.close());
     this.healthUrl = http.url;
     if (this.o.ipc !== false) {
@@ -118,7 +122,12 @@ export class Daemon {
     await this.o.notifier.notify({ READY: '1', STATUS: this.statusLine() });
     this.lastStatus = this.statusLine();
     if (this.o.watchdogMs) {
-      const wd = new Watchdog({ notifier: this.o.notifier, intervalMs: this.o.watchdogMs, maxLagMs: Math.max(250, this.o.watchdogMs / 2), log: this.log });
+      const wd = new Watchdog({
+        notifier: this.o.notifier,
+        intervalMs: this.o.watchdogMs,
+        maxLagMs: Math.max(250, this.o.watchdogMs / 2),
+        log: this.log,
+      });
       wd.start();
       this.closers.push(() => wd.stop());
     }
@@ -153,7 +162,12 @@ export class Daemon {
     for (;;) {
       if (this.stopping) return;
       if (ctx.state.firstBootCompletedAt) {
-        this.firstBoot = { state: 'done', completedAt: ctx.state.firstBootCompletedAt, ...(ctx.state.firstBootStartedAt ? { startedAt: ctx.state.firstBootStartedAt } : {}), ...(ctx.state.firstBootDurationMs !== undefined ? { durationMs: ctx.state.firstBootDurationMs } : {}) };
+        this.firstBoot = {
+          state: 'done',
+          completedAt: ctx.state.firstBootCompletedAt,
+          ...(ctx.state.firstBootStartedAt ? { startedAt: ctx.state.firstBootStartedAt } : {}),
+          ...(ctx.state.firstBootDurationMs !== undefined ? { durationMs: ctx.state.firstBootDurationMs } : {}),
+        };
         break;
       }
       try {
@@ -162,12 +176,21 @@ export class Daemon {
         const result = await runFirstBoot(ctx, store, this.o.firstBootTasks, {
           ...(this.o.firstBootBackoff ? { backoff: this.o.firstBootBackoff } : {}),
           onTask: (task, attempt) => {
-            this.firstBoot = { state: 'running', task: task.id, attempt, ...(ctx.state.firstBootStartedAt ? { startedAt: ctx.state.firstBootStartedAt } : {}) };
+            this.firstBoot = {
+              state: 'running',
+              task: task.id,
+              attempt,
+              ...(ctx.state.firstBootStartedAt ? { startedAt: ctx.state.firstBootStartedAt } : {}),
+            };
             this.updateStatus();
           },
         });
         if (!result.ok) {
-          this.firstBoot = { state: 'failed', error: result.failure?.describe() ?? 'unknown failure', ...(ctx.state.firstBootStartedAt ? { startedAt: ctx.state.firstBootStartedAt } : {}) };
+          this.firstBoot = {
+            state: 'failed',
+            error: result.failure?.describe() ?? 'unknown failure',
+            ...(ctx.state.firstBootStartedAt ? { startedAt: ctx.state.firstBootStartedAt } : {}),
+          };
           log.error(`first boot failed: ${this.firstBoot.error}; fix the cause and restart the agent (or run \`dsvm-agent provision\`)`);
           break;
         }
@@ -277,7 +300,9 @@ export class Daemon {
     }
     this.repairing.add(action);
     this.limiter.started(rec, this.now());
-    this.log.warn(`${id} failing: trying ${action} (attempt ${rec.attempts.length} of ${this.o.ctx.cfg.repair.maxAttempts} in ${this.o.ctx.cfg.repair.windowSec} s)`);
+    this.log.warn(
+      `${id} failing: trying ${action} (attempt ${rec.attempts.length} of ${this.o.ctx.cfg.repair.maxAttempts} in ${this.o.ctx.cfg.repair.windowSec} s)`,
+    );
     let error: string | undefined;
     try {
       await withDeadline(this.runRepair(action), REPAIR_TIMEOUT_MS, `${action} did not finish within ${REPAIR_TIMEOUT_MS / 1000} s`);
@@ -313,7 +338,8 @@ export class Daemon {
     if (this.terminating) return `terminating (event ${this.terminating.eventId}): ${this.terminating.step}`;
     const fb = this.firstBoot;
     if (fb.state === 'waiting' && fb.error) return `first boot: waiting for provision (${fb.error})`;
-    if (fb.state === 'running') return `first boot: ${fb.task ?? 'starting'}${fb.attempt && fb.attempt > 1 ? ` (attempt ${fb.attempt})` : ''}`;
+    if (fb.state === 'running')
+      return `first boot: ${fb.task ?? 'starting'}${fb.attempt && fb.attempt > 1 ? ` (attempt ${fb.attempt})` : ''}`;
     const v = evaluateHealth(this.snapshot(), this.o.ctx.cfg.health, this.now());
     const gaveUp = [...this.repairs.values()].filter((r) => r.gaveUp).map((r) => r.action);
     return `${v.state}: ${v.reason}${gaveUp.length ? `; repairs stopped: ${gaveUp.join(', ')}` : ''}`.slice(0, 200);

@@ -47,7 +47,11 @@ export function evaluateHealth(snap: DaemonSnapshot, cfg: Pick<Config['health'],
     const elapsedSec = Math.max(0, (now - snap.graceAnchor) / 1000);
     const step = fb.task ? ` (${fb.task}${fb.attempt && fb.attempt > 1 ? `, attempt ${fb.attempt}` : ''})` : '';
     if (elapsedSec < cfg.initializingGraceSec) return { state: 'Initializing', reason: `first boot in progress${step}`, failing: [] };
-    return { state: 'Unhealthy', reason: `first boot still not done after ${Math.round(elapsedSec)} s (health.initializingGraceSec ${cfg.initializingGraceSec})${step}`, failing: [] };
+    return {
+      state: 'Unhealthy',
+      reason: `first boot still not done after ${Math.round(elapsedSec)} s (health.initializingGraceSec ${cfg.initializingGraceSec})${step}`,
+      failing: [],
+    };
   }
   const failing = snap.checks.filter((c) => c.state === 'fail' && snap.unhealthyOn.includes(c.id)).map((c) => c.id);
   if (failing.length > 0) {
@@ -87,7 +91,11 @@ export interface CheckView {
  * numberOfProbes probes, and "Healthy" would let a rolling upgrade move on
  * past a VM that cannot serve anyone yet. See docs/operations.md.
  */
-export function healthBody(snap: DaemonSnapshot, cfg: Pick<Config['health'], 'initializingGraceSec'>, now: number): Record<string, unknown> {
+export function healthBody(
+  snap: DaemonSnapshot,
+  cfg: Pick<Config['health'], 'initializingGraceSec'>,
+  now: number,
+): Record<string, unknown> {
   const verdict = evaluateHealth(snap, cfg, now);
   const repairs = new Map(snap.repairs.map((r) => [r.action, r]));
   return {

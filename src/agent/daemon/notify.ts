@@ -38,9 +38,7 @@ export class SystemdNotifyCommand implements Notifier {
   private chain: Promise<void> = Promise.resolve();
   private warned = false;
 
-  constructor(
-    private readonly deps: { run: Runner; log: Logger; socket: string; pid: number; binary?: string },
-  ) {}
+  constructor(private readonly deps: { run: Runner; log: Logger; socket: string; pid: number; binary?: string }) {}
 
   notify(fields: Record<string, string>): Promise<void> {
     // One at a time, in order: READY=1 must not overtake the STATUS before it.
@@ -51,7 +49,12 @@ export class SystemdNotifyCommand implements Notifier {
 
   private async send(fields: Record<string, string>): Promise<void> {
     const args = [`--pid=${this.deps.pid}`, ...Object.entries(fields).map(([k, v]) => `${k}=${v.replace(/[\r\n]+/g, ' ')}`)];
-    const r = await this.deps.run({ file: this.deps.binary ?? 'systemd-notify', args, env: { NOTIFY_SOCKET: this.deps.socket }, timeoutMs: 5000 });
+    const r = await this.deps.run({
+      file: this.deps.binary ?? 'systemd-notify',
+      args,
+      env: { NOTIFY_SOCKET: this.deps.socket },
+      timeoutMs: 5000,
+    });
     if (r.exitCode !== 0 && !this.warned) {
       this.warned = true;
       this.deps.log.warn(`systemd-notify failed (${summarize(r)}); systemd may not see readiness or watchdog pings`);
@@ -91,9 +94,7 @@ export class Watchdog {
   skipped = 0;
   sent = 0;
 
-  constructor(
-    private readonly deps: { notifier: Notifier; intervalMs: number; maxLagMs: number; log: Logger; lag?: () => number },
-  ) {}
+  constructor(private readonly deps: { notifier: Notifier; intervalMs: number; maxLagMs: number; log: Logger; lag?: () => number }) {}
 
   start(): void {
     if (!this.deps.lag) {

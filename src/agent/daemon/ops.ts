@@ -43,7 +43,7 @@ async function firstDc(domain: string): Promise<string> {
   const records = await resolver.resolveSrv(`_ldap._tcp.${domain}`);
   records.sort((a, b) => a.priority - b.priority || b.weight - a.weight);
   const dc = records[0]?.name;
-  if (!dc) throw transient(`no _ldap._tcp.${domain} SRV record`, { fix: 'check the VM\'s DNS servers point at the domain\'s DNS' });
+  if (!dc) throw transient(`no _ldap._tcp.${domain} SRV record`, { fix: "check the VM's DNS servers point at the domain's DNS" });
   return dc;
 }
 
@@ -62,26 +62,64 @@ export function loadDaemonOps(): DaemonOps {
 
   const testJoin = use(domainJoin, 'testJoin', async (ctx: TaskContext) => {
     // adcli testjoin authenticates with the host keytab: read-only, no password.
-    const r = await ctx.run({ file: 'adcli', args: ['testjoin', `--domain=${ctx.cfg.domain.name}`, `--host-keytab=${ctx.paths.krb5Keytab}`], timeoutMs: 25_000 });
-    return r.exitCode === 0 ? { ok: true, reason: `keytab authenticates to ${ctx.cfg.domain.name}` } : { ok: false, reason: `adcli testjoin: ${summarize(r)}` };
+    const r = await ctx.run({
+      file: 'adcli',
+      args: ['testjoin', `--domain=${ctx.cfg.domain.name}`, `--host-keytab=${ctx.paths.krb5Keytab}`],
+      timeoutMs: 25_000,
+    });
+    return r.exitCode === 0
+      ? { ok: true, reason: `keytab authenticates to ${ctx.cfg.domain.name}` }
+      : { ok: false, reason: `adcli testjoin: ${summarize(r)}` };
   });
 
-  const clockOffset = use(preflight, 'clockOffset', async (ctx: TaskContext) => {
-    const read = exported(ldapTime, 'readDcClockOffset') as ((host: string, o: { timeoutMs: number }) => Promise<number>) | undefined;
-    if (!read) throw notImplemented('reading the DC clock is not available in this build');
-    const dc = await firstDc(ctx.cfg.domain.name);
-    return { offsetMs: await read(dc, { timeoutMs: 5000 }), source: dc };
-  }, 'clockOffset (LDAP rootDSE currentTime of the first DC)');
+  const clockOffset = use(
+    preflight,
+    'clockOffset',
+    async (ctx: TaskContext) => {
+      const read = exported(ldapTime, 'readDcClockOffset') as ((host: string, o: { timeoutMs: number }) => Promise<number>) | undefined;
+      if (!read) throw notImplemented('reading the DC clock is not available in this build');
+      const dc = await firstDc(ctx.cfg.domain.name);
+      return { offsetMs: await read(dc, { timeoutMs: 5000 }), source: dc };
+    },
+    'clockOffset (LDAP rootDSE currentTime of the first DC)',
+  );
 
-  const probeShare = use(shareMount, 'probeShare', missing('the share probe') as unknown as (ctx: TaskContext, o: { timeoutMs: number }) => Promise<ShareProbe>);
-  const shareUsage = use(shareMount, 'shareUsage', missing('share usage (Files REST)') as unknown as (ctx: TaskContext) => Promise<{ usedBytes: number; quotaBytes: number }>);
-  const remountShare = use(shareMount, 'remountShare', (ctx: TaskContext) => reconverge(shareMount.shareMountTask, ctx), 'remountShare (re-run of the share-mount task)');
-  const rejoin = use(domainJoin, 'rejoin', (ctx: TaskContext) => reconverge(domainJoin.domainJoinTask, ctx), 'rejoin (re-run of the domain-join task)');
-  const closeHandlesAndUnmount = use(shareMount, 'closeHandlesAndUnmount', missing('closing share handles and unmounting') as (ctx: TaskContext) => Promise<void>);
-  const leaveDomain = use(domainJoin, 'leaveDomain', async (ctx: TaskContext) => {
-    if (!domainJoin.domainJoinTask.undo) throw notImplemented('leaving the domain is not available in this build');
-    await domainJoin.domainJoinTask.undo(ctx, { leaveDomain: true });
-  }, 'leaveDomain (domain-join undo)');
+  const probeShare = use(
+    shareMount,
+    'probeShare',
+    missing('the share probe') as unknown as (ctx: TaskContext, o: { timeoutMs: number }) => Promise<ShareProbe>,
+  );
+  const shareUsage = use(
+    shareMount,
+    'shareUsage',
+    missing('share usage (Files REST)') as unknown as (ctx: TaskContext) => Promise<{ usedBytes: number; quotaBytes: number }>,
+  );
+  const remountShare = use(
+    shareMount,
+    'remountShare',
+    (ctx: TaskContext) => reconverge(shareMount.shareMountTask, ctx),
+    'remountShare (re-run of the share-mount task)',
+  );
+  const rejoin = use(
+    domainJoin,
+    'rejoin',
+    (ctx: TaskContext) => reconverge(domainJoin.domainJoinTask, ctx),
+    'rejoin (re-run of the domain-join task)',
+  );
+  const closeHandlesAndUnmount = use(
+    shareMount,
+    'closeHandlesAndUnmount',
+    missing('closing share handles and unmounting') as (ctx: TaskContext) => Promise<void>,
+  );
+  const leaveDomain = use(
+    domainJoin,
+    'leaveDomain',
+    async (ctx: TaskContext) => {
+      if (!domainJoin.domainJoinTask.undo) throw notImplemented('leaving the domain is not available in this build');
+      await domainJoin.domainJoinTask.undo(ctx, { leaveDomain: true });
+    },
+    'leaveDomain (domain-join undo)',
+  );
 
   return {
     testJoin: (ctx) => testJoin(ctx) as Promise<{ ok: boolean; reason: string }>,
@@ -102,7 +140,10 @@ function normalizeOffset(v: unknown): { offsetMs: number; source: string } {
   if (typeof v === 'number') return { offsetMs: v, source: 'the domain controller' };
   if (v && typeof v === 'object' && typeof (v as { offsetMs?: unknown }).offsetMs === 'number') {
     const o = v as { offsetMs: number; source?: unknown; dc?: unknown };
-    return { offsetMs: o.offsetMs, source: typeof o.source === 'string' ? o.source : typeof o.dc === 'string' ? o.dc : 'the domain controller' };
+    return {
+      offsetMs: o.offsetMs,
+      source: typeof o.source === 'string' ? o.source : typeof o.dc === 'string' ? o.dc : 'the domain controller',
+    };
   }
   throw permanent('clock offset: unexpected answer from preflight');
 }

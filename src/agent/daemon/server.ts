@@ -30,7 +30,9 @@ export async function startHealthServer(
   const { host, port } = parseListen(listen);
   // The schema refuses this too; the server does not trust its caller.
   if (!isLoopback(host) && !opts.allowNonLoopback) {
-    throw configError(`health.listen: "${host}" is not a loopback address`, { fix: 'use 127.0.0.1:PORT, or set health.allowNonLoopback: true deliberately' });
+    throw configError(`health.listen: "${host}" is not a loopback address`, {
+      fix: 'use 127.0.0.1:PORT, or set health.allowNonLoopback: true deliberately',
+    });
   }
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
@@ -42,11 +44,15 @@ export async function startHealthServer(
       if (path === '/health') {
         const body = JSON.stringify(handlers.health());
         // Always 200: the extension reads non-2xx as Unknown; Unhealthy is said in the body.
-        res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(req.method === 'HEAD' ? undefined : body);
+        res
+          .writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' })
+          .end(req.method === 'HEAD' ? undefined : body);
         return;
       }
       if (path === '/metrics') {
-        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(req.method === 'HEAD' ? undefined : handlers.metrics());
+        res
+          .writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' })
+          .end(req.method === 'HEAD' ? undefined : handlers.metrics());
         return;
       }
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /health or /metrics\n');
@@ -63,7 +69,9 @@ export async function startHealthServer(
     server.once('error', (err: NodeJS.ErrnoException) =>
       reject(
         err.code === 'EADDRINUSE'
-          ? configError(`health.listen ${listen}: the port is in use`, { fix: 'stop the other process or choose another port in health.listen' })
+          ? configError(`health.listen ${listen}: the port is in use`, {
+              fix: 'stop the other process or choose another port in health.listen',
+            })
           : err,
       ),
     );

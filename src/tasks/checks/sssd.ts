@@ -10,6 +10,8 @@ export const sssdCheck: HealthCheck = {
   defaultSchedule: '*/30 * * * * *',
   timeoutMs: 15_000,
   async run(ctx) {
-    return (await ctx.services.isActive(SSSD_UNIT)) ? ok('sssd is running') : fail('sssd is not running (fix: `systemctl status sssd`; the agent restarts it when repair is enabled)');
+    return (await ctx.services.isActive(SSSD_UNIT))
+      ? ok('sssd is running')
+      : fail('sssd is not running (fix: `systemctl status sssd`; the agent restarts it when repair is enabled)');
   },
 };

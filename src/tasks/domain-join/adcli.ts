@@ -61,7 +61,15 @@ export function testJoinArgv(domain: string, keytab: string): string[] {
 
 /** `adcli show-computer NAME` with the join account (read-only LDAP). */
 export function showComputerArgv(domain: string, realm: string, user: string, computerName: string): string[] {
-  return ['show-computer', `--domain=${domain}`, `--domain-realm=${realm}`, '--login-type=user', `--login-user=${user}`, '--stdin-password', computerName];
+  return [
+    'show-computer',
+    `--domain=${domain}`,
+    `--domain-realm=${realm}`,
+    '--login-type=user',
+    `--login-user=${user}`,
+    '--stdin-password',
+    computerName,
+  ];
 }
 
 /** `adcli delete-computer NAME` with the join account. */
@@ -89,12 +97,18 @@ interface Rule {
 
 /** Ordered: the first match wins, so specific causes come before generic connection failures. */
 const RULES: Rule[] = [
-  { test: /Clock skew too great/i, kind: 'permanent', reason: 'clock-skew', fix: () => 'synchronise this VM\'s clock with the DC (chrony), then retry' },
+  {
+    test: /Clock skew too great/i,
+    kind: 'permanent',
+    reason: 'clock-skew',
+    fix: () => "synchronise this VM's clock with the DC (chrony), then retry",
+  },
   {
     test: /Preauthentication failed|Password incorrect|not found in Kerberos database|Invalid credentials|credentials have been revoked|Password has expired|password must be changed/i,
     kind: 'permanent',
     reason: 'join-bad-credentials',
-    fix: ({ user }) => `check domain.joinUser (${user ?? '?'}) and the join password secret: the account must exist, be enabled, and the password be current`,
+    fix: ({ user }) =>
+      `check domain.joinUser (${user ?? '?'}) and the join password secret: the account must exist, be enabled, and the password be current`,
   },
   {
     test: /organizational unit (does not exist|is invalid)|Couldn't lookup computer container|No such object/i,
@@ -129,7 +143,10 @@ export function parseAdcliError(op: string, r: RunResult, ctx: { user?: string; 
     return permanent(`adcli ${op}: cannot run adcli (${r.startError})`, { reason: 'adcli-missing', fix: 'install the adcli package' });
   }
   if (r.timedOut) {
-    return transient(`adcli ${op}: timed out talking to the domain`, { reason: 'dc-unreachable', fix: 'check that the DC answers on TCP 88, 389 and 464' });
+    return transient(`adcli ${op}: timed out talking to the domain`, {
+      reason: 'dc-unreachable',
+      fix: 'check that the DC answers on TCP 88, 389 and 464',
+    });
   }
   const words = adcliWords(r);
   // Only error lines: --verbose progress lines ("* ...") mention things like
@@ -146,7 +163,7 @@ export function parseAdcliError(op: string, r: RunResult, ctx: { user?: string; 
   }
   return permanent(`adcli ${op} failed (exit ${r.exitCode ?? r.signal}): ${words || 'no message'}`, {
     reason: 'join-failed',
-    fix: 'read the DC\'s message above; run `adcli join --verbose` by hand to see every step',
+    fix: "read the DC's message above; run `adcli join --verbose` by hand to see every step",
   });
 }
 

@@ -15,7 +15,11 @@ const HASH_LEN = 4;
 /** Upper-case base-36 digest of `text`, `len` characters. */
 export function shortHash(text: string, len: number): string {
   const digest = createHash('sha256').update(text).digest();
-  return BigInt(`0x${digest.subarray(0, 8).toString('hex')}`).toString(36).toUpperCase().padStart(len, '0').slice(-len);
+  return BigInt(`0x${digest.subarray(0, 8).toString('hex')}`)
+    .toString(36)
+    .toUpperCase()
+    .padStart(len, '0')
+    .slice(-len);
 }
 
 /** Letters, digits and "-" only, upper case, no leading/trailing/double "-". */

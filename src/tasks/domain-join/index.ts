@@ -19,7 +19,15 @@ import {
 } from './adcli.js';
 import { candidateNames, judgeExisting, primaryComputerName, stampedVmId, vmIdStamp, type ExistingComputer } from './computer-name.js';
 import { desiredFiles, differingFiles, FileTransaction, sudoersFile, validateSudoers, type ManagedFile } from './files.js';
-import { joinFacts, MKHOMEDIR_PROFILE, MKHOMEDIR_SESSION_LINE, removeSssFromNsswitch, setKrb5Block, SSHD_DROP_IN, type JoinFacts } from './render.js';
+import {
+  joinFacts,
+  MKHOMEDIR_PROFILE,
+  MKHOMEDIR_SESSION_LINE,
+  removeSssFromNsswitch,
+  setKrb5Block,
+  SSHD_DROP_IN,
+  type JoinFacts,
+} from './render.js';
 
 const ADCLI_TIMEOUT_MS = 90_000;
 const SSSD = 'sssd';
@@ -51,7 +59,11 @@ export async function testJoin(ctx: TaskContext): Promise<JoinStatus> {
   const realm = ctx.cfg.domain.name.toUpperCase();
   const name = await keytabName(ctx, realm);
   if (name === undefined) return { ok: false, reason: `no machine account for ${realm} in ${ctx.paths.krb5Keytab}` };
-  const r = await ctx.run({ file: 'adcli', args: testJoinArgv(ctx.cfg.domain.name.toLowerCase(), ctx.paths.krb5Keytab), timeoutMs: ADCLI_TIMEOUT_MS });
+  const r = await ctx.run({
+    file: 'adcli',
+    args: testJoinArgv(ctx.cfg.domain.name.toLowerCase(), ctx.paths.krb5Keytab),
+    timeoutMs: ADCLI_TIMEOUT_MS,
+  });
   if (r.exitCode === 0) return { ok: true, reason: `joined as ${name}`, computerName: name };
   const err = parseAdcliError('testjoin', r);
   if (err.kind === 'transient') throw err;
@@ -62,7 +74,8 @@ export async function testJoin(ctx: TaskContext): Promise<JoinStatus> {
 async function joinSecret(ctx: TaskContext): Promise<{ kind: 'user' | 'computer'; password: string; user?: string }> {
   const d = ctx.cfg.domain;
   if (d.oneTimePassword) return { kind: 'computer', password: await ctx.secret(d.oneTimePassword, 'domain.oneTimePassword') };
-  if (!d.joinPassword || !d.joinUser) throw permanent('domain.joinUser/joinPassword are not set', { reason: 'join-credentials-missing', fix: 'add them to the config' });
+  if (!d.joinPassword || !d.joinUser)
+    throw permanent('domain.joinUser/joinPassword are not set', { reason: 'join-credentials-missing', fix: 'add them to the config' });
   return { kind: 'user', password: await ctx.secret(d.joinPassword, 'domain.joinPassword'), user: d.joinUser };
 }
 
@@ -110,12 +123,15 @@ export async function chooseComputerName(ctx: TaskContext): Promise<{ name: stri
   const taken: string[] = [];
   for (const name of candidateNames(primary, vmId)) {
     const verdict = judgeExisting(await lookupComputer(ctx, name), vmId, ctx.clock.now(), explicit);
-    if (verdict.use) return { name, why: `${primary.source} name ${name} (${verdict.why}${primary.shortened ? `, shortened from ${primary.from}` : ''})` };
+    if (verdict.use)
+      return { name, why: `${primary.source} name ${name} (${verdict.why}${primary.shortened ? `, shortened from ${primary.from}` : ''})` };
     taken.push(`${name} (held by ${verdict.holder})`);
   }
   throw permanent(`computer name: every candidate is held by another live machine: ${taken.join(', ')}`, {
     reason: 'computer-name-taken',
-    fix: explicit ? 'choose another domain.computerName, or delete the stale computer object' : 'delete stale computer objects in the OU, or set domain.computerName',
+    fix: explicit
+      ? 'choose another domain.computerName, or delete the stale computer object'
+      : 'delete stale computer objects in the OU, or set domain.computerName',
   });
 }
 
@@ -187,7 +203,10 @@ async function plan(ctx: TaskContext): Promise<Plan> {
 
 function changesOf(p: Plan, ctx: TaskContext): string[] {
   const out: string[] = [];
-  if (p.join) out.push(`join ${p.facts.realm} as ${p.facts.computerName}${ctx.cfg.domain.computerOu ? ` in ${ctx.cfg.domain.computerOu}` : ''} (${p.why})`);
+  if (p.join)
+    out.push(
+      `join ${p.facts.realm} as ${p.facts.computerName}${ctx.cfg.domain.computerOu ? ` in ${ctx.cfg.domain.computerOu}` : ''} (${p.why})`,
+    );
   for (const f of p.files) out.push(f.content === undefined ? `remove ${f.path}` : `write ${f.path}`);
   if (p.pamEnable) out.push(`enable pam profile ${MKHOMEDIR_PROFILE} (home directories, umask 0077)`);
   if (!p.sssdActive || p.join || p.files.some((f) => f.path === ctx.paths.sssdConf)) out.push('(re)start sssd');
@@ -209,12 +228,25 @@ async function runJoin(ctx: TaskContext, facts: JoinFacts): Promise<void> {
   });
   const r = await ctx.run({ file: 'adcli', args, input: secret.password, timeoutMs: ADCLI_TIMEOUT_MS });
   ctx.log.debug(`adcli join: exit ${r.exitCode} in ${r.durationMs} ms`, { stderr: r.stderr.slice(-2000) });
-  if (r.exitCode !== 0) throw parseAdcliError('join', r, { ...(secret.user ? { user: secret.user } : {}), ...(ctx.cfg.domain.computerOu ? { ou: ctx.cfg.domain.computerOu } : {}) });
+  if (r.exitCode !== 0)
+    throw parseAdcliError('join', r, {
+      ...(secret.user ? { user: secret.user } : {}),
+      ...(ctx.cfg.domain.computerOu ? { ou: ctx.cfg.domain.computerOu } : {}),
+    });
 }
 
 async function pamAuthUpdate(ctx: TaskContext, args: string[]): Promise<void> {
-  const r = await ctx.run({ file: 'pam-auth-update', args: ['--package', ...args], env: { DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 30_000 });
-  if (r.exitCode !== 0) throw permanent(`pam-auth-update ${args.join(' ')}: ${summarize(r)}`, { reason: 'pam-update-failed', fix: 'run pam-auth-update by hand to see the problem' });
+  const r = await ctx.run({
+    file: 'pam-auth-update',
+    args: ['--package', ...args],
+    env: { DEBIAN_FRONTEND: 'noninteractive' },
+    timeoutMs: 30_000,
+  });
+  if (r.exitCode !== 0)
+    throw permanent(`pam-auth-update ${args.join(' ')}: ${summarize(r)}`, {
+      reason: 'pam-update-failed',
+      fix: 'run pam-auth-update by hand to see the problem',
+    });
 }
 
 /**
@@ -245,7 +277,10 @@ async function applyPlan(ctx: TaskContext, p: Plan): Promise<void> {
     }
     if (p.join || p.files.some((f) => f.path === ctx.paths.sssdConf) || !(await ctx.services.isActive(SSSD))) {
       await ctx.services.restart(SSSD).catch((err: Error) => {
-        throw transient(`sssd did not start: ${err.message}`, { reason: 'sssd-start-failed', fix: 'read sssd\'s logs (/var/log/sssd/) for the cause' });
+        throw transient(`sssd did not start: ${err.message}`, {
+          reason: 'sssd-start-failed',
+          fix: "read sssd's logs (/var/log/sssd/) for the cause",
+        });
       });
     }
     await ctx.services.enable(SSSD);
@@ -282,7 +317,8 @@ export const domainJoinTask: Task = {
 /** Rejoin under the same name (trust broken: account deleted or password reset); used by the daemon's repair. */
 export async function rejoin(ctx: TaskContext): Promise<void> {
   const realm = ctx.cfg.domain.name.toUpperCase();
-  const name = (await keytabName(ctx, realm)) ?? (typeof ctx.state.facts.computerName === 'string' ? ctx.state.facts.computerName : undefined);
+  const name =
+    (await keytabName(ctx, realm)) ?? (typeof ctx.state.facts.computerName === 'string' ? ctx.state.facts.computerName : undefined);
   if (name) ctx.state.facts.computerName = name;
   const p = await plan(ctx);
   await applyPlan(ctx, { ...p, join: true });
@@ -296,16 +332,26 @@ export async function rejoin(ctx: TaskContext): Promise<void> {
 export async function leaveDomain(ctx: TaskContext): Promise<string | undefined> {
   const d = ctx.cfg.domain;
   const domain = d.name.toLowerCase();
-  const name = (await keytabName(ctx, domain.toUpperCase())) ?? (typeof ctx.state.facts.computerName === 'string' ? ctx.state.facts.computerName : undefined);
+  const name =
+    (await keytabName(ctx, domain.toUpperCase())) ??
+    (typeof ctx.state.facts.computerName === 'string' ? ctx.state.facts.computerName : undefined);
   if (!name) return undefined;
   if (!d.joinUser || !d.joinPassword) {
-    throw permanent(`cannot delete the computer account ${name}: no join account configured (pre-staged accounts are deleted by the directory's administrators)`, {
-      reason: 'leave-no-credentials',
-      fix: 'delete the computer object in AD, or configure domain.joinUser/joinPassword',
-    });
+    throw permanent(
+      `cannot delete the computer account ${name}: no join account configured (pre-staged accounts are deleted by the directory's administrators)`,
+      {
+        reason: 'leave-no-credentials',
+        fix: 'delete the computer object in AD, or configure domain.joinUser/joinPassword',
+      },
+    );
   }
   const password = await ctx.secret(d.joinPassword, 'domain.joinPassword');
-  const r = await ctx.run({ file: 'adcli', args: deleteComputerArgv(domain, domain.toUpperCase(), d.joinUser, name), input: password, timeoutMs: ADCLI_TIMEOUT_MS });
+  const r = await ctx.run({
+    file: 'adcli',
+    args: deleteComputerArgv(domain, domain.toUpperCase(), d.joinUser, name),
+    input: password,
+    timeoutMs: ADCLI_TIMEOUT_MS,
+  });
   if (r.exitCode !== 0 && !isNoSuchComputer(r)) throw parseAdcliError('delete-computer', r, { user: d.joinUser });
   return `computer account ${name} in ${domain.toUpperCase()}`;
 }

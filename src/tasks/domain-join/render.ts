@@ -24,7 +24,12 @@ export type DomainConfig = Config['domain'];
 
 export function joinFacts(domainName: string, computerName: string): JoinFacts {
   const domain = domainName.toLowerCase();
-  return { domain, realm: domain.toUpperCase(), computerName: computerName.toUpperCase(), hostFqdn: `${computerName.toLowerCase()}.${domain}` };
+  return {
+    domain,
+    realm: domain.toUpperCase(),
+    computerName: computerName.toUpperCase(),
+    hostFqdn: `${computerName.toLowerCase()}.${domain}`,
+  };
 }
 
 const HEADER = '# Written by dsvm-agent from /etc/dsvm-agent/config.yaml: local edits are overwritten.\n';
@@ -90,18 +95,20 @@ export function renderSssdConf(d: DomainConfig, f: JoinFacts): string {
 
 /** The agent's block for /etc/krb5.conf. */
 export function renderKrb5Block(f: JoinFacts): string {
-  return [
-    '[libdefaults]',
-    `\tdefault_realm = ${f.realm}`,
-    '\tdns_lookup_kdc = true',
-    '\tdns_lookup_realm = false',
-    '\t# Reverse DNS of a DC rarely matches its name in Azure: "Server not found in Kerberos database".',
-    '\trdns = false',
-    '',
-    '[domain_realm]',
-    `\t.${f.domain} = ${f.realm}`,
-    `\t${f.domain} = ${f.realm}`,
-  ].join('\n') + '\n';
+  return (
+    [
+      '[libdefaults]',
+      `\tdefault_realm = ${f.realm}`,
+      '\tdns_lookup_kdc = true',
+      '\tdns_lookup_realm = false',
+      '\t# Reverse DNS of a DC rarely matches its name in Azure: "Server not found in Kerberos database".',
+      '\trdns = false',
+      '',
+      '[domain_realm]',
+      `\t.${f.domain} = ${f.realm}`,
+      `\t${f.domain} = ${f.realm}`,
+    ].join('\n') + '\n'
+  );
 }
 
 /**
@@ -174,22 +181,24 @@ function splitComment(rest: string): [string, string] {
 export function renderRealmdBlock(d: DomainConfig, f: JoinFacts): string {
   // realmd spells the user and domain %U and %D where sssd uses %u and %d.
   const home = d.homeTemplate.replace(/%u/g, '%U').replace(/%d/g, '%D');
-  return [
-    '[service]',
-    '# Packages come with the image; realmd must not try PackageKit.',
-    'automatic-install = no',
-    '',
-    '[users]',
-    `default-home = ${home}`,
-    `default-shell = ${d.shell}`,
-    '',
-    `[${f.domain}]`,
-    `fully-qualified-names = ${d.fullyQualifiedNames ? 'yes' : 'no'}`,
-    'automatic-id-mapping = yes',
-    `computer-name = ${f.computerName}`,
-    'membership-software = adcli',
-    'client-software = sssd',
-  ].join('\n') + '\n';
+  return (
+    [
+      '[service]',
+      '# Packages come with the image; realmd must not try PackageKit.',
+      'automatic-install = no',
+      '',
+      '[users]',
+      `default-home = ${home}`,
+      `default-shell = ${d.shell}`,
+      '',
+      `[${f.domain}]`,
+      `fully-qualified-names = ${d.fullyQualifiedNames ? 'yes' : 'no'}`,
+      'automatic-id-mapping = yes',
+      `computer-name = ${f.computerName}`,
+      'membership-software = adcli',
+      'client-software = sssd',
+    ].join('\n') + '\n'
+  );
 }
 
 /** A group name as sudo sees it through sssd: lower case (sssd is case-insensitive for AD), qualified if configured, escaped. */

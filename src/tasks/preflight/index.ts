@@ -97,7 +97,8 @@ export function classifyClockOffset(dc: string, offsetMs: number): { error?: Age
       }),
     };
   }
-  if (abs > WARN_CLOCK_SKEW_MS) return { warning: `clock: this VM's clock differs from the DC ${dc} by ${text}; Kerberos fails above 5 minutes: check time sync` };
+  if (abs > WARN_CLOCK_SKEW_MS)
+    return { warning: `clock: this VM's clock differs from the DC ${dc} by ${text}; Kerberos fails above 5 minutes: check time sync` };
   return {};
 }
 
@@ -121,7 +122,9 @@ async function findReachableDc(targets: SrvTarget[], deps: PreflightDeps, timeou
       continue;
     }
     const results = await Promise.allSettled(DC_PORTS.map((p) => deps.probePort(address, p, timeoutMs)));
-    const closed = results.flatMap((r, i) => (r.status === 'rejected' ? [`${DC_PORTS[i]} (${(r.reason as Error)?.message ?? r.reason})`] : []));
+    const closed = results.flatMap((r, i) =>
+      r.status === 'rejected' ? [`${DC_PORTS[i]} (${(r.reason as Error)?.message ?? r.reason})`] : [],
+    );
     if (closed.length === 0) return { host: t.name, address };
     problems.push(`${t.name} (${address}): port${closed.length > 1 ? 's' : ''} ${closed.join(', ')} not reachable`);
   }
@@ -132,7 +135,11 @@ async function findReachableDc(targets: SrvTarget[], deps: PreflightDeps, timeou
 }
 
 /** Run every prerequisite check; returns the DC found and warnings, or throws the first classified failure. */
-export async function runPreflight(ctx: TaskContext, deps: PreflightDeps, opts: { portTimeoutMs?: number } = {}): Promise<{ dc: DcFacts; warnings: string[] }> {
+export async function runPreflight(
+  ctx: TaskContext,
+  deps: PreflightDeps,
+  opts: { portTimeoutMs?: number } = {},
+): Promise<{ dc: DcFacts; warnings: string[] }> {
   const domain = ctx.cfg.domain.name.toLowerCase();
   const log = ctx.log.child('preflight');
   const warnings: string[] = [];

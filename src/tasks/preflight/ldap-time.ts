@@ -65,7 +65,7 @@ function readTlv(buf: Buffer, offset: number): Tlv | undefined {
 
 function children(value: Buffer): Tlv[] {
   const out: Tlv[] = [];
-  for (let off = 0; off < value.length; ) {
+  for (let off = 0; off < value.length;) {
     const t = readTlv(value, off);
     if (!t) throw new Error('truncated BER element');
     out.push(t);
@@ -89,7 +89,7 @@ export function parseGeneralizedTime(text: string): number {
  */
 export function parseRootDseTime(buf: Buffer): { done: false } | { done: true; time?: string; resultCode?: number } {
   let time: string | undefined;
-  for (let off = 0; ; ) {
+  for (let off = 0; ;) {
     const msg = readTlv(buf, off);
     if (!msg) return { done: false };
     off = msg.end;

@@ -32,7 +32,10 @@ export function systemPath(paths: Paths, real: string): string {
  */
 export function renderCredentials(account: string, key: string): string {
   if (/[\r\n\0]/.test(key) || key.length === 0) {
-    throw permanent(`share.key: the storage key for ${account} is empty or holds a line break`, { fix: 'store the key exactly as Azure shows it (one base64 line)', reason: 'share-key-malformed' });
+    throw permanent(`share.key: the storage key for ${account} is empty or holds a line break`, {
+      fix: 'store the key exactly as Azure shows it (one base64 line)',
+      reason: 'share-key-malformed',
+    });
   }
   return `username=${account}\npassword=${key}\n`;
 }

@@ -50,10 +50,13 @@ export async function resolveId(ctx: TaskContext, kind: 'uid' | 'gid', value: nu
   const r = await ctx.run({ file: 'getent', args: [db, value], timeoutMs: 10_000 });
   const id = r.exitCode === 0 ? Number(r.stdout.split(':')[2]) : NaN;
   if (Number.isInteger(id)) return id;
-  throw transient(`share.${kind}: ${kind === 'uid' ? 'user' : 'group'} "${value}" does not resolve${r.exitCode === 2 ? '' : ` (${summarize(r)})`}`, {
-    fix: `check the name; a domain ${kind === 'uid' ? 'user' : 'group'} resolves only once the machine is joined and sssd runs (getent ${db} ${value})`,
-    reason: 'share-id-unknown',
-  });
+  throw transient(
+    `share.${kind}: ${kind === 'uid' ? 'user' : 'group'} "${value}" does not resolve${r.exitCode === 2 ? '' : ` (${summarize(r)})`}`,
+    {
+      fix: `check the name; a domain ${kind === 'uid' ? 'user' : 'group'} resolves only once the machine is joined and sssd runs (getent ${db} ${value})`,
+      reason: 'share-id-unknown',
+    },
+  );
 }
 
 /** Derive the desired state from the config, the kernel and the join's facts. */

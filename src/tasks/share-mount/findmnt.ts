@@ -19,7 +19,12 @@ export function parseFindmnt(json: string): MountEntry[] {
   const walk = (list: unknown): void => {
     if (!Array.isArray(list)) return;
     for (const e of list as Array<Record<string, unknown>>) {
-      out.push({ target: String(e.target ?? ''), source: String(e.source ?? ''), fstype: String(e.fstype ?? ''), options: String(e.options ?? '') });
+      out.push({
+        target: String(e.target ?? ''),
+        source: String(e.source ?? ''),
+        fstype: String(e.fstype ?? ''),
+        options: String(e.options ?? ''),
+      });
       walk(e.children);
     }
   };
@@ -68,12 +73,16 @@ export function isAutomountTrigger(e: MountEntry): boolean {
  * Decide from the mount table. Entries stack (autofs trigger below, share
  * on top); the last one at the target is what a process sees there.
  */
-export function decideMount(entries: readonly MountEntry[], wanted: { target: string; source: string; type: ShareConfig['type'] }): MountDecision {
+export function decideMount(
+  entries: readonly MountEntry[],
+  wanted: { target: string; source: string; type: ShareConfig['type'] },
+): MountDecision {
   const target = wanted.target.replace(/\/+$/, '') || '/';
   const here = entries.filter((e) => e.target === target);
   const top = here.at(-1);
   if (!top) return { state: 'not-mounted' };
-  const ours = (e: MountEntry): boolean => SHARE_FSTYPES[wanted.type].includes(e.fstype) && sameSource(e.source, wanted.source, wanted.type);
+  const ours = (e: MountEntry): boolean =>
+    SHARE_FSTYPES[wanted.type].includes(e.fstype) && sameSource(e.source, wanted.source, wanted.type);
   if (ours(top)) return { state: 'mounted', entry: top, automount: here.some(isAutomountTrigger) };
   if (isAutomountTrigger(top)) return { state: 'automount-armed', entry: top };
   return { state: 'other', entry: top };

@@ -3,7 +3,14 @@ import path from 'node:path';
 import { permanent } from '../../agent/errors.js';
 import { readIfExists, writeIfChanged } from '../../agent/fsutil.js';
 import type { CheckResult, Task, TaskContext } from '../../agent/task.js';
-import { credentialsCurrent, credentialsModeProblem, removeCredentials, renderCredentials, systemPath, writeCredentials } from './credentials.js';
+import {
+  credentialsCurrent,
+  credentialsModeProblem,
+  removeCredentials,
+  renderCredentials,
+  systemPath,
+  writeCredentials,
+} from './credentials.js';
 import { desiredShare, normalizeMountPoint, type DesiredShare } from './desired.js';
 import { mountSource } from './endpoint.js';
 import { decideMount } from './findmnt.js';
@@ -61,7 +68,8 @@ async function unitFileChanges(ctx: TaskContext, d: DesiredShare): Promise<{ wri
   // A Kerberos config switched to key mode leaves an automount that would shadow the mount.
   const remove: string[] = [];
   const stale = unitNames(d.mountPoint).automount;
-  if (!d.units.files[stale] && (await readIfExists(path.join(ctx.paths.systemdUnitDir, stale)))?.startsWith('# Written by dsvm-agent')) remove.push(stale);
+  if (!d.units.files[stale] && (await readIfExists(path.join(ctx.paths.systemdUnitDir, stale)))?.startsWith('# Written by dsvm-agent'))
+    remove.push(stale);
   return { write, remove };
 }
 
@@ -71,10 +79,13 @@ async function check(ctx: TaskContext, deps: Required<Pick<ShareMountDeps, 'tcp'
   const warnings: string[] = [];
   const decision = decide(await readMountTable(ctx), d);
   if (decision.state === 'other' || (decision.state === 'automount-armed' && d.mode !== 'smb-kerberos')) {
-    throw permanent(`share: ${d.mountPoint} already has ${decision.entry.source} (${decision.entry.fstype}) mounted; the agent never mounts over another filesystem`, {
-      fix: `unmount it (umount ${d.mountPoint}) and remove whatever mounts it (fstab line, unit), or set share.mountPoint to another path`,
-      reason: 'share-mountpoint-busy',
-    });
+    throw permanent(
+      `share: ${d.mountPoint} already has ${decision.entry.source} (${decision.entry.fstype}) mounted; the agent never mounts over another filesystem`,
+      {
+        fix: `unmount it (umount ${d.mountPoint}) and remove whatever mounts it (fstab line, unit), or set share.mountPoint to another path`,
+        reason: 'share-mountpoint-busy',
+      },
+    );
   }
   const found: ShareFound = { writeCredentials: false, writeUnits: [], removeUnits: [], mount: false, remount: false };
   let keyChanged = false;
@@ -105,7 +116,8 @@ async function check(ctx: TaskContext, deps: Required<Pick<ShareMountDeps, 'tcp'
     }
     const entries = await readdir(d.realMountPoint).catch(() => undefined);
     if (entries === undefined) changes.push(`create mount point ${d.mountPoint}`);
-    else if (entries.length > 0) warnings.push(`${d.mountPoint} is not empty (${entries.length} entries): the share will hide them while mounted`);
+    else if (entries.length > 0)
+      warnings.push(`${d.mountPoint} is not empty (${entries.length} entries): the share will hide them while mounted`);
     const onDemand = d.mode === 'smb-kerberos' && ctx.services.kind === 'systemd';
     changes.push(onDemand ? `start ${d.units.entry} (mounts ${d.source} on first access)` : `mount ${d.source} at ${d.mountPoint}`);
     found.mount = true;
@@ -120,8 +132,10 @@ async function apply(ctx: TaskContext, result: CheckResult, deps: ShareMountDeps
   const found = result.detail as unknown as ShareFound;
   const d = await desiredShare(ctx, deps.kernelRelease);
   const log = ctx.log.child('share-mount');
-  if (found.writeCredentials) await writeCredentials(d.credentialsFile, renderCredentials(d.share.account, await storageKey(ctx, deps.http)));
-  for (const name of found.writeUnits) await writeIfChanged(path.join(ctx.paths.systemdUnitDir, name), d.units.files[name] as string, { mode: 0o644 });
+  if (found.writeCredentials)
+    await writeCredentials(d.credentialsFile, renderCredentials(d.share.account, await storageKey(ctx, deps.http)));
+  for (const name of found.writeUnits)
+    await writeIfChanged(path.join(ctx.paths.systemdUnitDir, name), d.units.files[name] as string, { mode: 0o644 });
   for (const name of found.removeUnits) {
     await ctx.services.disable(name).catch(() => undefined);
     await rm(path.join(ctx.paths.systemdUnitDir, name), { force: true });
@@ -141,7 +155,9 @@ async function apply(ctx: TaskContext, result: CheckResult, deps: ShareMountDeps
       await mountNow(ctx, d);
     } catch (err) {
       // The running session keeps working with the key it authenticated with.
-      log.warn(`could not remount ${d.mountPoint} now (${(err as Error).message}); the new key or options apply at the next remount or boot`);
+      log.warn(
+        `could not remount ${d.mountPoint} now (${(err as Error).message}); the new key or options apply at the next remount or boot`,
+      );
       if (!(await readMountTable(ctx).then((e) => decide(e, d).state === 'mounted'))) await mountNow(ctx, d);
     }
   }

@@ -23,7 +23,11 @@ const resolved = new WeakMap<TaskContext, Promise<string>>();
 export function storageKey(ctx: TaskContext, opts: AzureHttpOptions = {}): Promise<string> {
   const share = ctx.cfg.share;
   if (!share?.key) {
-    return Promise.reject(configError('share.key: no storage key configured', { fix: 'add share.key: {keyVault: ...}, {file: ...} or {armListKeys: {subscriptionId, resourceGroup}}' }));
+    return Promise.reject(
+      configError('share.key: no storage key configured', {
+        fix: 'add share.key: {keyVault: ...}, {file: ...} or {armListKeys: {subscriptionId, resourceGroup}}',
+      }),
+    );
   }
   let p = resolved.get(ctx);
   if (!p) {
@@ -60,7 +64,11 @@ async function armListKeys(ctx: TaskContext, account: string, ref: ArmRef, opts:
     throw armError(err, where, ctx);
   }
   const key = keys.find((k) => k.keyName?.toLowerCase() === ref.keyName)?.value;
-  if (!key) throw permanent(`share.key: ARM listKeys for ${where} returned no ${ref.keyName}`, { fix: 'check that the account has shared key access enabled (allowSharedKeyAccess)', reason: 'share-key-missing' });
+  if (!key)
+    throw permanent(`share.key: ARM listKeys for ${where} returned no ${ref.keyName}`, {
+      fix: 'check that the account has shared key access enabled (allowSharedKeyAccess)',
+      reason: 'share-key-missing',
+    });
   return key;
 }
 
@@ -81,7 +89,10 @@ function armError(err: unknown, where: string, ctx: TaskContext): Error {
     });
   }
   if (status === 401) {
-    return permanent(`share.key: ARM refused the token for ${where} (401 ${code})`, { fix: "check azure.managementEndpoint and that the storage account is in the identity's tenant", reason: 'share-listkeys-unauthorized' });
+    return permanent(`share.key: ARM refused the token for ${where} (401 ${code})`, {
+      fix: "check azure.managementEndpoint and that the storage account is in the identity's tenant",
+      reason: 'share-listkeys-unauthorized',
+    });
   }
   return transient(`share.key: cannot list the keys of ${where}: ${first}`, {
     fix: `check that the VM has a managed identity${ctx.cfg.identity.clientId ? ` with client id ${ctx.cfg.identity.clientId}` : ''} and can reach IMDS and ${ctx.cfg.azure.managementEndpoint}`,

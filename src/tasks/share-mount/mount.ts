@@ -15,7 +15,11 @@ import { MOUNT_TIMEOUT_SEC } from './units.js';
  */
 export async function readMountTable(ctx: TaskContext): Promise<MountEntry[]> {
   const r = await ctx.run({ file: 'findmnt', args: [...FINDMNT_ARGS], timeoutMs: 10_000 });
-  if (r.exitCode !== 0) throw transient(`share: cannot read the mount table (findmnt: ${summarize(r)})`, { fix: 'install util-linux (findmnt)', reason: 'share-findmnt' });
+  if (r.exitCode !== 0)
+    throw transient(`share: cannot read the mount table (findmnt: ${summarize(r)})`, {
+      fix: 'install util-linux (findmnt)',
+      reason: 'share-findmnt',
+    });
   return parseFindmnt(r.stdout);
 }
 
@@ -58,7 +62,11 @@ export async function mountNow(ctx: TaskContext, d: DesiredShare): Promise<void>
  * it (processes keep their open files until they close them), which is
  * right for deprovision and termination, never for a routine remount.
  */
-export async function unmountNow(ctx: TaskContext, d: { realMountPoint: string; units: { mount: string; automount?: string | undefined } }, opts: { lazy: boolean }): Promise<void> {
+export async function unmountNow(
+  ctx: TaskContext,
+  d: { realMountPoint: string; units: { mount: string; automount?: string | undefined } },
+  opts: { lazy: boolean },
+): Promise<void> {
   const still = async (): Promise<boolean> => (await readMountTable(ctx)).some((e) => e.target === d.realMountPoint);
   if (ctx.services.kind === 'systemd') {
     if (d.units.automount) await ctx.services.stop(d.units.automount).catch(() => undefined);
@@ -67,7 +75,11 @@ export async function unmountNow(ctx: TaskContext, d: { realMountPoint: string; 
   for (let i = 0; i < 3 && (await still()); i++) {
     const r = await ctx.run({ file: 'umount', args: [d.realMountPoint], timeoutMs: 30_000 });
     if (r.exitCode === 0) continue;
-    if (!opts.lazy) throw transient(`share: cannot unmount ${d.realMountPoint}: ${summarize(r)}`, { fix: `close what uses it (fuser -vm ${d.realMountPoint}) and retry`, reason: 'share-busy' });
+    if (!opts.lazy)
+      throw transient(`share: cannot unmount ${d.realMountPoint}: ${summarize(r)}`, {
+        fix: `close what uses it (fuser -vm ${d.realMountPoint}) and retry`,
+        reason: 'share-busy',
+      });
     const lazy = await ctx.run({ file: 'umount', args: ['-l', d.realMountPoint], timeoutMs: 30_000 });
     if (lazy.exitCode !== 0) throw transient(`share: cannot unmount ${d.realMountPoint}: ${summarize(lazy)}`, { reason: 'share-busy' });
   }

@@ -127,7 +127,10 @@ export function mergeOptions(base: readonly string[], extra: readonly string[]):
   }
   for (const o of out) {
     // One option with "," would split into several; "%" would be a systemd specifier.
-    if (/[,\s%"\\]/.test(o)) throw configError(`share.options: "${o}" cannot be used in a mount option list`, { fix: 'remove commas, spaces, quotes, "%" and "\\" from it' });
+    if (/[,\s%"\\]/.test(o))
+      throw configError(`share.options: "${o}" cannot be used in a mount option list`, {
+        fix: 'remove commas, spaces, quotes, "%" and "\\" from it',
+      });
   }
   return out;
 }

@@ -1,11 +1,18 @@
 import type { TaskContext } from '../../agent/task.js';
-import { messageOf } from '../../agent/errors.js';
+import { messageOf, transient } from '../../agent/errors.js';
 import { desiredShare, normalizeMountPoint, requireShare } from './desired.js';
 import { mountSource } from './endpoint.js';
 import { decideMount } from './findmnt.js';
 import { decide, mountNow, readMountinfo, readMountTable, unmountNow } from './mount.js';
 import type { AzureHttpOptions } from './key.js';
-import { closeOwnHandles, ensureShareFolderRest, localClientIdentity, shareUsageRest, type ClientIdentity, type ShareUsage } from './rest.js';
+import {
+  closeOwnHandles,
+  ensureShareFolderRest,
+  localClientIdentity,
+  shareUsageRest,
+  type ClientIdentity,
+  type ShareUsage,
+} from './rest.js';
 import { unitNames } from './units.js';
 
 /** What the health check and the login path learn about the share. */
@@ -44,31 +51,65 @@ export async function probeShare(ctx: TaskContext, opts: { timeoutMs: number }):
   const entries = await readMountinfo(ctx);
   const decision = decideMount(entries, { target, source: mountSource(share), type: share.type });
   const elapsed = (): number => ctx.clock.now() - started;
-  if (decision.state === 'not-mounted') return { mounted: false, responsive: false, reason: `nothing is mounted at ${share.mountPoint}`, durationMs: elapsed() };
+  if (decision.state === 'not-mounted')
+    return { mounted: false, responsive: false, reason: `nothing is mounted at ${share.mountPoint}`, durationMs: elapsed() };
   if (decision.state === 'other') {
-    return { mounted: false, responsive: false, source: decision.entry.source, fstype: decision.entry.fstype, reason: `${decision.entry.source} (${decision.entry.fstype}) is mounted at ${share.mountPoint}, not the share`, durationMs: elapsed() };
+    return {
+      mounted: false,
+      responsive: false,
+      source: decision.entry.source,
+      fstype: decision.entry.fstype,
+      reason: `${decision.entry.source} (${decision.entry.fstype}) is mounted at ${share.mountPoint}, not the share`,
+      durationMs: elapsed(),
+    };
   }
   if (decision.state === 'automount-armed') {
     // Stat-ing it would trigger the mount; the first user access does that.
-    return { mounted: false, responsive: false, automount: true, reason: `automount armed at ${share.mountPoint}: the share mounts on first access`, durationMs: elapsed() };
+    return {
+      mounted: false,
+      responsive: false,
+      automount: true,
+      reason: `automount armed at ${share.mountPoint}: the share mounts on first access`,
+      durationMs: elapsed(),
+    };
   }
-  const base = { mounted: true, source: decision.entry.source, fstype: decision.entry.fstype, ...(decision.automount ? { automount: true } : {}) };
+  const base = {
+    mounted: true,
+    source: decision.entry.source,
+    fstype: decision.entry.fstype,
+    ...(decision.automount ? { automount: true } : {}),
+  };
   const r = await ctx.run({ file: 'stat', args: ['-f', '-c', '%T', target], timeoutMs: opts.timeoutMs });
   const durationMs = Math.max(elapsed(), r.durationMs);
-  if (r.timedOut) return { ...base, responsive: false, reason: `the share did not answer within ${opts.timeoutMs} ms (server unreachable or hung)`, durationMs };
-  if (r.exitCode !== 0) return { ...base, responsive: false, reason: `statfs failed: ${(r.stderr || r.startError || '').trim().split('\n')[0] ?? ''}`, durationMs };
+  if (r.timedOut)
+    return {
+      ...base,
+      responsive: false,
+      reason: `the share did not answer within ${opts.timeoutMs} ms (server unreachable or hung)`,
+      durationMs,
+    };
+  if (r.exitCode !== 0)
+    return {
+      ...base,
+      responsive: false,
+      reason: `statfs failed: ${(r.stderr || r.startError || '').trim().split('\n')[0] ?? ''}`,
+      durationMs,
+    };
   return { ...base, responsive: true, reason: `mounted from ${decision.entry.source}, answered in ${r.durationMs} ms`, durationMs };
 }
 
 /**
- * Unmount and mount again (repair, or to use a rotated key). A busy share
- * is not forced: the new key is used at the next remount instead.
+ * Unmount and mount again with the units and credentials as they are on
+ * disk (the daemon's repair; the task itself rewrites them first).
  */
 export async function remountShare(ctx: TaskContext): Promise<void> {
   const d = await desiredShare(ctx);
   const state = decide(await readMountTable(ctx), d).state;
   if (state === 'other') return; // never touch someone else's mount; the task reports it
-  if (state === 'mounted' || state === 'automount-armed') await unmountNow(ctx, d, { lazy: false });
+  // Repair is called for a share that stopped answering: a plain umount would
+  // hang or fail on it, so it is detached (processes stuck on the old mount
+  // keep their handles; new accesses reach the fresh mount).
+  if (state === 'mounted' || state === 'automount-armed') await unmountNow(ctx, d, { lazy: true });
   await mountNow(ctx, d);
 }
 
@@ -82,7 +123,8 @@ export async function shareUsage(ctx: TaskContext, opts: AzureHttpOptions & { ti
   const target = ctx.paths.under(normalizeMountPoint(share.mountPoint));
   const r = await ctx.run({ file: 'stat', args: ['-f', '-c', '%S %b %f', target], timeoutMs: opts.timeoutMs ?? 5_000 });
   const [bsize, blocks, free] = r.stdout.trim().split(/\s+/).map(Number);
-  if (r.exitCode !== 0 || !bsize || blocks === undefined || free === undefined) throw new Error(`share: statfs of ${share.mountPoint} failed: ${r.timedOut ? 'timed out' : r.stderr.trim()}`);
+  if (r.exitCode !== 0 || !bsize || blocks === undefined || free === undefined)
+    throw new Error(`share: statfs of ${share.mountPoint} failed: ${r.timedOut ? 'timed out' : r.stderr.trim()}`);
   return { usedBytes: (blocks - free) * bsize, quotaBytes: blocks * bsize };
 }
 
@@ -110,7 +152,10 @@ export interface TerminateResult {
  * VM's handles are closed (see isOwnHandle). Best effort: every step runs,
  * errors are collected.
  */
-export async function closeHandlesAndUnmount(ctx: TaskContext, opts: AzureHttpOptions & { identity?: ClientIdentity } = {}): Promise<TerminateResult> {
+export async function closeHandlesAndUnmount(
+  ctx: TaskContext,
+  opts: AzureHttpOptions & { identity?: ClientIdentity } = {},
+): Promise<TerminateResult> {
   const share = requireShare(ctx);
   const result: TerminateResult = { unmounted: false, closed: 0, failed: 0, foreign: 0, errors: [] };
   const mountPoint = normalizeMountPoint(share.mountPoint);
@@ -128,6 +173,9 @@ export async function closeHandlesAndUnmount(ctx: TaskContext, opts: AzureHttpOp
       result.errors.push(messageOf(err));
     }
   }
+  // Every step ran; the caller (Terminate handling) still approves the event, but must see what failed.
+  if (result.errors.length > 0) {
+    throw transient(`share: on terminate: ${result.errors.join('; ')}`, { reason: 'share-terminate-incomplete' });
+  }
   return result;
 }
-

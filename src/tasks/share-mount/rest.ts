@@ -14,7 +14,11 @@ import { storageKey, type AzureHttpOptions } from './key.js';
 export async function openShareClient(ctx: TaskContext, opts: AzureHttpOptions = {}): Promise<ShareClient> {
   const share = ctx.cfg.share;
   if (!share) throw configError('share: no share configured', { fix: 'add a share section to the config' });
-  if (share.type === 'nfs') throw configError(`share: ${share.account}/${share.name} is NFS, which has no Files REST API`, { fix: 'use the mount itself (statfs) for NFS shares', reason: 'share-rest-nfs' });
+  if (share.type === 'nfs')
+    throw configError(`share: ${share.account}/${share.name} is NFS, which has no Files REST API`, {
+      fix: 'use the mount itself (statfs) for NFS shares',
+      reason: 'share-rest-nfs',
+    });
   const key = await storageKey(ctx, opts);
   const { ShareClient: Client, StorageSharedKeyCredential } = await import('@azure/storage-file-share');
   // StoragePipelineOptions does not declare `agent`, but passes it on to core-rest-pipeline.
@@ -34,14 +38,24 @@ export function restError(err: unknown, what: string, ctx: TaskContext): AgentEr
       reason: 'share-auth-failed',
     });
   }
-  if (e?.statusCode === 403) return permanent(`share: ${what}: forbidden at ${where} (403 ${e.code})`, { fix: "check the storage account's firewall and shared-key access settings", reason: 'share-forbidden' });
+  if (e?.statusCode === 403)
+    return permanent(`share: ${what}: forbidden at ${where} (403 ${e.code})`, {
+      fix: "check the storage account's firewall and shared-key access settings",
+      reason: 'share-forbidden',
+    });
   if (e?.statusCode === 404 && e.code === 'ShareNotFound') {
-    return permanent(`share: ${what}: no share "${share?.name}" in account "${share?.account}"`, { fix: 'create the file share or correct share.name', reason: 'share-not-found' });
+    return permanent(`share: ${what}: no share "${share?.name}" in account "${share?.account}"`, {
+      fix: 'create the file share or correct share.name',
+      reason: 'share-not-found',
+    });
   }
   if (e?.statusCode !== undefined && e.statusCode < 500 && e.statusCode !== 408 && e.statusCode !== 429) {
     return permanent(`share: ${what} at ${where}: ${e.statusCode} ${e.code ?? ''} ${first}`.trim(), { reason: 'share-rest-error' });
   }
-  return transient(`share: ${what}: ${where} unreachable or busy: ${first}`, { fix: 'check outbound HTTPS (443) to the storage account', reason: 'share-rest-unreachable' });
+  return transient(`share: ${what}: ${where} unreachable or busy: ${first}`, {
+    fix: 'check outbound HTTPS (443) to the storage account',
+    reason: 'share-rest-unreachable',
+  });
 }
 
 /** Usage against quota, for the health check and metrics. */
@@ -68,8 +82,11 @@ export function folderSegments(relPath: string): string[] {
   const segments = relPath.split('/').filter((s) => s !== '');
   if (segments.length === 0) throw configError(`share folder "${relPath}" is empty`, { fix: 'name a folder inside the share' });
   for (const s of segments) {
-    if (s === '.' || s === '..' || /["\\:|<>*?\u0000-\u001f]/.test(s) || s.length > 255) {
-      throw configError(`share folder "${relPath}": "${s}" is not a valid Azure Files name`, { fix: 'use names without "\\ : | < > * ? and not . or ..' });
+    const control = [...s].some((c) => c.charCodeAt(0) < 0x20);
+    if (s === '.' || s === '..' || control || /["\\:|<>*?]/.test(s) || s.length > 255) {
+      throw configError(`share folder "${relPath}": "${s}" is not a valid Azure Files name`, {
+        fix: 'use names without "\\ : | < > * ? and not . or ..',
+      });
     }
   }
   return segments;
@@ -137,13 +154,22 @@ export function isOwnHandle(h: HandleInfo, me: ClientIdentity): boolean {
 }
 
 /** Close this VM's handles on the share; returns how many were closed and how many failed. */
-export async function closeOwnHandles(ctx: TaskContext, me: ClientIdentity, opts: AzureHttpOptions = {}): Promise<{ closed: number; failed: number; foreign: number }> {
+export async function closeOwnHandles(
+  ctx: TaskContext,
+  me: ClientIdentity,
+  opts: AzureHttpOptions = {},
+): Promise<{ closed: number; failed: number; foreign: number }> {
   const client = await openShareClient(ctx, opts);
   const own: HandleInfo[] = [];
   let foreign = 0;
   try {
     for await (const h of client.rootDirectoryClient.listHandles({ recursive: true })) {
-      const info: HandleInfo = { handleId: h.handleId, path: h.path ?? '', clientIp: h.clientIp ?? '', ...(h.clientName ? { clientName: h.clientName } : {}) };
+      const info: HandleInfo = {
+        handleId: h.handleId,
+        path: h.path ?? '',
+        clientIp: h.clientIp ?? '',
+        ...(h.clientName ? { clientName: h.clientName } : {}),
+      };
       if (isOwnHandle(info, me)) own.push(info);
       else foreign++;
     }
@@ -155,7 +181,8 @@ export async function closeOwnHandles(ctx: TaskContext, me: ClientIdentity, opts
   for (const h of own) {
     // The SDK's single-handle close is not recursive: address the handle's own path.
     // It may be a file or a directory; the service says which by refusing the other.
-    const asFile = (): Promise<{ closedHandlesCount?: number; closeFailureCount?: number }> => client.rootDirectoryClient.getFileClient(h.path).forceCloseHandle(h.handleId);
+    const asFile = (): Promise<{ closedHandlesCount?: number; closeFailureCount?: number }> =>
+      client.rootDirectoryClient.getFileClient(h.path).forceCloseHandle(h.handleId);
     const asDir = (): Promise<{ closedHandlesCount?: number; closeFailureCount?: number }> =>
       (h.path ? client.getDirectoryClient(h.path) : client.rootDirectoryClient).forceCloseHandle(h.handleId);
     try {

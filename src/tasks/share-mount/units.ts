@@ -28,7 +28,8 @@ export const MOUNT_TIMEOUT_SEC = 60;
  * every byte other than [A-Za-z0-9:_.] (or a leading ".") becomes `\xNN`.
  */
 export function escapeUnitPath(absolutePath: string): string {
-  if (!absolutePath.startsWith('/')) throw configError(`share.mountPoint: "${absolutePath}" must be an absolute path`, { fix: 'use a path such as /data/workspace' });
+  if (!absolutePath.startsWith('/'))
+    throw configError(`share.mountPoint: "${absolutePath}" must be an absolute path`, { fix: 'use a path such as /data/workspace' });
   const parts = absolutePath.split('/').filter((p) => p !== '' && p !== '.');
   if (parts.includes('..')) throw configError(`share.mountPoint: "${absolutePath}" must not contain ".."`, { fix: 'write the real path' });
   if (parts.length === 0) return '-';
@@ -69,7 +70,8 @@ export interface RenderedUnits {
   automount?: string;
 }
 
-const HEADER = '# Written by dsvm-agent: rewritten by `dsvm-agent provision`, removed by `dsvm-agent deprovision`.\n# It holds no secret: the key, if any, is only in the credentials file.\n';
+const HEADER =
+  '# Written by dsvm-agent: rewritten by `dsvm-agent provision`, removed by `dsvm-agent deprovision`.\n# It holds no secret: the key, if any, is only in the credentials file.\n';
 
 /** Render the units for this mode. Pure; compared byte for byte with what is on disk. */
 export function renderUnits(input: UnitInput): RenderedUnits {

@@ -56,6 +56,8 @@ export interface LoginOutcome {
   home?: StepOutcome;
   changed: boolean;
   durationMs: number;
+  /** The answering daemon's workspace.loginTimeoutMs, so a hook that started without it can cache it. */
+  boundMs?: number;
 }
 
 /** Caps for the children: generous in the daemon (work finishes in the background), the remaining bound in the hook. */
@@ -204,7 +206,8 @@ export async function handleLogin(deps: LoginDeps, user: string, opts: { deadlin
   });
   const first = await Promise.race([work, late]);
   clearTimeout(timer);
-  if (first !== 'late') return first;
+  const boundMs = deps.cfg.workspace.loginTimeoutMs;
+  if (first !== 'late') return { ...first, boundMs };
   const log = deps.log.child('login');
   void work.then((o) => log.info(`${user}: finished in the background after ${o.durationMs} ms: ${o.status}: ${o.message}`));
   return {
@@ -214,6 +217,7 @@ export async function handleLogin(deps: LoginDeps, user: string, opts: { deadlin
     message: `${user}: not finished within ${opts.deadlineMs} ms; the daemon finishes it in the background and logs the result`,
     changed: false,
     durationMs: Date.now() - started,
+    boundMs,
   };
 }
 

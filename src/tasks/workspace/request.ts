@@ -122,7 +122,14 @@ export async function requestLogin(req: LoginRequest): Promise<LoginReply> {
       { op: 'login', user: req.user, deadlineMs: Math.max(0, remaining() - REPLY_MARGIN_MS), ...(req.service ? { service: req.service } : {}) },
       Math.max(1, remaining()),
     );
-    if (res.ok) return { via: 'daemon', outcome: res.result as LoginOutcome };
+    if (res.ok) {
+      const outcome = res.result as LoginOutcome;
+      const daemonBound = outcome.boundMs;
+      if (cached.timeoutMs === undefined && cached.key !== undefined && Number.isInteger(daemonBound) && daemonBound! >= MIN_TIMEOUT_MS && daemonBound! <= MAX_TIMEOUT_MS) {
+        await writeSettingsCache(paths, { key: cached.key, loginTimeoutMs: daemonBound! }).catch(() => undefined);
+      }
+      return { via: 'daemon', outcome };
+    }
     return { via: 'daemon', outcome: { user: req.user, status: 'failed', reason: 'daemon-error', message: `the daemon refused the request: ${res.error}`, changed: false, durationMs: Date.now() - started } };
   } catch (err) {
     if (!isDaemonAbsent(err)) {

@@ -99,6 +99,9 @@ _ssh_opts=(-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLev
 
 # Every call is bounded: a command stuck on a frozen share must not hang the run.
 vm_ssh() {
+  # The lab going down under the run (another `lab down`) kills qemu: answer
+  # at once instead of timing out on every remaining check.
+  vm_running || { echo "the VM is not running (qemu exited; see serial-*.log)" >&2; return 255; }
   timeout "${E2E_SSH_TIMEOUT:-300}" ip netns exec "$VM_NS" ssh "${_ssh_opts[@]}" -o BatchMode=yes -o IdentitiesOnly=yes \
     -i "$WORK/id_ed25519" "root@$VM_IP" "$@"
 }
@@ -108,6 +111,7 @@ vm_ssh() {
 vm_ssh_password() {
   local user="$1" password_file="$2"
   shift 2
+  vm_running || { echo "the VM is not running (qemu exited; see serial-*.log)" >&2; return 255; }
   SSHPASS="$(cat "$password_file")" timeout "${E2E_SSH_TIMEOUT:-120}" ip netns exec "$VM_NS" sshpass -e ssh "${_ssh_opts[@]}" \
     -o PubkeyAuthentication=no -o PreferredAuthentications=password,keyboard-interactive \
     -o NumberOfPasswordPrompts=1 "$user@$VM_IP" "$@"

@@ -44,7 +44,11 @@ t.test('pure verdicts', async (t) => {
 });
 
 t.test('checks against fake doors', async (t) => {
-  const getent = (db: string, name: string, exitCode: number, stdout = ''): FakeCommand => ({ file: 'getent', args: [db, name], result: { exitCode, stdout } });
+  const getent = (db: string, name: string, exitCode: number, stdout = ''): FakeCommand => ({
+    file: 'getent',
+    args: [db, name],
+    result: { exitCode, stdout },
+  });
   const cases: Array<{
     name: string;
     check: string;
@@ -56,18 +60,72 @@ t.test('checks against fake doors', async (t) => {
     reason?: RegExp;
   }> = [
     { name: 'trust ok', check: 'domain-trust', want: 'ok' },
-    { name: 'trust broken', check: 'domain-trust', deps: { testJoin: async () => ({ ok: false, reason: 'keytab rejected' }) }, want: 'fail', reason: /keytab rejected/ },
-    { name: 'group resolves', check: 'identity-lookup', config: { domain: { allowGroups: ['dsvm-users'] } }, commands: [getent('group', 'dsvm-users', 0, 'dsvm-users:*:1100:alice\n')], want: 'ok' },
-    { name: 'group not found', check: 'identity-lookup', config: { domain: { allowGroups: ['dsvm-users'] } }, commands: [getent('group', 'dsvm-users', 2)], want: 'fail', reason: /not found/ },
-    { name: 'probe as user', check: 'identity-lookup', config: { health: { identityProbe: 'alice' } }, commands: [getent('passwd', 'alice', 0, 'alice:*:1000:1000::/home/alice:/bin/bash\n')], want: 'ok' },
-    { name: 'probe falls back to group', check: 'identity-lookup', config: { health: { identityProbe: 'dsvm-users' } }, commands: [getent('passwd', 'dsvm-users', 2), getent('group', 'dsvm-users', 0, 'dsvm-users:*:1100:\n')], want: 'ok' },
+    {
+      name: 'trust broken',
+      check: 'domain-trust',
+      deps: { testJoin: async () => ({ ok: false, reason: 'keytab rejected' }) },
+      want: 'fail',
+      reason: /keytab rejected/,
+    },
+    {
+      name: 'group resolves',
+      check: 'identity-lookup',
+      config: { domain: { allowGroups: ['dsvm-users'] } },
+      commands: [getent('group', 'dsvm-users', 0, 'dsvm-users:*:1100:alice\n')],
+      want: 'ok',
+    },
+    {
+      name: 'group not found',
+      check: 'identity-lookup',
+      config: { domain: { allowGroups: ['dsvm-users'] } },
+      commands: [getent('group', 'dsvm-users', 2)],
+      want: 'fail',
+      reason: /not found/,
+    },
+    {
+      name: 'probe as user',
+      check: 'identity-lookup',
+      config: { health: { identityProbe: 'alice' } },
+      commands: [getent('passwd', 'alice', 0, 'alice:*:1000:1000::/home/alice:/bin/bash\n')],
+      want: 'ok',
+    },
+    {
+      name: 'probe falls back to group',
+      check: 'identity-lookup',
+      config: { health: { identityProbe: 'dsvm-users' } },
+      commands: [getent('passwd', 'dsvm-users', 2), getent('group', 'dsvm-users', 0, 'dsvm-users:*:1100:\n')],
+      want: 'ok',
+    },
     { name: 'sssd running', check: 'sssd', sssdActive: true, want: 'ok' },
     { name: 'sssd stopped', check: 'sssd', sssdActive: false, want: 'fail' },
     { name: 'share fine', check: 'share-mounted', want: 'ok' },
-    { name: 'share not mounted', check: 'share-mounted', deps: { probeShare: async () => ({ mounted: false, responsive: false, reason: 'no entry in mountinfo' }) }, want: 'fail', reason: /not mounted/ },
-    { name: 'share hung', check: 'share-mounted', deps: { probeShare: async () => ({ mounted: true, responsive: false, reason: 'stat timed out' }) }, want: 'fail', reason: /not responding/ },
-    { name: 'quota 95 %', check: 'share-quota', deps: { shareUsage: async () => ({ usedBytes: 95 * GiB, quotaBytes: 100 * GiB }) }, want: 'warn' },
-    { name: 'clock far off', check: 'clock', deps: { clockOffset: async () => ({ offsetMs: -400_000, source: 'dc1' }) }, want: 'fail', reason: /dc1/ },
+    {
+      name: 'share not mounted',
+      check: 'share-mounted',
+      deps: { probeShare: async () => ({ mounted: false, responsive: false, reason: 'no entry in mountinfo' }) },
+      want: 'fail',
+      reason: /not mounted/,
+    },
+    {
+      name: 'share hung',
+      check: 'share-mounted',
+      deps: { probeShare: async () => ({ mounted: true, responsive: false, reason: 'stat timed out' }) },
+      want: 'fail',
+      reason: /not responding/,
+    },
+    {
+      name: 'quota 95 %',
+      check: 'share-quota',
+      deps: { shareUsage: async () => ({ usedBytes: 95 * GiB, quotaBytes: 100 * GiB }) },
+      want: 'warn',
+    },
+    {
+      name: 'clock far off',
+      check: 'clock',
+      deps: { clockOffset: async () => ({ offsetMs: -400_000, source: 'dc1' }) },
+      want: 'fail',
+      reason: /dc1/,
+    },
   ];
   for (const c of cases) {
     const share = { share: { account: 'contosofiles', name: 'workspace', key: { file: '/etc/dsvm-agent/key' } } };
@@ -91,7 +149,8 @@ t.test('skips', async (t) => {
     { check: 'sssd', skipped: false },
     { check: 'disk-space', skipped: false },
   ];
-  for (const c of cases) t.equal(byId(c.check).skip?.(tc.ctx) !== undefined, c.skipped, `${c.check} without share/groups: skipped=${c.skipped}`);
+  for (const c of cases)
+    t.equal(byId(c.check).skip?.(tc.ctx) !== undefined, c.skipped, `${c.check} without share/groups: skipped=${c.skipped}`);
 });
 
 t.test('disk-space reads the root prefix', async (t) => {

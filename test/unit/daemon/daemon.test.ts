@@ -37,7 +37,12 @@ async function setup(t: { teardown(fn: () => unknown): void }, over: Record<stri
     config: {
       share: { account: 'contosofiles', name: 'workspace', key: { file: '/etc/dsvm-agent/key' } },
       domain: { allowGroups: ['dsvm-users'] },
-      health: { listen: '127.0.0.1:0', initializingGraceSec: 600, checks: checksConfig, unhealthyOn: ['domain-trust', 'sssd', 'share-mounted'] },
+      health: {
+        listen: '127.0.0.1:0',
+        initializingGraceSec: 600,
+        checks: checksConfig,
+        unhealthyOn: ['domain-trust', 'sssd', 'share-mounted'],
+      },
       repair: { maxAttempts: 2, windowSec: 3600 },
       scheduledEvents: { enabled: false },
       ...over,
@@ -81,7 +86,10 @@ t.test('lifecycle: Initializing during first boot, Healthy after, READY first an
   t.match(s.notifier.messages.at(-1)?.STATUS ?? '', /^Healthy/, 'STATUS follows health');
   const metrics = parsePrometheus((await s.get('/metrics')).text);
   t.equal(metrics.samples.find((x) => x.name === 'dsvm_agent_first_boot_completed')?.value, 1);
-  t.ok(metrics.samples.some((x) => x.name === 'dsvm_agent_first_boot_duration_seconds'), 'first-boot duration exported');
+  t.ok(
+    metrics.samples.some((x) => x.name === 'dsvm_agent_first_boot_duration_seconds'),
+    'first-boot duration exported',
+  );
   const started = Date.now();
   await s.daemon.stop();
   t.ok(Date.now() - started < 5000, `stopped in ${Date.now() - started} ms`);
@@ -199,9 +207,15 @@ t.test('/health answers fast from the cache while a check hangs', async (t) => {
 t.test('login over the socket reaches the handler and is measured', async (t) => {
   const s = await setup(t);
   const res = await callIpc(s.tc.paths.socketFile, { op: 'login', user: 'alice', deadlineMs: 1000 }, 2000);
-  t.same(res, { ok: false, error: 'login handling is not available in this build of the daemon: run `dsvm-agent login --user NAME` directly' }, 'clear error without a handler');
+  t.same(
+    res,
+    { ok: false, error: 'login handling is not available in this build of the daemon: run `dsvm-agent login --user NAME` directly' },
+    'clear error without a handler',
+  );
   await s.daemon.stop();
-  const tc = await makeTestContext({ config: { health: { listen: '127.0.0.1:0', checks: checksConfig }, scheduledEvents: { enabled: false } } });
+  const tc = await makeTestContext({
+    config: { health: { listen: '127.0.0.1:0', checks: checksConfig }, scheduledEvents: { enabled: false } },
+  });
   const seen: unknown[] = [];
   const d = await Daemon.start({
     ctx: tc.ctx,
@@ -225,5 +239,8 @@ t.test('login over the socket reaches the handler and is measured', async (t) =>
 
 t.test('refuses a non-loopback listen address unless allowed', async (t) => {
   const { startHealthServer } = await import('../../../src/agent/daemon/server.js');
-  await t.rejects(startHealthServer('10.0.0.1:8642', { allowNonLoopback: false }, { health: () => ({}), metrics: () => '' }), /not a loopback address/);
+  await t.rejects(
+    startHealthServer('10.0.0.1:8642', { allowNonLoopback: false }, { health: () => ({}), metrics: () => '' }),
+    /not a loopback address/,
+  );
 });

@@ -31,13 +31,37 @@ const grace = { initializingGraceSec: 600 };
 t.test('Unhealthy rules', async (t) => {
   const cases: Array<{ name: string; snap: DaemonSnapshot; at?: number; want: string; failing?: string[] }> = [
     { name: 'all ok', snap: snap(), want: 'Healthy' },
-    { name: 'a failing check in unhealthyOn', snap: snap({ checks: [rec('sssd', 'fail'), rec('share-mounted', 'ok')] }), want: 'Unhealthy', failing: ['sssd'] },
-    { name: 'a failing check not in unhealthyOn', snap: snap({ checks: [rec('share-quota', 'fail'), rec('sssd', 'ok')] }), want: 'Healthy' },
+    {
+      name: 'a failing check in unhealthyOn',
+      snap: snap({ checks: [rec('sssd', 'fail'), rec('share-mounted', 'ok')] }),
+      want: 'Unhealthy',
+      failing: ['sssd'],
+    },
+    {
+      name: 'a failing check not in unhealthyOn',
+      snap: snap({ checks: [rec('share-quota', 'fail'), rec('sssd', 'ok')] }),
+      want: 'Healthy',
+    },
     { name: 'warnings never count', snap: snap({ checks: [rec('sssd', 'warn'), rec('share-mounted', 'warn')] }), want: 'Healthy' },
     { name: 'pending does not count', snap: snap({ checks: [rec('sssd', 'pending')] }), want: 'Healthy' },
-    { name: 'two failing', snap: snap({ checks: [rec('domain-trust', 'fail'), rec('share-mounted', 'fail')] }), want: 'Unhealthy', failing: ['domain-trust', 'share-mounted'] },
-    { name: 'first boot running, in grace, checks failing', snap: snap({ firstBoot: { state: 'running', task: 'domain-join' }, checks: [rec('sssd', 'fail')] }), at: T0 + 599_000, want: 'Initializing' },
-    { name: 'first boot running past grace', snap: snap({ firstBoot: { state: 'running', task: 'domain-join' } }), at: T0 + 600_000, want: 'Unhealthy' },
+    {
+      name: 'two failing',
+      snap: snap({ checks: [rec('domain-trust', 'fail'), rec('share-mounted', 'fail')] }),
+      want: 'Unhealthy',
+      failing: ['domain-trust', 'share-mounted'],
+    },
+    {
+      name: 'first boot running, in grace, checks failing',
+      snap: snap({ firstBoot: { state: 'running', task: 'domain-join' }, checks: [rec('sssd', 'fail')] }),
+      at: T0 + 599_000,
+      want: 'Initializing',
+    },
+    {
+      name: 'first boot running past grace',
+      snap: snap({ firstBoot: { state: 'running', task: 'domain-join' } }),
+      at: T0 + 600_000,
+      want: 'Unhealthy',
+    },
     { name: 'waiting for provision in grace', snap: snap({ firstBoot: { state: 'waiting' } }), at: T0 + 1000, want: 'Initializing' },
     { name: 'first boot failed', snap: snap({ firstBoot: { state: 'failed', error: 'bad password' } }), at: T0 + 1000, want: 'Unhealthy' },
   ];
@@ -51,12 +75,25 @@ t.test('Unhealthy rules', async (t) => {
 t.test('health body contract', async (t) => {
   const cases: Array<{ name: string; snap: DaemonSnapshot; at?: number; extension: string; state: string }> = [
     { name: 'healthy', snap: snap(), extension: 'Healthy', state: 'Healthy' },
-    { name: 'unhealthy', snap: snap({ checks: [rec('share-mounted', 'fail', 'not mounted')] }), extension: 'Unhealthy', state: 'Unhealthy' },
+    {
+      name: 'unhealthy',
+      snap: snap({ checks: [rec('share-mounted', 'fail', 'not mounted')] }),
+      extension: 'Unhealthy',
+      state: 'Unhealthy',
+    },
     // The extension must see no valid state while initializing, so its own grace shows Initializing.
-    { name: 'initializing', snap: snap({ firstBoot: { state: 'running', task: 'preflight', attempt: 2 } }), extension: 'Unknown', state: 'Initializing' },
+    {
+      name: 'initializing',
+      snap: snap({ firstBoot: { state: 'running', task: 'preflight', attempt: 2 } }),
+      extension: 'Unknown',
+      state: 'Initializing',
+    },
     {
       name: 'with repairs and terminating',
-      snap: snap({ repairs: [{ ...newRepairRecord('remount-share'), gaveUp: true, lastError: 'mount error(112)' }], terminating: { eventId: 'E1', step: 'leaving the domain' } }),
+      snap: snap({
+        repairs: [{ ...newRepairRecord('remount-share'), gaveUp: true, lastError: 'mount error(112)' }],
+        terminating: { eventId: 'E1', step: 'leaving the domain' },
+      }),
       extension: 'Healthy',
       state: 'Healthy',
     },
@@ -67,17 +104,38 @@ t.test('health body contract', async (t) => {
     t.equal(extensionView(text).state, c.extension, `${c.name}: what the extension reads`);
     t.equal(body.state, c.state, `${c.name}: detail state`);
     const top = Object.keys(body);
-    t.equal(top.filter((k) => k.toLowerCase() === 'applicationhealthstate').length, 1, `${c.name}: exactly one ApplicationHealthState key in any case`);
-    t.notOk(top.some((k) => k.toLowerCase() === 'custommetrics'), `${c.name}: no customMetrics key`);
+    t.equal(
+      top.filter((k) => k.toLowerCase() === 'applicationhealthstate').length,
+      1,
+      `${c.name}: exactly one ApplicationHealthState key in any case`,
+    );
+    t.notOk(
+      top.some((k) => k.toLowerCase() === 'custommetrics'),
+      `${c.name}: no customMetrics key`,
+    );
     t.same(top.slice(0, 6), ['ApplicationHealthState', 'state', 'reason', 'firstBoot', 'checks', 'repairs'], `${c.name}: key order`);
     const checks = body.checks as Array<Record<string, unknown>>;
     for (const ch of checks) {
-      t.same(Object.keys(ch).sort(), ['affectsHealth', 'durationMs', 'id', 'lastRepair', 'lastRunAt', 'reason', 'since', 'state'], `${c.name}: check ${String(ch.id)} shape`);
+      t.same(
+        Object.keys(ch).sort(),
+        ['affectsHealth', 'durationMs', 'id', 'lastRepair', 'lastRunAt', 'reason', 'since', 'state'],
+        `${c.name}: check ${String(ch.id)} shape`,
+      );
     }
   }
-  const body = healthBody(snap({ repairs: [{ ...newRepairRecord('remount-share'), lastAttemptAt: new Date(T0).toISOString(), lastResult: 'failed', gaveUp: true }] }), grace, T0);
+  const body = healthBody(
+    snap({
+      repairs: [{ ...newRepairRecord('remount-share'), lastAttemptAt: new Date(T0).toISOString(), lastResult: 'failed', gaveUp: true }],
+    }),
+    grace,
+    T0,
+  );
   const shareView = (body.checks as Array<Record<string, unknown>>).find((c) => c.id === 'share-mounted');
-  t.same(shareView?.lastRepair, { action: 'remount-share', at: new Date(T0).toISOString(), result: 'failed', gaveUp: true }, 'last repair shows on the check it serves');
+  t.same(
+    shareView?.lastRepair,
+    { action: 'remount-share', at: new Date(T0).toISOString(), result: 'failed', gaveUp: true },
+    'last repair shows on the check it serves',
+  );
   t.same(
     body,
     {
@@ -86,7 +144,18 @@ t.test('health body contract', async (t) => {
       reason: 'all checks pass',
       firstBoot: { state: 'done' },
       checks: body.checks,
-      repairs: [{ action: 'remount-share', gaveUp: true, attemptsInWindow: 0, lastAttemptAt: new Date(T0).toISOString(), lastResult: 'failed', lastError: null, succeeded: 0, failed: 0 }],
+      repairs: [
+        {
+          action: 'remount-share',
+          gaveUp: true,
+          attemptsInWindow: 0,
+          lastAttemptAt: new Date(T0).toISOString(),
+          lastResult: 'failed',
+          lastError: null,
+          succeeded: 0,
+          failed: 0,
+        },
+      ],
       generatedAt: new Date(T0).toISOString(),
     },
     'exact shape',
@@ -117,7 +186,12 @@ t.test('metrics render and parse back', async (t) => {
   const text = renderMetrics(m, snap({ checks: [rec('sssd', 'fail'), rec('clock', 'warn')] }), grace, T0 + 1000);
   const { samples, types } = parsePrometheus(text);
   const get = (name: string, labels: Record<string, string> = {}): number | undefined =>
-    samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v) && Object.keys(s.labels).length === Object.keys(labels).length)?.value;
+    samples.find(
+      (s) =>
+        s.name === name &&
+        Object.entries(labels).every(([k, v]) => s.labels[k] === v) &&
+        Object.keys(s.labels).length === Object.keys(labels).length,
+    )?.value;
   const cases: Array<[string, Record<string, string>, number]> = [
     ['dsvm_agent_health_state', { state: 'Unhealthy' }, 1],
     ['dsvm_agent_health_state', { state: 'Healthy' }, 0],
@@ -139,7 +213,10 @@ t.test('metrics render and parse back', async (t) => {
   for (const [name, labels, want] of cases) t.equal(get(name, labels), want, `${name}${JSON.stringify(labels)}`);
   t.equal(types.get('dsvm_agent_login_duration_seconds'), 'histogram');
   t.equal(types.get('dsvm_agent_repairs_total'), 'counter');
-  t.notOk(samples.some((s) => s.labels.check === 'weird"name\\x\ny'), 'check_state is rebuilt from the snapshot each render');
+  t.notOk(
+    samples.some((s) => s.labels.check === 'weird"name\\x\ny'),
+    'check_state is rebuilt from the snapshot each render',
+  );
   const again = new Metrics();
   again.declare('x_total', 'help with \\ and\nnewline', 'counter');
   again.inc('x_total', { l: 'a"b\\c\nd' });

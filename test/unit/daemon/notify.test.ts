@@ -19,19 +19,29 @@ t.test('systemd-notify is run through the runner with --pid and the socket in it
   const tc = await makeTestContext({ commands: [{ file: 'systemd-notify' }] });
   const n = notifierFromEnv({ NOTIFY_SOCKET: '/run/systemd/notify' }, { run: tc.ctx.run, log: tc.log, pid: 4242 });
   t.ok(n instanceof SystemdNotifyCommand && n.enabled);
-  await Promise.all([n.notify({ READY: '1', STATUS: 'first boot: preflight' }), n.notify({ WATCHDOG: '1' }), n.notify({ STATUS: 'two\nlines' }), n.notify({ STOPPING: '1' })]);
+  await Promise.all([
+    n.notify({ READY: '1', STATUS: 'first boot: preflight' }),
+    n.notify({ WATCHDOG: '1' }),
+    n.notify({ STATUS: 'two\nlines' }),
+    n.notify({ STOPPING: '1' }),
+  ]);
   t.same(tc.runner.argv(), [
     'systemd-notify --pid=4242 READY=1 STATUS=first boot: preflight',
     'systemd-notify --pid=4242 WATCHDOG=1',
     'systemd-notify --pid=4242 STATUS=two lines',
     'systemd-notify --pid=4242 STOPPING=1',
   ]);
-  t.same(tc.runner.calls.map((c) => c.env), Array(4).fill({ NOTIFY_SOCKET: '/run/systemd/notify' }));
+  t.same(
+    tc.runner.calls.map((c) => c.env),
+    Array(4).fill({ NOTIFY_SOCKET: '/run/systemd/notify' }),
+  );
   t.equal(notifierFromEnv({}, { run: tc.ctx.run, log: tc.log, pid: 1 }).enabled, false, 'no NOTIFY_SOCKET, no notifier');
 });
 
 t.test('a failing systemd-notify warns once and never throws', async (t) => {
-  const tc = await makeTestContext({ commands: [{ file: 'systemd-notify', result: { exitCode: 1, stderr: 'No such file or directory' } }] });
+  const tc = await makeTestContext({
+    commands: [{ file: 'systemd-notify', result: { exitCode: 1, stderr: 'No such file or directory' } }],
+  });
   const n = new SystemdNotifyCommand({ run: tc.ctx.run, log: tc.log, socket: '/nowhere', pid: 1 });
   await n.notify({ READY: '1' });
   await n.notify({ WATCHDOG: '1' });
@@ -52,7 +62,10 @@ t.test('watchdog pings only while the event loop keeps up', async (t) => {
     for (let i = 0; i < c.lags.length; i++) await wd.tick();
     t.equal(rec.messages.length, c.wantSent, `${c.name}: pings`);
     t.equal(wd.skipped, c.wantSkipped, `${c.name}: skipped`);
-    t.ok(rec.messages.every((m) => m.WATCHDOG === '1'), `${c.name}: WATCHDOG=1 only`);
+    t.ok(
+      rec.messages.every((m) => m.WATCHDOG === '1'),
+      `${c.name}: WATCHDOG=1 only`,
+    );
   }
 });
 

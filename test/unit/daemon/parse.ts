@@ -23,7 +23,8 @@ export function extensionView(text: string): { state: 'Healthy' | 'Unhealthy' | 
       if (typeof v !== 'string') return { state: 'Unknown', error: 'customMetrics is not a string' };
       try {
         const inner = JSON.parse(v) as unknown;
-        if (!inner || typeof inner !== 'object' || Array.isArray(inner)) return { state: 'Unknown', error: 'customMetrics is not a JSON object' };
+        if (!inner || typeof inner !== 'object' || Array.isArray(inner))
+          return { state: 'Unknown', error: 'customMetrics is not a JSON object' };
       } catch {
         return { state: 'Unknown', error: 'customMetrics is not JSON' };
       }

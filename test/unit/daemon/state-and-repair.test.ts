@@ -7,17 +7,71 @@ const T0 = Date.parse('2026-01-01T00:00:00Z');
 const iso = (s: number): string => new Date(T0 + s * 1000).toISOString();
 
 t.test('check state machine: since changes only on transitions', async (t) => {
-  const cases: Array<{ name: string; steps: Array<[number, CheckState, string]>; wantState: CheckState; wantSince: string; wantStreak: number }> = [
+  const cases: Array<{
+    name: string;
+    steps: Array<[number, CheckState, string]>;
+    wantState: CheckState;
+    wantSince: string;
+    wantStreak: number;
+  }> = [
     { name: 'first result leaves pending', steps: [[10, 'ok', 'fine']], wantState: 'ok', wantSince: iso(10), wantStreak: 1 },
-    { name: 'same state keeps since', steps: [[10, 'ok', 'a'], [40, 'ok', 'b'], [70, 'ok', 'c']], wantState: 'ok', wantSince: iso(10), wantStreak: 3 },
-    { name: 'ok to fail moves since', steps: [[10, 'ok', 'a'], [40, 'fail', 'down']], wantState: 'fail', wantSince: iso(40), wantStreak: 1 },
-    { name: 'fail with changing reason keeps since', steps: [[10, 'fail', 'x 1'], [40, 'fail', 'x 2']], wantState: 'fail', wantSince: iso(10), wantStreak: 2 },
-    { name: 'warn then ok', steps: [[10, 'warn', 'w'], [40, 'ok', 'o']], wantState: 'ok', wantSince: iso(40), wantStreak: 1 },
-    { name: 'flap back', steps: [[10, 'ok', 'o'], [40, 'fail', 'f'], [70, 'ok', 'o']], wantState: 'ok', wantSince: iso(70), wantStreak: 1 },
+    {
+      name: 'same state keeps since',
+      steps: [
+        [10, 'ok', 'a'],
+        [40, 'ok', 'b'],
+        [70, 'ok', 'c'],
+      ],
+      wantState: 'ok',
+      wantSince: iso(10),
+      wantStreak: 3,
+    },
+    {
+      name: 'ok to fail moves since',
+      steps: [
+        [10, 'ok', 'a'],
+        [40, 'fail', 'down'],
+      ],
+      wantState: 'fail',
+      wantSince: iso(40),
+      wantStreak: 1,
+    },
+    {
+      name: 'fail with changing reason keeps since',
+      steps: [
+        [10, 'fail', 'x 1'],
+        [40, 'fail', 'x 2'],
+      ],
+      wantState: 'fail',
+      wantSince: iso(10),
+      wantStreak: 2,
+    },
+    {
+      name: 'warn then ok',
+      steps: [
+        [10, 'warn', 'w'],
+        [40, 'ok', 'o'],
+      ],
+      wantState: 'ok',
+      wantSince: iso(40),
+      wantStreak: 1,
+    },
+    {
+      name: 'flap back',
+      steps: [
+        [10, 'ok', 'o'],
+        [40, 'fail', 'f'],
+        [70, 'ok', 'o'],
+      ],
+      wantState: 'ok',
+      wantSince: iso(70),
+      wantStreak: 1,
+    },
   ];
   for (const c of cases) {
     let r: CheckRecord = pendingRecord('sssd', T0);
-    for (const [s, state, reason] of c.steps) r = advance(r, { state, reason }, { startedAt: T0 + s * 1000 - 50, finishedAt: T0 + s * 1000 });
+    for (const [s, state, reason] of c.steps)
+      r = advance(r, { state, reason }, { startedAt: T0 + s * 1000 - 50, finishedAt: T0 + s * 1000 });
     t.equal(r.state, c.wantState, `${c.name}: state`);
     t.equal(r.since, c.wantSince, `${c.name}: since`);
     t.equal(r.streak, c.wantStreak, `${c.name}: streak`);
@@ -94,8 +148,12 @@ t.test('repair rate limiting', async (t) => {
   const limiter = new RepairLimiter(3, HOUR);
   const rec = newRepairRecord('rejoin');
   limiter.started(rec, 0);
-  limiter.finished(rec, 'adcli: Couldn\'t authenticate');
+  limiter.finished(rec, "adcli: Couldn't authenticate");
   limiter.started(rec, 1);
   limiter.finished(rec);
-  t.same([rec.succeeded, rec.failed, rec.lastResult, rec.lastError], [1, 1, 'ok', undefined], 'counts results, clears the last error on success');
+  t.same(
+    [rec.succeeded, rec.failed, rec.lastResult, rec.lastError],
+    [1, 1, 'ok', undefined],
+    'counts results, clears the last error on success',
+  );
 });

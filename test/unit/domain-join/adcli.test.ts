@@ -18,7 +18,15 @@ import {
 const DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../fixtures/domain-join/adcli');
 function captured(name: string): RunResult {
   const read = (ext: string): string => readFileSync(path.join(DIR, `${name}.${ext}`), 'utf8');
-  return { exitCode: Number(read('exit').trim()), signal: null, stdout: read('stdout'), stderr: read('stderr'), timedOut: false, startError: null, durationMs: 1 };
+  return {
+    exitCode: Number(read('exit').trim()),
+    signal: null,
+    stdout: read('stdout'),
+    stderr: read('stderr'),
+    timedOut: false,
+    startError: null,
+    durationMs: 1,
+  };
 }
 
 t.test('classification of real adcli failures', async (t) => {
@@ -26,7 +34,12 @@ t.test('classification of real adcli failures', async (t) => {
     { name: 'join-wrong-password', kind: 'permanent', reason: 'join-bad-credentials', words: /Preauthentication failed/ },
     { name: 'join-unknown-user', kind: 'permanent', reason: 'join-bad-credentials', words: /not found in Kerberos database/ },
     { name: 'join-ou-missing', kind: 'permanent', reason: 'join-ou-missing', words: /organizational unit does not exist: OU=Missing/ },
-    { name: 'join-insufficient-rights', kind: 'permanent', reason: 'join-insufficient-rights', words: /Insufficient permissions to modify computer account/ },
+    {
+      name: 'join-insufficient-rights',
+      kind: 'permanent',
+      reason: 'join-insufficient-rights',
+      words: /Insufficient permissions to modify computer account/,
+    },
     { name: 'join-dc-unreachable', kind: 'transient', reason: 'dc-unreachable', words: /No route to host/ },
     { name: 'join-wrong-domain', kind: 'transient', reason: 'dc-unreachable', words: /usable domain controller/ },
     { name: 'testjoin-account-deleted', kind: 'permanent', reason: 'join-bad-credentials', words: /CAPTEST1\$@CONTOSO.TEST/ },
@@ -47,17 +60,51 @@ t.test('synthetic failures', async (t) => {
   const cases = [
     { name: 'not installed', r: { ...base, exitCode: null, startError: 'ENOENT' }, kind: 'permanent', reason: 'adcli-missing' },
     { name: 'timed out', r: { ...base, exitCode: null, timedOut: true }, kind: 'transient', reason: 'dc-unreachable' },
-    { name: 'KDC down', r: { ...base, stderr: "adcli: couldn't connect to contoso.test domain: Couldn't get kerberos ticket for: dsvm-join@CONTOSO.TEST: Cannot contact any KDC for realm 'CONTOSO.TEST'\n" }, kind: 'transient', reason: 'dc-unreachable' },
-    { name: 'clock skew', r: { ...base, stderr: "adcli: couldn't connect to contoso.test domain: Couldn't authenticate as: dsvm-join@CONTOSO.TEST: Clock skew too great\n" }, kind: 'permanent', reason: 'clock-skew' },
-    { name: 'unknown error keeps the words', r: { ...base, stderr: 'adcli: joining domain contoso.test failed: Something new\n' }, kind: 'permanent', reason: 'join-failed' },
-    { name: 'verbose progress lines are not errors', r: { ...base, stderr: ' * A computer account for X$ does not exist\n * Couldn\'t find a thing\nadcli: joining domain contoso.test failed: Insufficient permissions to modify computer account\n' }, kind: 'permanent', reason: 'join-insufficient-rights' },
+    {
+      name: 'KDC down',
+      r: {
+        ...base,
+        stderr:
+          "adcli: couldn't connect to contoso.test domain: Couldn't get kerberos ticket for: dsvm-join@CONTOSO.TEST: Cannot contact any KDC for realm 'CONTOSO.TEST'\n",
+      },
+      kind: 'transient',
+      reason: 'dc-unreachable',
+    },
+    {
+      name: 'clock skew',
+      r: {
+        ...base,
+        stderr: "adcli: couldn't connect to contoso.test domain: Couldn't authenticate as: dsvm-join@CONTOSO.TEST: Clock skew too great\n",
+      },
+      kind: 'permanent',
+      reason: 'clock-skew',
+    },
+    {
+      name: 'unknown error keeps the words',
+      r: { ...base, stderr: 'adcli: joining domain contoso.test failed: Something new\n' },
+      kind: 'permanent',
+      reason: 'join-failed',
+    },
+    {
+      name: 'verbose progress lines are not errors',
+      r: {
+        ...base,
+        stderr:
+          " * A computer account for X$ does not exist\n * Couldn't find a thing\nadcli: joining domain contoso.test failed: Insufficient permissions to modify computer account\n",
+      },
+      kind: 'permanent',
+      reason: 'join-insufficient-rights',
+    },
   ];
   for (const c of cases) {
     const err = parseAdcliError('join', c.r);
     t.equal(err.kind, c.kind, `${c.name}: kind`);
     t.equal(err.reason, c.reason, `${c.name}: reason`);
   }
-  t.equal(adcliWords({ stdout: '', stderr: 'adcli: joining domain contoso.test failed: Something new\n' }), 'joining domain contoso.test failed: Something new');
+  t.equal(
+    adcliWords({ stdout: '', stderr: 'adcli: joining domain contoso.test failed: Something new\n' }),
+    'joining domain contoso.test failed: Something new',
+  );
 });
 
 t.test('show-computer', async (t) => {
@@ -67,7 +114,10 @@ t.test('show-computer', async (t) => {
   t.equal(attrs.serviceprincipalname?.length, 4, 'multi-valued');
   const existing = existingFromShow(attrs);
   t.equal(existing.description, 'dsvm-agent vmId=11111111-2222-3333-4444-555555555555');
-  t.ok(existing.pwdLastSet && existing.pwdLastSet > Date.parse('2024-01-01') && existing.pwdLastSet < Date.parse('2100-01-01'), 'pwdLastSet converted from FILETIME');
+  t.ok(
+    existing.pwdLastSet && existing.pwdLastSet > Date.parse('2024-01-01') && existing.pwdLastSet < Date.parse('2100-01-01'),
+    'pwdLastSet converted from FILETIME',
+  );
   t.ok(isNoSuchComputer(captured('show-computer-missing')), 'missing object recognised');
   t.ok(isNoSuchComputer(captured('delete-computer-missing')), 'delete of a missing object recognised');
   t.notOk(isNoSuchComputer(captured('join-dc-unreachable')), 'a connection failure is not "missing"');
@@ -85,7 +135,12 @@ t.test('keytab principal', async (t) => {
     { name: 'captured klist -k', text: captured('klist-keytab').stdout, realm: 'CONTOSO.TEST', want: 'CAPTEST1' },
     { name: 'realm compared case-insensitively', text: captured('klist-keytab').stdout, realm: 'contoso.test', want: 'CAPTEST1' },
     { name: 'other realm', text: captured('klist-keytab').stdout, realm: 'FABRIKAM.TEST', want: undefined },
-    { name: 'with timestamps (klist -kt)', text: '   2 01/01/2026 10:00:00 DSVM-A1$@CONTOSO.TEST\n', realm: 'CONTOSO.TEST', want: 'DSVM-A1' },
+    {
+      name: 'with timestamps (klist -kt)',
+      text: '   2 01/01/2026 10:00:00 DSVM-A1$@CONTOSO.TEST\n',
+      realm: 'CONTOSO.TEST',
+      want: 'DSVM-A1',
+    },
     { name: 'only host principals', text: '   2 host/X@CONTOSO.TEST\n', realm: 'CONTOSO.TEST', want: undefined },
   ];
   for (const c of cases) t.equal(keytabComputerName(c.text, c.realm), c.want, c.name);
@@ -93,13 +148,33 @@ t.test('keytab principal', async (t) => {
 
 t.test('join argv carries no secret and reads the password from stdin', async (t) => {
   const cases = [
-    { name: 'join account', credentials: { kind: 'user' as const, user: 'dsvm-join' }, want: ['--login-type=user', '--login-user=dsvm-join', '--stdin-password'] },
-    { name: 'pre-staged one-time password', credentials: { kind: 'computer' as const }, want: ['--login-type=computer', '--stdin-password'] },
+    {
+      name: 'join account',
+      credentials: { kind: 'user' as const, user: 'dsvm-join' },
+      want: ['--login-type=user', '--login-user=dsvm-join', '--stdin-password'],
+    },
+    {
+      name: 'pre-staged one-time password',
+      credentials: { kind: 'computer' as const },
+      want: ['--login-type=computer', '--stdin-password'],
+    },
   ];
   for (const c of cases) {
-    const argv = joinArgv({ domain: 'contoso.test', realm: 'CONTOSO.TEST', computerName: 'X1', hostFqdn: 'x1.contoso.test', keytab: '/etc/krb5.keytab', ou: 'OU=DSVM,DC=contoso,DC=test', description: 'dsvm-agent vmId=1', credentials: c.credentials });
+    const argv = joinArgv({
+      domain: 'contoso.test',
+      realm: 'CONTOSO.TEST',
+      computerName: 'X1',
+      hostFqdn: 'x1.contoso.test',
+      keytab: '/etc/krb5.keytab',
+      ou: 'OU=DSVM,DC=contoso,DC=test',
+      description: 'dsvm-agent vmId=1',
+      credentials: c.credentials,
+    });
     for (const w of c.want) t.ok(argv.includes(w), `${c.name}: ${w}`);
-    t.notOk(argv.some((a) => a.startsWith('--one-time-password')), `${c.name}: no --one-time-password (argv)`);
+    t.notOk(
+      argv.some((a) => a.startsWith('--one-time-password')),
+      `${c.name}: no --one-time-password (argv)`,
+    );
     t.ok(argv.includes('--domain-ou=OU=DSVM,DC=contoso,DC=test'), `${c.name}: OU`);
   }
 });

@@ -33,7 +33,16 @@ const facts = joinFacts('Contoso.Test', 'dsvm-lab-cl1a2b');
 const configs = [
   { name: 'defaults', domain: {} },
   { name: 'groups', domain: { allowGroups: ['dsvm-users'], sudoGroups: ['dsvm-admins', 'AAD DC Administrators'] } },
-  { name: 'fqdn-names', domain: { fullyQualifiedNames: true, allowGroups: ['dsvm-users'], sudoGroups: ['dsvm-admins'], homeTemplate: '/home/%d/%u', shell: '/bin/zsh' } },
+  {
+    name: 'fqdn-names',
+    domain: {
+      fullyQualifiedNames: true,
+      allowGroups: ['dsvm-users'],
+      sudoGroups: ['dsvm-admins'],
+      homeTemplate: '/home/%d/%u',
+      shell: '/bin/zsh',
+    },
+  },
 ];
 
 t.test('sssd.conf, realmd block and sudoers for each config shape', async (t) => {
@@ -48,7 +57,12 @@ t.test('sssd.conf, realmd block and sudoers for each config shape', async (t) =>
 });
 
 t.test('facts', async (t) => {
-  t.same(facts, { domain: 'contoso.test', realm: 'CONTOSO.TEST', computerName: 'DSVM-LAB-CL1A2B', hostFqdn: 'dsvm-lab-cl1a2b.contoso.test' });
+  t.same(facts, {
+    domain: 'contoso.test',
+    realm: 'CONTOSO.TEST',
+    computerName: 'DSVM-LAB-CL1A2B',
+    hostFqdn: 'dsvm-lab-cl1a2b.contoso.test',
+  });
 });
 
 t.test('sssd.conf essentials', async (t) => {
@@ -78,13 +92,25 @@ t.test('krb5.conf block goes first and wins over the distribution defaults', asy
     t.equal(setKrb5Block(once, undefined), c.before ?? '', `${c.name}: removal restores the original`);
   }
   const other = joinFacts('fabrikam.test', 'X1');
-  t.match(setKrb5Block(setKrb5Block(debian, renderKrb5Block(facts)), renderKrb5Block(other)), /^# BEGIN[^\n]*\n\[libdefaults\]\n\tdefault_realm = FABRIKAM\.TEST/, 'replacing keeps the block at the top');
+  t.match(
+    setKrb5Block(setKrb5Block(debian, renderKrb5Block(facts)), renderKrb5Block(other)),
+    /^# BEGIN[^\n]*\n\[libdefaults\]\n\tdefault_realm = FABRIKAM\.TEST/,
+    'replacing keeps the block at the top',
+  );
 });
 
 t.test('nsswitch.conf', async (t) => {
   const cases = [
-    { name: 'debian default without sss', before: 'passwd:         files systemd\ngroup:          files systemd\nshadow:         files\nhosts:          files dns\n', added: ['passwd', 'group', 'shadow'] },
-    { name: 'already has sss (libnss-sss postinst)', before: 'passwd:         files systemd sss\ngroup:          files systemd sss\nshadow:         files sss\n', added: [] },
+    {
+      name: 'debian default without sss',
+      before: 'passwd:         files systemd\ngroup:          files systemd\nshadow:         files\nhosts:          files dns\n',
+      added: ['passwd', 'group', 'shadow'],
+    },
+    {
+      name: 'already has sss (libnss-sss postinst)',
+      before: 'passwd:         files systemd sss\ngroup:          files systemd sss\nshadow:         files sss\n',
+      added: [],
+    },
     { name: 'partially', before: 'passwd: files sss\ngroup: files\nshadow: files # local only\n', added: ['group', 'shadow'] },
     { name: 'missing lines', before: 'hosts: files dns\n', added: ['passwd', 'group', 'shadow'] },
   ];
@@ -113,6 +139,10 @@ t.test('sudoers group names', async (t) => {
 t.test('sshd drop-in and pam profile', async (t) => {
   golden(t, '10-dsvm-agent.conf', renderSshdDropIn());
   golden(t, 'dsvm-agent-mkhomedir', renderMkhomedirProfile());
-  t.match('session\toptional\t\t\tpam_mkhomedir.so umask=0077 skel=/etc/skel\n', MKHOMEDIR_SESSION_LINE, 'detects the line pam-auth-update writes');
+  t.match(
+    'session\toptional\t\t\tpam_mkhomedir.so umask=0077 skel=/etc/skel\n',
+    MKHOMEDIR_SESSION_LINE,
+    'detects the line pam-auth-update writes',
+  );
   t.notMatch('session\toptional\t\t\tpam_mkhomedir.so\n', MKHOMEDIR_SESSION_LINE, "Debian's own profile (umask 0022) is not ours");
 });

@@ -10,7 +10,14 @@ const dnsError = (code: string): Error => Object.assign(new Error(`query failed 
 const dc1: SrvTarget = { name: 'dc1.contoso.test', port: 389, priority: 0, weight: 100 };
 const dc2: SrvTarget = { name: 'dc2.contoso.test', port: 389, priority: 0, weight: 50 };
 
-function fakeDeps(over: Partial<{ srv: Record<string, SrvTarget[] | Error>; a: Record<string, string[]>; closed: Record<string, number[]>; offset: number | Error }> = {}): PreflightDeps & { probed: string[] } {
+function fakeDeps(
+  over: Partial<{
+    srv: Record<string, SrvTarget[] | Error>;
+    a: Record<string, string[]>;
+    closed: Record<string, number[]>;
+    offset: number | Error;
+  }> = {},
+): PreflightDeps & { probed: string[] } {
   const srv = over.srv ?? { '_ldap._tcp.contoso.test': [dc1], '_kerberos._tcp.contoso.test': [{ ...dc1, port: 88 }] };
   const a = over.a ?? { 'dc1.contoso.test': ['10.77.0.2'], 'dc2.contoso.test': ['10.77.0.4'] };
   const probed: string[] = [];
@@ -47,19 +54,66 @@ async function ctxWithSecret(secret = true) {
 t.test('preflight classification', async (t) => {
   const cases: { name: string; deps: PreflightDeps; secret?: boolean; kind?: string; reason?: string; warn?: RegExp; dc?: string }[] = [
     { name: 'all good', deps: fakeDeps(), dc: '10.77.0.2' },
-    { name: 'NXDOMAIN: wrong domain name (permanent)', deps: fakeDeps({ srv: { '_ldap._tcp.contoso.test': dnsError('ENOTFOUND') } }), kind: 'permanent', reason: 'dns-domain-unknown' },
-    { name: 'no SRV data: DNS is not the DCs (permanent)', deps: fakeDeps({ srv: { '_ldap._tcp.contoso.test': dnsError('ENODATA') } }), kind: 'permanent', reason: 'dns-srv-missing' },
-    { name: 'empty SRV answer (permanent)', deps: fakeDeps({ srv: { '_ldap._tcp.contoso.test': [], '_kerberos._tcp.contoso.test': [dc1] } }), kind: 'permanent', reason: 'dns-srv-missing' },
-    { name: 'SERVFAIL: DNS not ready (transient)', deps: fakeDeps({ srv: { '_ldap._tcp.contoso.test': dnsError('ESERVFAIL') } }), kind: 'transient', reason: 'dns-not-ready' },
-    { name: 'timeout: DNS not ready (transient)', deps: fakeDeps({ srv: { '_ldap._tcp.contoso.test': dnsError('ETIMEOUT') } }), kind: 'transient', reason: 'dns-not-ready' },
-    { name: 'kerberos SRV missing', deps: fakeDeps({ srv: { '_ldap._tcp.contoso.test': [dc1], '_kerberos._tcp.contoso.test': dnsError('ENODATA') } }), kind: 'permanent', reason: 'dns-srv-missing' },
+    {
+      name: 'NXDOMAIN: wrong domain name (permanent)',
+      deps: fakeDeps({ srv: { '_ldap._tcp.contoso.test': dnsError('ENOTFOUND') } }),
+      kind: 'permanent',
+      reason: 'dns-domain-unknown',
+    },
+    {
+      name: 'no SRV data: DNS is not the DCs (permanent)',
+      deps: fakeDeps({ srv: { '_ldap._tcp.contoso.test': dnsError('ENODATA') } }),
+      kind: 'permanent',
+      reason: 'dns-srv-missing',
+    },
+    {
+      name: 'empty SRV answer (permanent)',
+      deps: fakeDeps({ srv: { '_ldap._tcp.contoso.test': [], '_kerberos._tcp.contoso.test': [dc1] } }),
+      kind: 'permanent',
+      reason: 'dns-srv-missing',
+    },
+    {
+      name: 'SERVFAIL: DNS not ready (transient)',
+      deps: fakeDeps({ srv: { '_ldap._tcp.contoso.test': dnsError('ESERVFAIL') } }),
+      kind: 'transient',
+      reason: 'dns-not-ready',
+    },
+    {
+      name: 'timeout: DNS not ready (transient)',
+      deps: fakeDeps({ srv: { '_ldap._tcp.contoso.test': dnsError('ETIMEOUT') } }),
+      kind: 'transient',
+      reason: 'dns-not-ready',
+    },
+    {
+      name: 'kerberos SRV missing',
+      deps: fakeDeps({ srv: { '_ldap._tcp.contoso.test': [dc1], '_kerberos._tcp.contoso.test': dnsError('ENODATA') } }),
+      kind: 'permanent',
+      reason: 'dns-srv-missing',
+    },
     { name: 'a port closed: transient', deps: fakeDeps({ closed: { '10.77.0.2': [464] } }), kind: 'transient', reason: 'dc-unreachable' },
-    { name: 'first DC down, second fine', deps: fakeDeps({ srv: { '_ldap._tcp.contoso.test': [dc1, dc2], '_kerberos._tcp.contoso.test': [dc1] }, closed: { '10.77.0.2': [88] } }), dc: '10.77.0.4' },
+    {
+      name: 'first DC down, second fine',
+      deps: fakeDeps({
+        srv: { '_ldap._tcp.contoso.test': [dc1, dc2], '_kerberos._tcp.contoso.test': [dc1] },
+        closed: { '10.77.0.2': [88] },
+      }),
+      dc: '10.77.0.4',
+    },
     { name: 'DC has no address: transient', deps: fakeDeps({ a: {} }), kind: 'transient', reason: 'dc-unreachable' },
     { name: 'clock 30 s off: fine', deps: fakeDeps({ offset: 30_000 }), dc: '10.77.0.2' },
-    { name: 'clock 2 min off: warning', deps: fakeDeps({ offset: -120_000 }), warn: /differs from the DC dc1.contoso.test by -120.0 s/, dc: '10.77.0.2' },
+    {
+      name: 'clock 2 min off: warning',
+      deps: fakeDeps({ offset: -120_000 }),
+      warn: /differs from the DC dc1.contoso.test by -120.0 s/,
+      dc: '10.77.0.2',
+    },
     { name: 'clock 6 min off: permanent with fix', deps: fakeDeps({ offset: 360_000 }), kind: 'permanent', reason: 'clock-skew' },
-    { name: 'clock unreadable: transient', deps: fakeDeps({ offset: new Error('no answer') }), kind: 'transient', reason: 'clock-unavailable' },
+    {
+      name: 'clock unreadable: transient',
+      deps: fakeDeps({ offset: new Error('no answer') }),
+      kind: 'transient',
+      reason: 'clock-unavailable',
+    },
     { name: 'secret missing: permanent', deps: fakeDeps(), secret: false, kind: 'permanent', reason: 'secret-missing' },
   ];
   for (const c of cases) {
@@ -99,7 +153,10 @@ t.test('the engine retries a transient preflight failure, and check never report
       return deps.resolveSrv(name);
     },
   };
-  const out = await runTasks([createPreflightTask(flaky)], tc.ctx, { backoff: { initialMs: 100, maxDelayMs: 1000, factor: 2, maxAttempts: 5, maxElapsedMs: 60_000 }, random: () => 0.5 });
+  const out = await runTasks([createPreflightTask(flaky)], tc.ctx, {
+    backoff: { initialMs: 100, maxDelayMs: 1000, factor: 2, maxAttempts: 5, maxElapsedMs: 60_000 },
+    random: () => 0.5,
+  });
   t.equal(out[0]?.status, 'ok', 'succeeds after retries');
   t.equal(out[0]?.status === 'ok' && out[0].changed, false, 'nothing changed');
   t.equal(out[0]?.status === 'ok' && out[0].attempts, 3, 'two transient failures, then success');
@@ -114,13 +171,19 @@ t.test('rootDSE currentTime over a real socket', async (t) => {
     const attr = tlv(0x30, Buffer.concat([tlv(0x04, Buffer.from('currentTime')), tlv(0x31, tlv(0x04, Buffer.from(time)))]));
     const e = tlv(0x64, Buffer.concat([tlv(0x04, Buffer.alloc(0)), tlv(0x30, attr)]));
     const done = tlv(0x65, Buffer.concat([tlv(0x0a, Buffer.from([0])), tlv(0x04, Buffer.alloc(0)), tlv(0x04, Buffer.alloc(0))]));
-    return Buffer.concat([tlv(0x30, Buffer.concat([tlv(0x02, Buffer.from([1])), e])), tlv(0x30, Buffer.concat([tlv(0x02, Buffer.from([1])), done]))]);
+    return Buffer.concat([
+      tlv(0x30, Buffer.concat([tlv(0x02, Buffer.from([1])), e])),
+      tlv(0x30, Buffer.concat([tlv(0x02, Buffer.from([1])), done])),
+    ]);
   };
   t.same(parseRootDseTime(entry('20260101120000.0Z')), { done: true, time: '20260101120000.0Z', resultCode: 0 });
   t.same(parseRootDseTime(entry('20260101120000.0Z').subarray(0, 10)), { done: false }, 'waits for more bytes');
 
   const serverTime = new Date(Date.now() + 10 * 60_000);
-  const stamp = serverTime.toISOString().replace(/[-:T]/g, '').replace(/\.\d+Z$/, '.0Z');
+  const stamp = serverTime
+    .toISOString()
+    .replace(/[-:T]/g, '')
+    .replace(/\.\d+Z$/, '.0Z');
   let request: Buffer | undefined;
   const server = net.createServer((s) => {
     s.once('data', (d) => {

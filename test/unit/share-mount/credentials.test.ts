@@ -3,7 +3,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { makePaths } from '../../../src/agent/paths.js';
-import { credentialsModeProblem, credentialsPath, credentialsSystemPath, removeCredentials, renderCredentials, writeCredentials } from '../../../src/tasks/share-mount/credentials.js';
+import {
+  credentialsModeProblem,
+  credentialsPath,
+  credentialsSystemPath,
+  removeCredentials,
+  renderCredentials,
+  writeCredentials,
+} from '../../../src/tasks/share-mount/credentials.js';
 
 const KEY = 'q1W2e3R4t5Y6u7I8o9P0+/aSdFgHjKlZxCvBnM==';
 
@@ -49,7 +56,11 @@ t.test('written root-only and atomically in a temp root', async (t) => {
   await writeCredentials(file, renderCredentials('contosofiles', 'rotated+key=='));
   t.equal((await stat(path.dirname(file))).mode & 0o777, 0o700, 'directory tightened again');
   t.equal(await readFile(file, 'utf8'), 'username=contosofiles\npassword=rotated+key==\n', 'rewritten with the new key');
-  t.same((await readdir(path.dirname(file))).filter((f) => f.endsWith('.tmp')), [], 'no temp file left');
+  t.same(
+    (await readdir(path.dirname(file))).filter((f) => f.endsWith('.tmp')),
+    [],
+    'no temp file left',
+  );
 
   await chmod(file, 0o644);
   t.equal(await credentialsModeProblem(file), 'mode 0644', 'a readable file is reported');

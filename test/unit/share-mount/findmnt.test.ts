@@ -10,7 +10,11 @@ const ROOT = '/tmp/dsvm-root';
 const load = async (name: string): Promise<string> => (await readFile(path.join(fixtures, name), 'utf8')).split('@ROOT@').join(ROOT);
 
 const smb = { target: `${ROOT}/data/workspace`, source: '//contosofiles.file.core.windows.net/workspace', type: 'smb' as const };
-const nfs = { target: `${ROOT}/data/workspace`, source: 'contosofiles.file.core.windows.net:/contosofiles/workspace', type: 'nfs' as const };
+const nfs = {
+  target: `${ROOT}/data/workspace`,
+  source: 'contosofiles.file.core.windows.net:/contosofiles/workspace',
+  type: 'nfs' as const,
+};
 
 t.test('decisions from findmnt -J output', async (t) => {
   const cases = [
@@ -22,7 +26,12 @@ t.test('decisions from findmnt -J output', async (t) => {
     { name: 'automount trigger with the share on top', file: 'findmnt-autofs-cifs.json', wanted: smb, state: 'mounted' },
     { name: 'our NFS share', file: 'findmnt-nfs.json', wanted: nfs, state: 'mounted' },
     { name: 'NFS wanted, cifs of the same host there', file: 'findmnt-cifs.json', wanted: nfs, state: 'other' },
-    { name: 'trailing slash in the wanted target', file: 'findmnt-cifs.json', wanted: { ...smb, target: `${ROOT}/data/workspace/` }, state: 'mounted' },
+    {
+      name: 'trailing slash in the wanted target',
+      file: 'findmnt-cifs.json',
+      wanted: { ...smb, target: `${ROOT}/data/workspace/` },
+      state: 'mounted',
+    },
   ];
   for (const c of cases) {
     const d = decideMount(parseFindmnt(await load(c.file)), c.wanted);
@@ -35,8 +44,21 @@ t.test('decisions from findmnt -J output', async (t) => {
 });
 
 t.test('findmnt tree output (children) is flattened', async (t) => {
-  const tree = JSON.stringify({ filesystems: [{ target: '/', source: '/dev/vda', fstype: 'ext4', options: 'rw', children: [{ target: '/data/workspace', source: '//h/s', fstype: 'cifs', options: 'rw' }] }] });
-  t.same(parseFindmnt(tree).map((e) => e.target), ['/', '/data/workspace']);
+  const tree = JSON.stringify({
+    filesystems: [
+      {
+        target: '/',
+        source: '/dev/vda',
+        fstype: 'ext4',
+        options: 'rw',
+        children: [{ target: '/data/workspace', source: '//h/s', fstype: 'cifs', options: 'rw' }],
+      },
+    ],
+  });
+  t.same(
+    parseFindmnt(tree).map((e) => e.target),
+    ['/', '/data/workspace'],
+  );
 });
 
 t.test('decisions from /proc/self/mountinfo', async (t) => {
@@ -48,6 +70,10 @@ t.test('decisions from /proc/self/mountinfo', async (t) => {
   ];
   for (const c of cases) t.equal(decideMount(parseMountinfo(await load(c.file)), smb).state, c.state, c.name);
   const spaced = parseMountinfo('154 127 0:62 / /tmp/fm/data\\040space/workspace rw,relatime - tmpfs tmpfs-ws rw,size=1024k,mode=755\n');
-  t.same(spaced, [{ target: '/tmp/fm/data space/workspace', source: 'tmpfs-ws', fstype: 'tmpfs', options: 'rw,relatime,rw,size=1024k,mode=755' }], 'octal escapes decoded (real line)');
+  t.same(
+    spaced,
+    [{ target: '/tmp/fm/data space/workspace', source: 'tmpfs-ws', fstype: 'tmpfs', options: 'rw,relatime,rw,size=1024k,mode=755' }],
+    'octal escapes decoded (real line)',
+  );
   t.same(parseMountinfo('garbage\n\n'), [], 'junk lines ignored');
 });

@@ -21,9 +21,18 @@ export const SUBSCRIPTION = 'b8635b18-1560-4250-926e-6ff110446a18';
  * run sees its own mounts: `state` is the fixture findmnt prints.
  */
 export class FakeMounts {
-  state: 'findmnt-not-mounted.json' | 'findmnt-cifs.json' | 'findmnt-tmpfs.json' | 'findmnt-cifs-other.json' | 'findmnt-autofs.json' | 'findmnt-nfs.json' = 'findmnt-not-mounted.json';
+  state:
+    | 'findmnt-not-mounted.json'
+    | 'findmnt-cifs.json'
+    | 'findmnt-tmpfs.json'
+    | 'findmnt-cifs-other.json'
+    | 'findmnt-autofs.json'
+    | 'findmnt-nfs.json' = 'findmnt-not-mounted.json';
   mountResult: { exitCode: number; stderr: string } = { exitCode: 0, stderr: '' };
-  dnsResult: { exitCode: number; stdout?: string } = { exitCode: 0, stdout: '10.77.0.3       STREAM contosofiles.file.contoso.test\n10.77.0.3       DGRAM  \n' };
+  dnsResult: { exitCode: number; stdout?: string } = {
+    exitCode: 0,
+    stdout: '10.77.0.3       STREAM contosofiles.file.contoso.test\n10.77.0.3       DGRAM  \n',
+  };
   /** Called on every umount, e.g. to see what else had happened by then. */
   onUmount: () => void = () => undefined;
   /** The fixtures name the public host; the task tests use the lab's suffix. */

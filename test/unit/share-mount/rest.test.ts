@@ -25,7 +25,16 @@ async function setup(key = KEY, share: Record<string, unknown> = {}) {
   const tc = await makeTestContext({
     root,
     commands: mounts.commands(),
-    config: { share: { account: 'contosofiles', name: 'workspace', endpointSuffix: 'contoso.test', filesEndpoint: `${fakes.urls.files}/contosofiles`, key: { file: '/etc/dsvm-agent/storage-key' }, ...share } },
+    config: {
+      share: {
+        account: 'contosofiles',
+        name: 'workspace',
+        endpointSuffix: 'contoso.test',
+        filesEndpoint: `${fakes.urls.files}/contosofiles`,
+        key: { file: '/etc/dsvm-agent/storage-key' },
+        ...share,
+      },
+    },
   });
   await writeSecretFile(tc.paths, '/etc/dsvm-agent/storage-key', key);
   return { ...tc, mounts, http: { agent: fakes.httpsAgent() } };
@@ -36,8 +45,14 @@ t.test('usage against quota through the Files REST fake', async (t) => {
   await writeFile(path.join(shareDir, 'usage.bin'), Buffer.alloc(4096));
   const usage = await shareUsage(s.ctx, s.http);
   t.same(usage, { usedBytes: 4096, quotaBytes: 100 * 1024 ** 3 });
-  t.ok(fakes.requests.files.some((r) => r.route === 'files.shareStats' && r.auth === 'SharedKey'), 'signed with the shared key');
-  t.notOk(s.logLines.some((l) => l.includes(KEY)), 'key not logged');
+  t.ok(
+    fakes.requests.files.some((r) => r.route === 'files.shareStats' && r.auth === 'SharedKey'),
+    'signed with the shared key',
+  );
+  t.notOk(
+    s.logLines.some((l) => l.includes(KEY)),
+    'key not logged',
+  );
 });
 
 t.test('REST failures', async (t) => {
@@ -65,7 +80,11 @@ t.test('ensureShareFolder: parents first, idempotent', async (t) => {
   t.same(await ensureShareFolder(s.ctx, 'alice/notebooks', s.http), ['alice', 'alice/notebooks']);
   t.ok((await stat(path.join(shareDir, 'alice/notebooks'))).isDirectory());
   t.same(await ensureShareFolder(s.ctx, '/alice/notebooks/', s.http), [], 'second call creates nothing');
-  t.same(await ensureShareFolder(s.ctx, 'Jean.Dupont/notebooks', s.http), ['Jean.Dupont', 'Jean.Dupont/notebooks'], 'dots and upper case kept');
+  t.same(
+    await ensureShareFolder(s.ctx, 'Jean.Dupont/notebooks', s.http),
+    ['Jean.Dupont', 'Jean.Dupont/notebooks'],
+    'dots and upper case kept',
+  );
   const bad = [
     { name: 'dot-dot', rel: 'alice/../bob' },
     { name: 'empty', rel: '/' },
@@ -95,10 +114,38 @@ t.test('closeHandlesAndUnmount: unmount first, then only this VM’s handles', a
   await mkdir(path.join(shareDir, 'users/bob'), { recursive: true });
   fakes.state.seed({
     handles: [
-      { account: 'contosofiles', share: 'workspace', path: 'users/alice/a.ipynb', handleId: '101', clientIp: '10.77.0.10:49152', clientName: 'DSVM-LAB-CLIENT' },
-      { account: 'contosofiles', share: 'workspace', path: 'users/alice', handleId: '102', clientIp: '10.77.0.10:49152', clientName: 'DSVM-LAB-CLIENT' },
-      { account: 'contosofiles', share: 'workspace', path: 'users/bob', handleId: '201', clientIp: '10.77.0.11:50000', clientName: 'DSVM-LAB-CLIEN2' },
-      { account: 'contosofiles', share: 'workspace', path: 'users/alice/a.ipynb', handleId: '202', clientIp: '10.77.0.10:49999', clientName: 'OTHER-BEHIND-NAT' },
+      {
+        account: 'contosofiles',
+        share: 'workspace',
+        path: 'users/alice/a.ipynb',
+        handleId: '101',
+        clientIp: '10.77.0.10:49152',
+        clientName: 'DSVM-LAB-CLIENT',
+      },
+      {
+        account: 'contosofiles',
+        share: 'workspace',
+        path: 'users/alice',
+        handleId: '102',
+        clientIp: '10.77.0.10:49152',
+        clientName: 'DSVM-LAB-CLIENT',
+      },
+      {
+        account: 'contosofiles',
+        share: 'workspace',
+        path: 'users/bob',
+        handleId: '201',
+        clientIp: '10.77.0.11:50000',
+        clientName: 'DSVM-LAB-CLIEN2',
+      },
+      {
+        account: 'contosofiles',
+        share: 'workspace',
+        path: 'users/alice/a.ipynb',
+        handleId: '202',
+        clientIp: '10.77.0.10:49999',
+        clientName: 'OTHER-BEHIND-NAT',
+      },
     ],
   });
   s.mounts.state = 'findmnt-cifs.json';
@@ -106,9 +153,19 @@ t.test('closeHandlesAndUnmount: unmount first, then only this VM’s handles', a
   s.mounts.onUmount = () => {
     closedBeforeUmount = fakes.requests.files.filter((x) => x.route === 'files.forceCloseHandles').length;
   };
-  const r = await closeHandlesAndUnmount(s.ctx, { ...s.http, identity: { addresses: ['10.77.0.10'], names: ['dsvm-lab-client-0001', 'dsvm-lab-client'] } });
+  const r = await closeHandlesAndUnmount(s.ctx, {
+    ...s.http,
+    identity: { addresses: ['10.77.0.10'], names: ['dsvm-lab-client-0001', 'dsvm-lab-client'] },
+  });
   t.same(r, { unmounted: true, closed: 2, failed: 0, foreign: 2, errors: [] });
-  t.same(fakes.state.handles().map((h) => h.handleId).sort(), ['201', '202'], 'other VMs’ handles stay open');
+  t.same(
+    fakes.state
+      .handles()
+      .map((h) => h.handleId)
+      .sort(),
+    ['201', '202'],
+    'other VMs’ handles stay open',
+  );
   const order = s.runner.argv().filter((a) => a.startsWith('umount'));
   t.equal(order.length, 1, 'unmounted once');
   t.equal(closedBeforeUmount, 0, 'no handle was closed before the unmount (cached writes are flushed first)');

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, stat, writeFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
@@ -15,7 +15,17 @@ t.before(async () => {
   shareDir = await mkdtemp(path.join(tmpdir(), 'share-dir-'));
   fakes = await startFakes({
     filesRoots: { 'contosofiles/workspace': shareDir },
-    seed: { storageAccounts: [{ name: 'contosofiles', subscriptionId: SUBSCRIPTION, resourceGroup: 'rg-dsvm', keys: [KEY], shares: { workspace: { quotaGiB: 100 } } }] },
+    seed: {
+      storageAccounts: [
+        {
+          name: 'contosofiles',
+          subscriptionId: SUBSCRIPTION,
+          resourceGroup: 'rg-dsvm',
+          keys: [KEY],
+          shares: { workspace: { quotaGiB: 100 } },
+        },
+      ],
+    },
   });
 });
 t.teardown(() => fakes.close());
@@ -27,7 +37,14 @@ interface Setup extends TestContext {
   task: ReturnType<typeof createShareMountTask>;
 }
 
-async function setup(opts: { share?: Record<string, unknown>; key?: string; tcp?: Parameters<typeof createShareMountTask>[0] extends infer D ? D extends { tcp?: infer P } ? P : never : never; helper?: boolean } = {}): Promise<Setup> {
+async function setup(
+  opts: {
+    share?: Record<string, unknown>;
+    key?: string;
+    tcp?: Parameters<typeof createShareMountTask>[0] extends infer D ? (D extends { tcp?: infer P } ? P : never) : never;
+    helper?: boolean;
+  } = {},
+): Promise<Setup> {
   const root = await mkdtemp(path.join(tmpdir(), 'share-task-'));
   const mounts = new FakeMounts(root);
   const tc = await makeTestContext({
@@ -50,7 +67,11 @@ async function setup(opts: { share?: Record<string, unknown>; key?: string; tcp?
   });
   await writeSecretFile(tc.paths, '/etc/dsvm-agent/storage-key', `${opts.key ?? KEY}\n`);
   if (opts.helper !== false) await installMountHelper(tc.paths);
-  const task = createShareMountTask({ tcp: opts.tcp ?? reachable, kernelRelease: '6.1.0-18-cloud-amd64', http: { agent: fakes.httpsAgent() } });
+  const task = createShareMountTask({
+    tcp: opts.tcp ?? reachable,
+    kernelRelease: '6.1.0-18-cloud-amd64',
+    http: { agent: fakes.httpsAgent() },
+  });
   return { ...tc, mounts, task };
 }
 
@@ -60,7 +81,10 @@ function assertKeyNowhere(t: Test, s: Setup, key = KEY): void {
     t.notOk([c.file, ...(c.args ?? [])].join(' ').includes(key), `key not in argv of ${c.file}`);
     t.notOk((c.input ?? '').includes(key), `key not in stdin of ${c.file}`);
   }
-  t.notOk(s.logLines.some((l) => l.includes(key)), 'key in no log line');
+  t.notOk(
+    s.logLines.some((l) => l.includes(key)),
+    'key in no log line',
+  );
   t.notOk(JSON.stringify(s.ctx.state).includes(key), 'key not in state');
 }
 
@@ -85,11 +109,21 @@ t.test('first mount (no systemd): credentials, unit, mount with the file, never 
   t.equal((await stat(cred)).mode & 0o777, 0o600);
   t.equal((await stat(path.dirname(cred))).mode & 0o777, 0o700);
   const unit = await readFile(path.join(s.root, 'etc/systemd/system/data-workspace.mount'), 'utf8');
-  t.match(unit, 'Options=vers=3.1.1,credentials=/etc/smbcredentials/contosofiles.cred,uid=0,gid=1999,dir_mode=0770,file_mode=0660,serverino,nosharesock,actimeo=30,mfsymlinks,_netdev,nofail');
+  t.match(
+    unit,
+    'Options=vers=3.1.1,credentials=/etc/smbcredentials/contosofiles.cred,uid=0,gid=1999,dir_mode=0770,file_mode=0660,serverino,nosharesock,actimeo=30,mfsymlinks,_netdev,nofail',
+  );
   t.match(unit, 'What=//contosofiles.file.contoso.test/workspace');
   t.ok((await stat(path.join(s.root, 'data/workspace'))).isDirectory(), 'mount point made');
   const mount = s.runner.calls.find((c) => c.file === 'mount');
-  t.same(mount?.args, ['-t', 'cifs', '-o', 'vers=3.1.1,credentials=/etc/smbcredentials/contosofiles.cred,uid=0,gid=1999,dir_mode=0770,file_mode=0660,serverino,nosharesock,actimeo=30,mfsymlinks,_netdev,nofail', '//contosofiles.file.contoso.test/workspace', path.join(s.root, 'data/workspace')]);
+  t.same(mount?.args, [
+    '-t',
+    'cifs',
+    '-o',
+    'vers=3.1.1,credentials=/etc/smbcredentials/contosofiles.cred,uid=0,gid=1999,dir_mode=0770,file_mode=0660,serverino,nosharesock,actimeo=30,mfsymlinks,_netdev,nofail',
+    '//contosofiles.file.contoso.test/workspace',
+    path.join(s.root, 'data/workspace'),
+  ]);
   t.same(s.services.actions, ['daemon-reload', 'enable data-workspace.mount']);
   t.equal(fakes.requests.files.at(-1)?.route, 'files.shareProperties', 'the key was checked over REST before mounting');
 
@@ -113,9 +147,21 @@ t.test('runTasks converges and a second run changes nothing', async (t) => {
 
 t.test('idempotency and refusals from the mount table', async (t) => {
   const cases = [
-    { name: 'something else mounted there: permanent, nothing written', table: 'findmnt-tmpfs.json' as const, error: { kind: 'permanent', reason: 'share-mountpoint-busy', message: /scratch \(tmpfs\) mounted; the agent never mounts over/ } },
-    { name: 'another share mounted there', table: 'findmnt-cifs-other.json' as const, error: { kind: 'permanent', reason: 'share-mountpoint-busy', message: /otheraccount/ } },
-    { name: 'an automount trigger in key mode', table: 'findmnt-autofs.json' as const, error: { kind: 'permanent', reason: 'share-mountpoint-busy' } },
+    {
+      name: 'something else mounted there: permanent, nothing written',
+      table: 'findmnt-tmpfs.json' as const,
+      error: { kind: 'permanent', reason: 'share-mountpoint-busy', message: /scratch \(tmpfs\) mounted; the agent never mounts over/ },
+    },
+    {
+      name: 'another share mounted there',
+      table: 'findmnt-cifs-other.json' as const,
+      error: { kind: 'permanent', reason: 'share-mountpoint-busy', message: /otheraccount/ },
+    },
+    {
+      name: 'an automount trigger in key mode',
+      table: 'findmnt-autofs.json' as const,
+      error: { kind: 'permanent', reason: 'share-mountpoint-busy' },
+    },
   ];
   for (const c of cases) {
     t.test(c.name, async (t) => {
@@ -123,7 +169,10 @@ t.test('idempotency and refusals from the mount table', async (t) => {
       s.mounts.state = c.table;
       await t.rejects(s.task.check(s.ctx), agentError(c.error));
       await t.rejects(stat(path.join(s.root, 'etc/smbcredentials')), { code: 'ENOENT' }, 'no credentials written');
-      t.notOk(s.runner.calls.some((c) => c.file === 'mount'), 'no mount attempted');
+      t.notOk(
+        s.runner.calls.some((c) => c.file === 'mount'),
+        'no mount attempted',
+      );
     });
   }
   t.test('already mounted from the right source, files in place: nothing', async (t) => {
@@ -138,7 +187,11 @@ t.test('idempotency and refusals from the mount table', async (t) => {
     const s = await setup();
     s.mounts.state = 'findmnt-cifs.json';
     const found = await s.task.check(s.ctx);
-    t.same(found.changes, ['write credentials file /etc/smbcredentials/contosofiles.cred (root, 0600)', 'write unit /etc/systemd/system/data-workspace.mount', 'remount /data/workspace to use the new options']);
+    t.same(found.changes, [
+      'write credentials file /etc/smbcredentials/contosofiles.cred (root, 0600)',
+      'write unit /etc/systemd/system/data-workspace.mount',
+      'remount /data/workspace to use the new options',
+    ]);
   });
 });
 
@@ -151,11 +204,24 @@ t.test('key rotation rewrites the credentials file and remounts', async (t) => {
   const ctx = { ...s.ctx };
   s.runner.calls.length = 0;
   const found = await s.task.check(ctx);
-  t.same(found.changes, ['rewrite credentials file /etc/smbcredentials/contosofiles.cred: the storage key changed', 'remount /data/workspace to use the new key']);
+  t.same(found.changes, [
+    'rewrite credentials file /etc/smbcredentials/contosofiles.cred: the storage key changed',
+    'remount /data/workspace to use the new key',
+  ]);
   t.notOk(found.changes.join(' ').includes(rotated), 'the change text does not carry the key');
   await s.task.apply(ctx, found);
-  t.equal(await readFile(path.join(s.root, 'etc/smbcredentials/contosofiles.cred'), 'utf8'), `username=contosofiles\npassword=${rotated}\n`);
-  t.same(s.runner.argv().filter((a) => /^u?mount /.test(a)).map((a) => a.split(' ')[0]), ['umount', 'mount'], 'unmounted, then mounted with the new key');
+  t.equal(
+    await readFile(path.join(s.root, 'etc/smbcredentials/contosofiles.cred'), 'utf8'),
+    `username=contosofiles\npassword=${rotated}\n`,
+  );
+  t.same(
+    s.runner
+      .argv()
+      .filter((a) => /^u?mount /.test(a))
+      .map((a) => a.split(' ')[0]),
+    ['umount', 'mount'],
+    'unmounted, then mounted with the new key',
+  );
   t.same((await s.task.check(ctx)).changes, []);
   assertKeyNowhere(t, s, rotated);
 });
@@ -165,7 +231,13 @@ t.test('failures name the problem and the fix', async (t) => {
     {
       name: 'port 445 blocked (no answer)',
       setup: { tcp: async () => ({ ok: false as const, why: 'timeout' }) },
-      error: { kind: 'transient', reason: 'share-port-blocked', message: /TCP 445 \(SMB\) on contosofiles\.file\.contoso\.test \(10\.77\.0\.3\) is not reachable: no answer within 3 s\. A blocked port 445 is the most common Azure Files failure/, fix: /allow outbound TCP 445/ },
+      error: {
+        kind: 'transient',
+        reason: 'share-port-blocked',
+        message:
+          /TCP 445 \(SMB\) on contosofiles\.file\.contoso\.test \(10\.77\.0\.3\) is not reachable: no answer within 3 s\. A blocked port 445 is the most common Azure Files failure/,
+        fix: /allow outbound TCP 445/,
+      },
     },
     {
       name: 'port 445 refused',
@@ -175,7 +247,12 @@ t.test('failures name the problem and the fix', async (t) => {
     {
       name: 'wrong key: authentication failure before any mount',
       setup: { key: WRONG_KEY },
-      error: { kind: 'permanent', reason: 'share-auth-failed', message: /refused the key \(403 AuthenticationFailed\)/, fix: /current key1\/key2/ },
+      error: {
+        kind: 'permanent',
+        reason: 'share-auth-failed',
+        message: /refused the key \(403 AuthenticationFailed\)/,
+        fix: /current key1\/key2/,
+      },
     },
     {
       name: 'no such share',
@@ -197,7 +274,10 @@ t.test('failures name the problem and the fix', async (t) => {
     t.test(c.name, async (t) => {
       const s = await setup(c.setup);
       await t.rejects(s.task.check(s.ctx), agentError(c.error));
-      t.notOk(s.runner.calls.some((x) => x.file === 'mount'), 'no mount attempted');
+      t.notOk(
+        s.runner.calls.some((x) => x.file === 'mount'),
+        'no mount attempted',
+      );
       assertKeyNowhere(t, s, c.setup.key ?? KEY);
     });
   }
@@ -205,14 +285,35 @@ t.test('failures name the problem and the fix', async (t) => {
   t.test('DNS does not resolve', async (t) => {
     const s = await setup();
     s.mounts.dnsResult = { exitCode: 2 };
-    await t.rejects(s.task.check(s.ctx), agentError({ kind: 'transient', reason: 'share-dns', message: /contosofiles\.file\.contoso\.test does not resolve/ }));
+    await t.rejects(
+      s.task.check(s.ctx),
+      agentError({ kind: 'transient', reason: 'share-dns', message: /contosofiles\.file\.contoso\.test does not resolve/ }),
+    );
   });
 
   const mountErrors = [
-    { name: 'kernel without cifs (the lab host)', stderr: 'mount error(19): No such device\nRefer to the mount.cifs(8) manual page (e.g. man mount.cifs) and kernel log messages (dmesg)\n', error: { kind: 'permanent', reason: 'share-kernel-no-cifs', message: /The kernel has no CIFS support/, fix: /modprobe cifs/ } },
-    { name: 'key refused by SMB', stderr: 'mount error(13): Permission denied\nRefer to the mount.cifs(8) manual page (e.g. man mount.cifs) and kernel log messages (dmesg)\n', error: { kind: 'permanent', reason: 'share-auth-failed', message: /authentication failure/ } },
-    { name: 'host down while mounting', stderr: 'mount error(112): Host is down\n', error: { kind: 'transient', reason: 'share-port-blocked', message: /445/ } },
-    { name: 'dialect refused', stderr: 'mount error(95): Operation not supported\n', error: { kind: 'permanent', reason: 'share-dialect', fix: /vers=3\.0/ } },
+    {
+      name: 'kernel without cifs (the lab host)',
+      stderr:
+        'mount error(19): No such device\nRefer to the mount.cifs(8) manual page (e.g. man mount.cifs) and kernel log messages (dmesg)\n',
+      error: { kind: 'permanent', reason: 'share-kernel-no-cifs', message: /The kernel has no CIFS support/, fix: /modprobe cifs/ },
+    },
+    {
+      name: 'key refused by SMB',
+      stderr:
+        'mount error(13): Permission denied\nRefer to the mount.cifs(8) manual page (e.g. man mount.cifs) and kernel log messages (dmesg)\n',
+      error: { kind: 'permanent', reason: 'share-auth-failed', message: /authentication failure/ },
+    },
+    {
+      name: 'host down while mounting',
+      stderr: 'mount error(112): Host is down\n',
+      error: { kind: 'transient', reason: 'share-port-blocked', message: /445/ },
+    },
+    {
+      name: 'dialect refused',
+      stderr: 'mount error(95): Operation not supported\n',
+      error: { kind: 'permanent', reason: 'share-dialect', fix: /vers=3\.0/ },
+    },
     { name: 'unknown failure', stderr: 'mount error(5): Input/output error\n', error: { kind: 'transient', reason: 'share-mount-failed' } },
   ];
   for (const c of mountErrors) {
@@ -227,13 +328,35 @@ t.test('failures name the problem and the fix', async (t) => {
 
 /** A service manager as on a real VM: systemd. */
 function systemdServices(s: Setup): ServiceManager {
-  return { ...s.services, kind: 'systemd', start: (u) => s.services.start(u), stop: (u) => s.services.stop(u), restart: (u) => s.services.restart(u), enable: (u) => s.services.enable(u), disable: (u) => s.services.disable(u), daemonReload: () => s.services.daemonReload(), isActive: (u) => s.services.isActive(u) };
+  return {
+    ...s.services,
+    kind: 'systemd',
+    start: (u) => s.services.start(u),
+    stop: (u) => s.services.stop(u),
+    restart: (u) => s.services.restart(u),
+    enable: (u) => s.services.enable(u),
+    disable: (u) => s.services.disable(u),
+    daemonReload: () => s.services.daemonReload(),
+    isActive: (u) => s.services.isActive(u),
+  };
 }
 
 t.test('under systemd the unit mounts; Kerberos arms an automount', async (t) => {
   const cases = [
-    { name: 'key', share: {}, entry: 'data-workspace.mount', change: 'mount //contosofiles.file.contoso.test/workspace at /data/workspace', units: ['data-workspace.mount'] },
-    { name: 'kerberos', share: { auth: 'kerberos', key: undefined }, entry: 'data-workspace.automount', change: 'start data-workspace.automount (mounts //contosofiles.file.contoso.test/workspace on first access)', units: ['data-workspace.mount', 'data-workspace.automount'] },
+    {
+      name: 'key',
+      share: {},
+      entry: 'data-workspace.mount',
+      change: 'mount //contosofiles.file.contoso.test/workspace at /data/workspace',
+      units: ['data-workspace.mount'],
+    },
+    {
+      name: 'kerberos',
+      share: { auth: 'kerberos', key: undefined },
+      entry: 'data-workspace.automount',
+      change: 'start data-workspace.automount (mounts //contosofiles.file.contoso.test/workspace on first access)',
+      units: ['data-workspace.mount', 'data-workspace.automount'],
+    },
   ];
   for (const c of cases) {
     t.test(c.name, async (t) => {
@@ -244,13 +367,27 @@ t.test('under systemd the unit mounts; Kerberos arms an automount', async (t) =>
       await s.task.apply(ctx, found);
       t.same(s.services.actions, ['daemon-reload', `enable ${c.entry}`, `start ${c.entry}`]);
       for (const u of c.units) t.ok((await stat(path.join(s.root, 'etc/systemd/system', u))).isFile(), `${u} written`);
-      t.notOk(s.runner.calls.some((x) => x.file === 'mount'), 'mount(8) not called directly');
+      t.notOk(
+        s.runner.calls.some((x) => x.file === 'mount'),
+        'mount(8) not called directly',
+      );
     });
   }
   t.test('a failed start is explained from the unit journal', async (t) => {
     const s = await setup();
-    s.runner.on({ file: 'journalctl', result: { stdout: 'Mounting data-workspace.mount...\nmount error(13): Permission denied\ndata-workspace.mount: Mount process exited, code=exited, status=32/n/a\n' } });
-    const services = { ...systemdServices(s), start: async () => { throw new Error('systemctl start data-workspace.mount: Job for data-workspace.mount failed.'); } };
+    s.runner.on({
+      file: 'journalctl',
+      result: {
+        stdout:
+          'Mounting data-workspace.mount...\nmount error(13): Permission denied\ndata-workspace.mount: Mount process exited, code=exited, status=32/n/a\n',
+      },
+    });
+    const services = {
+      ...systemdServices(s),
+      start: async () => {
+        throw new Error('systemctl start data-workspace.mount: Job for data-workspace.mount failed.');
+      },
+    };
     const ctx = { ...s.ctx, services };
     await t.rejects(s.task.apply(ctx, await s.task.check(ctx)), agentError({ reason: 'share-auth-failed' }));
   });
@@ -260,7 +397,11 @@ t.test('undo unmounts our share and removes unit and credentials', async (t) => 
   const s = await setup();
   await s.task.apply(s.ctx, await s.task.check(s.ctx));
   const removed = await s.task.undo!(s.ctx, { leaveDomain: false });
-  t.same(removed, ['mount /data/workspace', 'unit /etc/systemd/system/data-workspace.mount', 'credentials /etc/smbcredentials/contosofiles.cred']);
+  t.same(removed, [
+    'mount /data/workspace',
+    'unit /etc/systemd/system/data-workspace.mount',
+    'credentials /etc/smbcredentials/contosofiles.cred',
+  ]);
   t.ok(s.runner.argv().includes(`umount ${path.join(s.root, 'data/workspace')}`));
   t.same(await s.task.undo!(s.ctx, { leaveDomain: false }), [], 'second undo: nothing left');
   const other = await setup();
@@ -271,12 +412,42 @@ t.test('undo unmounts our share and removes unit and credentials', async (t) => 
 
 t.test('isMounted and probeShare read mountinfo; the stat has a deadline', async (t) => {
   const cases = [
-    { name: 'not mounted', mountinfo: 'mountinfo-not-mounted.txt', stat: undefined, want: { mounted: false, responsive: false, reason: /nothing is mounted/ } },
-    { name: 'something else', mountinfo: 'mountinfo-tmpfs.txt', stat: undefined, want: { mounted: false, responsive: false, fstype: 'tmpfs', reason: /not the share/ } },
-    { name: 'automount armed', mountinfo: 'mountinfo-autofs.txt', stat: undefined, want: { mounted: false, automount: true, reason: /first access/ } },
-    { name: 'mounted and answering', mountinfo: 'mountinfo-cifs.txt', stat: { stdout: 'smb2\n', durationMs: 12 }, want: { mounted: true, responsive: true, source: '//contosofiles.file.contoso.test/workspace' } },
-    { name: 'mounted and hung', mountinfo: 'mountinfo-cifs.txt', stat: { exitCode: null, signal: 'SIGKILL', timedOut: true, durationMs: 1500 }, want: { mounted: true, responsive: false, reason: /did not answer within 1500 ms/ } },
-    { name: 'mounted, server gone', mountinfo: 'mountinfo-cifs.txt', stat: { exitCode: 1, stderr: "stat: cannot read file system information for '/data/workspace': Host is down\n" }, want: { mounted: true, responsive: false, reason: /Host is down/ } },
+    {
+      name: 'not mounted',
+      mountinfo: 'mountinfo-not-mounted.txt',
+      stat: undefined,
+      want: { mounted: false, responsive: false, reason: /nothing is mounted/ },
+    },
+    {
+      name: 'something else',
+      mountinfo: 'mountinfo-tmpfs.txt',
+      stat: undefined,
+      want: { mounted: false, responsive: false, fstype: 'tmpfs', reason: /not the share/ },
+    },
+    {
+      name: 'automount armed',
+      mountinfo: 'mountinfo-autofs.txt',
+      stat: undefined,
+      want: { mounted: false, automount: true, reason: /first access/ },
+    },
+    {
+      name: 'mounted and answering',
+      mountinfo: 'mountinfo-cifs.txt',
+      stat: { stdout: 'smb2\n', durationMs: 12 },
+      want: { mounted: true, responsive: true, source: '//contosofiles.file.contoso.test/workspace' },
+    },
+    {
+      name: 'mounted and hung',
+      mountinfo: 'mountinfo-cifs.txt',
+      stat: { exitCode: null, signal: 'SIGKILL', timedOut: true, durationMs: 1500 },
+      want: { mounted: true, responsive: false, reason: /did not answer within 1500 ms/ },
+    },
+    {
+      name: 'mounted, server gone',
+      mountinfo: 'mountinfo-cifs.txt',
+      stat: { exitCode: 1, stderr: "stat: cannot read file system information for '/data/workspace': Host is down\n" },
+      want: { mounted: true, responsive: false, reason: /Host is down/ },
+    },
   ];
   for (const c of cases) {
     t.test(c.name, async (t) => {
@@ -287,7 +458,11 @@ t.test('isMounted and probeShare read mountinfo; the stat has a deadline', async
       t.match(p, c.want);
       t.equal(await isMounted(s.ctx), c.want.mounted);
       const statCall = s.runner.calls.find((x) => x.file === 'stat');
-      if (c.stat) t.same({ args: statCall?.args, timeoutMs: statCall?.timeoutMs }, { args: ['-f', '-c', '%T', path.join(s.root, 'data/workspace')], timeoutMs: 1500 });
+      if (c.stat)
+        t.same(
+          { args: statCall?.args, timeoutMs: statCall?.timeoutMs },
+          { args: ['-f', '-c', '%T', path.join(s.root, 'data/workspace')], timeoutMs: 1500 },
+        );
       else t.notOk(statCall, 'the share is not touched');
     });
   }
@@ -296,7 +471,9 @@ t.test('isMounted and probeShare read mountinfo; the stat has a deadline', async
 t.test('storage key from ARM listKeys through the managed identity', async (t) => {
   const arm = (rg: string) => ({ key: { armListKeys: { subscriptionId: SUBSCRIPTION, resourceGroup: rg } } });
   t.test('granted: the key comes from listKeys', async (t) => {
-    fakes.state.seed({ identities: [{ clientId: '11111111-1111-1111-1111-111111111111', systemAssigned: true, storageAccounts: ['contosofiles'] }] });
+    fakes.state.seed({
+      identities: [{ clientId: '11111111-1111-1111-1111-111111111111', systemAssigned: true, storageAccounts: ['contosofiles'] }],
+    });
     const s = await setup({ share: arm('rg-dsvm') });
     await s.task.apply(s.ctx, await s.task.check(s.ctx));
     t.equal(await readFile(path.join(s.root, 'etc/smbcredentials/contosofiles.cred'), 'utf8'), `username=contosofiles\npassword=${KEY}\n`);
@@ -306,11 +483,17 @@ t.test('storage key from ARM listKeys through the managed identity', async (t) =
   t.test('not granted: 403 names the role', async (t) => {
     fakes.state.seed({ identities: [{ clientId: '11111111-1111-1111-1111-111111111111', systemAssigned: true, storageAccounts: [] }] });
     const s = await setup({ share: arm('rg-dsvm') });
-    await t.rejects(s.task.check(s.ctx), agentError({ kind: 'permanent', reason: 'share-listkeys-forbidden', fix: /Storage Account Key Operator Service Role/ }));
+    await t.rejects(
+      s.task.check(s.ctx),
+      agentError({ kind: 'permanent', reason: 'share-listkeys-forbidden', fix: /Storage Account Key Operator Service Role/ }),
+    );
   });
   t.test('wrong resource group: 404 says which names to check', async (t) => {
     fakes.state.seed({ identities: [{ clientId: '11111111-1111-1111-1111-111111111111', systemAssigned: true, storageAccounts: '*' }] });
     const s = await setup({ share: arm('rg-wrong') });
-    await t.rejects(s.task.check(s.ctx), agentError({ kind: 'permanent', reason: 'share-account-not-found', message: /resource group "rg-wrong"/ }));
+    await t.rejects(
+      s.task.check(s.ctx),
+      agentError({ kind: 'permanent', reason: 'share-account-not-found', message: /resource group "rg-wrong"/ }),
+    );
   });
 });

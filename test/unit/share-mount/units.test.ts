@@ -44,7 +44,14 @@ const cases = [
 t.test('units per mode match the golden files', async (t) => {
   for (const c of cases) {
     t.test(c.name, async (t) => {
-      const options = mountOptions({ share: c.share, kernel: c.kernel, uid: c.uid, gid: c.gid, credentialsFile: cred, machineAccount: c.machine });
+      const options = mountOptions({
+        share: c.share,
+        kernel: c.kernel,
+        uid: c.uid,
+        gid: c.gid,
+        credentialsFile: cred,
+        machineAccount: c.machine,
+      });
       const units = renderUnits({ share: c.share, mode: shareMode(c.share), source: mountSource(c.share), options });
       const dir = path.join(goldenDir, c.name);
       if (update) await mkdir(dir, { recursive: true });
@@ -63,13 +70,49 @@ t.test('units per mode match the golden files', async (t) => {
 t.test('option rules', async (t) => {
   const opts = (s: typeof share, k = modern) => mountOptions({ share: s, kernel: k, uid: 0, gid: 0, credentialsFile: cred });
   const cases = [
-    { name: 'key mode: Microsoft options and non-blocking boot', got: opts(share), has: ['vers=3.1.1', `credentials=${cred}`, 'serverino', 'nosharesock', 'actimeo=30', 'mfsymlinks', '_netdev', 'nofail', 'dir_mode=0775', 'file_mode=0664'], hasNot: ['dir_mode=0777', 'file_mode=0777'] },
+    {
+      name: 'key mode: Microsoft options and non-blocking boot',
+      got: opts(share),
+      has: [
+        'vers=3.1.1',
+        `credentials=${cred}`,
+        'serverino',
+        'nosharesock',
+        'actimeo=30',
+        'mfsymlinks',
+        '_netdev',
+        'nofail',
+        'dir_mode=0775',
+        'file_mode=0664',
+      ],
+      hasNot: ['dir_mode=0777', 'file_mode=0777'],
+    },
     { name: 'kernel 4.15 gets SMB 3.0', got: opts(share, parseKernelRelease('4.15.0')), has: ['vers=3.0'], hasNot: ['vers=3.1.1'] },
     { name: 'kernel 4.17 gets SMB 3.1.1', got: opts(share, parseKernelRelease('4.17.1')), has: ['vers=3.1.1'], hasNot: [] },
-    { name: 'kerberos: multiuser, no key file, no forced owner', got: opts({ ...share, auth: 'kerberos' }), has: ['sec=krb5', 'multiuser', 'cruid=0', '_netdev', 'nofail'], hasNot: [`credentials=${cred}`, 'uid=0', 'gid=0'] },
-    { name: 'nfs 4.1 on a recent kernel', got: opts({ ...share, type: 'nfs' }), has: ['vers=4', 'minorversion=1', 'sec=sys', 'nconnect=4', '_netdev', 'nofail'], hasNot: ['noresvport', `credentials=${cred}`, 'mfsymlinks'] },
-    { name: 'nfs on 5.4: noresvport', got: opts({ ...share, type: 'nfs' }, parseKernelRelease('5.4.0')), has: ['noresvport', 'nconnect=4'], hasNot: [] },
-    { name: 'nfs on 4.19: no nconnect', got: opts({ ...share, type: 'nfs' }, parseKernelRelease('4.19.0')), has: ['noresvport'], hasNot: ['nconnect=4'] },
+    {
+      name: 'kerberos: multiuser, no key file, no forced owner',
+      got: opts({ ...share, auth: 'kerberos' }),
+      has: ['sec=krb5', 'multiuser', 'cruid=0', '_netdev', 'nofail'],
+      hasNot: [`credentials=${cred}`, 'uid=0', 'gid=0'],
+    },
+    {
+      name: 'nfs 4.1 on a recent kernel',
+      got: opts({ ...share, type: 'nfs' }),
+      has: ['vers=4', 'minorversion=1', 'sec=sys', 'nconnect=4', '_netdev', 'nofail'],
+      hasNot: ['noresvport', `credentials=${cred}`, 'mfsymlinks'],
+    },
+    {
+      name: 'nfs on 5.4: noresvport',
+      got: opts({ ...share, type: 'nfs' }, parseKernelRelease('5.4.0')),
+      has: ['noresvport', 'nconnect=4'],
+      hasNot: [],
+    },
+    {
+      name: 'nfs on 4.19: no nconnect',
+      got: opts({ ...share, type: 'nfs' }, parseKernelRelease('4.19.0')),
+      has: ['noresvport'],
+      hasNot: ['nconnect=4'],
+    },
   ];
   for (const c of cases) {
     t.test(c.name, async (t) => {
@@ -78,7 +121,11 @@ t.test('option rules', async (t) => {
     });
   }
   t.equal(smbDialect(parseKernelRelease('garbage')), '3.1.1', 'unreadable release is taken as recent');
-  t.same(mergeOptions(['vers=3.1.1', 'actimeo=30'], ['vers=3.0', 'nobrl']), ['vers=3.0', 'actimeo=30', 'nobrl'], 'user options replace by key');
+  t.same(
+    mergeOptions(['vers=3.1.1', 'actimeo=30'], ['vers=3.0', 'nobrl']),
+    ['vers=3.0', 'actimeo=30', 'nobrl'],
+    'user options replace by key',
+  );
   t.throws(() => mergeOptions([], ['uid=a,b']), { name: 'AgentError', kind: 'config' }, 'a comma would inject options');
   t.throws(() => mergeOptions([], ['x=%h']), { name: 'AgentError', kind: 'config' }, 'a % would be a systemd specifier');
 });
@@ -97,29 +144,41 @@ t.test('unit names follow systemd-escape --path', async (t) => {
   for (const c of cases) {
     t.equal(escapeUnitPath(c.path), c.want, c.name);
     // The real tool, where installed, is the reference.
-    if (real) t.equal(execFileSync('systemd-escape', ['--path', c.path], { encoding: 'utf8' }).trim(), c.want, `${c.name}: systemd-escape agrees`);
+    if (real)
+      t.equal(execFileSync('systemd-escape', ['--path', c.path], { encoding: 'utf8' }).trim(), c.want, `${c.name}: systemd-escape agrees`);
   }
   t.same(unitNames('/data/workspace'), { mount: 'data-workspace.mount', automount: 'data-workspace.automount' });
   t.throws(() => escapeUnitPath('data'), { name: 'AgentError', kind: 'config' });
   t.throws(() => escapeUnitPath('/data/../etc'), { name: 'AgentError', kind: 'config' });
 });
 
-t.test('systemd-analyze verify accepts every rendered unit', { skip: existsSync('/usr/bin/systemd-analyze') ? false : 'systemd-analyze not installed' }, async (t) => {
-  const { mkdtemp, rm } = await import('node:fs/promises');
-  const { tmpdir } = await import('node:os');
-  const { spawnSync } = await import('node:child_process');
-  for (const c of cases) {
-    const dir = await mkdtemp(path.join(tmpdir(), 'share-units-'));
-    const options = mountOptions({ share: c.share, kernel: c.kernel, uid: c.uid, gid: c.gid, credentialsFile: cred, machineAccount: c.machine });
-    const units = renderUnits({ share: c.share, mode: shareMode(c.share), source: mountSource(c.share), options });
-    const files = [];
-    for (const [name, content] of Object.entries(units.files)) {
-      await writeFile(path.join(dir, name), content);
-      files.push(path.join(dir, name));
+t.test(
+  'systemd-analyze verify accepts every rendered unit',
+  { skip: existsSync('/usr/bin/systemd-analyze') ? false : 'systemd-analyze not installed' },
+  async (t) => {
+    const { mkdtemp, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { spawnSync } = await import('node:child_process');
+    for (const c of cases) {
+      const dir = await mkdtemp(path.join(tmpdir(), 'share-units-'));
+      const options = mountOptions({
+        share: c.share,
+        kernel: c.kernel,
+        uid: c.uid,
+        gid: c.gid,
+        credentialsFile: cred,
+        machineAccount: c.machine,
+      });
+      const units = renderUnits({ share: c.share, mode: shareMode(c.share), source: mountSource(c.share), options });
+      const files = [];
+      for (const [name, content] of Object.entries(units.files)) {
+        await writeFile(path.join(dir, name), content);
+        files.push(path.join(dir, name));
+      }
+      const r = spawnSync('systemd-analyze', ['verify', '--man=no', ...files], { encoding: 'utf8' });
+      t.equal(r.status, 0, `${c.name}: exit 0 (${r.stderr.trim()})`);
+      t.notMatch(r.stderr, /Unknown key|Refusing|bad unit|Failed to parse/i, `${c.name}: no complaint`);
+      await rm(dir, { recursive: true, force: true });
     }
-    const r = spawnSync('systemd-analyze', ['verify', '--man=no', ...files], { encoding: 'utf8' });
-    t.equal(r.status, 0, `${c.name}: exit 0 (${r.stderr.trim()})`);
-    t.notMatch(r.stderr, /Unknown key|Refusing|bad unit|Failed to parse/i, `${c.name}: no complaint`);
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+  },
+);

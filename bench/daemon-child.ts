@@ -1,0 +1,89 @@
+/**
+ * The daemon under measurement, in its own process (bench/daemon.ts bundles
+ * and forks it, so its RSS and CPU are the daemon's alone). Real health
+ * server, control socket, check runner with real node-cron schedules and the
+ * real command runner; the capabilities that would need a domain or a share
+ * (testJoin, share probe, clock) answer from memory, and identity-lookup
+ * runs the real `getent`.
+ */
+import { mkdtemp, mkdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { validateConfig } from '../src/agent/config.js';
+import { createBase, createTaskContext } from '../src/agent/context.js';
+import { Daemon } from '../src/agent/daemon/daemon.js';
+import { nullNotifier } from '../src/agent/daemon/notify.js';
+import type { DaemonOps } from '../src/agent/daemon/ops.js';
+import type { ServiceManager } from '../src/agent/service-manager.js';
+import { StateStore } from '../src/agent/state.js';
+
+const ops: DaemonOps = {
+  fallbacks: [],
+  testJoin: async () => ({ ok: true, reason: 'joined' }),
+  probeShare: async () => ({ mounted: true, responsive: true, reason: '' }),
+  shareUsage: async () => ({ usedBytes: 1, quotaBytes: 100 }),
+  clockOffset: async () => ({ offsetMs: 3, source: 'dc' }),
+  remountShare: async () => undefined,
+  rejoin: async () => undefined,
+  restartSssd: async () => undefined,
+  closeHandlesAndUnmount: async () => undefined,
+  leaveDomain: async () => undefined,
+};
+const services: ServiceManager = {
+  kind: 'direct',
+  isActive: async () => true,
+  restart: async () => undefined,
+  start: async () => undefined,
+  stop: async () => undefined,
+  enable: async () => undefined,
+  disable: async () => undefined,
+  daemonReload: async () => undefined,
+};
+
+const root = await mkdtemp(path.join(tmpdir(), 'dsvm-bench-'));
+await mkdir(path.join(root, 'var'), { recursive: true });
+const cfg = validateConfig(
+  {
+    azure: { imdsEndpoint: 'http://127.0.0.1:9' },
+    domain: { name: 'contoso.test', joinUser: 'dsvm-join', joinPassword: { file: '/etc/dsvm-agent/join-password' }, allowGroups: ['root'] },
+    share: { account: 'contosofiles', name: 'workspace', key: { file: '/etc/dsvm-agent/key' } },
+    health: { listen: '127.0.0.1:0' },
+    scheduledEvents: { enabled: false },
+  },
+  'bench',
+);
+const base = createBase({ root, logLevel: 'error' });
+const { ctx, store } = await createTaskContext(base, cfg, { services });
+ctx.state.firstBootCompletedAt = new Date().toISOString();
+ctx.state.firstBootDurationMs = 1000;
+await new StateStore(ctx.paths.stateFile, ctx.log).write(ctx.state);
+await writeFile(path.join(root, 'ready'), '');
+const daemon = await Daemon.start({ ctx, store, firstBootTasks: [], ops, notifier: nullNotifier });
+await daemon.firstBootSettled;
+
+const mem = () => {
+  (globalThis as { gc?: () => void }).gc?.();
+  const m = process.memoryUsage();
+  return { rssMb: m.rss / 2 ** 20, heapMb: m.heapUsed / 2 ** 20 };
+};
+process.on('message', (msg: { op: string; n?: number; ms?: number }) => {
+  void (async () => {
+    if (msg.op === 'mem') return process.send?.({ ...mem() });
+    if (msg.op === 'cycles') {
+      const t0 = performance.now();
+      for (let i = 0; i < (msg.n ?? 0); i++) await daemon.runner.runAll();
+      return process.send?.({ ...mem(), ms: performance.now() - t0 });
+    }
+    if (msg.op === 'cpu') {
+      const c0 = process.cpuUsage();
+      await new Promise((r) => setTimeout(r, msg.ms));
+      const c = process.cpuUsage(c0);
+      return process.send?.({ cpuSec: (c.user + c.system) / 1e6 });
+    }
+    if (msg.op === 'stop') {
+      await daemon.stop();
+      process.exit(0);
+    }
+  })();
+});
+process.send?.({ url: daemon.healthUrl, ...mem() });

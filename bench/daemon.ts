@@ -1,0 +1,175 @@
+/**
+ * The daemon's footprint against a baseline measured in the same run: a
+ * bare `node` http server answering a static JSON body (what any Node
+ * health endpoint costs at least).
+ *
+ * - RSS after start, and after 1,000 check cycles (growth = leak);
+ * - CPU seconds per hour while idle with the default check schedules,
+ *   extrapolated from a measured window (BENCH_IDLE_SEC, default 60);
+ * - /health latency at 200 requests/s for BENCH_LOAD_SEC (default 10);
+ * - the cost of one watchdog ping (a `systemd-notify` process).
+ *
+ * Run: npx tsx bench/daemon.ts   (prints a table; `--json` for JSON)
+ */
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const IDLE_SEC = Number(process.env.BENCH_IDLE_SEC ?? 60);
+const LOAD_SEC = Number(process.env.BENCH_LOAD_SEC ?? 10);
+const CYCLES = Number(process.env.BENCH_CYCLES ?? 1000);
+
+const BASELINE = `
+const http = require('node:http');
+const body = JSON.stringify({ ApplicationHealthState: 'Healthy' });
+const server = http.createServer((req, res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end(body); });
+server.listen(0, '127.0.0.1', () => {
+  const mem = () => { global.gc?.(); const m = process.memoryUsage(); return { rssMb: m.rss / 2 ** 20, heapMb: m.heapUsed / 2 ** 20 }; };
+  process.on('message', async (msg) => {
+    if (msg.op === 'mem' || msg.op === 'cycles') return process.send({ ...mem(), ms: 0 });
+    if (msg.op === 'cpu') { const c0 = process.cpuUsage(); await new Promise((r) => setTimeout(r, msg.ms)); const c = process.cpuUsage(c0); return process.send({ cpuSec: (c.user + c.system) / 1e6 }); }
+    if (msg.op === 'stop') process.exit(0);
+  });
+  process.send({ url: 'http://127.0.0.1:' + server.address().port, ...mem() });
+});`;
+
+type Reply = Record<string, number | string>;
+function ask(child: ChildProcess, msg: object): Promise<Reply> {
+  return new Promise((resolve) => {
+    child.once('message', (m) => resolve(m as Reply));
+    child.send(msg);
+  });
+}
+const first = (child: ChildProcess): Promise<Reply> => new Promise((resolve) => child.once('message', (m) => resolve(m as Reply)));
+
+async function load(url: string, seconds: number, rate = 200) {
+  const lat: number[] = [];
+  let errors = 0;
+  const jobs: Promise<void>[] = [];
+  const t0 = Date.now();
+  for (let i = 0; i < seconds * rate; i++) {
+    const wait = t0 + (i * 1000) / rate - Date.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    const s = performance.now();
+    jobs.push(
+      fetch(`${url}/health`).then(
+        async (res) => {
+          await res.text();
+          if (res.status !== 200) errors++;
+          lat.push(performance.now() - s);
+        },
+        () => void errors++,
+      ),
+    );
+  }
+  await Promise.all(jobs);
+  lat.sort((a, b) => a - b);
+  const q = (p: number): number => lat[Math.min(lat.length - 1, Math.floor(lat.length * p))] ?? NaN;
+  return { n: lat.length, errors, p50: q(0.5), p99: q(0.99), max: lat.at(-1) ?? NaN };
+}
+
+async function measure(name: string, child: ChildProcess) {
+  const start = await first(child);
+  const url = String(start.url);
+  const startRss = Number(start.rssMb);
+  const cycles = await ask(child, { op: 'cycles', n: CYCLES });
+  const idle = await ask(child, { op: 'cpu', ms: IDLE_SEC * 1000 });
+  const lat = await load(url, LOAD_SEC);
+  const after = await ask(child, { op: 'mem' });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.send({ op: 'stop' });
+  await exited;
+  return {
+    name,
+    rssStartMb: startRss,
+    rssAfterCyclesMb: Number(cycles.rssMb),
+    rssAfterLoadMb: Number(after.rssMb),
+    heapAfterCyclesMb: Number(cycles.heapMb),
+    cyclesMs: Number(cycles.ms),
+    cpuSecPerHourIdle: (Number(idle.cpuSec) * 3600) / IDLE_SEC,
+    health_p50: lat.p50,
+    health_p99: lat.p99,
+    health_max: lat.max,
+    health_errors: lat.errors,
+    health_n: lat.n,
+  };
+}
+
+async function notifyCost(): Promise<number> {
+  const runs = 20;
+  const t0 = performance.now();
+  for (let i = 0; i < runs; i++) {
+    await new Promise<void>((resolve) => {
+      // No socket listening: systemd-notify does all its work and fails at connect, the same process cost.
+      const p = spawn('systemd-notify', [`--pid=${process.pid}`, 'WATCHDOG=1'], {
+        env: { NOTIFY_SOCKET: '/nonexistent', PATH: process.env.PATH ?? '' },
+        stdio: 'ignore',
+      });
+      p.on('close', () => resolve());
+      p.on('error', () => resolve());
+    });
+  }
+  return (performance.now() - t0) / runs;
+}
+
+const dir = await mkdtemp(path.join(tmpdir(), 'dsvm-bench-build-'));
+try {
+  const childFile = path.join(dir, 'daemon-child.mjs');
+  await build({
+    entryPoints: [path.join(here, 'daemon-child.ts')],
+    outfile: childFile,
+    bundle: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    define: { __DSVM_AGENT_VERSION__: '"bench"' },
+    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+    logLevel: 'error',
+  });
+  const baselineFile = path.join(dir, 'baseline.cjs');
+  await writeFile(baselineFile, BASELINE);
+  const opts = { execArgv: ['--expose-gc'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] as ['ignore', 'ignore', 'inherit', 'ipc'] };
+  process.stderr.write(
+    `bench/daemon: ${CYCLES} check cycles, ${IDLE_SEC} s idle window, ${LOAD_SEC} s at 200 req/s, for the baseline then the daemon...\n`,
+  );
+  const baseline = await measure('baseline (bare node http)', fork(baselineFile, [], opts));
+  const daemon = await measure('dsvm-agent daemon', fork(childFile, [], opts));
+  const pingMs = await notifyCost();
+  const result = { baseline, daemon, watchdogPingMs: pingMs, pingsPerHourAt30sWatchdog: 240 };
+  if (process.argv.includes('--json')) {
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  } else {
+    const rows: Array<[string, keyof typeof daemon, number]> = [
+      ['RSS after start (MB)', 'rssStartMb', 1],
+      [`RSS after ${CYCLES} check cycles (MB)`, 'rssAfterCyclesMb', 1],
+      ['RSS after load (MB)', 'rssAfterLoadMb', 1],
+      ['heap after cycles (MB)', 'heapAfterCyclesMb', 1],
+      ['CPU s per hour, idle checks', 'cpuSecPerHourIdle', 3],
+      ['/health p50 (ms) @200 req/s', 'health_p50', 2],
+      ['/health p99 (ms) @200 req/s', 'health_p99', 2],
+      ['/health max (ms)', 'health_max', 2],
+      ['/health errors', 'health_errors', 0],
+    ];
+    const out = [`${'metric'.padEnd(36)}${'daemon'.padStart(10)}${'baseline'.padStart(10)}${'ratio'.padStart(8)}`];
+    for (const [label, key, digits] of rows) {
+      const d = Number(daemon[key]);
+      const b = Number(baseline[key]);
+      out.push(
+        `${label.padEnd(36)}${d.toFixed(digits).padStart(10)}${b.toFixed(digits).padStart(10)}${(b > 0 ? (d / b).toFixed(2) : '-').padStart(8)}`,
+      );
+    }
+    out.push(
+      `RSS growth over ${CYCLES} cycles: ${(daemon.rssAfterCyclesMb - daemon.rssStartMb).toFixed(1)} MB (baseline ${(baseline.rssAfterCyclesMb - baseline.rssStartMb).toFixed(1)} MB); ${CYCLES} cycles took ${(daemon.cyclesMs / 1000).toFixed(1)} s`,
+    );
+    out.push(
+      `watchdog ping (one systemd-notify process): ${pingMs.toFixed(1)} ms wall; at WatchdogSec=30 that is 240 pings/hour = ${((pingMs * 240) / 1000).toFixed(1)} s of child wall time per hour`,
+    );
+    process.stdout.write(out.join('\n') + '\n');
+  }
+} finally {
+  await rm(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,112 @@
+/**
+ * Benchmark: the domain-join task's wall time against a raw `adcli join`, side
+ * by side in the same lab run, as a ratio (target at most 1.5).
+ *
+ * On the host (root, lab up):   npx tsx bench/join.ts [--rounds N] [--client c1]
+ * It writes the agent's config into the client VM and re-runs itself there
+ * with --inside, where both joins go through the same command runner. Each
+ * round: raw adcli join + delete-computer, then the task (check, apply,
+ * check) + undo with --leave-domain. Medians are reported.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+const args = process.argv.slice(2);
+const opt = (name: string, dflt: string): string => {
+  const i = args.indexOf(name);
+  return i >= 0 && args[i + 1] ? args[i + 1]! : dflt;
+};
+const rounds = Number(opt('--rounds', '3'));
+const CONFIG = '/etc/dsvm-agent/bench-join.yaml';
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function inside(): Promise<void> {
+  const { createBase, createTaskContext } = await import('../src/agent/context.js');
+  const { loadConfig } = await import('../src/agent/config.js');
+  const { runTasks } = await import('../src/agent/task.js');
+  const { domainJoinTask, undoJoin } = await import('../src/tasks/domain-join/index.js');
+  const base = createBase({ logLevel: 'warn' });
+  const cfg = await loadConfig(CONFIG);
+  const { ctx } = await createTaskContext(base, cfg);
+  const d = cfg.domain;
+  const password = await ctx.secret(d.joinPassword!, 'domain.joinPassword');
+  const domain = d.name.toLowerCase();
+  const raw: number[] = [];
+  const task: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const dir = await mkdtemp(path.join(tmpdir(), 'bench-join-'));
+    let t0 = performance.now();
+    const r = await ctx.run({
+      file: 'adcli',
+      args: [
+        'join',
+        `--domain=${domain}`,
+        '--computer-name=BENCHRAW',
+        `--host-fqdn=benchraw.${domain}`,
+        `--host-keytab=${dir}/keytab`,
+        ...(d.computerOu ? [`--domain-ou=${d.computerOu}`] : []),
+        '--login-type=user',
+        `--login-user=${d.joinUser}`,
+        '--stdin-password',
+      ],
+      input: password,
+    });
+    raw.push(performance.now() - t0);
+    if (r.exitCode !== 0) throw new Error(`raw adcli join failed: ${r.stderr}`);
+    await ctx.run({
+      file: 'adcli',
+      args: ['delete-computer', `--domain=${domain}`, `--login-user=${d.joinUser}`, '--stdin-password', 'BENCHRAW'],
+      input: password,
+    });
+    await rm(dir, { recursive: true, force: true });
+
+    t0 = performance.now();
+    const out = await runTasks([domainJoinTask], ctx, {
+      backoff: { initialMs: 1000, factor: 2, maxDelayMs: 5000, maxAttempts: 1, maxElapsedMs: 1 },
+    });
+    task.push(performance.now() - t0);
+    if (out[0]?.status !== 'ok') throw new Error(`domain-join task failed: ${JSON.stringify(out[0])}`);
+    await undoJoin(ctx, { leaveDomain: true });
+  }
+  const ratio = median(task) / median(raw);
+  process.stdout.write(
+    `join: raw adcli join median ${median(raw).toFixed(0)} ms, domain-join task median ${median(task).toFixed(0)} ms over ${rounds} rounds\n` +
+      `join: ratio ${ratio.toFixed(2)} (target <= 1.5) ${ratio <= 1.5 ? 'OK' : 'OVER TARGET'}\n`,
+  );
+}
+
+async function host(): Promise<void> {
+  const { clientExec, fakesUrls, labEnv, labSkipReason, PROJECT_ROOT } = await import('../test/lab/harness.js');
+  const skip = labSkipReason();
+  if (skip) throw new Error(skip);
+  const client = opt('--client', 'c1');
+  const env = labEnv();
+  const urls = fakesUrls(client);
+  const yaml = [
+    'azure:',
+    `  imdsEndpoint: "${urls.imds}"`,
+    'domain:',
+    `  name: ${env.DOMAIN}`,
+    `  joinUser: ${env.JOIN_USER}`,
+    `  joinPassword: { keyVault: { vaultUrl: "${urls.keyVault}", name: ${env.KEYVAULT_SECRET_NAME} } }`,
+    `  computerOu: "${env.JOIN_OU}"`,
+    `  allowGroups: [${env.USERS_GROUP}]`,
+    `  sudoGroups: [${env.ADMINS_GROUP}]`,
+    '',
+  ].join('\n');
+  const w = await clientExec(client, ['bash', '-c', `mkdir -p /etc/dsvm-agent && umask 077 && cat > ${CONFIG}`], { input: yaml });
+  if (w.exitCode !== 0) throw new Error(`writing the bench config failed: ${w.stderr}`);
+  const r = await clientExec(
+    client,
+    [path.join(PROJECT_ROOT, 'node_modules/.bin/tsx'), path.join(PROJECT_ROOT, 'bench/join.ts'), '--inside', '--rounds', String(rounds)],
+    { timeoutMs: 600_000 },
+  );
+  process.stdout.write(r.stdout);
+  process.stderr.write(r.stderr);
+  await clientExec(client, ['rm', '-f', CONFIG]);
+  if (r.exitCode !== 0) process.exitCode = 1;
+}
+
+await (args.includes('--inside') ? inside() : host());

@@ -1,0 +1,222 @@
+/**
+ * Domain join against the lab's real Samba AD DC, real adcli, sssd and PAM,
+ * with the agent run as it runs on a VM: `bin/dsvm-agent provision` inside
+ * the client VM, its join password read from the Key Vault fake through the
+ * managed-identity fake.
+ */
+import t, { type Test } from 'tap';
+import { clientExec, dcExec, describeResult, fakesUrls, lab, labEnv, labSkipReason, readLabSecret, type ExecResult } from './harness.js';
+import { primaryComputerName } from '../../src/tasks/domain-join/computer-name.js';
+
+const skip = labSkipReason();
+if (skip) {
+  t.plan(0, skip);
+} else {
+  await main();
+}
+
+const AGENT = '/work/main/bin/dsvm-agent';
+const CONFIG = '/etc/dsvm-agent/config.yaml';
+const MANAGED = [
+  '/etc/sssd/sssd.conf',
+  '/etc/krb5.conf',
+  '/etc/nsswitch.conf',
+  '/etc/realmd.conf',
+  '/etc/sudoers.d/dsvm-agent',
+  '/etc/ssh/sshd_config.d/10-dsvm-agent.conf',
+  '/etc/krb5.keytab',
+  '/usr/share/pam-configs/dsvm-agent-mkhomedir',
+  '/etc/pam.d/common-session',
+];
+
+function configYaml(client: string, secret: 'keyvault' | 'wrong-file'): string {
+  const env = labEnv();
+  const urls = fakesUrls(client);
+  const joinPassword =
+    secret === 'keyvault'
+      ? `{ keyVault: { vaultUrl: "${urls.keyVault}", name: ${env.KEYVAULT_SECRET_NAME} } }`
+      : '{ file: /etc/dsvm-agent/wrong-join-password }';
+  return [
+    'azure:',
+    `  imdsEndpoint: "${urls.imds}"`,
+    'domain:',
+    `  name: ${env.DOMAIN}`,
+    `  joinUser: ${env.JOIN_USER}`,
+    `  joinPassword: ${joinPassword}`,
+    `  computerOu: "${env.JOIN_OU}"`,
+    `  allowGroups: [${env.USERS_GROUP}]`,
+    `  sudoGroups: [${env.ADMINS_GROUP}]`,
+    '',
+  ].join('\n');
+}
+
+async function must(t: Test, what: string, p: Promise<ExecResult>): Promise<ExecResult> {
+  const r = await p;
+  t.equal(r.exitCode, 0, describeResult(what, r));
+  return r;
+}
+
+const sh = (client: string, script: string, opts: { input?: string; timeoutMs?: number } = {}): Promise<ExecResult> =>
+  clientExec(client, ['bash', '-c', `set -euo pipefail\n${script}`], opts);
+
+async function writeConfig(client: string, secret: 'keyvault' | 'wrong-file'): Promise<void> {
+  const r = await sh(client, `mkdir -p /etc/dsvm-agent && umask 077 && cat > ${CONFIG}`, { input: configYaml(client, secret) });
+  if (r.exitCode !== 0) throw new Error(describeResult('write config', r));
+}
+
+const provision = (client: string, timeoutMs = 240_000): Promise<ExecResult> =>
+  clientExec(client, [AGENT, '--config', CONFIG, 'provision', '--json'], { timeoutMs });
+
+/** sha256 of every managed file ("-" when absent). */
+async function fingerprint(client: string): Promise<string> {
+  const r = await sh(client, `for f in ${MANAGED.join(' ')}; do if [ -e "$f" ]; then sha256sum "$f"; else echo "- $f"; fi; done`);
+  return r.stdout;
+}
+
+/** The computer object as the DC sees it (local sam.ldb on the DC). */
+async function computerObject(name: string): Promise<Record<string, string>> {
+  const r = await dcExec([
+    'samba-tool',
+    'computer',
+    'show',
+    name,
+    '--attributes=distinguishedName,description,dNSHostName,whenChanged,pwdLastSet,operatingSystem',
+  ]);
+  const out: Record<string, string> = {};
+  if (r.exitCode !== 0) return out;
+  for (const line of r.stdout.split('\n')) {
+    const m = /^(\w+): (.*)$/.exec(line);
+    if (m) out[m[1]!] = m[2]!;
+  }
+  return out;
+}
+
+async function keytabName(client: string): Promise<string | undefined> {
+  const r = await clientExec(client, ['klist', '-k', '/etc/krb5.keytab']);
+  return /^\s*\d+\s+([^\s/]+)\$@/m.exec(r.stdout)?.[1];
+}
+
+async function main(): Promise<void> {
+  const env = labEnv();
+  const C1 = 'c1';
+  const vmId = env.CLIENT_VMID_C1!.toLowerCase();
+  const expected = primaryComputerName({ configured: 'auto', hostname: env.CLIENT_HOSTNAME_C1! }).name;
+
+  t.test('a wrong join password fails in one attempt, clearly, leaving no join config', async (t) => {
+    await must(t, 'wrong secret', sh(C1, 'umask 077; printf %s "Not-The-Password-1" > /etc/dsvm-agent/wrong-join-password', {}));
+    await writeConfig(C1, 'wrong-file');
+    const before = await fingerprint(C1);
+    const r = await provision(C1);
+    t.not(r.exitCode, 0, 'provision fails');
+    const out = JSON.parse(r.stdout) as { tasks: { id: string; status: string; attempts?: number; error?: string; fix?: string }[] };
+    const join = out.tasks.find((x) => x.id === 'domain-join');
+    t.equal(join?.status, 'failed');
+    t.equal(join?.attempts, 1, 'not retried');
+    t.match(join?.error, /Preauthentication failed/, "the DC's own words");
+    t.match(join?.fix, /joinUser/, 'a fix naming the setting');
+    t.equal(await fingerprint(C1), before, 'no file changed, no keytab');
+    await sh(C1, 'rm -f /etc/dsvm-agent/wrong-join-password');
+  });
+
+  t.test('the DC comes up 30 s after the agent: it retries and joins', async (t) => {
+    await writeConfig(C1, 'keyvault');
+    const stop = await lab(['dc-stop'], { timeoutMs: 60_000 });
+    t.equal(stop.exitCode, 0, describeResult('dc-stop', stop));
+    const started = Date.now();
+    const run = provision(C1, 300_000);
+    await new Promise((r) => setTimeout(r, 30_000));
+    const start = await lab(['dc-start'], { timeoutMs: 90_000 });
+    t.equal(start.exitCode, 0, describeResult('dc-start', start));
+    const r = await run;
+    t.equal(r.exitCode, 0, describeResult('provision', r));
+    const out = JSON.parse(r.stdout) as { tasks: { id: string; status: string; attempts?: number }[] };
+    const pre = out.tasks.find((x) => x.id === 'preflight');
+    t.ok((pre?.attempts ?? 0) > 1, `preflight retried (${pre?.attempts} attempts)`);
+    t.equal(out.tasks.find((x) => x.id === 'domain-join')?.status, 'ok');
+    t.ok(Date.now() - started >= 30_000, 'finished after the DC came back');
+  });
+
+  t.test('the computer object: name, OU, stamp', async (t) => {
+    t.equal(await keytabName(C1), expected, `keytab holds ${expected}$`);
+    t.ok(expected.length <= 15, `${env.CLIENT_HOSTNAME_C1} (${env.CLIENT_HOSTNAME_C1!.length} chars) → ${expected}`);
+    const obj = await computerObject(expected);
+    t.equal(obj.distinguishedName, `CN=${expected},${env.JOIN_OU}`, 'in the configured OU');
+    t.equal(obj.description, `dsvm-agent vmId=${vmId}`, "stamped with this VM's id");
+    t.equal(obj.dNSHostName, `${expected.toLowerCase()}.${env.DOMAIN}`);
+  });
+
+  t.test('provision again changes nothing', async (t) => {
+    const files = await fingerprint(C1);
+    const obj = await computerObject(expected);
+    const r = await must(t, 'provision', provision(C1));
+    const out = JSON.parse(r.stdout) as { tasks: { id: string; status: string; changed?: boolean }[] };
+    t.equal(out.tasks.find((x) => x.id === 'domain-join')?.changed, false, 'domain-join: already in place');
+    t.equal(await fingerprint(C1), files, 'files byte-identical');
+    t.same(await computerObject(expected), obj, 'object unchanged');
+    const plan = await must(t, 'plan', clientExec(C1, [AGENT, '--config', CONFIG, 'plan']));
+    t.notMatch(plan.stdout, /join CONTOSO/, 'plan shows no join');
+  });
+
+  t.test('users, groups, PAM access and sudo', async (t) => {
+    const id = await must(t, 'id alice', clientExec(C1, ['id', 'alice']));
+    t.match(id.stdout, /dsvm-users/, 'alice is in dsvm-users');
+    const jd = await must(t, 'id Jean.Dupont', clientExec(C1, ['id', 'Jean.Dupont']));
+    t.match(jd.stdout, /jean\.dupont/i);
+    await must(t, 'pam service', sh(C1, 'printf "auth required pam_sss.so\\naccount required pam_sss.so\\n" > /etc/pam.d/dsvm-join-test'));
+    const alice = await clientExec(C1, ['pamtester', 'dsvm-join-test', 'alice', 'authenticate', 'acct_mgmt'], {
+      input: readLabSecret('passwords/alice') + '\n',
+    });
+    t.equal(alice.exitCode, 0, describeResult('alice authenticate + account', alice));
+    const mallory = await clientExec(C1, ['pamtester', 'dsvm-join-test', 'mallory', 'acct_mgmt']);
+    t.not(mallory.exitCode, 0, 'mallory (in no allowed group) is denied');
+    t.match(mallory.stderr + mallory.stdout, /Permission denied|denied/i);
+    const sudo = await must(t, 'sudo -l -U dsvmadmin', clientExec(C1, ['sudo', '-l', '-U', 'dsvmadmin']));
+    t.match(sudo.stdout, /\(ALL : ALL\) ALL/, 'dsvmadmin may run anything');
+    const aliceSudo = await clientExec(C1, ['sudo', '-l', '-U', 'alice']);
+    t.match(aliceSudo.stdout + aliceSudo.stderr, /not allowed/, 'alice has no sudo');
+    await sh(C1, 'rm -f /etc/pam.d/dsvm-join-test');
+  });
+
+  t.test('a 22-character hostname, twice: valid, unique names', async (t) => {
+    const host = 'dsvm-datascience-gpu01';
+    t.equal(host.length, 22);
+    const names: string[] = [];
+    for (const [client, ip] of [
+      ['c2', '10.77.0.11'],
+      ['c3', '10.77.0.12'],
+    ] as const) {
+      const up = await lab(['client-up', client, ip, host], { timeoutMs: 300_000 });
+      t.equal(up.exitCode, 0, describeResult(`client-up ${client}`, up));
+      await writeConfig(client, 'keyvault');
+      await must(t, `provision ${client}`, provision(client));
+      const name = await keytabName(client);
+      t.ok(name && name.length <= 15 && /^[A-Z0-9][A-Z0-9-]*$/.test(name), `${client}: valid name ${name}`);
+      const obj = await computerObject(name ?? '?');
+      t.equal(
+        obj.description,
+        `dsvm-agent vmId=${labEnv()[`CLIENT_VMID_${client.toUpperCase()}`]!.toLowerCase()}`,
+        `${client}: stamped with its own vmId`,
+      );
+      names.push(name ?? '');
+    }
+    t.not(names[0], names[1], `same hostname, different computer names (${names.join(', ')})`);
+    t.equal(names[0], primaryComputerName({ configured: 'auto', hostname: host }).name, 'the first takes the derived name');
+    for (const client of ['c3', 'c2']) {
+      await must(t, `deprovision ${client}`, clientExec(client, [AGENT, '--config', CONFIG, 'deprovision', '--leave-domain']));
+      await lab(['client-down', client], { timeoutMs: 60_000 });
+    }
+    for (const n of names) t.same(await computerObject(n), {}, `${n} deleted from AD by --leave-domain`);
+  });
+
+  t.test('deprovision --leave-domain removes every trace', async (t) => {
+    const r = await must(t, 'deprovision', clientExec(C1, [AGENT, '--config', CONFIG, 'deprovision', '--leave-domain']));
+    t.match(r.stdout, /computer account/);
+    t.same(await computerObject(expected), {}, 'computer object deleted');
+    const left = await sh(
+      C1,
+      'ls /etc/sssd/sssd.conf /etc/krb5.keytab /etc/sudoers.d/dsvm-agent /etc/ssh/sshd_config.d/10-dsvm-agent.conf 2>/dev/null || true; grep -c "dsvm-agent" /etc/krb5.conf /etc/realmd.conf 2>/dev/null || true',
+    );
+    t.notMatch(left.stdout, /sssd\.conf|krb5\.keytab|sudoers|10-dsvm-agent/, 'agent files gone');
+    t.notMatch(left.stdout, /:[1-9]/, 'no marked block left');
+  });
+}
