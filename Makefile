@@ -22,7 +22,7 @@ schema: node_modules/.package-lock.json ## regenerate packaging/config.schema.js
 	npx tsx scripts/write-schema.ts
 
 test: build ## unit tests (tap); no root, no network beyond loopback
-	npx tap
+	scripts/offline npx tap
 
 test-all: deps ## everything CI runs: check, unit tests, lab tier, VM-image tier
 	$(MAKE) check

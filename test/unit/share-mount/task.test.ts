@@ -6,7 +6,7 @@ import { startFakes, type Fakes } from '../../fakes/index.js';
 import { makeTestContext, writeSecretFile, type TestContext } from '../../helpers/context.js';
 import { runTasks } from '../../../src/agent/task.js';
 import type { ServiceManager } from '../../../src/agent/service-manager.js';
-import { createShareMountTask, isMounted, probeShare } from '../../../src/tasks/share-mount/index.js';
+import { createShareMountTask, isMounted, probeShare, remountShare } from '../../../src/tasks/share-mount/index.js';
 import { FakeMounts, KEY, SUBSCRIPTION, WRONG_KEY, agentError, installMountHelper } from './helpers.js';
 
 let fakes: Fakes;
@@ -496,4 +496,31 @@ t.test('storage key from ARM listKeys through the managed identity', async (t) =
       agentError({ kind: 'permanent', reason: 'share-account-not-found', message: /resource group "rg-wrong"/ }),
     );
   });
+});
+
+t.test('remountShare: unmount (detaching a hung share), then mount with the files on disk', async (t) => {
+  const cases = [
+    { name: 'plain umount works', umountFails: false, want: ['umount', 'mount'] },
+    { name: 'hung share: umount fails, detached with -l', umountFails: true, want: ['umount', 'umount -l', 'mount'] },
+  ];
+  for (const c of cases) {
+    t.test(c.name, async (t) => {
+      const s = await setup();
+      s.mounts.state = 'findmnt-cifs.json';
+      if (c.umountFails) {
+        const { FakeRunner } = await import('../../helpers/fake-runner.js');
+        const runner = new FakeRunner([
+          { file: 'umount', args: (a) => a[0] !== '-l', times: 1, result: { exitCode: 32, stderr: 'umount: target is busy.\n' } },
+          ...s.mounts.commands(),
+        ]);
+        s.ctx.run = runner.run;
+        s.runner.calls.push = (...x) => runner.calls.push(...x);
+        await remountShare(s.ctx);
+        t.same(runner.argv().filter((a) => /^u?mount /.test(a)).map((a) => a.split(' ').slice(0, a.startsWith('umount -l') ? 2 : 1).join(' ')), c.want);
+      } else {
+        await remountShare(s.ctx);
+        t.same(s.runner.argv().filter((a) => /^u?mount /.test(a)).map((a) => a.split(' ')[0]), c.want);
+      }
+    });
+  }
 });

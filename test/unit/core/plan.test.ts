@@ -1,0 +1,101 @@
+// `plan` against the example config inside a temp root: it reports every
+// first-boot task and writes nothing (the tree hashes the same before and
+// after), and no secret reaches its output, its children's argv or state.
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseDocument } from 'yaml';
+import { firstBootTasks } from '../../../src/tasks/first-boot.js';
+import { planTasks } from '../../../src/agent/task.js';
+import { makeTestContext } from '../../helpers/context.js';
+
+const JOIN_SECRET = 'Plan-Join-Secret-8c1e';
+const STORAGE_KEY = 'cGxhbi1zdG9yYWdlLWtleS1zZWNyZXQtdmFsdWU=';
+
+async function hashTree(root: string): Promise<string> {
+  const h = createHash('sha256');
+  const walk = async (dir: string): Promise<void> => {
+    for (const name of (await readdir(dir)).sort()) {
+      const p = path.join(dir, name);
+      const st = await lstat(p);
+      h.update(`${path.relative(root, p)} ${st.mode} ${st.uid} ${st.gid} ${st.size}\n`);
+      if (st.isDirectory()) await walk(p);
+      else if (st.isSymbolicLink()) h.update(await readlink(p));
+      else if (st.isFile()) h.update(await readFile(p));
+    }
+  };
+  await walk(root);
+  return h.digest('hex');
+}
+
+/** The example config, pointed at a temp root, loopback-only endpoints and file secrets. */
+async function exampleRoot(): Promise<{ root: string; configFile: string }> {
+  const root = await mkdtemp(path.join(tmpdir(), 'dsvm-plan-'));
+  const doc = parseDocument(await readFile('packaging/config.example.yaml', 'utf8'));
+  doc.setIn(['azure'], { imdsEndpoint: 'http://127.0.0.1:9', managementEndpoint: 'https://127.0.0.1:9' });
+  doc.setIn(['domain', 'name'], 'contoso.test');
+  doc.setIn(['domain', 'joinPassword'], { file: '/etc/dsvm-agent/join-password' });
+  doc.setIn(['share', 'key'], { file: '/etc/dsvm-agent/storage-key' });
+  const etc = path.join(root, 'etc/dsvm-agent');
+  await mkdir(etc, { recursive: true });
+  const configFile = path.join(etc, 'config.yaml');
+  await writeFile(configFile, doc.toString());
+  await writeFile(path.join(etc, 'join-password'), JOIN_SECRET, { mode: 0o600 });
+  await writeFile(path.join(etc, 'storage-key'), STORAGE_KEY, { mode: 0o600 });
+  await chmod(path.join(etc, 'join-password'), 0o600);
+  await mkdir(path.join(root, 'var/lib'), { recursive: true });
+  await writeFile(path.join(root, 'etc/fstab'), '# static file system information\n');
+  return { root, configFile };
+}
+
+t.test('plan on the example config in a temp root writes nothing', async (t) => {
+  if (!existsSync('dist/cli.mjs')) {
+    t.fail('dist/cli.mjs missing: run `make build` first');
+    return;
+  }
+  const { root, configFile } = await exampleRoot();
+  const before = await hashTree(root);
+  const r = spawnSync(process.execPath, ['dist/cli.mjs', '--root', root, '--config', configFile, 'plan', '--json'], {
+    encoding: 'utf8',
+    timeout: 120_000,
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+  });
+  const after = await hashTree(root);
+  t.equal(after, before, 'the temp root is byte-identical after plan');
+  t.equal(r.status, 0, `plan exits 0 (stderr: ${r.stderr.slice(0, 500)})`);
+  const plan = JSON.parse(r.stdout) as { tasks: { id: string; status: string }[] };
+  t.same(plan.tasks.map((x) => x.id), firstBootTasks.map((x) => x.id), 'every first-boot task is reported');
+  for (const secret of [JOIN_SECRET, STORAGE_KEY]) {
+    t.notOk(r.stdout.includes(secret) || r.stderr.includes(secret), 'no secret in plan output');
+  }
+  t.notOk(existsSync(path.join(root, 'var/lib/dsvm-agent/state.json')), 'no state written');
+});
+
+t.test('no secret in argv, logs or state after a full plan run', async (t) => {
+  const { root } = await exampleRoot();
+  const config = {
+    domain: { name: 'contoso.test', joinUser: 'dsvm-join', joinPassword: { file: '/etc/dsvm-agent/join-password' } },
+    share: { account: 'contosofiles', name: 'workspace', key: { file: '/etc/dsvm-agent/storage-key' }, endpointSuffix: 'contoso.test' },
+  };
+  // Every command fails as on a machine that is not joined: plan must still report.
+  const { ctx, runner, logLines } = await makeTestContext({ root, config });
+  ctx.run = async (req) => {
+    runner.calls.push(req);
+    return { exitCode: 1, signal: null, stdout: '', stderr: 'not joined', timedOut: false, startError: null, durationMs: 1 };
+  };
+  const entries = await planTasks(firstBootTasks, ctx);
+  t.equal(entries.length, firstBootTasks.length);
+  const argv = runner.calls.map((c) => [c.file, ...(c.args ?? [])].join(' ')).join('\n');
+  const env = runner.calls.map((c) => JSON.stringify(c.env ?? {})).join('\n');
+  for (const secret of [JOIN_SECRET, STORAGE_KEY]) {
+    t.notOk(argv.includes(secret), 'no secret in any argv');
+    t.notOk(env.includes(secret), "no secret in any child's environment");
+    t.notOk(logLines.join('\n').includes(secret), 'no secret in logs');
+    t.notOk(JSON.stringify(ctx.state).includes(secret), 'no secret in state');
+    t.notOk(JSON.stringify(entries).includes(secret), 'no secret in the plan');
+  }
+});
