@@ -78,6 +78,8 @@ async function measure(name: string, child: ChildProcess) {
   const startRss = Number(start.rssMb);
   const cycles = await ask(child, { op: 'cycles', n: CYCLES });
   const idle = await ask(child, { op: 'cpu', ms: IDLE_SEC * 1000 });
+  // Warm up both ends (JIT, connection pool) before the measured window.
+  await load(url, 2);
   const lat = await load(url, LOAD_SEC);
   const after = await ask(child, { op: 'mem' });
   const exited = new Promise((resolve) => child.once('exit', resolve));
