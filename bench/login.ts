@@ -27,7 +27,8 @@ import { makePaths } from '../src/agent/paths.js';
 import { handleLogin } from '../src/tasks/workspace/index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const cli = path.join(here, '..', 'dist', 'cli.mjs');
+// BENCH_LOGIN_CLI compares another build of the entry point (e.g. a variant of src/main.ts).
+const cli = process.env.BENCH_LOGIN_CLI ?? path.join(here, '..', 'dist', 'cli.mjs');
 const argv = process.argv.slice(2);
 const RUNS = Number(argv[argv.indexOf('--runs') + 1] ?? 0) || Number(process.env.BENCH_LOGIN_RUNS ?? 60);
 const JSON_OUT = argv.includes('--json');
@@ -52,6 +53,7 @@ const pct = (xs: number[], p: number): number => {
 };
 
 async function main(): Promise<void> {
+  const dbg = (m: string): void => void (process.env.BENCH_DEBUG && console.error(`[bench] ${m}`));
   if (process.getuid?.() !== 0) throw new Error('bench/login.ts needs root (the hook acts as root and switches to the user)');
   const root = await mkdtemp(path.join(tmpdir(), 'dsvm-bench-login-'));
   await chmod(root, 0o755);
@@ -80,6 +82,7 @@ async function main(): Promise<void> {
   await writeFile(sh, `mkdir -p "${shDir}/data/workspace/nobody/notebooks" "${shDir}/home/notebooks"\nln -sfn "${shDir}/data/workspace/nobody/notebooks" "${shDir}/home/notebooks/remote"\n`);
   const noDaemonRoot = await mkdtemp(path.join(tmpdir(), 'dsvm-bench-login-nd-'));
 
+  dbg("daemon up");
   // Prime: the first login creates everything (and caches the bound); every measured run is the fast path.
   await timeRun(process.execPath, [cli, 'pam-session'], hookEnv);
   const variants: { name: string; run: () => Promise<number> }[] = [
@@ -95,6 +98,7 @@ async function main(): Promise<void> {
   await timeRun(process.execPath, [cli, 'pam-session'], ndEnv);
   variants.push({ name: 'pam-session (no daemon)', run: () => timeRun(process.execPath, [cli, 'pam-session'], ndEnv) });
 
+  dbg("primed");
   const samples = new Map<string, number[]>(variants.map((v) => [v.name, []]));
   for (let i = 0; i < 3; i++) for (const v of variants) await v.run(); // warm the page cache
   for (let i = 0; i < RUNS; i++) for (const v of variants) samples.get(v.name)!.push(await v.run());

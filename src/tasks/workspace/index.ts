@@ -143,6 +143,10 @@ export async function runLogin(deps: LoginDeps, user: string, opts: { timeLimitM
     return out;
   };
 
+  const skip = await shareSkipReason(deps, opts.shareHealthy);
+  const quick = await fastPathFromLastPlan(deps, user, skip, left);
+  if (quick) return finish({ status: skip ? 'partial' : 'done', ...(skip ? { reason: skip } : {}), message: `${quick.account.name}: already in place${skip ? ` (share ${skip})` : ''}`, account: { name: quick.account.name, uid: quick.account.uid, home: quick.account.home }, folder: quick.folder, share: skip ? { state: 'skipped', reason: skip, changes: [], warnings: [] } : { state: 'ok', changes: [], warnings: [] }, home: { state: 'ok', changes: [], warnings: [] }, changed: false });
+
   const resolved = await resolveAccount(deps.run, user, deps.cfg, left(NSS_CAP_MS));
   if (!resolved.ok) return finish({ status: resolved.status, reason: resolved.reason, message: resolved.message, changed: false });
   const { account } = resolved;
@@ -151,7 +155,6 @@ export async function runLogin(deps: LoginDeps, user: string, opts: { timeLimitM
   const who = { account: { name: account.name, uid: account.uid, home: account.home }, folder: plan.folder };
 
   // Fast path: one `stat` as root and one `readlink` as the user, in parallel; no Node child, no write.
-  const skip = await shareSkipReason(deps, opts.shareHealthy);
   const homeFast = homeLinkInPlace(deps.run, plan, left(CHILD_CAP_MS));
   const share: StepOutcome = skip ? { state: 'skipped', reason: skip, changes: [], warnings: [] } : await runShareSide(deps, plan, left);
   let home: StepOutcome;
@@ -166,7 +169,42 @@ export async function runLogin(deps: LoginDeps, user: string, opts: { timeLimitM
   }
   const changed = share.changes.length + home.changes.length > 0;
   for (const c of [...share.changes, ...home.changes]) log.info(`${account.name}: ${c}`);
-  return finish({ ...summarizeOutcome(user, plan, share, home), ...who, share, home, changed });
+  const summary = summarizeOutcome(user, plan, share, home);
+  rememberPlan(deps, user, summary.status === 'done' || summary.status === 'partial' ? plan : undefined);
+  return finish({ ...summary, ...who, share, home, changed });
+}
+
+/** The last good plan per user name, per daemon context (bounded). */
+const lastPlans = new WeakMap<object, Map<string, UserLinksPlan>>();
+const MAX_REMEMBERED = 10_000;
+
+function rememberPlan(deps: LoginDeps, user: string, plan: UserLinksPlan | undefined): void {
+  let plans = lastPlans.get(deps);
+  if (!plans) lastPlans.set(deps, (plans = new Map()));
+  if (plan === undefined) {
+    plans.delete(user);
+    return;
+  }
+  if (plans.size >= MAX_REMEMBERED) plans.clear();
+  plans.set(user, plan);
+}
+
+/**
+ * A repeated login: the NSS lookup and the two checks of the last good plan
+ * run at once (one round of process start-ups instead of two). Nothing is
+ * taken on trust: the plan is used only if NSS still returns the same
+ * account and both checks pass; anything else takes the full path.
+ */
+async function fastPathFromLastPlan(deps: LoginDeps, user: string, skip: string | undefined, left: (cap: number) => number): Promise<UserLinksPlan | undefined> {
+  const plan = lastPlans.get(deps)?.get(user);
+  if (!plan) return undefined;
+  const [resolved, shareOk, homeOk] = await Promise.all([
+    resolveAccount(deps.run, user, deps.cfg, left(NSS_CAP_MS)),
+    skip ? true : shareFoldersInPlace(deps.run, plan, left(CHILD_CAP_MS)),
+    homeLinkInPlace(deps.run, plan, left(CHILD_CAP_MS)),
+  ]);
+  const same = resolved.ok && resolved.account.name === plan.account.name && resolved.account.uid === plan.account.uid && resolved.account.gid === plan.account.gid && resolved.account.home === plan.account.home;
+  return same && shareOk && homeOk ? plan : undefined;
 }
 
 /** Logins in flight per daemon context: concurrent logins of one user share one run (one consistent result). */

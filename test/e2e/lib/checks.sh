@@ -55,7 +55,12 @@ ad_computer_attrs() {
     grep -E '^(objectGUID|whenCreated|pwdLastSet|distinguishedName):' | sort
 }
 
-mount_json() { E2E_SSH_TIMEOUT=30 vm_ssh "findmnt -J --mountpoint /data/workspace -o TARGET,SOURCE,FSTYPE,OPTIONS"; }
+# The CIFS mount at /data/workspace (touching it first, in case the agent
+# mounts on demand through an automount unit, which stacks cifs over autofs).
+mount_json() {
+  E2E_SSH_TIMEOUT=30 vm_ssh "timeout 20 ls /data/workspace >/dev/null 2>&1;
+    findmnt -J -t cifs --mountpoint /data/workspace -o TARGET,SOURCE,FSTYPE,OPTIONS"
+}
 
 share_mounted_cifs() {
   local json

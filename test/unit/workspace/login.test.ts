@@ -186,3 +186,24 @@ t.test('exit codes of login', async (t) => {
   const cases: [string, number][] = [['done', 0], ['skipped', 0], ['partial', 3], ['pending', 3], ['refused', 1], ['failed', 1]];
   for (const [status, code] of cases) t.equal(exitCodeForOutcome({ status: status as never }), code, status);
 });
+
+t.test('repeated login: the last plan is checked alongside NSS, and dropped when NSS disagrees', async (t) => {
+  const tc = await makeTestContext();
+  const target = tc.paths.under('/data/workspace/alice/notebooks');
+  let uid = 1001;
+  tc.runner.on({ file: 'getent', result: () => ({ stdout: `alice:x:${uid}:1001::/home/alice:/bin/bash\n` }) });
+  tc.runner.on({ file: 'stat', result: { stdout: 'directory\ndirectory\n' } });
+  tc.runner.on({ file: 'readlink', result: { stdout: `${target}\n` } });
+  const deps: LoginDeps = { cfg: tc.ctx.cfg, paths: tc.paths, run: tc.runner.run, log: tc.log, nodeBinary: NODE };
+  t.equal((await runLogin(deps, 'alice', { timeLimitMs: 3000, shareHealthy: true })).status, 'done');
+  const before = tc.runner.calls.length;
+  const again = await runLogin(deps, 'alice', { timeLimitMs: 3000, shareHealthy: true });
+  t.match(again, { status: 'done', message: /already in place/ });
+  t.equal(tc.runner.calls.length - before, 3, 'getent, stat and readlink, once each');
+  uid = 1002; // the account changed (re-created, new uid): full path, checks as the new uid
+  const changed = await runLogin(deps, 'alice', { timeLimitMs: 3000, shareHealthy: true });
+  t.equal(changed.status, 'done');
+  t.notMatch(changed.message, /already in place/);
+  t.equal(tc.runner.calls.filter((c) => c.file === 'readlink').pop()?.uid, 1002);
+  t.same(tc.runner.unexpected, []);
+});
