@@ -83,23 +83,21 @@ async function main(): Promise<void> {
     joinArgv(COMPUTER, `${KEYTAB}.again`),
     joinPassword,
   );
-  await capture(
-    'adcli-join-wrong-password',
-    'adcli join with a wrong join password',
-    joinArgv('DSVM-FIX-0002', '/tmp/dsvm-fix-2.keytab'),
-    { input: 'not-the-password\n' },
-  );
+  await capture('adcli-join-wrong-password', 'adcli join with a wrong join password', joinArgv('DSVM-FIX-0002', '/tmp/dsvm-fix-2.keytab'), {
+    input: 'not-the-password\n',
+  });
   await capture(
     'adcli-join-missing-ou',
     'adcli join into an OU that does not exist',
     joinArgv('DSVM-FIX-0003', '/tmp/dsvm-fix-3.keytab', `OU=NoSuchOU,${env.BASE_DN}`),
     joinPassword,
   );
-  await capture('adcli-join-no-such-domain', 'adcli join for a domain with no DNS records', [
-    ...joinArgv('DSVM-FIX-0004', '/tmp/dsvm-fix-4.keytab').map((a) =>
-      a.startsWith('--domain=') ? '--domain=nosuchdomain.test' : a,
-    ),
-  ], joinPassword);
+  await capture(
+    'adcli-join-no-such-domain',
+    'adcli join for a domain with no DNS records',
+    [...joinArgv('DSVM-FIX-0004', '/tmp/dsvm-fix-4.keytab').map((a) => (a.startsWith('--domain=') ? '--domain=nosuchdomain.test' : a))],
+    joinPassword,
+  );
   await capture('adcli-delete-computer', 'adcli delete-computer by the join account', deleteArgv(COMPUTER), joinPassword);
   await capture('adcli-testjoin-account-deleted', 'adcli testjoin after the computer account was deleted', [
     'adcli',
@@ -122,11 +120,7 @@ async function main(): Promise<void> {
   if (started.exitCode !== 0) throw new Error(`sssd did not start: ${started.stderr}`);
   try {
     await capture('getent-passwd-alice', 'getent passwd alice through sssd (AD user)', ['getent', 'passwd', 'alice']);
-    await capture('getent-passwd-jean-dupont', 'getent passwd Jean.Dupont (dot and upper case in AD)', [
-      'getent',
-      'passwd',
-      'Jean.Dupont',
-    ]);
+    await capture('getent-passwd-jean-dupont', 'getent passwd Jean.Dupont (dot and upper case in AD)', ['getent', 'passwd', 'Jean.Dupont']);
     await capture('getent-passwd-unknown', 'getent passwd of a user AD does not know', ['getent', 'passwd', 'nosuchuser']);
     await capture('getent-group-dsvm-users', 'getent group dsvm-users through sssd', ['getent', 'group', 'dsvm-users']);
     await capture('id-alice', 'id alice: member of dsvm-users', ['id', 'alice']);

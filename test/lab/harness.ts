@@ -92,9 +92,29 @@ export interface LabEnv {
 }
 
 const REQUIRED_FACTS = [
-  'LAB_DIR', 'DOMAIN', 'REALM', 'NETBIOS', 'BASE_DN', 'DC_IP', 'DC_HOSTNAME', 'FILES_IP', 'FILES_HOST',
-  'ENDPOINT_SUFFIX', 'STORAGE_ACCOUNT', 'SHARE_NAME', 'SHARE_DIR', 'JOIN_USER', 'JOIN_OU', 'USERS_GROUP',
-  'ADMINS_GROUP', 'LAB_USERS', 'KEYVAULT_SECRET_NAME', 'VMSS_NAME', 'SUBSCRIPTION_ID', 'RESOURCE_GROUP', 'CLIENTS',
+  'LAB_DIR',
+  'DOMAIN',
+  'REALM',
+  'NETBIOS',
+  'BASE_DN',
+  'DC_IP',
+  'DC_HOSTNAME',
+  'FILES_IP',
+  'FILES_HOST',
+  'ENDPOINT_SUFFIX',
+  'STORAGE_ACCOUNT',
+  'SHARE_NAME',
+  'SHARE_DIR',
+  'JOIN_USER',
+  'JOIN_OU',
+  'USERS_GROUP',
+  'ADMINS_GROUP',
+  'LAB_USERS',
+  'KEYVAULT_SECRET_NAME',
+  'VMSS_NAME',
+  'SUBSCRIPTION_ID',
+  'RESOURCE_GROUP',
+  'CLIENTS',
 ] as const;
 
 /** The lab's facts; throws naming any fact a complete lab must have. */

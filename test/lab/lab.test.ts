@@ -7,16 +7,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import {
-  PROJECT_ROOT,
-  clientExec,
-  fakesUrls,
-  lab,
-  labEnv,
-  labSkipReason,
-  readLabSecret,
-  type ExecResult,
-} from './harness.js';
+import { PROJECT_ROOT, clientExec, fakesUrls, lab, labEnv, labSkipReason, readLabSecret, type ExecResult } from './harness.js';
 import { startLabSssd, stopLabSssd } from './sssd.js';
 
 /** The subtest type, as tap hands it to a callback. */
@@ -124,59 +115,66 @@ if (skip) {
   });
 
   t.test('files-stop, files-freeze and their undo', async (t) => {
-    const probe = (): Promise<ExecResult> =>
-      clientExec(client, ['timeout', '3', 'bash', '-c', `: </dev/tcp/${env.FILES_IP}/445`]);
+    const probe = (): Promise<ExecResult> => clientExec(client, ['timeout', '3', 'bash', '-c', `: </dev/tcp/${env.FILES_IP}/445`]);
     ok(t, 'storage server answers', await probe());
     ok(t, 'files-stop', await lab(['files-stop']));
     t.not((await probe()).exitCode, 0, 'stopped: connection refused');
     ok(t, 'files-start', await lab(['files-start']));
     ok(t, 'storage server answers again', await probe());
     ok(t, 'files-freeze', await lab(['files-freeze']));
-    const frozen = await clientExec(client, ['bash', '-c', SMB_WITH_AUTHFILE, 'smb', env.STORAGE_ACCOUNT, `//${env.FILES_HOST}/${env.SHARE_NAME}`, 'ls'], {
-      input: `${readLabSecret('storage-key')}\n`,
-      timeoutMs: 4000,
-    });
+    const frozen = await clientExec(
+      client,
+      ['bash', '-c', SMB_WITH_AUTHFILE, 'smb', env.STORAGE_ACCOUNT, `//${env.FILES_HOST}/${env.SHARE_NAME}`, 'ls'],
+      {
+        input: `${readLabSecret('storage-key')}\n`,
+        timeoutMs: 4000,
+      },
+    );
     t.ok(frozen.timedOut, 'frozen: an SMB client hangs');
     ok(t, 'files-thaw', await lab(['files-thaw']));
     ok(t, 'storage server answers after thaw', await probe());
   });
 
   const noFakes = !existsSync(path.join(PROJECT_ROOT, 'test/fakes/serve.ts')) || !env.FAKES_URLS_C1;
-  t.test('each Azure fake answers in its wire format', { skip: noFakes && 'test/fakes/serve.ts is missing: the lab runs no fakes' }, async (t) => {
-    const input = JSON.stringify({
-      urls: fakesUrls(client),
-      subscriptionId: env.SUBSCRIPTION_ID,
-      resourceGroup: env.RESOURCE_GROUP,
-      account: env.STORAGE_ACCOUNT,
-      share: env.SHARE_NAME,
-      joinPassword: readLabSecret('join-password'),
-      storageKey: readLabSecret('storage-key'),
-    });
-    const r = await clientExec(client, ['node', 'test/lab/fakes-probe.mjs'], { input });
-    ok(t, 'fakes probe', r);
-    const facts = JSON.parse(r.stdout) as {
-      imds: { status: number; vmId: string; vmScaleSetName: string; computerName: string };
-      imdsWithoutMetadataHeader: number;
-      token: { status: number; type: string };
-      keyVault: { status: number; valueMatches: boolean };
-      arm: { status: number; key1Matches: boolean };
-      files: { createdDirectory: string };
-      filesWrongKeyStatus: number;
-    };
-    t.equal(facts.imds.status, 200, 'IMDS instance metadata');
-    t.equal(facts.imds.vmId, env.CLIENT_VMID_C1, 'IMDS vmId is the lab client');
-    t.equal(facts.imds.vmScaleSetName, env.VMSS_NAME, 'IMDS vmScaleSetName');
-    t.equal(facts.imds.computerName, env.CLIENT_HOSTNAME_C1, 'IMDS computerName');
-    t.equal(facts.imdsWithoutMetadataHeader, 400, 'IMDS wants the Metadata header');
-    t.same(facts.token, { status: 200, type: 'Bearer' }, 'managed identity token');
-    t.same(facts.keyVault, { status: 200, valueMatches: true, hasId: true }, 'Key Vault holds the join password');
-    t.equal(facts.arm.status, 200, 'ARM listKeys');
-    t.ok(facts.arm.key1Matches, 'listKeys key1 is the storage key');
-    const dir = facts.files.createdDirectory;
-    t.ok(readdirSync(env.SHARE_DIR).includes(dir), 'Files REST directory lands in the SMB share folder');
-    t.equal(facts.filesWrongKeyStatus, 403, 'Files REST refuses a wrong key');
-    await clientExec(client, ['rmdir', path.join(env.SHARE_DIR, dir)]);
-  });
+  t.test(
+    'each Azure fake answers in its wire format',
+    { skip: noFakes && 'test/fakes/serve.ts is missing: the lab runs no fakes' },
+    async (t) => {
+      const input = JSON.stringify({
+        urls: fakesUrls(client),
+        subscriptionId: env.SUBSCRIPTION_ID,
+        resourceGroup: env.RESOURCE_GROUP,
+        account: env.STORAGE_ACCOUNT,
+        share: env.SHARE_NAME,
+        joinPassword: readLabSecret('join-password'),
+        storageKey: readLabSecret('storage-key'),
+      });
+      const r = await clientExec(client, ['node', 'test/lab/fakes-probe.mjs'], { input });
+      ok(t, 'fakes probe', r);
+      const facts = JSON.parse(r.stdout) as {
+        imds: { status: number; vmId: string; vmScaleSetName: string; computerName: string };
+        imdsWithoutMetadataHeader: number;
+        token: { status: number; type: string };
+        keyVault: { status: number; valueMatches: boolean };
+        arm: { status: number; key1Matches: boolean };
+        files: { createdDirectory: string };
+        filesWrongKeyStatus: number;
+      };
+      t.equal(facts.imds.status, 200, 'IMDS instance metadata');
+      t.equal(facts.imds.vmId, env.CLIENT_VMID_C1, 'IMDS vmId is the lab client');
+      t.equal(facts.imds.vmScaleSetName, env.VMSS_NAME, 'IMDS vmScaleSetName');
+      t.equal(facts.imds.computerName, env.CLIENT_HOSTNAME_C1, 'IMDS computerName');
+      t.equal(facts.imdsWithoutMetadataHeader, 400, 'IMDS wants the Metadata header');
+      t.same(facts.token, { status: 200, type: 'Bearer' }, 'managed identity token');
+      t.same(facts.keyVault, { status: 200, valueMatches: true, hasId: true }, 'Key Vault holds the join password');
+      t.equal(facts.arm.status, 200, 'ARM listKeys');
+      t.ok(facts.arm.key1Matches, 'listKeys key1 is the storage key');
+      const dir = facts.files.createdDirectory;
+      t.ok(readdirSync(env.SHARE_DIR).includes(dir), 'Files REST directory lands in the SMB share folder');
+      t.equal(facts.filesWrongKeyStatus, 403, 'Files REST refuses a wrong key');
+      await clientExec(client, ['rmdir', path.join(env.SHARE_DIR, dir)]);
+    },
+  );
 }
 
 /** Writes the key (stdin) to a 0600 auth file: smbclient never sees it in argv. */

@@ -6,7 +6,7 @@ import type { Runner } from '../../agent/runner.js';
 import { resolveAccount } from './account.js';
 import { ensureHomeLink, homeLinkInPlace, type HomeReport } from './home.js';
 import { mountPoints, planUserLinks, type UserLinksPlan } from './plan.js';
-import { ensureShareFolders, shareFoldersInPlace, type ShareReport } from './share.js';
+import { ensureShareFolders, shareFoldersState, type ShareReport } from './share.js';
 
 /**
  * The per-login work: `<workspace.root>/<folder>/<notebooks>` on the share and
@@ -90,7 +90,9 @@ async function shareSkipReason(deps: LoginDeps, shareHealthy: boolean | undefine
 }
 
 async function runShareSide(deps: LoginDeps, plan: UserLinksPlan, left: (cap: number) => number): Promise<StepOutcome> {
-  if (await shareFoldersInPlace(deps.run, plan, left(CHILD_CAP_MS))) return { state: 'ok', changes: [], warnings: [] };
+  const quick = await shareFoldersState(deps.run, plan, left(CHILD_CAP_MS));
+  if (quick === 'in-place') return { state: 'ok', changes: [], warnings: [] };
+  if (quick === 'hung') return { state: 'failed', reason: 'share-hung', changes: [], warnings: [`${deps.cfg.workspace.root} did not answer (stat killed after its deadline): share hung?`] };
   const report = await ensureShareFolders(deps.run, deps.nodeBinary ?? process.execPath, plan, {
     root: deps.paths.under(deps.cfg.workspace.root),
     createRoot: deps.cfg.share === undefined,
@@ -156,7 +158,10 @@ export async function runLogin(deps: LoginDeps, user: string, opts: { timeLimitM
 
   // Fast path: one `stat` as root and one `readlink` as the user, in parallel; no Node child, no write.
   const homeFast = homeLinkInPlace(deps.run, plan, left(CHILD_CAP_MS));
-  const share: StepOutcome = skip ? { state: 'skipped', reason: skip, changes: [], warnings: [] } : await runShareSide(deps, plan, left);
+  // The share gets at most half of what is left: when it hangs, the $HOME
+  // link (which may dangle) is still made within the bound.
+  const shareLeft = (cap: number): number => left(Math.min(cap, Math.max(1, Math.floor((deadline - Date.now()) / 2))));
+  const share: StepOutcome = skip ? { state: 'skipped', reason: skip, changes: [], warnings: [] } : await runShareSide(deps, plan, shareLeft);
   let home: StepOutcome;
   if (share.state === 'refused') {
     // The link would lead into something another user planted: do not make it.
@@ -200,7 +205,7 @@ async function fastPathFromLastPlan(deps: LoginDeps, user: string, skip: string 
   if (!plan) return undefined;
   const [resolved, shareOk, homeOk] = await Promise.all([
     resolveAccount(deps.run, user, deps.cfg, left(NSS_CAP_MS)),
-    skip ? true : shareFoldersInPlace(deps.run, plan, left(CHILD_CAP_MS)),
+    skip ? true : shareFoldersState(deps.run, plan, Math.max(1, Math.floor(left(CHILD_CAP_MS) / 2))).then((s) => s === 'in-place'),
     homeLinkInPlace(deps.run, plan, left(CHILD_CAP_MS)),
   ]);
   const same = resolved.ok && resolved.account.name === plan.account.name && resolved.account.uid === plan.account.uid && resolved.account.gid === plan.account.gid && resolved.account.home === plan.account.home;

@@ -107,10 +107,14 @@ export function parseShareReport(stdout: string, fallback: string): ShareReport 
   return { state: 'error', changes: [], warnings: [fallback] };
 }
 
-/** The fast path: one `stat` (no Node start-up) saying both folders already exist as real folders. */
-export async function shareFoldersInPlace(run: Runner, plan: UserLinksPlan, timeoutMs: number): Promise<boolean> {
+/**
+ * The fast path: one `stat` (no Node start-up) saying both folders already
+ * exist as real folders; 'hung' when it had to be killed (the share does not answer).
+ */
+export async function shareFoldersState(run: Runner, plan: UserLinksPlan, timeoutMs: number): Promise<'in-place' | 'not-yet' | 'hung'> {
   const r = await run({ file: 'stat', args: ['-c', '%F', '--', plan.userDir, plan.notebooksDir], cwd: '/', timeoutMs });
-  return r.exitCode === 0 && bothDirectories(r.stdout);
+  if (r.timedOut) return 'hung';
+  return r.exitCode === 0 && bothDirectories(r.stdout) ? 'in-place' : 'not-yet';
 }
 
 /** Run the root-side child under a SIGKILL deadline. */
