@@ -27,7 +27,7 @@ async function inside(): Promise<void> {
   const { loadConfig } = await import('../src/agent/config.js');
   const { runTasks } = await import('../src/agent/task.js');
   const { domainJoinTask, undoJoin } = await import('../src/tasks/domain-join/index.js');
-  const base = createBase({ logLevel: 'warn' });
+  const base = createBase({ logLevel: process.env.BENCH_DEBUG ? 'debug' : 'warn' });
   const cfg = await loadConfig(CONFIG);
   const { ctx } = await createTaskContext(base, cfg);
   const d = cfg.domain;
@@ -78,7 +78,7 @@ async function inside(): Promise<void> {
 }
 
 async function host(): Promise<void> {
-  const { clientExec, fakesUrls, labEnv, labSkipReason, PROJECT_ROOT } = await import('../test/lab/harness.js');
+  const { clientExec, fakesUrls, labEnv, labSkipReason, PROJECT_ROOT, readLabSecret } = await import('../test/lab/harness.js');
   const skip = labSkipReason();
   if (skip) throw new Error(skip);
   const client = opt('--client', 'c1');
@@ -90,7 +90,7 @@ async function host(): Promise<void> {
     'domain:',
     `  name: ${env.DOMAIN}`,
     `  joinUser: ${env.JOIN_USER}`,
-    `  joinPassword: { keyVault: { vaultUrl: "${urls.keyVault}", name: ${env.KEYVAULT_SECRET_NAME} } }`,
+    '  joinPassword: { file: /etc/dsvm-agent/bench-join-password }',
     `  computerOu: "${env.JOIN_OU}"`,
     `  allowGroups: [${env.USERS_GROUP}]`,
     `  sudoGroups: [${env.ADMINS_GROUP}]`,
@@ -98,6 +98,11 @@ async function host(): Promise<void> {
   ].join('\n');
   const w = await clientExec(client, ['bash', '-c', `mkdir -p /etc/dsvm-agent && umask 077 && cat > ${CONFIG}`], { input: yaml });
   if (w.exitCode !== 0) throw new Error(`writing the bench config failed: ${w.stderr}`);
+  // A root-only file: the Key Vault SDK refuses the fakes' loopback vault URL (challenge-resource check).
+  const p = await clientExec(client, ['bash', '-c', 'umask 077 && cat > /etc/dsvm-agent/bench-join-password'], {
+    input: readLabSecret('join-password'),
+  });
+  if (p.exitCode !== 0) throw new Error(`writing the bench join password failed: ${p.stderr}`);
   const r = await clientExec(
     client,
     [path.join(PROJECT_ROOT, 'node_modules/.bin/tsx'), path.join(PROJECT_ROOT, 'bench/join.ts'), '--inside', '--rounds', String(rounds)],
@@ -105,7 +110,7 @@ async function host(): Promise<void> {
   );
   process.stdout.write(r.stdout);
   process.stderr.write(r.stderr);
-  await clientExec(client, ['rm', '-f', CONFIG]);
+  await clientExec(client, ['rm', '-f', CONFIG, '/etc/dsvm-agent/bench-join-password']);
   if (r.exitCode !== 0) process.exitCode = 1;
 }
 

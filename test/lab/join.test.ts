@@ -6,7 +6,7 @@
  */
 import t, { type Test } from 'tap';
 import { clientExec, dcExec, describeResult, fakesUrls, lab, labEnv, labSkipReason, readLabSecret, type ExecResult } from './harness.js';
-import { primaryComputerName } from '../../src/tasks/domain-join/computer-name.js';
+import { alternateComputerName, primaryComputerName } from '../../src/tasks/domain-join/computer-name.js';
 
 const AGENT = '/work/main/bin/dsvm-agent';
 const CONFIG = '/etc/dsvm-agent/config.yaml';
@@ -97,10 +97,20 @@ async function main(): Promise<void> {
   const env = labEnv();
   const C1 = 'c1';
   const vmId = env.CLIENT_VMID_C1!.toLowerCase();
-  const expected = primaryComputerName({ configured: 'auto', hostname: env.CLIENT_HOSTNAME_C1! }).name;
+  // The lab's IMDS fake presents each client as scale-set instance <VMSS>_<n>.
+  const expected = primaryComputerName({
+    configured: 'auto',
+    vmScaleSetName: env.VMSS_NAME,
+    vmName: `${env.VMSS_NAME}_${env.CLIENT_INSTANCE_C1!}`,
+    hostname: env.CLIENT_HOSTNAME_C1!,
+  }).name;
 
   t.test('a wrong join password fails in one attempt, clearly, leaving no join config', async (t) => {
-    await must(t, 'wrong secret', sh(C1, 'umask 077; printf %s "Not-The-Password-1" > /etc/dsvm-agent/wrong-join-password', {}));
+    await must(
+      t,
+      'wrong secret',
+      sh(C1, 'mkdir -p /etc/dsvm-agent && umask 077 && printf %s "Not-The-Password-1" > /etc/dsvm-agent/wrong-join-password', {}),
+    );
     await writeConfig(C1, 'wrong-file');
     const before = await fingerprint(C1);
     const r = await provision(C1);
@@ -135,7 +145,7 @@ async function main(): Promise<void> {
 
   t.test('the computer object: name, OU, stamp', async (t) => {
     t.equal(await keytabName(C1), expected, `keytab holds ${expected}$`);
-    t.ok(expected.length <= 15, `${env.CLIENT_HOSTNAME_C1} (${env.CLIENT_HOSTNAME_C1!.length} chars) → ${expected}`);
+    t.ok(expected.length <= 15, `scale-set instance ${env.VMSS_NAME}_${env.CLIENT_INSTANCE_C1} → ${expected}`);
     const obj = await computerObject(expected);
     t.equal(obj.distinguishedName, `CN=${expected},${env.JOIN_OU}`, 'in the configured OU');
     t.equal(obj.description, `dsvm-agent vmId=${vmId}`, "stamped with this VM's id");
@@ -187,6 +197,14 @@ async function main(): Promise<void> {
     ] as const) {
       const up = await lab(['client-up', client, ip, host], { timeoutMs: 300_000 });
       t.equal(up.exitCode, 0, describeResult(`client-up ${client}`, up));
+      // Not a scale-set VM here: the name comes from the 22-character host name.
+      const seed = await clientExec(client, [
+        'node',
+        '-e',
+        `fetch(process.argv[1] + '/seed', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ vm: { compute: { name: '${host}', vmScaleSetName: '' } } }) }).then((r) => process.exit(r.ok ? 0 : 1))`,
+        fakesUrls(client).control,
+      ]);
+      t.equal(seed.exitCode, 0, describeResult(`seed IMDS of ${client}`, seed));
       await writeConfig(client, 'file');
       await must(t, `provision ${client}`, provision(client));
       const name = await keytabName(client);
@@ -200,7 +218,13 @@ async function main(): Promise<void> {
       names.push(name ?? '');
     }
     t.not(names[0], names[1], `same hostname, different computer names (${names.join(', ')})`);
-    t.equal(names[0], primaryComputerName({ configured: 'auto', hostname: host }).name, 'the first takes the derived name');
+    const primary = primaryComputerName({ configured: 'auto', hostname: host }).name;
+    t.equal(names[0], primary, 'the first takes the derived name');
+    t.equal(
+      names[1],
+      alternateComputerName(primary, labEnv().CLIENT_VMID_C3!, 1),
+      'the second finds it held by a live VM and takes its first alternate',
+    );
     for (const client of ['c3', 'c2'])
       await must(t, `deprovision ${client}`, clientExec(client, [AGENT, '--config', CONFIG, 'deprovision', '--leave-domain']));
     for (const n of names) t.same(await computerObject(n), {}, `${n} deleted from AD by --leave-domain`);

@@ -93,7 +93,7 @@ useradd -m -s /bin/bash --badname Jean.Dupont
 for u in alice bob carol Jean.Dupont eve1 eve2 eve3 eve4 eve5 dave; do usermod -aG dsvm-users "$u"; done
 for i in $(seq -w 1 50); do useradd -m -G dsvm-users "load$i"; done
 printf '%s\n' 'auth required pam_permit.so' 'account required pam_permit.so' \
-  'session optional pam_exec.so quiet type=open_session ${agent} pam-session' >/etc/pam.d/dsvm-login-test`);
+  'session required pam_permit.so' 'session optional pam_exec.so quiet type=open_session ${agent} pam-session' >/etc/pam.d/dsvm-login-test`);
   config();
 });
 

@@ -31,6 +31,7 @@ wait_health() {
   while :; do
     if state="$(vm_health_state 2>&1)" && [[ "$state" == "$want" ]]; then return 0; fi
     ((SECONDS < deadline)) || break
+    vm_running || break
     sleep 5
   done
   echo "health: want $want after ${2}s, last answer: $state"
@@ -297,6 +298,7 @@ watchdog_restarts() {
   deadline=$((SECONDS + 120))
   while ((SECONDS < deadline)); do
     sleep 5
+    vm_running || return 1
     pid2="$(vm_ssh 'test "$(systemctl show dsvm-agent -p ActiveState --value)" = active && systemctl show dsvm-agent -p MainPID --value' 2>/dev/null || true)"
     if [[ "$pid2" =~ ^[1-9][0-9]*$ && "$pid2" != "$pid1" ]]; then
       vm_ssh 'journalctl -u dsvm-agent --no-pager -o cat | grep -i "watchdog timeout"' || { echo "restarted, but not by the watchdog"; return 1; }

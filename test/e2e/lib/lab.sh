@@ -5,6 +5,7 @@ LAB_CMD="$REPO_DIR/test/lab/lab"
 LAB_STATE=/run/dsvm-lab
 E2E_STARTED_LAB=0
 E2E_FAKES_PGID=""
+E2E_FAKES_ADDR=0
 
 lab_is_up() {
   [[ -f "$LAB_STATE/lab.env" ]] && ip netns list 2>/dev/null | grep -q "^$VM_NS\b"
@@ -50,11 +51,19 @@ lab_restore() {
   fi
 }
 
-# The VM's Azure fakes: in the bridge namespace on the DC's address (the VM
+# The VM's Azure fakes: in a namespace of their own on the lab bridge (the VM
 # reaches nothing else), seeded with the lab's join password and storage key
 # through a root-only file that is removed once they are up.
 fakes_start() {
   local dir="$WORK/fakes"
+  ip netns del "$VM_FAKES_NS" 2>/dev/null || true
+  ip netns add "$VM_FAKES_NS"
+  E2E_FAKES_ADDR=1
+  ip -n "$VM_FAKES_NS" link set lo up
+  ip -n "$VM_NS" link add "$VM_FAKES_PORT" type veth peer name eth0 netns "$VM_FAKES_NS"
+  ip -n "$VM_NS" link set "$VM_FAKES_PORT" master "$VM_BRIDGE" up
+  ip -n "$VM_FAKES_NS" addr add "$VM_FAKES_IP/24" dev eth0
+  ip -n "$VM_FAKES_NS" link set eth0 up
   mkdir -p "$dir/state"
   chmod 0700 "$dir"
   (umask 077 && node -e '
@@ -72,8 +81,8 @@ fakes_start() {
     }));' "$LAB_STATE" "$LAB_KV_SECRET" "$LAB_STORAGE_ACCOUNT" "$LAB_SUBSCRIPTION_ID" \
     "$LAB_RESOURCE_GROUP" "$VM_HOSTNAME" "$(cat /proc/sys/kernel/random/uuid)" >"$dir/seed.json")
   # setsid: the fakes get their own process group, which teardown ends.
-  (cd "$REPO_DIR" && exec setsid ip netns exec "$VM_NS" env -i PATH="$PATH" HOME=/root \
-    "$REPO_DIR/node_modules/.bin/tsx" test/fakes/serve.ts --host "$VM_GATEWAY_IP" \
+  (cd "$REPO_DIR" && exec setsid ip netns exec "$VM_FAKES_NS" env -i PATH="$PATH" HOME=/root \
+    "$REPO_DIR/node_modules/.bin/tsx" test/fakes/serve.ts --host "$VM_FAKES_IP" \
     --out "$dir/urls.json" --state-dir "$dir/state" \
     --files-root "$LAB_STORAGE_ACCOUNT/$LAB_SHARE_NAME=$LAB_SHARE_DIR" --seed "$dir/seed.json" \
     </dev/null >"$dir/fakes.log" 2>&1) &
@@ -90,6 +99,14 @@ fakes_start() {
 }
 
 fakes_stop() {
+  fakes_stop_process
+  if [[ "$E2E_FAKES_ADDR" == 1 ]]; then
+    ip netns del "$VM_FAKES_NS" 2>/dev/null || true
+    E2E_FAKES_ADDR=0
+  fi
+}
+
+fakes_stop_process() {
   [[ -n "$E2E_FAKES_PGID" ]] || return 0
   kill -TERM -- "-$E2E_FAKES_PGID" 2>/dev/null || true
   local i

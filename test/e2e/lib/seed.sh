@@ -77,7 +77,7 @@ write_files:
     content: |
       127.0.0.1 localhost
       127.0.1.1 $VM_HOSTNAME.$LAB_DOMAIN $VM_HOSTNAME
-      $VM_GATEWAY_IP dsvm.vault.localhost
+      $VM_FAKES_IP dsvm.vault.localhost
   - path: /etc/dsvm-agent/e2e-fakes-ca.pem
     permissions: "0644"
     content: |

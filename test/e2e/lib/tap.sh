@@ -25,9 +25,11 @@ _tap_result() {
 # exits 0; its output is shown on failure. Sets CHECK_OK to 1 or 0 and
 # always returns 0, so a failed check never stops the run.
 CHECK_OK=0
+E2E_VM_EXPECTED=0   # set while the VM should be up: its loss ends the run
 check() {
   local name="$1" out rc
   shift
+  bail_if_vm_gone
   set +e
   out="$("$@" 2>&1)"
   rc=$?
@@ -39,6 +41,16 @@ check() {
     CHECK_OK=0
     _tap_result 0 "$name" "exit $rc: $out"
   fi
+}
+
+# qemu exits when someone runs `lab down` under the run (it ends every
+# process in the lab's namespaces): every later check would only time out.
+bail_if_vm_gone() {
+  [[ "$E2E_VM_EXPECTED" == 1 ]] || return 0
+  vm_running && return 0
+  printf 'Bail out! the VM is gone (qemu exited; was the lab taken down under the run?)\n'
+  tap_done || true
+  exit 1
 }
 
 pass() { _tap_result 1 "$1"; }
@@ -65,6 +77,7 @@ retry_until() {
   while :; do
     if "$@" >/dev/null 2>&1; then return 0; fi
     ((SECONDS < deadline)) || break
+    vm_running || break
     sleep "$interval"
   done
   "$@"

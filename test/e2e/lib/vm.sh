@@ -8,7 +8,15 @@ VM_BRIDGE=br0
 VM_TAP=dsvme2e0
 VM_IP=10.77.0.20
 VM_MAC=52:54:00:78:00:20
-VM_GATEWAY_IP=10.77.0.2             # DC, DNS, and where the VM's Azure fakes listen
+VM_GATEWAY_IP=10.77.0.2             # the DC: DNS, Kerberos, LDAP
+# The VM's Azure fakes get a namespace and address of their own on the
+# bridge: the VM maps a Key Vault host name to it in /etc/hosts, and mapping
+# the DC's address there would turn the DC's reverse lookup (which Kerberos
+# uses to name the LDAP service) into that name. A second address on the DC's
+# own bridge would not do either: Samba registers every address it has in DNS.
+VM_FAKES_IP=10.77.0.5
+VM_FAKES_NS=dsvme2e-fakes
+VM_FAKES_PORT=dsvme2e-fk
 # Longer than 15 characters on purpose: the agent must derive a NetBIOS name.
 VM_HOSTNAME=dsvm-e2e-image-0001
 
