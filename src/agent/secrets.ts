@@ -85,14 +85,25 @@ async function readKeyVaultSecret(
     }
     if (status === 404) throw permanent(`${keyPath}: ${where} not found (404)`, { fix: 'create the secret or correct the name', reason: 'keyvault-not-found' });
     if (status === 401) throw permanent(`${keyPath}: ${where}: the token was refused (401)`, { fix: "check that the vault is in the VM identity's tenant", reason: 'keyvault-unauthorized' });
-    if (name === 'CredentialUnavailableError' || name === 'AuthenticationError' || status === undefined || status >= 500 || status === 429) {
+    if (name === 'CredentialUnavailableError' || name === 'AuthenticationError' || isNetworkError(err) || (status !== undefined && (status >= 500 || status === 429))) {
       throw transient(`${keyPath}: cannot read ${where}: ${firstLine(err)}`, {
         fix: `check that the VM has a managed identity${deps.cfg.identity.clientId ? ` with client id ${deps.cfg.identity.clientId}` : ''} and can reach IMDS and the vault`,
         reason: 'keyvault-unreachable',
       });
     }
-    throw permanent(`${keyPath}: ${where}: ${firstLine(err)}`, { reason: 'keyvault-error' });
+    throw permanent(`${keyPath}: ${where}: ${firstLine(err)}`, {
+      fix: /does not match the requested domain/.test(firstLine(err))
+        ? 'the vault URL must be the vault\'s own host name (https://NAME.vault.azure.net, or the sovereign cloud\'s vault domain)'
+        : 'check the vault URL and the secret name',
+      reason: 'keyvault-error',
+    });
   }
+}
+
+/** Connection-level failures (DNS not ready, vault or IMDS unreachable) may pass; anything else will not. */
+function isNetworkError(err: unknown): boolean {
+  const code = (err as { code?: string })?.code ?? '';
+  return ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH', 'REQUEST_SEND_ERROR'].includes(code);
 }
 
 function firstLine(err: unknown): string {
