@@ -4,7 +4,7 @@ import path from 'node:path';
 import { readSecretFile } from '../../../src/agent/secrets.js';
 import { makeTestContext } from '../../helpers/context.js';
 
-t.test('secret file rules', async (t) => {
+t.test('secret file rules', { skip: process.getuid?.() !== 0 ? 'needs root to chown test files' : false }, async (t) => {
   const { paths } = await makeTestContext();
   const dir = paths.under('/etc/dsvm-agent');
   await mkdir(dir, { recursive: true });
@@ -31,10 +31,6 @@ t.test('secret file rules', async (t) => {
     { name: 'symlink refused', file: 'link', error: /symbolic link/ },
     { name: 'directory refused', file: 'adir', error: /not a regular file/ },
   ];
-  if (process.getuid?.() !== 0) {
-    t.skip('needs root to chown test files');
-    return;
-  }
   for (const c of cases) {
     const p = `/etc/dsvm-agent/${c.file}`;
     try {
