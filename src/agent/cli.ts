@@ -10,7 +10,7 @@ import { VERSION } from './version.js';
  */
 export function buildProgram(exit: (code: number) => void): Command {
   const program = new Command('dsvm-agent')
-    .description('Joins this VM to Active Directory, mounts the team share and prepares each user\'s notebooks.')
+    .description("Joins this VM to Active Directory, mounts the team share and prepares each user's notebooks.")
     .version(VERSION, '--version', 'print the version')
     .option('-c, --config <path>', 'config file', '/etc/dsvm-agent/config.yaml')
     .addOption(new Option('--root <dir>', 'prefix for every system path (tests, offline image trees)').env('DSVM_AGENT_ROOT'))

@@ -13,19 +13,17 @@ const absolutePath = (what: string) =>
     .refine((p) => !p.split('/').includes('..'), { error: 'must not contain ".." segments: write the real path' });
 
 const httpUrl = (what: string) =>
-  z
-    .string({ error: `must be the URL of ${what}` })
-    .refine(
-      (u) => {
-        try {
-          const url = new URL(u);
-          return url.protocol === 'https:' || url.protocol === 'http:';
-        } catch {
-          return false;
-        }
-      },
-      { error: `must be an http(s) URL of ${what}, e.g. https://contoso-kv.vault.azure.net` },
-    );
+  z.string({ error: `must be the URL of ${what}` }).refine(
+    (u) => {
+      try {
+        const url = new URL(u);
+        return url.protocol === 'https:' || url.protocol === 'http:';
+      } catch {
+        return false;
+      }
+    },
+    { error: `must be an http(s) URL of ${what}, e.g. https://contoso-kv.vault.azure.net` },
+  );
 
 const hostName = z
   .string({ error: 'must be a DNS host name' })
@@ -46,7 +44,10 @@ const keyVaultSecret = z
         name: z
           .string({ error: 'must be the Key Vault secret name' })
           .regex(/^[0-9a-zA-Z-]{1,127}$/, { error: 'must be a Key Vault secret name: 1-127 letters, digits or "-"' }),
-        version: z.string().regex(/^[0-9a-f]{32}$/i, { error: 'must be a 32-hex-digit secret version' }).optional(),
+        version: z
+          .string()
+          .regex(/^[0-9a-f]{32}$/i, { error: 'must be a 32-hex-digit secret version' })
+          .optional(),
       })
       .strict(),
   })
@@ -87,16 +88,19 @@ export const storageKeyRef = z.union([fileSecret, keyVaultSecret, armListKeys], 
 /** NetBIOS computer names: at most 15 characters; AD refuses longer ones or truncates them silently elsewhere. */
 export const computerNamePattern = /^[A-Za-z0-9][A-Za-z0-9-]{0,14}$/;
 
-const computerName = z.union([
-  z.literal('auto'),
-  z
-    .string()
-    .max(15, { error: 'must be "auto" or at most 15 characters (NetBIOS limit): choose a shorter name or use auto' })
-    .regex(computerNamePattern, {
-      error: 'must be "auto" or 1-15 letters, digits and "-", starting with a letter or digit',
-    })
-    .refine((n) => !/^[0-9]+$/.test(n), { error: 'must not be only digits (AD rejects it): add letters' }),
-], { error: 'must be "auto" or a name of at most 15 letters, digits and "-"' });
+const computerName = z.union(
+  [
+    z.literal('auto'),
+    z
+      .string()
+      .max(15, { error: 'must be "auto" or at most 15 characters (NetBIOS limit): choose a shorter name or use auto' })
+      .regex(computerNamePattern, {
+        error: 'must be "auto" or 1-15 letters, digits and "-", starting with a letter or digit',
+      })
+      .refine((n) => !/^[0-9]+$/.test(n), { error: 'must not be only digits (AD rejects it): add letters' }),
+  ],
+  { error: 'must be "auto" or a name of at most 15 letters, digits and "-"' },
+);
 
 const octalMode = z
   .string({ error: 'must be an octal mode string such as "0770" (quote it in YAML)' })
@@ -115,15 +119,7 @@ const listen = z
   .regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d{1,5})$/, { error: 'must be HOST:PORT, e.g. 127.0.0.1:8642' })
   .refine((v) => Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, { error: 'port must be at most 65535' });
 
-export const checkIds = [
-  'domain-trust',
-  'identity-lookup',
-  'sssd',
-  'share-mounted',
-  'share-quota',
-  'clock',
-  'disk-space',
-] as const;
+export const checkIds = ['domain-trust', 'identity-lookup', 'sssd', 'share-mounted', 'share-quota', 'clock', 'disk-space'] as const;
 
 export const configSchema = z
   .object({
@@ -168,7 +164,10 @@ export const configSchema = z
         allowGroups: z.array(z.string().min(1), { error: 'must be a list of group names' }).default([]),
         sudoGroups: z.array(z.string().min(1), { error: 'must be a list of group names' }).default([]),
         fullyQualifiedNames: z.boolean({ error: 'must be true or false' }).default(false),
-        homeTemplate: z.string().regex(/^\/\S*$/, { error: 'must be an absolute path template such as /home/%u' }).default('/home/%u'),
+        homeTemplate: z
+          .string()
+          .regex(/^\/\S*$/, { error: 'must be an absolute path template such as /home/%u' })
+          .default('/home/%u'),
         shell: absolutePath('the login shell').default('/bin/bash'),
       })
       .strict()
@@ -197,11 +196,9 @@ export const configSchema = z
         account: z
           .string({ error: 'must be the storage account name' })
           .regex(/^[a-z0-9]{3,24}$/, { error: 'must be a storage account name: 3-24 lower-case letters and digits' }),
-        name: z
-          .string({ error: 'must be the file share name' })
-          .regex(/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/, {
-            error: 'must be a file share name: 3-63 lower-case letters, digits and single "-"',
-          }),
+        name: z.string({ error: 'must be the file share name' }).regex(/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/, {
+          error: 'must be a file share name: 3-63 lower-case letters, digits and single "-"',
+        }),
         endpointSuffix: hostName.default('core.windows.net'),
         host: hostName.optional(),
         filesEndpoint: httpUrl('the Azure Files REST endpoint (default https://ACCOUNT.file.ENDPOINTSUFFIX)')
@@ -219,17 +216,29 @@ export const configSchema = z
       .strict()
       .superRefine((s, ctx) => {
         if (s.type === 'smb' && s.auth === 'key' && s.key === undefined) {
-          ctx.addIssue({ code: 'custom', path: ['key'], message: 'is required for an SMB share with auth: key: add {keyVault: ...}, {file: ...} or {armListKeys: ...}' });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['key'],
+            message: 'is required for an SMB share with auth: key: add {keyVault: ...}, {file: ...} or {armListKeys: ...}',
+          });
         }
         if (s.type === 'nfs' && s.key !== undefined) {
-          ctx.addIssue({ code: 'custom', path: ['key'], message: 'must not be set for NFS: NFS 4.1 shares use network rules, not keys; remove it' });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['key'],
+            message: 'must not be set for NFS: NFS 4.1 shares use network rules, not keys; remove it',
+          });
         }
         if (s.type === 'nfs' && s.auth === 'kerberos') {
           ctx.addIssue({ code: 'custom', path: ['auth'], message: 'kerberos is for SMB only: use type: smb or remove auth' });
         }
         for (const o of s.options) {
           if (/^(password|password2|pass|credentials|username|user)=/.test(o)) {
-            ctx.addIssue({ code: 'custom', path: ['options'], message: `must not carry credentials ("${o.split('=')[0]}="): the agent writes a root-only credentials file` });
+            ctx.addIssue({
+              code: 'custom',
+              path: ['options'],
+              message: `must not carry credentials ("${o.split('=')[0]}="): the agent writes a root-only credentials file`,
+            });
           }
         }
       })
@@ -245,23 +254,42 @@ export const configSchema = z
         homeLink: z
           .string()
           .regex(/^[^/\0][^\0]*[^/\0]$|^[^/\0]$/, { error: 'must be a relative path inside $HOME, e.g. notebooks/remote' })
-          .refine((v) => !v.split('/').some((p) => p === '..' || p === '.' || p === ''), { error: 'must not contain "." , ".." or empty segments' })
+          .refine((v) => !v.split('/').some((p) => p === '..' || p === '.' || p === ''), {
+            error: 'must not contain "." , ".." or empty segments',
+          })
           .default('notebooks/remote'),
         minUid: z.number({ error: 'must be a number' }).int().min(1, { error: 'must be at least 1 (never act for root)' }).default(1000),
-        loginTimeoutMs: z.number({ error: 'must be a number of milliseconds' }).int().min(100).max(60000, { error: 'must be at most 60000: a login must not wait longer' }).default(3000),
+        loginTimeoutMs: z
+          .number({ error: 'must be a number of milliseconds' })
+          .int()
+          .min(100)
+          .max(60000, { error: 'must be at most 60000: a login must not wait longer' })
+          .default(3000),
         createHome: z.boolean().default(true),
       })
       .strict()
-      .default({ root: '/data/workspace', notebooks: 'notebooks', homeLink: 'notebooks/remote', minUid: 1000, loginTimeoutMs: 3000, createHome: true }),
+      .default({
+        root: '/data/workspace',
+        notebooks: 'notebooks',
+        homeLink: 'notebooks/remote',
+        minUid: 1000,
+        loginTimeoutMs: 3000,
+        createHome: true,
+      }),
     health: z
       .object({
         listen: listen.default('127.0.0.1:8642'),
         allowNonLoopback: z.boolean().default(false),
         initializingGraceSec: z.number().int().min(0).default(1800),
-        unhealthyOn: z.array(z.enum(checkIds, { error: `must list check ids: ${checkIds.join(', ')}` })).default(['domain-trust', 'identity-lookup', 'sssd', 'share-mounted']),
+        unhealthyOn: z
+          .array(z.enum(checkIds, { error: `must list check ids: ${checkIds.join(', ')}` }))
+          .default(['domain-trust', 'identity-lookup', 'sssd', 'share-mounted']),
         identityProbe: z.string().min(1).optional(),
         checks: z
-          .partialRecord(z.enum(checkIds, { error: `must be a check id: ${checkIds.join(', ')}` }), z.object({ schedule: cronSchedule.optional(), enabled: z.boolean().default(true) }).strict())
+          .partialRecord(
+            z.enum(checkIds, { error: `must be a check id: ${checkIds.join(', ')}` }),
+            z.object({ schedule: cronSchedule.optional(), enabled: z.boolean().default(true) }).strict(),
+          )
           .default({}),
         metricsTextfile: absolutePath('the node-exporter textfile').optional(),
       })
@@ -270,10 +298,20 @@ export const configSchema = z
         const host = h.listen.slice(0, h.listen.lastIndexOf(':')).replace(/^\[|\]$/g, '');
         const loopback = host === 'localhost' || host === '::1' || /^127\./.test(host);
         if (!loopback && !h.allowNonLoopback) {
-          ctx.addIssue({ code: 'custom', path: ['listen'], message: `"${host}" is not a loopback address: the health endpoint must stay on 127.0.0.1, or set health.allowNonLoopback: true deliberately` });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['listen'],
+            message: `"${host}" is not a loopback address: the health endpoint must stay on 127.0.0.1, or set health.allowNonLoopback: true deliberately`,
+          });
         }
       })
-      .default({ listen: '127.0.0.1:8642', allowNonLoopback: false, initializingGraceSec: 1800, unhealthyOn: ['domain-trust', 'identity-lookup', 'sssd', 'share-mounted'], checks: {} }),
+      .default({
+        listen: '127.0.0.1:8642',
+        allowNonLoopback: false,
+        initializingGraceSec: 1800,
+        unhealthyOn: ['domain-trust', 'identity-lookup', 'sssd', 'share-mounted'],
+        checks: {},
+      }),
     repair: z
       .object({
         enabled: z.boolean().default(true),

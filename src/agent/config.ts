@@ -105,7 +105,9 @@ function issuesFromZod(error: z.ZodError): ConfigIssue[] {
 /** Validate already-parsed YAML data. */
 export function validateConfig(data: unknown, file = 'config'): Config {
   if (data === null || data === undefined) {
-    throw new ConfigInvalid(file, [{ path: '', message: 'is empty: write at least domain.name and the join secret (see /usr/share/dsvm-agent/config.example.yaml)' }]);
+    throw new ConfigInvalid(file, [
+      { path: '', message: 'is empty: write at least domain.name and the join secret (see /usr/share/dsvm-agent/config.example.yaml)' },
+    ]);
   }
   const parsed = configSchema.safeParse(data, { reportInput: true });
   if (!parsed.success) throw new ConfigInvalid(file, issuesFromZod(parsed.error));

@@ -34,8 +34,7 @@ export const transient = (message: string, opts?: Opts): AgentError => new Agent
 export const permanent = (message: string, opts?: Opts): AgentError => new AgentError('permanent', message, opts);
 export const configError = (message: string, opts?: Opts): AgentError => new AgentError('config', message, opts);
 export const notReady = (message: string, opts?: Opts): AgentError => new AgentError('notReady', message, opts);
-export const notImplemented = (message: string, opts?: Opts): AgentError =>
-  new AgentError('notImplemented', message, opts);
+export const notImplemented = (message: string, opts?: Opts): AgentError => new AgentError('notImplemented', message, opts);
 
 /** Exit codes of the contract: 0 ok, 1 failed, 2 bad usage or config, 3 not ready (retry). */
 export const ExitCode = { ok: 0, failed: 1, usage: 2, notReady: 3 } as const;

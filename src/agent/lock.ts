@@ -21,7 +21,10 @@ export async function acquireLock(file: string, what: string): Promise<() => Pro
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim());
       if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
-        throw notReady(`${what} is already running (pid ${pid})`, { fix: 'wait for it to finish; `dsvm-agent status` shows progress', reason: 'locked' });
+        throw notReady(`${what} is already running (pid ${pid})`, {
+          fix: 'wait for it to finish; `dsvm-agent status` shows progress',
+          reason: 'locked',
+        });
       }
       await rm(file, { force: true });
     }

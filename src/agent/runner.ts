@@ -85,8 +85,7 @@ export function createRunner(deps: { log: Logger; redactor: Redactor }): Runner 
       return { exitCode: null, signal: 'SIGKILL', stdout: '', stderr: '', timedOut: true, startError: null, durationMs };
     }
     const r = outcome;
-    const startError =
-      r.exitCode === undefined && r.signal === undefined && !r.timedOut && r.failed ? (r.code ?? r.shortMessage) : null;
+    const startError = r.exitCode === undefined && r.signal === undefined && !r.timedOut && r.failed ? (r.code ?? r.shortMessage) : null;
     const result: RunResult = {
       exitCode: r.exitCode ?? null,
       signal: r.signal ?? null,

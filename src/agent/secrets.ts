@@ -37,22 +37,45 @@ export async function readSecretFile(file: string, keyPath: string, paths: Paths
     handle = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw permanent(`${keyPath}: secret file ${file} does not exist`, { fix: `write it (root-owned, mode 0600) or change ${keyPath}`, reason: 'secret-missing' });
-    if (code === 'ELOOP') throw permanent(`${keyPath}: secret file ${file} is a symbolic link`, { fix: 'point the config at the real file', reason: 'secret-insecure' });
-    throw permanent(`${keyPath}: secret file ${file} cannot be read (${code})`, { fix: 'run the agent as root and check the file', reason: 'secret-unreadable' });
+    if (code === 'ENOENT')
+      throw permanent(`${keyPath}: secret file ${file} does not exist`, {
+        fix: `write it (root-owned, mode 0600) or change ${keyPath}`,
+        reason: 'secret-missing',
+      });
+    if (code === 'ELOOP')
+      throw permanent(`${keyPath}: secret file ${file} is a symbolic link`, {
+        fix: 'point the config at the real file',
+        reason: 'secret-insecure',
+      });
+    throw permanent(`${keyPath}: secret file ${file} cannot be read (${code})`, {
+      fix: 'run the agent as root and check the file',
+      reason: 'secret-unreadable',
+    });
   }
   try {
     const st = await handle.stat();
-    if (!st.isFile()) throw permanent(`${keyPath}: ${file} is not a regular file`, { fix: 'point the config at a file holding the secret', reason: 'secret-insecure' });
-    if (st.uid !== 0) throw permanent(`${keyPath}: secret file ${file} is owned by uid ${st.uid}, not root`, { fix: `chown root:root ${file}`, reason: 'secret-insecure' });
-    if ((st.mode & 0o077) !== 0) {
-      throw permanent(`${keyPath}: secret file ${file} has mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}, readable or writable by group or others`, {
-        fix: `chmod 0600 ${file} (and rotate the secret: others may have read it)`,
+    if (!st.isFile())
+      throw permanent(`${keyPath}: ${file} is not a regular file`, {
+        fix: 'point the config at a file holding the secret',
         reason: 'secret-insecure',
       });
+    if (st.uid !== 0)
+      throw permanent(`${keyPath}: secret file ${file} is owned by uid ${st.uid}, not root`, {
+        fix: `chown root:root ${file}`,
+        reason: 'secret-insecure',
+      });
+    if ((st.mode & 0o077) !== 0) {
+      throw permanent(
+        `${keyPath}: secret file ${file} has mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}, readable or writable by group or others`,
+        {
+          fix: `chmod 0600 ${file} (and rotate the secret: others may have read it)`,
+          reason: 'secret-insecure',
+        },
+      );
     }
     const text = (await handle.readFile('utf8')).replace(/\r?\n$/, '');
-    if (text.length === 0) throw permanent(`${keyPath}: secret file ${file} is empty`, { fix: 'write the secret into it', reason: 'secret-empty' });
+    if (text.length === 0)
+      throw permanent(`${keyPath}: secret file ${file} is empty`, { fix: 'write the secret into it', reason: 'secret-empty' });
     return text;
   } finally {
     await handle.close();
@@ -83,9 +106,22 @@ async function readKeyVaultSecret(
         reason: 'keyvault-forbidden',
       });
     }
-    if (status === 404) throw permanent(`${keyPath}: ${where} not found (404)`, { fix: 'create the secret or correct the name', reason: 'keyvault-not-found' });
-    if (status === 401) throw permanent(`${keyPath}: ${where}: the token was refused (401)`, { fix: "check that the vault is in the VM identity's tenant", reason: 'keyvault-unauthorized' });
-    if (name === 'CredentialUnavailableError' || name === 'AuthenticationError' || isNetworkError(err) || (status !== undefined && (status >= 500 || status === 429))) {
+    if (status === 404)
+      throw permanent(`${keyPath}: ${where} not found (404)`, {
+        fix: 'create the secret or correct the name',
+        reason: 'keyvault-not-found',
+      });
+    if (status === 401)
+      throw permanent(`${keyPath}: ${where}: the token was refused (401)`, {
+        fix: "check that the vault is in the VM identity's tenant",
+        reason: 'keyvault-unauthorized',
+      });
+    if (
+      name === 'CredentialUnavailableError' ||
+      name === 'AuthenticationError' ||
+      isNetworkError(err) ||
+      (status !== undefined && (status >= 500 || status === 429))
+    ) {
       throw transient(`${keyPath}: cannot read ${where}: ${firstLine(err)}`, {
         fix: `check that the VM has a managed identity${deps.cfg.identity.clientId ? ` with client id ${deps.cfg.identity.clientId}` : ''} and can reach IMDS and the vault`,
         reason: 'keyvault-unreachable',
@@ -93,7 +129,7 @@ async function readKeyVaultSecret(
     }
     throw permanent(`${keyPath}: ${where}: ${firstLine(err)}`, {
       fix: /does not match the requested domain/.test(firstLine(err))
-        ? 'the vault URL must be the vault\'s own host name (https://NAME.vault.azure.net, or the sovereign cloud\'s vault domain)'
+        ? "the vault URL must be the vault's own host name (https://NAME.vault.azure.net, or the sovereign cloud's vault domain)"
         : 'check the vault URL and the secret name',
       reason: 'keyvault-error',
     });
@@ -103,7 +139,16 @@ async function readKeyVaultSecret(
 /** Connection-level failures (DNS not ready, vault or IMDS unreachable) may pass; anything else will not. */
 function isNetworkError(err: unknown): boolean {
   const code = (err as { code?: string })?.code ?? '';
-  return ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH', 'REQUEST_SEND_ERROR'].includes(code);
+  return [
+    'ECONNREFUSED',
+    'ECONNRESET',
+    'ETIMEDOUT',
+    'ENOTFOUND',
+    'EAI_AGAIN',
+    'ENETUNREACH',
+    'EHOSTUNREACH',
+    'REQUEST_SEND_ERROR',
+  ].includes(code);
 }
 
 function firstLine(err: unknown): string {

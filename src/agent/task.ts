@@ -90,7 +90,10 @@ export async function runTasks(tasks: readonly Task[], ctx: TaskContext, opts: R
         if (found.changes.length === 0) {
           log.info('up to date');
           outcomes.push({ id: task.id, status: 'ok', changed: false, changes: [], attempts, warnings: found.warnings ?? [] });
-          ctx.state.tasks[task.id] = { ...ctx.state.tasks[task.id], appliedAt: ctx.state.tasks[task.id]?.appliedAt ?? new Date(ctx.clock.now()).toISOString() };
+          ctx.state.tasks[task.id] = {
+            ...ctx.state.tasks[task.id],
+            appliedAt: ctx.state.tasks[task.id]?.appliedAt ?? new Date(ctx.clock.now()).toISOString(),
+          };
           delete ctx.state.tasks[task.id]?.lastError;
           break;
         }

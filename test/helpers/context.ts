@@ -77,7 +77,9 @@ export interface TestContext {
 }
 
 /** A temp root with a TaskContext whose doors are fakes; nothing outside the temp dir is touched. */
-export async function makeTestContext(opts: { config?: Record<string, unknown>; commands?: FakeCommand[]; root?: string } = {}): Promise<TestContext> {
+export async function makeTestContext(
+  opts: { config?: Record<string, unknown>; commands?: FakeCommand[]; root?: string } = {},
+): Promise<TestContext> {
   const root = opts.root ?? (await mkdtemp(path.join(tmpdir(), 'dsvm-agent-test-')));
   const paths = makePaths(root);
   await mkdir(paths.configDir, { recursive: true });

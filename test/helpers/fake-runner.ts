@@ -44,7 +44,15 @@ export class FakeRunner {
     });
     if (!match) {
       this.unexpected.push(req);
-      return { exitCode: 127, signal: null, stdout: '', stderr: `unexpected command in test: ${req.file} ${args.join(' ')}`, timedOut: false, startError: 'ENOENT', durationMs: 0 };
+      return {
+        exitCode: 127,
+        signal: null,
+        stdout: '',
+        stderr: `unexpected command in test: ${req.file} ${args.join(' ')}`,
+        timedOut: false,
+        startError: 'ENOENT',
+        durationMs: 0,
+      };
     }
     match.used++;
     const partial = typeof match.result === 'function' ? await match.result(req) : (match.result ?? {});

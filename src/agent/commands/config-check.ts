@@ -9,7 +9,11 @@ export async function configCheckCommand(g: GlobalOptions, file?: string): Promi
   try {
     const cfg = await loadConfig(target);
     const parts = [`domain ${cfg.domain.name}`];
-    parts.push(cfg.share ? `share //${cfg.share.host ?? `${cfg.share.account}.file.${cfg.share.endpointSuffix}`}/${cfg.share.name} (${cfg.share.type}) at ${cfg.share.mountPoint}` : 'no share (workspaces are local)');
+    parts.push(
+      cfg.share
+        ? `share //${cfg.share.host ?? `${cfg.share.account}.file.${cfg.share.endpointSuffix}`}/${cfg.share.name} (${cfg.share.type}) at ${cfg.share.mountPoint}`
+        : 'no share (workspaces are local)',
+    );
     process.stdout.write(`${target}: valid (${parts.join('; ')})\n`);
     return ExitCode.ok;
   } catch (err) {

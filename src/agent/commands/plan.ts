@@ -32,6 +32,8 @@ export function renderPlan(entries: readonly PlanEntry[], newVm: boolean): strin
 export async function planCommand(g: GlobalOptions, opts: { json?: boolean }): Promise<number> {
   const { ctx, newVm, tasks } = await firstBootContext(g);
   const entries = await planTasks(tasks, ctx);
-  process.stdout.write(opts.json ? JSON.stringify({ newVm, vmId: ctx.state.vmId, tasks: entries }, null, 2) + '\n' : renderPlan(entries, newVm));
+  process.stdout.write(
+    opts.json ? JSON.stringify({ newVm, vmId: ctx.state.vmId, tasks: entries }, null, 2) + '\n' : renderPlan(entries, newVm),
+  );
   return ExitCode.ok;
 }

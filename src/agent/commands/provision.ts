@@ -20,8 +20,14 @@ export async function provisionCommand(g: GlobalOptions, opts: { json?: boolean 
   const { ctx, store, tasks } = await firstBootContext(g);
   const result = await runFirstBoot(ctx, store, tasks);
   if (opts.json) {
-    const outcomes = result.outcomes.map((o) => (o.status === 'failed' ? { id: o.id, status: o.status, attempts: o.attempts, error: o.error.message, fix: o.error.fix, kind: o.error.kind } : o));
-    process.stdout.write(JSON.stringify({ ok: result.ok, vmId: ctx.state.vmId, durationMs: result.durationMs, tasks: outcomes }, null, 2) + '\n');
+    const outcomes = result.outcomes.map((o) =>
+      o.status === 'failed'
+        ? { id: o.id, status: o.status, attempts: o.attempts, error: o.error.message, fix: o.error.fix, kind: o.error.kind }
+        : o,
+    );
+    process.stdout.write(
+      JSON.stringify({ ok: result.ok, vmId: ctx.state.vmId, durationMs: result.durationMs, tasks: outcomes }, null, 2) + '\n',
+    );
   } else {
     process.stdout.write(result.outcomes.map(renderOutcome).join('\n') + '\n');
     process.stdout.write(result.ok ? `provisioned in ${(result.durationMs / 1000).toFixed(1)} s\n` : 'provisioning stopped\n');

@@ -20,7 +20,11 @@ t.test('backoff schedule stays within bounds', async (t) => {
       t.ok(d >= c.lo && d <= c.hi, `attempt ${c.attempt}, random ${r}: ${d} in [${c.lo}, ${c.hi}]`);
     }
   }
-  t.not(backoffDelay(policy, 3, () => 0), backoffDelay(policy, 3, () => 1), 'jitter varies the delay');
+  t.not(
+    backoffDelay(policy, 3, () => 0),
+    backoffDelay(policy, 3, () => 1),
+    'jitter varies the delay',
+  );
   t.equal(mayRetry(policy, 10, 0, 1000), false, 'attempt cap');
   t.equal(mayRetry(policy, 2, 9.9 * 60_000, 60_000), false, 'time cap');
   t.equal(mayRetry(policy, 2, 0, 1000), true);
@@ -49,7 +53,10 @@ t.test('transient errors retry with backoff, permanent ones stop the list', asyn
   const cases = [
     {
       name: 'transient then success',
-      tasks: (a: string[]) => [fakeTask('a', (n) => (n < 3 ? transient('DC not reachable yet') : 'change'), a), fakeTask('b', () => 'ok', a)],
+      tasks: (a: string[]) => [
+        fakeTask('a', (n) => (n < 3 ? transient('DC not reachable yet') : 'change'), a),
+        fakeTask('b', () => 'ok', a),
+      ],
       statuses: ['ok', 'ok'],
       applied: ['a'],
       attemptsA: 3,
@@ -80,7 +87,11 @@ t.test('transient errors retry with backoff, permanent ones stop the list', asyn
     const { ctx } = await makeTestContext();
     const applied: string[] = [];
     const outcomes = await runTasks(c.tasks(applied), ctx, { backoff: policy, random: () => 0.5 });
-    t.same(outcomes.map((o) => o.status), c.statuses, `${c.name}: statuses`);
+    t.same(
+      outcomes.map((o) => o.status),
+      c.statuses,
+      `${c.name}: statuses`,
+    );
     t.same(applied, c.applied, `${c.name}: applied`);
     t.equal(outcomes[0] && 'attempts' in outcomes[0] ? outcomes[0].attempts : 0, c.attemptsA, `${c.name}: attempts`);
   }
@@ -98,9 +109,17 @@ t.test('plan reports each check and applies nothing', async (t) => {
   const { ctx } = await makeTestContext();
   const applied: string[] = [];
   const entries = await planTasks(
-    [fakeTask('a', () => 'change', applied), fakeTask('b', () => 'ok', applied), fakeTask('c', () => transient('dns'), applied), { ...fakeTask('d', () => 'ok', applied), skip: () => 'no share configured' }],
+    [
+      fakeTask('a', () => 'change', applied),
+      fakeTask('b', () => 'ok', applied),
+      fakeTask('c', () => transient('dns'), applied),
+      { ...fakeTask('d', () => 'ok', applied), skip: () => 'no share configured' },
+    ],
     ctx,
   );
-  t.same(entries.map((e) => e.status), ['would-change', 'up-to-date', 'unknown', 'skipped']);
+  t.same(
+    entries.map((e) => e.status),
+    ['would-change', 'up-to-date', 'unknown', 'skipped'],
+  );
   t.same(applied, []);
 });

@@ -25,11 +25,17 @@ try {
 }
 `;
 
-async function readInChild(env: Record<string, string>): Promise<{ ok: boolean; length?: number; kind?: string; message?: string; fix?: string; logs: string[] }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', '--import', path.resolve('test/helpers/localhost-dns.mjs'), '--input-type=module', '-e', script], {
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+async function readInChild(
+  env: Record<string, string>,
+): Promise<{ ok: boolean; length?: number; kind?: string; message?: string; fix?: string; logs: string[] }> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', '--import', path.resolve('test/helpers/localhost-dns.mjs'), '--input-type=module', '-e', script],
+    {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let out = '';
   let err = '';
   child.stdout.on('data', (d) => (out += d));
@@ -64,9 +70,26 @@ t.test('Key Vault secret through the managed identity', async (t) => {
   const env = (cfg: string) => ({ TEST_CONFIG: cfg, NODE_EXTRA_CA_CERTS: fakes.caFile });
   const cases = [
     { name: 'success', cfg: config('11111111-1111-1111-1111-111111111111'), ok: true },
-    { name: 'identity without access: 403', cfg: config('22222222-2222-2222-2222-222222222222'), kind: 'permanent', message: /access denied \(403\)/, fix: /grant the user-assigned identity 22222222/ },
-    { name: 'missing secret: 404', cfg: config('11111111-1111-1111-1111-111111111111', 'nope'), kind: 'permanent', message: /"nope".*not found \(404\)/ },
-    { name: 'IMDS down', cfg: config('11111111-1111-1111-1111-111111111111', 'dsvm-join', 'http://127.0.0.1:9'), kind: 'transient', message: /cannot read Key Vault secret "dsvm-join"/, fix: /managed identity/ },
+    {
+      name: 'identity without access: 403',
+      cfg: config('22222222-2222-2222-2222-222222222222'),
+      kind: 'permanent',
+      message: /access denied \(403\)/,
+      fix: /grant the user-assigned identity 22222222/,
+    },
+    {
+      name: 'missing secret: 404',
+      cfg: config('11111111-1111-1111-1111-111111111111', 'nope'),
+      kind: 'permanent',
+      message: /"nope".*not found \(404\)/,
+    },
+    {
+      name: 'IMDS down',
+      cfg: config('11111111-1111-1111-1111-111111111111', 'dsvm-join', 'http://127.0.0.1:9'),
+      kind: 'transient',
+      message: /cannot read Key Vault secret "dsvm-join"/,
+      fix: /managed identity/,
+    },
   ];
   for (const c of cases) {
     const r = await readInChild(env(c.cfg));

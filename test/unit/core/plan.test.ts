@@ -68,7 +68,11 @@ t.test('plan on the example config in a temp root writes nothing', async (t) => 
   t.equal(after, before, 'the temp root is byte-identical after plan');
   t.equal(r.status, 0, `plan exits 0 (stderr: ${r.stderr.slice(0, 500)})`);
   const plan = JSON.parse(r.stdout) as { tasks: { id: string; status: string }[] };
-  t.same(plan.tasks.map((x) => x.id), firstBootTasks.map((x) => x.id), 'every first-boot task is reported');
+  t.same(
+    plan.tasks.map((x) => x.id),
+    firstBootTasks.map((x) => x.id),
+    'every first-boot task is reported',
+  );
   for (const secret of [JOIN_SECRET, STORAGE_KEY]) {
     t.notOk(r.stdout.includes(secret) || r.stderr.includes(secret), 'no secret in plan output');
   }

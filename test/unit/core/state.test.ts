@@ -29,7 +29,10 @@ t.test('a corrupt state file is moved aside with a warning, never a crash', asyn
   const dir = await mkdtemp(path.join(tmpdir(), 'state-'));
   const file = path.join(dir, 'state.json');
   const warnings: string[] = [];
-  const store = new StateStore(file, createLogger({ level: 'warn', redactor: new Redactor(), journald: true, write: (l) => warnings.push(l) }));
+  const store = new StateStore(
+    file,
+    createLogger({ level: 'warn', redactor: new Redactor(), journald: true, write: (l) => warnings.push(l) }),
+  );
   for (const [name, content] of [
     ['truncated JSON', '{"version":1,"vmId":"a'],
     ['wrong shape', '{"hello":"world"}'],
@@ -39,7 +42,10 @@ t.test('a corrupt state file is moved aside with a warning, never a crash', asyn
     const got = await store.read();
     t.equal(got, undefined, `${name}: treated as no state`);
     const files = await readdir(dir);
-    t.ok(files.some((f) => f.startsWith('state.json.corrupt-')), `${name}: moved aside`);
+    t.ok(
+      files.some((f) => f.startsWith('state.json.corrupt-')),
+      `${name}: moved aside`,
+    );
     t.notOk(files.includes('state.json'), `${name}: original gone`);
   }
   t.match(warnings.join('\n'), /<4>.*corrupt/);
