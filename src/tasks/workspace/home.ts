@@ -34,13 +34,12 @@ const fs = require('fs');
 const path = require('path');
 const a = JSON.parse(process.argv[process.argv.length - 1]);
 const out = { state: 'ok', changes: [], warnings: [] };
-const finish = (state) => { if (state) out.state = state; process.stdout.write(JSON.stringify(out)); process.exit(0); };
 const kind = (st) => st.isSymbolicLink() ? 'a symbolic link' : st.isDirectory() ? 'a folder' : st.isFile() ? 'a file' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : 'a special file';
 const lstatOrNull = (p) => { try { return fs.lstatSync(p); } catch (e) { if (e.code === 'ENOENT') return null; throw e; } };
-try {
+function run() {
   let home;
-  try { home = fs.statSync(a.home); } catch (e) { if (e.code === 'ENOENT') finish('home-missing'); throw e; }
-  if (!home.isDirectory()) { out.warnings.push(a.home + ' is not a folder'); finish('blocked'); }
+  try { home = fs.statSync(a.home); } catch (e) { if (e.code === 'ENOENT') return ('home-missing'); throw e; }
+  if (!home.isDirectory()) { out.warnings.push(a.home + ' is not a folder'); return ('blocked'); }
   let cur = a.home;
   for (const part of a.dirs) {
     cur = path.join(cur, part);
@@ -49,29 +48,35 @@ try {
       try { fs.mkdirSync(cur, 0o755); out.changes.push('created ' + cur); } catch (e) { if (e.code !== 'EEXIST') throw e; }
       st = fs.lstatSync(cur);
     }
-    if (!st.isDirectory()) { out.warnings.push(cur + ' is ' + kind(st) + ', not a folder: left alone, no link made'); finish('blocked'); }
+    if (!st.isDirectory()) { out.warnings.push(cur + ' is ' + kind(st) + ', not a folder: left alone, no link made'); return ('blocked'); }
   }
   const link = path.join(a.home, a.link);
   for (let attempt = 0; attempt < 2; attempt++) {
     const st = lstatOrNull(link);
     if (st === null) {
-      try { fs.symlinkSync(a.target, link); out.changes.push('linked ' + link + ' -> ' + a.target); finish(out.changes.length ? 'created' : 'ok'); }
+      try { fs.symlinkSync(a.target, link); out.changes.push('linked ' + link + ' -> ' + a.target); return (out.changes.length ? 'created' : 'ok'); }
       catch (e) { if (e.code === 'EEXIST') continue; throw e; }
     }
     if (st.isSymbolicLink()) {
       const to = fs.readlinkSync(link);
-      if (to === a.target) finish(out.changes.length ? 'created' : 'ok');
+      if (to === a.target) return (out.changes.length ? 'created' : 'ok');
       out.warnings.push(link + ' points to ' + JSON.stringify(to) + ', not ' + a.target + ': left alone');
-      finish('blocked');
+      return ('blocked');
     }
     out.warnings.push(link + ' is ' + kind(st) + ': left alone (remove or rename it to get the link)');
-    finish('blocked');
+    return ('blocked');
   }
-  finish('error');
+  return ('error');
+}
+// One answer, written once, after everything: no process.exit() inside the
+// logic, so nothing can print a second, contradictory report.
+try {
+  out.state = run();
 } catch (e) {
   out.warnings.push(String(e && e.message || e));
-  finish('error');
+  out.state = 'error';
 }
+process.stdout.write(JSON.stringify(out));
 `;
 
 /** argv for the child: the script, then one JSON argument (no user data is ever parsed as code). */
@@ -118,5 +123,5 @@ export async function ensureHomeLink(run: Runner, nodeBinary: string, plan: User
     timeoutMs,
   });
   if (r.timedOut) return { state: 'error', changes: [], warnings: [`the $HOME step for ${plan.account.name} did not finish within ${timeoutMs} ms`] };
-  return parseHomeReport(r.stdout, `the $HOME step for ${plan.account.name} failed: ${(r.startError ?? r.stderr.trim()) || `exit ${r.exitCode}`}`);
+  return parseHomeReport(r.stdout, `the $HOME step for ${plan.account.name} failed: ${(r.startError ?? r.stderr.trim()) || `exit ${r.exitCode ?? r.signal}, output ${JSON.stringify(r.stdout.slice(0, 200))}`}`);
 }

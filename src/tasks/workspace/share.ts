@@ -34,16 +34,15 @@ const fs = require('fs');
 const path = require('path');
 const a = JSON.parse(process.argv[process.argv.length - 1]);
 const out = { state: 'ok', changes: [], warnings: [] };
-const finish = (state) => { if (state) out.state = state; process.stdout.write(JSON.stringify(out)); process.exit(0); };
 const kind = (st) => st.isSymbolicLink() ? 'a symbolic link' : st.isDirectory() ? 'a folder' : st.isFile() ? 'a file' : 'a special file';
 const lstatOrNull = (p) => { try { return fs.lstatSync(p); } catch (e) { if (e.code === 'ENOENT') return null; throw e; } };
 // CIFS (SMB1 and SMB2+ magics): chown/chmod "succeed" and change nothing.
 const CIFS = new Set([0xff534d42, 0xfe534d42]);
-try {
+function run() {
   let root = lstatOrNull(a.root);
   if (root === null && a.createRoot) { fs.mkdirSync(a.root, { recursive: true, mode: 0o755 }); out.changes.push('created ' + a.root); root = fs.lstatSync(a.root); }
-  if (root === null) { out.warnings.push(a.root + ' does not exist'); finish('root-missing'); }
-  if (!root.isDirectory()) { out.warnings.push(a.root + ' is ' + kind(root) + ', not a folder'); finish('refused'); }
+  if (root === null) { out.warnings.push(a.root + ' does not exist'); return ('root-missing'); }
+  if (!root.isDirectory()) { out.warnings.push(a.root + ' is ' + kind(root) + ', not a folder'); return ('refused'); }
   out.ownershipHonoured = !CIFS.has(Number(fs.statfsSync(a.root).type));
   // Node has no mkdirat(): the working directory stands in for the directory
   // descriptor. Each level is entered only after checking it is the folder
@@ -61,15 +60,15 @@ try {
     if (st.isSymbolicLink()) {
       let to = '?'; try { to = fs.readlinkSync(name); } catch (e) {}
       out.warnings.push(where + ' is a symbolic link to ' + JSON.stringify(to) + ': not followed, left alone (remove it to get the folder)');
-      finish('refused');
+      return ('refused');
     }
-    if (!st.isDirectory()) { out.warnings.push(where + ' is ' + kind(st) + ', not a folder: left alone'); finish('refused'); }
+    if (!st.isDirectory()) { out.warnings.push(where + ' is ' + kind(st) + ', not a folder: left alone'); return ('refused'); }
     process.chdir(name);
     const here = fs.statSync('.');
-    if (here.ino !== st.ino || here.dev !== st.dev) { out.warnings.push(where + ' was replaced while being checked: left alone'); finish('refused'); }
+    if (here.ino !== st.ino || here.dev !== st.dev) { out.warnings.push(where + ' was replaced while being checked: left alone'); return ('refused'); }
     if (!out.ownershipHonoured) continue;
     if (!created) {
-      if (st.uid !== a.uid && st.uid !== 0) { out.warnings.push(where + ' belongs to uid ' + st.uid + ', not ' + a.uid + ': left alone'); finish('refused'); }
+      if (st.uid !== a.uid && st.uid !== 0) { out.warnings.push(where + ' belongs to uid ' + st.uid + ', not ' + a.uid + ': left alone'); return ('refused'); }
       continue;
     }
     const fd = fs.openSync('.', fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
@@ -77,11 +76,17 @@ try {
     catch (e) { out.warnings.push('could not set owner/mode of ' + where + ': ' + e.code + ' (root squashed?)'); }
     finally { fs.closeSync(fd); }
   }
-  finish(out.changes.length ? 'created' : 'ok');
+  return (out.changes.length ? 'created' : 'ok');
+}
+// One answer, written once, after everything: no process.exit() inside the
+// logic, so nothing can print a second, contradictory report.
+try {
+  out.state = run();
 } catch (e) {
   out.warnings.push(String(e && e.message || e));
-  finish('error');
+  out.state = 'error';
 }
+process.stdout.write(JSON.stringify(out));
 `;
 
 export function shareChildArgs(plan: UserLinksPlan, root: string, createRoot: boolean): string[] {
@@ -128,5 +133,5 @@ export async function ensureShareFolders(
   if (r.timedOut) {
     return { state: 'error', changes: [], warnings: [`${opts.root} did not answer within ${opts.timeoutMs} ms (share hung?): the child was killed`] };
   }
-  return parseShareReport(r.stdout, `the share step for ${plan.account.name} failed: ${(r.startError ?? r.stderr.trim()) || `exit ${r.exitCode}`}`);
+  return parseShareReport(r.stdout, `the share step for ${plan.account.name} failed: ${(r.startError ?? r.stderr.trim()) || `exit ${r.exitCode ?? r.signal}, output ${JSON.stringify(r.stdout.slice(0, 200))}`}`);
 }

@@ -95,6 +95,8 @@ mount_has_agent_options() {
     const userspaceOnly = /^(credentials|cred|_netdev|nofail|noauto|auto|defaults|users?|x-systemd\..*|x-.*|username|password2?|pass|comment)(=|$)/;
     for (const o of wanted.split(",").map((x) => x.trim()).filter(Boolean)) {
       if (userspaceOnly.test(o) || live.includes(o)) continue;
+      // Applied, but not listed in /proc/mounts by the bookworm kernel (6.1).
+      if (["nosharesock"].includes(o)) continue;
       const [k, v] = o.split("=");
       if (k === "actimeo" && live.includes(`acregmax=${v}`) && live.includes(`acdirmax=${v}`)) continue;
       const other = live.find((l) => l.startsWith(`${k}=`));
@@ -135,13 +137,18 @@ alice_share_folder_ok() {
   E2E_SSH_TIMEOUT=30 vm_ssh 'test -d /data/workspace/alice/notebooks' || { echo "not visible in the VM"; return 1; }
 }
 
-# Seconds (two decimals) an ssh login of alice takes, end to end.
+# Seconds (two decimals) an ssh login of alice takes, end to end. On
+# failure: the time, ssh's own words and the VM's view of the login.
 time_alice_login() {
-  local t0 t1
+  local t0 t1 out rc secs
   t0=$EPOCHREALTIME
-  E2E_SSH_TIMEOUT=90 alice_login true >/dev/null 2>&1 || return 1
+  out="$(E2E_SSH_TIMEOUT=90 alice_login true 2>&1)" && rc=0 || rc=$?
   t1=$EPOCHREALTIME
-  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f\n", b - a }'
+  secs="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')"
+  if ((rc == 0)); then printf '%s\n' "$secs"; return 0; fi
+  printf 'login failed (exit %s after %ss): %s\n' "$rc" "$secs" "$(printf '%s' "$out" | tail -n 3)"
+  E2E_SSH_TIMEOUT=20 vm_ssh 'journalctl --no-pager -o short-monotonic --since "-3min" -u ssh -t sshd -t dsvm-agent | tail -n 12' 2>&1
+  return 1
 }
 
 unit_active_with_status() {
@@ -247,7 +254,7 @@ checks_first_boot() {
     E2E_LOGIN_OK_SECS="$secs"
     pass "ssh alice@VM with her password works (${secs}s)"
   else
-    fail "ssh alice@VM with her password works" "$(E2E_SSH_TIMEOUT=60 alice_login true 2>&1 | tail -n 5)"
+    fail "ssh alice@VM with her password works" "$secs"
   fi
   check "alice's session sees ~/notebooks/remote" alice_session
   check "/data/workspace/alice/notebooks exists on the share" alice_share_folder_ok
@@ -280,7 +287,7 @@ checks_frozen_share() {
         "frozen ${secs}s, healthy ${E2E_LOGIN_OK_SECS:-never}s, allowed +${bound_ms}ms"
     fi
   else
-    fail "smbd frozen: a new ssh login completes within the login bound" "the login failed or took over 90 s"
+    fail "smbd frozen: a new ssh login completes within the login bound" "$secs"
   fi
   check "smbd frozen: /health turns Unhealthy" wait_health Unhealthy "$(patience 120 20)"
   "$LAB_CMD" files-thaw

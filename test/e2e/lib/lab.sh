@@ -79,7 +79,7 @@ fakes_start() {
       vm: { compute: { name: vmName, vmId, vmScaleSetName: "dsvmpool", subscriptionId: sub,
                        resourceGroupName: rg, location: "westeurope" } },
     }));' "$LAB_STATE" "$LAB_KV_SECRET" "$LAB_STORAGE_ACCOUNT" "$LAB_SUBSCRIPTION_ID" \
-    "$LAB_RESOURCE_GROUP" "$VM_HOSTNAME" "$(cat /proc/sys/kernel/random/uuid)" >"$dir/seed.json")
+    "$LAB_RESOURCE_GROUP" "$VM_HOSTNAME" "$VM_UUID" >"$dir/seed.json")
   # setsid: the fakes get their own process group, which teardown ends.
   (cd "$REPO_DIR" && exec setsid ip netns exec "$VM_FAKES_NS" env -i PATH="$PATH" HOME=/root \
     "$REPO_DIR/node_modules/.bin/tsx" test/fakes/serve.ts --host "$VM_FAKES_IP" \

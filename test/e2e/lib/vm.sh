@@ -19,6 +19,9 @@ VM_FAKES_NS=dsvme2e-fakes
 VM_FAKES_PORT=dsvme2e-fk
 # Longer than 15 characters on purpose: the agent must derive a NetBIOS name.
 VM_HOSTNAME=dsvm-e2e-image-0001
+# One id per VM for the run, as on Azure (Gen2) where the SMBIOS product UUID
+# and IMDS's vmId name the same VM: qemu -uuid and the IMDS fake's vmId.
+VM_UUID="$(cat /proc/sys/kernel/random/uuid)"
 
 # Copy the base rootfs, install the package as an image build would (dpkg in
 # a chroot, no systemd running), then run the agent's own pre-capture
@@ -79,7 +82,7 @@ vm_boot() {
   local name="$1"
   rm -f "$WORK/qemu.pid"
   ip netns exec "$VM_NS" qemu-system-x86_64 \
-    -name "dsvm-e2e,process=dsvm-e2e-qemu" \
+    -name "dsvm-e2e,process=dsvm-e2e-qemu" -uuid "$VM_UUID" \
     -accel tcg,thread=multi -cpu max -smp 2 -m 2048 \
     -display none -no-reboot -daemonize -pidfile "$WORK/qemu.pid" \
     -serial "file:$WORK/serial-$name.log" \
