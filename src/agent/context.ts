@@ -47,11 +47,12 @@ export function configPath(opts: GlobalOptions, paths: Paths): string {
 export async function createTaskContext(
   base: Base,
   cfg: Config,
-  extra: { services?: ServiceManager; imds?: ImdsClient; clock?: TaskContext['clock'] } = {},
+  extra: { services?: ServiceManager; imds?: ImdsClient; clock?: TaskContext['clock']; offline?: boolean } = {},
 ): Promise<{ ctx: TaskContext; store: StateStore; newVm: boolean }> {
   const imds = extra.imds ?? new ImdsClient(cfg.azure.imdsEndpoint);
   const store = new StateStore(base.paths.stateFile, base.log.child('state'));
-  const { vmId, source } = await resolveVmId({ imds, paths: base.paths, log: base.log });
+  // Offline (deprovision in an image build chroot): never ask IMDS, which is not there.
+  const { vmId, source } = extra.offline ? { vmId: 'unknown', source: 'none' } : await resolveVmId({ imds, paths: base.paths, log: base.log });
   const { state, newVm } = await store.forVm(vmId, source);
   const cache = new Map<string, Promise<string>>();
   const secret = (ref: SecretRef, keyPath: string): Promise<string> => {

@@ -26,6 +26,8 @@ export async function runFirstBoot(
   const started = ctx.clock.now();
   try {
     ctx.state.firstBootStartedAt ??= new Date(started).toISOString();
+    // What deprovision undoes when the config file is gone by then (references only, no secret values).
+    ctx.state.facts.appliedConfig = ctx.cfg;
     await store.write(ctx.state);
     const outcomes = await runTasks(tasks, ctx, {
       backoff: opts.backoff ?? firstBootBackoff,

@@ -1,7 +1,35 @@
-import { rm } from 'node:fs/promises';
-import type { GlobalOptions } from '../context.js';
+import { readFile, rm } from 'node:fs/promises';
+import { ConfigInvalid, loadConfig, validateConfig } from '../config.js';
+import type { Config } from '../config-schema.js';
+import { configPath, createBase, createTaskContext, type Base, type GlobalOptions } from '../context.js';
 import { ExitCode, messageOf } from '../errors.js';
-import { firstBootContext } from './shared.js';
+import { firstBootTasks } from '../../tasks/first-boot.js';
+
+/**
+ * The config to undo with. An image is often captured before any config
+ * exists (cloud-init writes it on first boot), or after the admin removed it:
+ * then the config the agent last provisioned with (kept in the state, which
+ * holds references, never secret values) says what to remove; with neither,
+ * only what the agent leaves at fixed places is removed.
+ */
+async function undoConfig(g: GlobalOptions, base: Base): Promise<{ cfg: Config; source: string }> {
+  const file = configPath(g, base.paths);
+  try {
+    return { cfg: await loadConfig(file), source: file };
+  } catch (err) {
+    if (!(err instanceof ConfigInvalid)) throw err;
+    try {
+      const state = JSON.parse(await readFile(base.paths.stateFile, 'utf8')) as { facts?: { appliedConfig?: unknown } };
+      if (state.facts?.appliedConfig) return { cfg: validateConfig(state.facts.appliedConfig, 'state'), source: 'the last provisioned config' };
+    } catch {
+      /* no usable state: fall through */
+    }
+    return {
+      cfg: validateConfig({ domain: { name: 'unconfigured.invalid', joinUser: 'none', joinPassword: { file: '/nonexistent' } } }, 'built-in'),
+      source: 'none (no config and no state: fixed locations only)',
+    };
+  }
+}
 
 /**
  * `dsvm-agent deprovision`: undo for image capture. Each first-boot task
@@ -10,9 +38,13 @@ import { firstBootContext } from './shared.js';
  * and `plan` on it shows every task pending. Safe to run twice.
  */
 export async function deprovisionCommand(g: GlobalOptions, opts: { leaveDomain?: boolean }): Promise<number> {
-  const { ctx, tasks } = await firstBootContext(g);
+  const base = createBase(g);
+  const { cfg, source } = await undoConfig(g, base);
+  // Deprovision runs in image-build chroots too: it never needs the VM id.
+  const { ctx } = await createTaskContext(base, cfg, { offline: true });
+  process.stdout.write(`config: ${source}\n`);
   let failed = false;
-  for (const task of [...tasks].reverse()) {
+  for (const task of [...firstBootTasks].reverse()) {
     if (!task.undo) continue;
     try {
       const removed = await task.undo(ctx, { leaveDomain: opts.leaveDomain === true });
