@@ -52,7 +52,9 @@ export async function createTaskContext(
   const imds = extra.imds ?? new ImdsClient(cfg.azure.imdsEndpoint);
   const store = new StateStore(base.paths.stateFile, base.log.child('state'));
   // Offline (deprovision in an image build chroot): never ask IMDS, which is not there.
-  const { vmId, source } = extra.offline ? { vmId: 'unknown', source: 'none' } : await resolveVmId({ imds, paths: base.paths, log: base.log });
+  const { vmId, source } = extra.offline
+    ? { vmId: 'unknown', source: 'none' }
+    : await resolveVmId({ imds, paths: base.paths, log: base.log });
   const { state, newVm } = await store.forVm(vmId, source);
   const cache = new Map<string, Promise<string>>();
   const secret = (ref: SecretRef, keyPath: string): Promise<string> => {

@@ -20,12 +20,16 @@ async function undoConfig(g: GlobalOptions, base: Base): Promise<{ cfg: Config; 
     if (!(err instanceof ConfigInvalid)) throw err;
     try {
       const state = JSON.parse(await readFile(base.paths.stateFile, 'utf8')) as { facts?: { appliedConfig?: unknown } };
-      if (state.facts?.appliedConfig) return { cfg: validateConfig(state.facts.appliedConfig, 'state'), source: 'the last provisioned config' };
+      if (state.facts?.appliedConfig)
+        return { cfg: validateConfig(state.facts.appliedConfig, 'state'), source: 'the last provisioned config' };
     } catch {
       /* no usable state: fall through */
     }
     return {
-      cfg: validateConfig({ domain: { name: 'unconfigured.invalid', joinUser: 'none', joinPassword: { file: '/nonexistent' } } }, 'built-in'),
+      cfg: validateConfig(
+        { domain: { name: 'unconfigured.invalid', joinUser: 'none', joinPassword: { file: '/nonexistent' } } },
+        'built-in',
+      ),
       source: 'none (no config and no state: fixed locations only)',
     };
   }
