@@ -74,15 +74,23 @@ async function main(): Promise<void> {
   const cfg = await loadConfig(paths.configFile);
   const base = createBase({ root, logLevel: 'error' }, { paths });
   const deps = { cfg, paths, run: base.run, log: base.log };
-  const server = await serveIpc(paths.socketFile, async (req) => (req.op === 'login' ? handleLogin(deps, req.user, { deadlineMs: req.deadlineMs, shareHealthy: undefined }) : { ok: true }), base.log);
+  const server = await serveIpc(
+    paths.socketFile,
+    async (req) =>
+      req.op === 'login' ? handleLogin(deps, req.user, { deadlineMs: req.deadlineMs, shareHealthy: undefined }) : { ok: true },
+    base.log,
+  );
 
   const hookEnv = { PAM_TYPE: 'open_session', PAM_USER: 'nobody', PAM_SERVICE: 'sshd', DSVM_AGENT_ROOT: root };
   const sh = path.join(root, 'hook.sh');
   const shDir = path.join(root, 'sh');
-  await writeFile(sh, `mkdir -p "${shDir}/data/workspace/nobody/notebooks" "${shDir}/home/notebooks"\nln -sfn "${shDir}/data/workspace/nobody/notebooks" "${shDir}/home/notebooks/remote"\n`);
+  await writeFile(
+    sh,
+    `mkdir -p "${shDir}/data/workspace/nobody/notebooks" "${shDir}/home/notebooks"\nln -sfn "${shDir}/data/workspace/nobody/notebooks" "${shDir}/home/notebooks/remote"\n`,
+  );
   const noDaemonRoot = await mkdtemp(path.join(tmpdir(), 'dsvm-bench-login-nd-'));
 
-  dbg("daemon up");
+  dbg('daemon up');
   // Prime: the first login creates everything (and caches the bound); every measured run is the fast path.
   await timeRun(process.execPath, [cli, 'pam-session'], hookEnv);
   const variants: { name: string; run: () => Promise<number> }[] = [
@@ -98,7 +106,7 @@ async function main(): Promise<void> {
   await timeRun(process.execPath, [cli, 'pam-session'], ndEnv);
   variants.push({ name: 'pam-session (no daemon)', run: () => timeRun(process.execPath, [cli, 'pam-session'], ndEnv) });
 
-  dbg("primed");
+  dbg('primed');
   const samples = new Map<string, number[]>(variants.map((v) => [v.name, []]));
   for (let i = 0; i < 3; i++) for (const v of variants) await v.run(); // warm the page cache
   for (let i = 0; i < RUNS; i++) for (const v of variants) samples.get(v.name)!.push(await v.run());
@@ -113,7 +121,15 @@ async function main(): Promise<void> {
     const xs = samples.get(v.name)!;
     const p50 = pct(xs, 50);
     const p95 = pct(xs, 95);
-    return { name: v.name, runs: xs.length, p50Ms: +p50.toFixed(1), p95Ms: +p95.toFixed(1), p50VsNode: +(p50 / node50).toFixed(2), p95VsNode: +(p95 / node95).toFixed(2), p50VsSh: +(p50 / sh50).toFixed(1) };
+    return {
+      name: v.name,
+      runs: xs.length,
+      p50Ms: +p50.toFixed(1),
+      p95Ms: +p95.toFixed(1),
+      p50VsNode: +(p50 / node50).toFixed(2),
+      p95VsNode: +(p95 / node95).toFixed(2),
+      p50VsSh: +(p50 / sh50).toFixed(1),
+    };
   });
   const hook = rows.find((r) => r.name === 'pam-session (daemon)')!;
   const verdict = { target: 'pam-session (daemon) p50 <= 1.3 x node -e 0', ratio: hook.p50VsNode, met: hook.p50VsNode <= 1.3 };
@@ -122,9 +138,13 @@ async function main(): Promise<void> {
     return;
   }
   console.log(`login hook, ${RUNS} cold runs each, interleaved (ms; ratios against node -e 0 and the sh script of the same run)`);
-  console.log(`${'variant'.padEnd(26)}${'p50'.padStart(8)}${'p95'.padStart(8)}${'p50/node'.padStart(10)}${'p95/node'.padStart(10)}${'p50/sh'.padStart(9)}`);
+  console.log(
+    `${'variant'.padEnd(26)}${'p50'.padStart(8)}${'p95'.padStart(8)}${'p50/node'.padStart(10)}${'p95/node'.padStart(10)}${'p50/sh'.padStart(9)}`,
+  );
   for (const r of rows) {
-    console.log(`${r.name.padEnd(26)}${r.p50Ms.toFixed(1).padStart(8)}${r.p95Ms.toFixed(1).padStart(8)}${r.p50VsNode.toFixed(2).padStart(10)}${r.p95VsNode.toFixed(2).padStart(10)}${r.p50VsSh.toFixed(1).padStart(9)}`);
+    console.log(
+      `${r.name.padEnd(26)}${r.p50Ms.toFixed(1).padStart(8)}${r.p95Ms.toFixed(1).padStart(8)}${r.p50VsNode.toFixed(2).padStart(10)}${r.p95VsNode.toFixed(2).padStart(10)}${r.p50VsSh.toFixed(1).padStart(9)}`,
+    );
   }
   console.log(`target: ${verdict.target}: ${verdict.ratio.toFixed(2)} ${verdict.met ? 'MET' : 'NOT MET'}`);
 }

@@ -5,9 +5,7 @@ import { checkName } from './names.js';
 import { isAllowed, parseGroupNames, parsePasswdLine, skipReason, type Account } from './plan.js';
 
 /** The account to act for, or why there is none. */
-export type Resolution =
-  | { ok: true; account: Account }
-  | { ok: false; status: 'skipped' | 'failed'; reason: string; message: string };
+export type Resolution = { ok: true; account: Account } | { ok: false; status: 'skipped' | 'failed'; reason: string; message: string };
 
 /**
  * Resolve a login name through NSS, as the rest of the system does: the
@@ -20,24 +18,43 @@ export type Resolution =
  * the account stack ran (pamtester, `su` from root, a JupyterHub that skips
  * it), and a folder on the team share is not for everyone NSS knows.
  */
-export async function resolveAccount(run: Runner, rawName: string, cfg: Pick<Config, 'domain' | 'workspace'>, timeoutMs: number): Promise<Resolution> {
+export async function resolveAccount(
+  run: Runner,
+  rawName: string,
+  cfg: Pick<Config, 'domain' | 'workspace'>,
+  timeoutMs: number,
+): Promise<Resolution> {
   const bad = checkName(rawName);
   if (bad) return { ok: false, status: 'failed', reason: bad.reason, message: bad.message };
   // getent looks a number up as a uid: "1001" would act for whoever has uid 1001.
-  if (/^\d+$/.test(rawName)) return { ok: false, status: 'failed', reason: 'bad-name', message: 'the user name is all digits (NSS would read it as a uid)' };
+  if (/^\d+$/.test(rawName))
+    return { ok: false, status: 'failed', reason: 'bad-name', message: 'the user name is all digits (NSS would read it as a uid)' };
   const wantGroups = cfg.domain.allowGroups.length > 0;
   const [pw, groups] = await Promise.all([
     run({ file: 'getent', args: ['passwd', '--', rawName], timeoutMs }),
     wantGroups ? run({ file: 'id', args: ['-Gn', '--', rawName], timeoutMs }) : undefined,
   ]);
-  if (pw.exitCode === 2) return { ok: false, status: 'failed', reason: 'unknown-user', message: `no user "${rawName}" in NSS (getent passwd): check the name, or that sssd is running` };
+  if (pw.exitCode === 2)
+    return {
+      ok: false,
+      status: 'failed',
+      reason: 'unknown-user',
+      message: `no user "${rawName}" in NSS (getent passwd): check the name, or that sssd is running`,
+    };
   if (pw.exitCode !== 0) return { ok: false, status: 'failed', reason: 'nss-error', message: `getent passwd ${rawName}: ${summarize(pw)}` };
   const account = parsePasswdLine(pw.stdout.split('\n')[0] ?? '');
-  if (!account) return { ok: false, status: 'failed', reason: 'nss-error', message: `getent passwd ${rawName} returned an entry the agent cannot read` };
+  if (!account)
+    return {
+      ok: false,
+      status: 'failed',
+      reason: 'nss-error',
+      message: `getent passwd ${rawName} returned an entry the agent cannot read`,
+    };
   const system = skipReason(account, cfg);
   if (system) return { ok: false, status: 'skipped', reason: 'system-account', message: `${account.name}: ${system}` };
   if (groups) {
-    if (groups.exitCode !== 0) return { ok: false, status: 'failed', reason: 'nss-error', message: `id -Gn ${rawName}: ${summarize(groups)}` };
+    if (groups.exitCode !== 0)
+      return { ok: false, status: 'failed', reason: 'nss-error', message: `id -Gn ${rawName}: ${summarize(groups)}` };
     if (!isAllowed(parseGroupNames(groups.stdout), cfg)) {
       return {
         ok: false,

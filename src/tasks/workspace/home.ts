@@ -122,6 +122,10 @@ export async function ensureHomeLink(run: Runner, nodeBinary: string, plan: User
     cwd: '/',
     timeoutMs,
   });
-  if (r.timedOut) return { state: 'error', changes: [], warnings: [`the $HOME step for ${plan.account.name} did not finish within ${timeoutMs} ms`] };
-  return parseHomeReport(r.stdout, `the $HOME step for ${plan.account.name} failed: ${(r.startError ?? r.stderr.trim()) || `exit ${r.exitCode ?? r.signal}, output ${JSON.stringify(r.stdout.slice(0, 200))}`}`);
+  if (r.timedOut)
+    return { state: 'error', changes: [], warnings: [`the $HOME step for ${plan.account.name} did not finish within ${timeoutMs} ms`] };
+  return parseHomeReport(
+    r.stdout,
+    `the $HOME step for ${plan.account.name} failed: ${(r.startError ?? r.stderr.trim()) || `exit ${r.exitCode ?? r.signal}, output ${JSON.stringify(r.stdout.slice(0, 200))}`}`,
+  );
 }

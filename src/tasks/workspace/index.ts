@@ -67,12 +67,14 @@ const CHILD_CAP_MS = 20_000;
 export const BACKGROUND_LIMIT_MS = 45_000;
 
 function shareStep(r: ShareReport): StepOutcome {
-  const state: StepOutcome['state'] = r.state === 'ok' ? 'ok' : r.state === 'created' ? 'created' : r.state === 'refused' ? 'refused' : 'failed';
+  const state: StepOutcome['state'] =
+    r.state === 'ok' ? 'ok' : r.state === 'created' ? 'created' : r.state === 'refused' ? 'refused' : 'failed';
   return { state, changes: r.changes, warnings: r.warnings, ...(r.state === 'root-missing' ? { reason: 'root-missing' } : {}) };
 }
 
 function homeStep(r: HomeReport): StepOutcome {
-  const state: StepOutcome['state'] = r.state === 'ok' ? 'ok' : r.state === 'created' ? 'created' : r.state === 'blocked' ? 'refused' : 'failed';
+  const state: StepOutcome['state'] =
+    r.state === 'ok' ? 'ok' : r.state === 'created' ? 'created' : r.state === 'blocked' ? 'refused' : 'failed';
   return { state, changes: r.changes, warnings: r.warnings, ...(r.state === 'home-missing' ? { reason: 'home-missing' } : {}) };
 }
 
@@ -92,7 +94,13 @@ async function shareSkipReason(deps: LoginDeps, shareHealthy: boolean | undefine
 async function runShareSide(deps: LoginDeps, plan: UserLinksPlan, left: (cap: number) => number): Promise<StepOutcome> {
   const quick = await shareFoldersState(deps.run, plan, left(CHILD_CAP_MS));
   if (quick === 'in-place') return { state: 'ok', changes: [], warnings: [] };
-  if (quick === 'hung') return { state: 'failed', reason: 'share-hung', changes: [], warnings: [`${deps.cfg.workspace.root} did not answer (stat killed after its deadline): share hung?`] };
+  if (quick === 'hung')
+    return {
+      state: 'failed',
+      reason: 'share-hung',
+      changes: [],
+      warnings: [`${deps.cfg.workspace.root} did not answer (stat killed after its deadline): share hung?`],
+    };
   const report = await ensureShareFolders(deps.run, deps.nodeBinary ?? process.execPath, plan, {
     root: deps.paths.under(deps.cfg.workspace.root),
     createRoot: deps.cfg.share === undefined,
@@ -109,18 +117,36 @@ async function runHomeSide(deps: LoginDeps, plan: UserLinksPlan, left: (cap: num
     // Linux-PAM 1.6 no-follow directory creation. Normally pam_mkhomedir ran
     // earlier in the session stack; JupyterHub opens no PAM session.
     const mk = await deps.run({ file: 'mkhomedir_helper', args: [plan.account.name, '0077'], cwd: '/', timeoutMs: left(CHILD_CAP_MS) });
-    if (mk.exitCode !== 0) return { state: 'failed', reason: 'home-missing', changes: [], warnings: [`${plan.home} is missing and mkhomedir_helper failed (exit ${mk.exitCode ?? mk.signal})`] };
+    if (mk.exitCode !== 0)
+      return {
+        state: 'failed',
+        reason: 'home-missing',
+        changes: [],
+        warnings: [`${plan.home} is missing and mkhomedir_helper failed (exit ${mk.exitCode ?? mk.signal})`],
+      };
     report = await ensureHomeLink(deps.run, node, plan, left(CHILD_CAP_MS));
     report.changes.unshift(`created ${plan.home} (mkhomedir_helper)`);
   }
   return homeStep(report);
 }
 
-function summarizeOutcome(user: string, plan: UserLinksPlan, share: StepOutcome, home: StepOutcome): Pick<LoginOutcome, 'status' | 'reason' | 'message'> {
+function summarizeOutcome(
+  user: string,
+  plan: UserLinksPlan,
+  share: StepOutcome,
+  home: StepOutcome,
+): Pick<LoginOutcome, 'status' | 'reason' | 'message'> {
   const what = `${plan.account.name}: share ${share.state}${share.reason ? ` (${share.reason})` : ''}, home ${home.state}${home.reason ? ` (${home.reason})` : ''}`;
-  if (share.state === 'refused' || home.state === 'refused') return { status: 'refused', reason: 'in-the-way', message: `${what}: ${[...share.warnings, ...home.warnings].join('; ')}` };
-  if (home.state === 'failed') return { status: 'failed', reason: home.reason ?? 'home-failed', message: `${what}: ${home.warnings.join('; ')}` };
-  if (share.state === 'failed' || share.state === 'skipped') return { status: 'partial', reason: share.reason ?? 'share-failed', message: `${what}${share.warnings.length ? `: ${share.warnings.join('; ')}` : ''}` };
+  if (share.state === 'refused' || home.state === 'refused')
+    return { status: 'refused', reason: 'in-the-way', message: `${what}: ${[...share.warnings, ...home.warnings].join('; ')}` };
+  if (home.state === 'failed')
+    return { status: 'failed', reason: home.reason ?? 'home-failed', message: `${what}: ${home.warnings.join('; ')}` };
+  if (share.state === 'failed' || share.state === 'skipped')
+    return {
+      status: 'partial',
+      reason: share.reason ?? 'share-failed',
+      message: `${what}${share.warnings.length ? `: ${share.warnings.join('; ')}` : ''}`,
+    };
   void user;
   return { status: 'done', message: what };
 }
@@ -131,7 +157,11 @@ function summarizeOutcome(user: string, plan: UserLinksPlan, share: StepOutcome,
  * repeatedly: every step re-checks what is there and changes only what is
  * missing.
  */
-export async function runLogin(deps: LoginDeps, user: string, opts: { timeLimitMs: number; shareHealthy: boolean | undefined }): Promise<LoginOutcome> {
+export async function runLogin(
+  deps: LoginDeps,
+  user: string,
+  opts: { timeLimitMs: number; shareHealthy: boolean | undefined },
+): Promise<LoginOutcome> {
   const started = Date.now();
   const deadline = started + opts.timeLimitMs;
   const left = (cap: number): number => Math.max(1, Math.min(cap, deadline - Date.now()));
@@ -147,7 +177,17 @@ export async function runLogin(deps: LoginDeps, user: string, opts: { timeLimitM
 
   const skip = await shareSkipReason(deps, opts.shareHealthy);
   const quick = await fastPathFromLastPlan(deps, user, skip, left);
-  if (quick) return finish({ status: skip ? 'partial' : 'done', ...(skip ? { reason: skip } : {}), message: `${quick.account.name}: already in place${skip ? ` (share ${skip})` : ''}`, account: { name: quick.account.name, uid: quick.account.uid, home: quick.account.home }, folder: quick.folder, share: skip ? { state: 'skipped', reason: skip, changes: [], warnings: [] } : { state: 'ok', changes: [], warnings: [] }, home: { state: 'ok', changes: [], warnings: [] }, changed: false });
+  if (quick)
+    return finish({
+      status: skip ? 'partial' : 'done',
+      ...(skip ? { reason: skip } : {}),
+      message: `${quick.account.name}: already in place${skip ? ` (share ${skip})` : ''}`,
+      account: { name: quick.account.name, uid: quick.account.uid, home: quick.account.home },
+      folder: quick.folder,
+      share: skip ? { state: 'skipped', reason: skip, changes: [], warnings: [] } : { state: 'ok', changes: [], warnings: [] },
+      home: { state: 'ok', changes: [], warnings: [] },
+      changed: false,
+    });
 
   const resolved = await resolveAccount(deps.run, user, deps.cfg, left(NSS_CAP_MS));
   if (!resolved.ok) return finish({ status: resolved.status, reason: resolved.reason, message: resolved.message, changed: false });
@@ -161,7 +201,9 @@ export async function runLogin(deps: LoginDeps, user: string, opts: { timeLimitM
   // The share gets at most half of what is left: when it hangs, the $HOME
   // link (which may dangle) is still made within the bound.
   const shareLeft = (cap: number): number => left(Math.min(cap, Math.max(1, Math.floor((deadline - Date.now()) / 2))));
-  const share: StepOutcome = skip ? { state: 'skipped', reason: skip, changes: [], warnings: [] } : await runShareSide(deps, plan, shareLeft);
+  const share: StepOutcome = skip
+    ? { state: 'skipped', reason: skip, changes: [], warnings: [] }
+    : await runShareSide(deps, plan, shareLeft);
   let home: StepOutcome;
   if (share.state === 'refused') {
     // The link would lead into something another user planted: do not make it.
@@ -200,7 +242,12 @@ function rememberPlan(deps: LoginDeps, user: string, plan: UserLinksPlan | undef
  * taken on trust: the plan is used only if NSS still returns the same
  * account and both checks pass; anything else takes the full path.
  */
-async function fastPathFromLastPlan(deps: LoginDeps, user: string, skip: string | undefined, left: (cap: number) => number): Promise<UserLinksPlan | undefined> {
+async function fastPathFromLastPlan(
+  deps: LoginDeps,
+  user: string,
+  skip: string | undefined,
+  left: (cap: number) => number,
+): Promise<UserLinksPlan | undefined> {
   const plan = lastPlans.get(deps)?.get(user);
   if (!plan) return undefined;
   const [resolved, shareOk, homeOk] = await Promise.all([
@@ -208,7 +255,12 @@ async function fastPathFromLastPlan(deps: LoginDeps, user: string, skip: string 
     skip ? true : shareFoldersState(deps.run, plan, Math.max(1, Math.floor(left(CHILD_CAP_MS) / 2))).then((s) => s === 'in-place'),
     homeLinkInPlace(deps.run, plan, left(CHILD_CAP_MS)),
   ]);
-  const same = resolved.ok && resolved.account.name === plan.account.name && resolved.account.uid === plan.account.uid && resolved.account.gid === plan.account.gid && resolved.account.home === plan.account.home;
+  const same =
+    resolved.ok &&
+    resolved.account.name === plan.account.name &&
+    resolved.account.uid === plan.account.uid &&
+    resolved.account.gid === plan.account.gid &&
+    resolved.account.home === plan.account.home;
   return same && shareOk && homeOk ? plan : undefined;
 }
 
@@ -222,7 +274,11 @@ const deferred = new WeakMap<object, Set<string>>();
  * (share work only while the share is healthy), answering within
  * `deadlineMs` with the outcome, or `pending` while it carries on and logs.
  */
-export async function handleLogin(deps: LoginDeps, user: string, opts: { deadlineMs: number; shareHealthy: boolean | undefined }): Promise<LoginOutcome> {
+export async function handleLogin(
+  deps: LoginDeps,
+  user: string,
+  opts: { deadlineMs: number; shareHealthy: boolean | undefined },
+): Promise<LoginOutcome> {
   const started = Date.now();
   let running = inflight.get(deps);
   if (!running) inflight.set(deps, (running = new Map()));
@@ -230,7 +286,14 @@ export async function handleLogin(deps: LoginDeps, user: string, opts: { deadlin
   if (!work) {
     const map = running;
     work = runLogin(deps, user, { timeLimitMs: BACKGROUND_LIMIT_MS, shareHealthy: opts.shareHealthy })
-      .catch((err: unknown): LoginOutcome => ({ user, status: 'failed', reason: 'internal', message: String(err), changed: false, durationMs: Date.now() - started }))
+      .catch((err: unknown): LoginOutcome => ({
+        user,
+        status: 'failed',
+        reason: 'internal',
+        message: String(err),
+        changed: false,
+        durationMs: Date.now() - started,
+      }))
       .then((o) => {
         let later = deferred.get(deps);
         if (!later) deferred.set(deps, (later = new Set()));

@@ -60,7 +60,12 @@ export async function cachedBound(paths: Paths, configFile: string): Promise<{ t
   if (key === undefined) return {};
   try {
     const cached = JSON.parse(await readFile(paths.loginSettingsFile, 'utf8')) as SettingsCache;
-    if (cached.key === key && Number.isInteger(cached.loginTimeoutMs) && cached.loginTimeoutMs >= MIN_TIMEOUT_MS && cached.loginTimeoutMs <= MAX_TIMEOUT_MS) {
+    if (
+      cached.key === key &&
+      Number.isInteger(cached.loginTimeoutMs) &&
+      cached.loginTimeoutMs >= MIN_TIMEOUT_MS &&
+      cached.loginTimeoutMs <= MAX_TIMEOUT_MS
+    ) {
       return { timeoutMs: cached.loginTimeoutMs, key };
     }
   } catch {
@@ -111,7 +116,18 @@ export async function requestLogin(req: LoginRequest): Promise<LoginReply> {
   const started = performance.timeOrigin;
   const paths = makePaths(req.root ?? process.env.DSVM_AGENT_ROOT ?? '/');
   const bad = checkName(req.user);
-  if (bad) return { via: 'local', outcome: { user: req.user, status: 'failed', reason: bad.reason, message: bad.message, changed: false, durationMs: Date.now() - started } };
+  if (bad)
+    return {
+      via: 'local',
+      outcome: {
+        user: req.user,
+        status: 'failed',
+        reason: bad.reason,
+        message: bad.message,
+        changed: false,
+        durationMs: Date.now() - started,
+      },
+    };
   const configFile = req.configFile ?? paths.configFile;
   const cached = await cachedBound(paths, configFile);
   let bound = cached.timeoutMs ?? DEFAULT_LOGIN_TIMEOUT_MS;
@@ -119,28 +135,64 @@ export async function requestLogin(req: LoginRequest): Promise<LoginReply> {
   try {
     const res = await callIpc(
       paths.socketFile,
-      { op: 'login', user: req.user, deadlineMs: Math.max(0, remaining() - REPLY_MARGIN_MS), ...(req.service ? { service: req.service } : {}) },
+      {
+        op: 'login',
+        user: req.user,
+        deadlineMs: Math.max(0, remaining() - REPLY_MARGIN_MS),
+        ...(req.service ? { service: req.service } : {}),
+      },
       Math.max(1, remaining()),
     );
     if (res.ok) {
       const outcome = res.result as LoginOutcome;
       const daemonBound = outcome.boundMs;
-      if (cached.timeoutMs === undefined && cached.key !== undefined && Number.isInteger(daemonBound) && daemonBound! >= MIN_TIMEOUT_MS && daemonBound! <= MAX_TIMEOUT_MS) {
+      if (
+        cached.timeoutMs === undefined &&
+        cached.key !== undefined &&
+        Number.isInteger(daemonBound) &&
+        daemonBound! >= MIN_TIMEOUT_MS &&
+        daemonBound! <= MAX_TIMEOUT_MS
+      ) {
         await writeSettingsCache(paths, { key: cached.key, loginTimeoutMs: daemonBound! }).catch(() => undefined);
       }
       return { via: 'daemon', outcome };
     }
-    return { via: 'daemon', outcome: { user: req.user, status: 'failed', reason: 'daemon-error', message: `the daemon refused the request: ${res.error}`, changed: false, durationMs: Date.now() - started } };
+    return {
+      via: 'daemon',
+      outcome: {
+        user: req.user,
+        status: 'failed',
+        reason: 'daemon-error',
+        message: `the daemon refused the request: ${res.error}`,
+        changed: false,
+        durationMs: Date.now() - started,
+      },
+    };
   } catch (err) {
     if (!isDaemonAbsent(err)) {
       // Timed out (or a garbled answer): the daemon has the request and finishes it.
-      return { via: 'daemon', outcome: pending(req.user, `${req.user}: the daemon is still working on it (${(err as Error).message}); it finishes in the background`, started) };
+      return {
+        via: 'daemon',
+        outcome: pending(
+          req.user,
+          `${req.user}: the daemon is still working on it (${(err as Error).message}); it finishes in the background`,
+          started,
+        ),
+      };
     }
   }
   const late = after(remaining(), () => undefined);
   const cfg = await Promise.race([loadAndCache(paths, configFile, cached.key), late.promise]);
   late.cancel();
-  if (cfg === undefined) return { via: 'local', outcome: pending(req.user, `${req.user}: no daemon running and the config could not be read within the bound: not done (start dsvm-agent)`, started) };
+  if (cfg === undefined)
+    return {
+      via: 'local',
+      outcome: pending(
+        req.user,
+        `${req.user}: no daemon running and the config could not be read within the bound: not done (start dsvm-agent)`,
+        started,
+      ),
+    };
   bound = cfg.workspace.loginTimeoutMs;
   return { via: 'local', outcome: await loginHere(req, paths, cfg, remaining, started) };
 }
@@ -150,9 +202,19 @@ async function loginHere(req: LoginRequest, paths: Paths, cfg: Config, remaining
   const [{ createBase }, { runLogin }] = await Promise.all([import('../../agent/context.js'), import('./index.js')]);
   const base = createBase({ ...(req.root === undefined ? {} : { root: req.root }) }, { paths });
   const limit = remaining() - 20;
-  if (limit <= 0) return pending(req.user, `${req.user}: no time left within workspace.loginTimeoutMs and no daemon running: not done (start dsvm-agent)`, started);
-  const late = after(limit + 50, () => pending(req.user, `${req.user}: not finished within workspace.loginTimeoutMs and no daemon running: the next login retries`, started));
-  const outcome = await Promise.race([runLogin({ cfg, paths, run: base.run, log: base.log }, req.user, { timeLimitMs: limit, shareHealthy: undefined }), late.promise]);
+  if (limit <= 0)
+    return pending(
+      req.user,
+      `${req.user}: no time left within workspace.loginTimeoutMs and no daemon running: not done (start dsvm-agent)`,
+      started,
+    );
+  const late = after(limit + 50, () =>
+    pending(req.user, `${req.user}: not finished within workspace.loginTimeoutMs and no daemon running: the next login retries`, started),
+  );
+  const outcome = await Promise.race([
+    runLogin({ cfg, paths, run: base.run, log: base.log }, req.user, { timeLimitMs: limit, shareHealthy: undefined }),
+    late.promise,
+  ]);
   late.cancel();
   return outcome;
 }

@@ -131,7 +131,14 @@ export async function ensureShareFolders(
 ): Promise<ShareReport> {
   const r = await run({ file: nodeBinary, args: shareChildArgs(plan, opts.root, opts.createRoot), cwd: '/', timeoutMs: opts.timeoutMs });
   if (r.timedOut) {
-    return { state: 'error', changes: [], warnings: [`${opts.root} did not answer within ${opts.timeoutMs} ms (share hung?): the child was killed`] };
+    return {
+      state: 'error',
+      changes: [],
+      warnings: [`${opts.root} did not answer within ${opts.timeoutMs} ms (share hung?): the child was killed`],
+    };
   }
-  return parseShareReport(r.stdout, `the share step for ${plan.account.name} failed: ${(r.startError ?? r.stderr.trim()) || `exit ${r.exitCode ?? r.signal}, output ${JSON.stringify(r.stdout.slice(0, 200))}`}`);
+  return parseShareReport(
+    r.stdout,
+    `the share step for ${plan.account.name} failed: ${(r.startError ?? r.stderr.trim()) || `exit ${r.exitCode ?? r.signal}, output ${JSON.stringify(r.stdout.slice(0, 200))}`}`,
+  );
 }

@@ -14,7 +14,11 @@ import { parseShareReport, SHARE_CHILD_SCRIPT } from '../../../src/tasks/workspa
 const exec = promisify(execFile);
 
 async function runChild(script: string, spec: object): Promise<string> {
-  const { stdout } = await exec(process.execPath, ['-e', script, '--', JSON.stringify(spec)], { cwd: '/', env: { PATH: '/usr/bin:/bin', LC_ALL: 'C' }, timeout: 10_000 });
+  const { stdout } = await exec(process.execPath, ['-e', script, '--', JSON.stringify(spec)], {
+    cwd: '/',
+    env: { PATH: '/usr/bin:/bin', LC_ALL: 'C' },
+    timeout: 10_000,
+  });
   return stdout;
 }
 
@@ -29,7 +33,10 @@ async function fixture(): Promise<{ dir: string; home: string; outside: string; 
 }
 
 const homeRun = async (f: { home: string; target: string }) =>
-  parseHomeReport(await runChild(HOME_CHILD_SCRIPT, { home: f.home, dirs: ['notebooks'], link: 'notebooks/remote', target: f.target }), 'bad output');
+  parseHomeReport(
+    await runChild(HOME_CHILD_SCRIPT, { home: f.home, dirs: ['notebooks'], link: 'notebooks/remote', target: f.target }),
+    'bad output',
+  );
 
 async function listing(dir: string): Promise<string[]> {
   return (await readdir(dir, { recursive: true })).sort();
@@ -38,7 +45,12 @@ async function listing(dir: string): Promise<string[]> {
 // Each case: what the user (or an attacker) left in $HOME, and what the child must report.
 const homeCases: { name: string; setup: (f: Awaited<ReturnType<typeof fixture>>) => Promise<void>; state: string; warning?: RegExp }[] = [
   { name: 'fresh home: folder and link created', setup: async () => undefined, state: 'created' },
-  { name: '~/notebooks is a symlink to a folder elsewhere (/etc, /root)', setup: (f) => symlink(f.outside, path.join(f.home, 'notebooks')), state: 'blocked', warning: /symbolic link, not a folder: left alone/ },
+  {
+    name: '~/notebooks is a symlink to a folder elsewhere (/etc, /root)',
+    setup: (f) => symlink(f.outside, path.join(f.home, 'notebooks')),
+    state: 'blocked',
+    warning: /symbolic link, not a folder: left alone/,
+  },
   {
     name: '~/notebooks/remote is a symlink to a secret file (/etc/shadow)',
     setup: async (f) => {
@@ -58,7 +70,7 @@ const homeCases: { name: string; setup: (f: Awaited<ReturnType<typeof fixture>>)
     warning: /is a FIFO: left alone/,
   },
   {
-    name: '~/notebooks/remote is the user\'s own folder with data',
+    name: "~/notebooks/remote is the user's own folder with data",
     setup: async (f) => {
       await mkdir(path.join(f.home, 'notebooks', 'remote'), { recursive: true });
       await writeFile(path.join(f.home, 'notebooks', 'remote', 'mine.ipynb'), '{}');
@@ -66,7 +78,12 @@ const homeCases: { name: string; setup: (f: Awaited<ReturnType<typeof fixture>>)
     state: 'blocked',
     warning: /is a folder: left alone/,
   },
-  { name: '~/notebooks is a file', setup: (f) => writeFile(path.join(f.home, 'notebooks'), 'x'), state: 'blocked', warning: /is a file, not a folder/ },
+  {
+    name: '~/notebooks is a file',
+    setup: (f) => writeFile(path.join(f.home, 'notebooks'), 'x'),
+    state: 'blocked',
+    warning: /is a file, not a folder/,
+  },
 ];
 
 for (const c of homeCases) {
@@ -95,13 +112,27 @@ t.test('home child: second run changes nothing; missing home is reported', async
 
 const shareRun = async (root: string, extra: object = {}) =>
   parseShareReport(
-    await runChild(SHARE_CHILD_SCRIPT, { root, folder: 'alice', notebooks: 'notebooks', uid: process.getuid!(), gid: process.getgid!(), mode: 0o700, createRoot: false, ...extra }),
+    await runChild(SHARE_CHILD_SCRIPT, {
+      root,
+      folder: 'alice',
+      notebooks: 'notebooks',
+      uid: process.getuid!(),
+      gid: process.getgid!(),
+      mode: 0o700,
+      createRoot: false,
+      ...extra,
+    }),
     'bad output',
   );
 
 const shareCases: { name: string; setup: (root: string, other: string) => Promise<void>; state: string; warning?: RegExp }[] = [
   { name: 'fresh: both folders created', setup: async () => undefined, state: 'created' },
-  { name: 'user folder pre-created by bob as a symlink to his folder', setup: (root, other) => symlink(other, path.join(root, 'alice')), state: 'refused', warning: /symbolic link to .*not followed/ },
+  {
+    name: 'user folder pre-created by bob as a symlink to his folder',
+    setup: (root, other) => symlink(other, path.join(root, 'alice')),
+    state: 'refused',
+    warning: /symbolic link to .*not followed/,
+  },
   {
     name: 'notebooks pre-created as a symlink',
     setup: async (root, other) => {
@@ -145,15 +176,19 @@ t.test('share child: the workspace root', async (t) => {
   t.equal((await shareRun(root, { createRoot: true })).state, 'created', 'local workspaces (no share): root created');
 });
 
-t.test('share child: a folder owned by another user is left alone', { skip: process.getuid!() !== 0 && 'needs root to chown' }, async (t) => {
-  const dir = await mkdtemp(path.join(tmpdir(), 'dsvm-share-'));
-  await mkdir(path.join(dir, 'alice'));
-  await chown(path.join(dir, 'alice'), 4242, 4242);
-  const r = await shareRun(dir, { uid: 1001, gid: 1001 });
-  t.equal(r.state, 'refused');
-  t.match(r.warnings.join(), /belongs to uid 4242/);
-  const fresh = await mkdtemp(path.join(tmpdir(), 'dsvm-share-'));
-  t.equal((await shareRun(fresh, { uid: 1001, gid: 1001 })).state, 'created');
-  const st = await stat(path.join(fresh, 'alice', 'notebooks'));
-  t.same([st.uid, st.gid], [1001, 1001], 'created folders belong to the user');
-});
+t.test(
+  'share child: a folder owned by another user is left alone',
+  { skip: process.getuid!() !== 0 && 'needs root to chown' },
+  async (t) => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'dsvm-share-'));
+    await mkdir(path.join(dir, 'alice'));
+    await chown(path.join(dir, 'alice'), 4242, 4242);
+    const r = await shareRun(dir, { uid: 1001, gid: 1001 });
+    t.equal(r.state, 'refused');
+    t.match(r.warnings.join(), /belongs to uid 4242/);
+    const fresh = await mkdtemp(path.join(tmpdir(), 'dsvm-share-'));
+    t.equal((await shareRun(fresh, { uid: 1001, gid: 1001 })).state, 'created');
+    const st = await stat(path.join(fresh, 'alice', 'notebooks'));
+    t.same([st.uid, st.gid], [1001, 1001], 'created folders belong to the user');
+  },
+);

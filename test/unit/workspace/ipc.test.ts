@@ -15,7 +15,9 @@ async function socketPath(): Promise<string> {
 /** A socket file whose daemon died: a listener killed with SIGKILL leaves it behind. */
 async function staleSocket(sock: string): Promise<void> {
   await mkdir(path.dirname(sock), { recursive: true });
-  const child = spawn(process.execPath, ['-e', 'require("net").createServer().listen(process.argv[1], () => console.log("up"))', sock], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['-e', 'require("net").createServer().listen(process.argv[1], () => console.log("up"))', sock], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   await new Promise((r) => child.stdout.once('data', r));
   child.kill('SIGKILL');
   await new Promise((r) => child.once('exit', r));
@@ -36,7 +38,11 @@ function raw(sock: string, data: string): Promise<string> {
 t.test('parseRequest', async (t) => {
   const cases: { name: string; input: unknown; want: unknown }[] = [
     { name: 'status', input: { op: 'status' }, want: { op: 'status' } },
-    { name: 'login', input: { op: 'login', user: 'alice', deadlineMs: 2900, service: 'sshd' }, want: { op: 'login', user: 'alice', deadlineMs: 2900, service: 'sshd' } },
+    {
+      name: 'login',
+      input: { op: 'login', user: 'alice', deadlineMs: 2900, service: 'sshd' },
+      want: { op: 'login', user: 'alice', deadlineMs: 2900, service: 'sshd' },
+    },
     { name: 'unknown op', input: { op: 'rm' }, want: /unknown op/ },
     { name: 'not an object', input: [1], want: /JSON object/ },
     { name: 'empty user', input: { op: 'login', user: '', deadlineMs: 1 }, want: /"user"/ },
@@ -59,7 +65,11 @@ t.test('round trip, socket mode, stale socket removal', async (t) => {
   t.same(await callIpc(sock, { op: 'status' }, 2000), { ok: true, result: { echo: 'status' } });
   t.same(await callIpc(sock, { op: 'login', user: 'alice', deadlineMs: 100 }, 2000), { ok: true, result: { echo: 'login' } });
   t.same(seen[1], { op: 'login', user: 'alice', deadlineMs: 100 });
-  await t.rejects(serveIpc(sock, async () => 1, quiet), /another dsvm-agent daemon is listening/, 'a live socket is not stolen');
+  await t.rejects(
+    serveIpc(sock, async () => 1, quiet),
+    /another dsvm-agent daemon is listening/,
+    'a live socket is not stolen',
+  );
   await server.close();
   await staleSocket(sock);
   t.ok((await stat(sock)).isSocket(), 'a stale socket file is there');
@@ -72,7 +82,10 @@ t.test('refuses to delete a file that is not a socket', async (t) => {
   const sock = await socketPath();
   await serveIpc(sock, async () => 1, quiet).then((s) => s.close());
   await writeFile(sock, 'not a socket');
-  await t.rejects(serveIpc(sock, async () => 1, quiet), /not a socket/);
+  await t.rejects(
+    serveIpc(sock, async () => 1, quiet),
+    /not a socket/,
+  );
 });
 
 t.test('errors and bad clients', async (t) => {

@@ -7,7 +7,9 @@ import { makeTestContext } from '../../helpers/context.js';
 
 const NODE = 'node-for-test';
 const alicePw = { file: 'getent', args: ['passwd', '--', 'alice'], result: { stdout: 'alice:x:1001:1001::/home/alice:/bin/bash\n' } };
-const report = (state: string, changes: string[] = [], warnings: string[] = []) => ({ stdout: JSON.stringify({ state, changes, warnings }) });
+const report = (state: string, changes: string[] = [], warnings: string[] = []) => ({
+  stdout: JSON.stringify({ state, changes, warnings }),
+});
 const isHomeChild = (a: readonly string[]) => a[0] === '-e' && a[1]!.includes('home-missing');
 const isShareChild = (a: readonly string[]) => a[0] === '-e' && a[1]!.includes('statfsSync');
 
@@ -26,7 +28,11 @@ interface Case {
 const cases: Case[] = [
   {
     name: 'fast path: everything in place, one stat and one readlink, no Node child, no write',
-    commands: (target) => [alicePw, { file: 'stat', result: { stdout: 'directory\ndirectory\n' } }, { file: 'readlink', result: { stdout: `${target}\n` } }],
+    commands: (target) => [
+      alicePw,
+      { file: 'stat', result: { stdout: 'directory\ndirectory\n' } },
+      { file: 'readlink', result: { stdout: `${target}\n` } },
+    ],
     shareHealthy: true,
     want: { status: 'done', changed: false, share: 'ok', home: 'ok' },
     calls: ['getent', 'stat', 'readlink'],
@@ -70,7 +76,10 @@ const cases: Case[] = [
   {
     name: 'user in no allowed group gets nothing',
     config: { domain: { allowGroups: ['dsvm-users'] } },
-    commands: () => [{ file: 'getent', result: { stdout: 'mallory:x:1005:1005::/home/mallory:/bin/bash\n' } }, { file: 'id', args: ['-Gn', '--', 'mallory'], result: { stdout: 'mallory domain users\n' } }],
+    commands: () => [
+      { file: 'getent', result: { stdout: 'mallory:x:1005:1005::/home/mallory:/bin/bash\n' } },
+      { file: 'id', args: ['-Gn', '--', 'mallory'], result: { stdout: 'mallory domain users\n' } },
+    ],
     want: { status: 'skipped', reason: 'not-allowed' },
     calls: ['getent', 'id'],
   },
@@ -83,7 +92,11 @@ const cases: Case[] = [
   {
     name: 'share unhealthy: share skipped, $HOME link made anyway',
     config: { share: { account: 'contosofiles', name: 'workspace', key: { file: '/etc/k' } } },
-    commands: () => [alicePw, { file: 'readlink', result: { exitCode: 1 } }, { file: NODE, args: isHomeChild, result: report('created', ['linked']) }],
+    commands: () => [
+      alicePw,
+      { file: 'readlink', result: { exitCode: 1 } },
+      { file: NODE, args: isHomeChild, result: report('created', ['linked']) },
+    ],
     shareHealthy: false,
     want: { status: 'partial', reason: 'share-unhealthy', share: 'skipped', home: 'created' },
     calls: ['getent', 'readlink', NODE],
@@ -101,7 +114,11 @@ const cases: Case[] = [
     name: 'no daemon, share mounted: share work runs',
     config: { share: { account: 'contosofiles', name: 'workspace', key: { file: '/etc/k' } } },
     mountinfo: '22 1 8:1 / / rw - ext4 /dev/sda1 rw\n40 22 0:50 / /data/workspace rw - cifs //h/workspace rw\n',
-    commands: (target) => [alicePw, { file: 'stat', result: { stdout: 'directory\ndirectory\n' } }, { file: 'readlink', result: { stdout: `${target}\n` } }],
+    commands: (target) => [
+      alicePw,
+      { file: 'stat', result: { stdout: 'directory\ndirectory\n' } },
+      { file: 'readlink', result: { stdout: `${target}\n` } },
+    ],
     shareHealthy: undefined,
     want: { status: 'done', share: 'ok', home: 'ok' },
     calls: ['getent', 'stat', 'readlink'],
@@ -112,12 +129,20 @@ const cases: Case[] = [
       alicePw,
       { file: 'stat', result: { stdout: 'symbolic link\n' } },
       { file: 'readlink', result: { exitCode: 1 } },
-      { file: NODE, args: isShareChild, result: report('refused', [], ['/data/workspace/alice is a symbolic link to "/data/workspace/bob": not followed']) },
+      {
+        file: NODE,
+        args: isShareChild,
+        result: report('refused', [], ['/data/workspace/alice is a symbolic link to "/data/workspace/bob": not followed']),
+      },
     ],
     shareHealthy: true,
     want: { status: 'refused', share: 'refused', home: 'skipped' },
     calls: ['getent', 'stat', 'readlink', NODE],
-    check: (t, calls) => t.notOk(calls.some((c) => c.file === NODE && isHomeChild(c.args!)), 'no home child'),
+    check: (t, calls) =>
+      t.notOk(
+        calls.some((c) => c.file === NODE && isHomeChild(c.args!)),
+        'no home child',
+      ),
   },
   {
     name: 'something in the way in $HOME: refused, warning kept',
@@ -149,9 +174,19 @@ for (const c of cases) {
       await writeFile(tc.paths.procMounts, c.mountinfo);
     }
     const deps: LoginDeps = { cfg: tc.ctx.cfg, paths: tc.paths, run: tc.runner.run, log: tc.log, nodeBinary: NODE };
-    const user = c.name.startsWith('all-digit') ? '1001' : c.name.includes('mallory') || c.name.includes('no allowed') ? 'mallory' : c.name.startsWith('system') ? 'daemon' : 'alice';
+    const user = c.name.startsWith('all-digit')
+      ? '1001'
+      : c.name.includes('mallory') || c.name.includes('no allowed')
+        ? 'mallory'
+        : c.name.startsWith('system')
+          ? 'daemon'
+          : 'alice';
     const out = await runLogin(deps, user, { timeLimitMs: 3000, shareHealthy: c.shareHealthy });
-    t.match(out, { status: c.want.status, ...(c.want.reason ? { reason: c.want.reason } : {}), ...(c.want.changed === undefined ? {} : { changed: c.want.changed }) });
+    t.match(out, {
+      status: c.want.status,
+      ...(c.want.reason ? { reason: c.want.reason } : {}),
+      ...(c.want.changed === undefined ? {} : { changed: c.want.changed }),
+    });
     if (c.want.share) t.equal(out.share?.state, c.want.share, 'share step');
     if (c.want.home) t.equal(out.home?.state, c.want.home, 'home step');
     t.same([...new Set(tc.runner.calls.map((r) => r.file))].sort(), [...c.calls].sort(), 'commands run');
@@ -173,17 +208,30 @@ t.test('handleLogin answers "pending" at the deadline and finishes in the backgr
   const answers = await Promise.all(Array.from({ length: 10 }, () => handleLogin(deps, 'alice', { deadlineMs: 150, shareHealthy: true })));
   const took = Date.now() - t0;
   t.ok(took < 600, `answered within the bound (${took} ms)`);
-  t.ok(answers.every((a) => a.status === 'pending'), 'all pending');
+  t.ok(
+    answers.every((a) => a.status === 'pending'),
+    'all pending',
+  );
   t.equal(tc.runner.calls.filter((c) => c.file === 'getent').length, 1, 'one NSS lookup for ten logins');
   release();
   await new Promise((r) => setTimeout(r, 50));
-  t.ok(tc.logLines.some((l) => /finished in the background/.test(l)), 'the result is logged');
+  t.ok(
+    tc.logLines.some((l) => /finished in the background/.test(l)),
+    'the result is logged',
+  );
   const later = await handleLogin(deps, 'alice', { deadlineMs: 2000, shareHealthy: true });
   t.equal(later.status, 'done');
 });
 
 t.test('exit codes of login', async (t) => {
-  const cases: [string, number][] = [['done', 0], ['skipped', 0], ['partial', 3], ['pending', 3], ['refused', 1], ['failed', 1]];
+  const cases: [string, number][] = [
+    ['done', 0],
+    ['skipped', 0],
+    ['partial', 3],
+    ['pending', 3],
+    ['refused', 1],
+    ['failed', 1],
+  ];
   for (const [status, code] of cases) t.equal(exitCodeForOutcome({ status: status as never }), code, status);
 });
 

@@ -11,7 +11,10 @@ import { makePaths } from '../../../src/agent/paths.js';
 /** The real entry point, as pam_exec starts it (needs `make build`, which `make test` runs first). */
 const cli = fileURLToPath(new URL('../../../dist/cli.mjs', import.meta.url));
 
-function runHook(env: Record<string, string>, args: string[] = ['pam-session']): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
+function runHook(
+  env: Record<string, string>,
+  args: string[] = ['pam-session'],
+): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
   return new Promise((resolve) => {
     const t0 = Date.now();
     const child = spawn(process.execPath, [cli, ...args], { env: { PATH: '/usr/bin:/bin', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -23,7 +26,8 @@ function runHook(env: Record<string, string>, args: string[] = ['pam-session']):
   });
 }
 
-const goodConfig = 'domain: { name: contoso.test, joinUser: j, joinPassword: { file: /etc/dsvm-agent/jp } }\nworkspace: { loginTimeoutMs: 400 }\n';
+const goodConfig =
+  'domain: { name: contoso.test, joinUser: j, joinPassword: { file: /etc/dsvm-agent/jp } }\nworkspace: { loginTimeoutMs: 400 }\n';
 
 async function root(config: string | undefined): Promise<string> {
   const dir = await mkdtemp(path.join(tmpdir(), 'dsvm-pam-'));
@@ -38,50 +42,71 @@ const cases: { name: string; config?: string; env: Record<string, string>; stder
   { name: 'no PAM_USER', config: goodConfig, env: { PAM_TYPE: 'open_session' }, stderr: /PAM_USER is not set/ },
   { name: 'config missing', env: { PAM_TYPE: 'open_session', PAM_USER: 'alice' }, stderr: /does not exist|within the bound/ },
   { name: 'config invalid', config: 'domain: [', env: { PAM_TYPE: 'open_session', PAM_USER: 'alice' }, stderr: /YAML|problem/ },
-  { name: 'config with a bad value', config: 'domain: { name: x }\n', env: { PAM_TYPE: 'open_session', PAM_USER: 'alice' }, stderr: /domain|within the bound/ },
-  { name: 'hostile user name', config: goodConfig, env: { PAM_TYPE: 'open_session', PAM_USER: '../../etc\nroot' }, stderr: /control character/ },
+  {
+    name: 'config with a bad value',
+    config: 'domain: { name: x }\n',
+    env: { PAM_TYPE: 'open_session', PAM_USER: 'alice' },
+    stderr: /domain|within the bound/,
+  },
+  {
+    name: 'hostile user name',
+    config: goodConfig,
+    env: { PAM_TYPE: 'open_session', PAM_USER: '../../etc\nroot' },
+    stderr: /control character/,
+  },
 ];
 
-t.test('pam-session always exits 0 and never writes to stdout', { skip: !existsSync(cli) && 'dist/cli.mjs missing: run make build' }, async (t) => {
-  for (const c of cases) {
-    const dir = await root(c.config);
-    const r = await runHook({ ...c.env, DSVM_AGENT_ROOT: dir });
-    t.equal(r.code, 0, `${c.name}: exit 0`);
-    t.equal(r.stdout, '', `${c.name}: nothing on stdout`);
-    if (c.stderr) t.match(r.stderr, c.stderr, `${c.name}: says why on stderr`);
-  }
-});
+t.test(
+  'pam-session always exits 0 and never writes to stdout',
+  { skip: !existsSync(cli) && 'dist/cli.mjs missing: run make build' },
+  async (t) => {
+    for (const c of cases) {
+      const dir = await root(c.config);
+      const r = await runHook({ ...c.env, DSVM_AGENT_ROOT: dir });
+      t.equal(r.code, 0, `${c.name}: exit 0`);
+      t.equal(r.stdout, '', `${c.name}: nothing on stdout`);
+      if (c.stderr) t.match(r.stderr, c.stderr, `${c.name}: says why on stderr`);
+    }
+  },
+);
 
-t.test('a daemon that never answers: the hook returns within loginTimeoutMs', { skip: !existsSync(cli) && 'dist/cli.mjs missing' }, async (t) => {
-  const dir = await root(goodConfig);
-  const paths = makePaths(dir);
-  let calls = 0;
-  // The first answer carries the daemon's bound (400 ms), which the hook caches; then the daemon hangs.
-  const server = await serveIpc(
-    paths.socketFile,
-    () => (calls++ === 0 ? Promise.resolve({ user: 'alice', status: 'done', message: 'ok', changed: false, durationMs: 1, boundMs: 400 }) : new Promise(() => undefined)),
-    { warn: () => undefined, debug: () => undefined },
-  );
-  t.teardown(() => server.close());
-  const first = await runHook({ PAM_TYPE: 'open_session', PAM_USER: 'alice', DSVM_AGENT_ROOT: dir });
-  t.same([first.code, first.stdout, first.stderr], [0, '', ''], 'answered: exit 0, silent');
-  for (const run of ['hung daemon', 'hung daemon again']) {
-    // This machine's cost of starting Node at all, measured now: the bound counts from process start.
-    const t0 = Date.now();
-    await new Promise((r) => spawn(process.execPath, ['-e', '0']).on('close', r));
-    const nodeStart = Date.now() - t0;
-    const r = await runHook({ PAM_TYPE: 'open_session', PAM_USER: 'alice', DSVM_AGENT_ROOT: dir });
-    t.equal(r.code, 0, `${run}: exit 0`);
-    t.equal(r.stdout, '');
-    t.match(r.stderr, /still working on it/);
-    // The bound counts from the hook's own start; spawning it is the caller's cost (pam_exec's fork+exec).
-    t.ok(r.ms < 400 + 2 * nodeStart + 300, `${run}: returned in ${r.ms} ms (bound 400, node start-up ${nodeStart} ms)`);
-  }
-  const login = await runHook({ DSVM_AGENT_ROOT: dir }, ['login', '--user', 'alice', '--json']);
-  if (process.getuid!() === 0) {
-    t.equal(login.code, 3, 'login: 3 = not finished yet, retry');
-    t.match(JSON.parse(login.stdout), { via: 'daemon', status: 'pending' });
-  } else {
-    t.equal(login.code, 2, 'login needs root');
-  }
-});
+t.test(
+  'a daemon that never answers: the hook returns within loginTimeoutMs',
+  { skip: !existsSync(cli) && 'dist/cli.mjs missing' },
+  async (t) => {
+    const dir = await root(goodConfig);
+    const paths = makePaths(dir);
+    let calls = 0;
+    // The first answer carries the daemon's bound (400 ms), which the hook caches; then the daemon hangs.
+    const server = await serveIpc(
+      paths.socketFile,
+      () =>
+        calls++ === 0
+          ? Promise.resolve({ user: 'alice', status: 'done', message: 'ok', changed: false, durationMs: 1, boundMs: 400 })
+          : new Promise(() => undefined),
+      { warn: () => undefined, debug: () => undefined },
+    );
+    t.teardown(() => server.close());
+    const first = await runHook({ PAM_TYPE: 'open_session', PAM_USER: 'alice', DSVM_AGENT_ROOT: dir });
+    t.same([first.code, first.stdout, first.stderr], [0, '', ''], 'answered: exit 0, silent');
+    for (const run of ['hung daemon', 'hung daemon again']) {
+      // This machine's cost of starting Node at all, measured now: the bound counts from process start.
+      const t0 = Date.now();
+      await new Promise((r) => spawn(process.execPath, ['-e', '0']).on('close', r));
+      const nodeStart = Date.now() - t0;
+      const r = await runHook({ PAM_TYPE: 'open_session', PAM_USER: 'alice', DSVM_AGENT_ROOT: dir });
+      t.equal(r.code, 0, `${run}: exit 0`);
+      t.equal(r.stdout, '');
+      t.match(r.stderr, /still working on it/);
+      // The bound counts from the hook's own start; spawning it is the caller's cost (pam_exec's fork+exec).
+      t.ok(r.ms < 400 + 2 * nodeStart + 300, `${run}: returned in ${r.ms} ms (bound 400, node start-up ${nodeStart} ms)`);
+    }
+    const login = await runHook({ DSVM_AGENT_ROOT: dir }, ['login', '--user', 'alice', '--json']);
+    if (process.getuid!() === 0) {
+      t.equal(login.code, 3, 'login: 3 = not finished yet, retry');
+      t.match(JSON.parse(login.stdout), { via: 'daemon', status: 'pending' });
+    } else {
+      t.equal(login.code, 2, 'login needs root');
+    }
+  },
+);

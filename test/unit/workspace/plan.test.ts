@@ -1,12 +1,28 @@
 import t from 'tap';
 import { makePaths } from '../../../src/agent/paths.js';
-import { bothDirectories, isAllowed, mountPoints, parseGroupNames, parsePasswdLine, planUserLinks, skipReason } from '../../../src/tasks/workspace/plan.js';
+import {
+  bothDirectories,
+  isAllowed,
+  mountPoints,
+  parseGroupNames,
+  parsePasswdLine,
+  planUserLinks,
+  skipReason,
+} from '../../../src/tasks/workspace/plan.js';
 import { testConfig } from '../../helpers/context.js';
 
 t.test('parsePasswdLine', async (t) => {
   const cases: { name: string; line: string; want: unknown }[] = [
-    { name: 'local user', line: 'alice:x:1001:1001:Alice:/home/alice:/bin/bash\n', want: { name: 'alice', uid: 1001, gid: 1001, home: '/home/alice' } },
-    { name: 'sssd fully qualified with spaces in gecos', line: 'jean.dupont@contoso.test:*:1977801105:1977800513:Jean Dupont:/home/jean.dupont@contoso.test:/bin/bash', want: { name: 'jean.dupont@contoso.test', uid: 1977801105, gid: 1977800513, home: '/home/jean.dupont@contoso.test' } },
+    {
+      name: 'local user',
+      line: 'alice:x:1001:1001:Alice:/home/alice:/bin/bash\n',
+      want: { name: 'alice', uid: 1001, gid: 1001, home: '/home/alice' },
+    },
+    {
+      name: 'sssd fully qualified with spaces in gecos',
+      line: 'jean.dupont@contoso.test:*:1977801105:1977800513:Jean Dupont:/home/jean.dupont@contoso.test:/bin/bash',
+      want: { name: 'jean.dupont@contoso.test', uid: 1977801105, gid: 1977800513, home: '/home/jean.dupont@contoso.test' },
+    },
     { name: 'too few fields', line: 'alice:x:1001:1001:/home/alice:/bin/bash', want: undefined },
     { name: 'non-numeric uid', line: 'alice:x:abc:1001::/home/alice:/bin/bash', want: undefined },
     { name: 'relative home', line: 'alice:x:1001:1001::home/alice:/bin/bash', want: undefined },
@@ -39,17 +55,39 @@ t.test('skipReason: system accounts', async (t) => {
 
 t.test('planUserLinks', async (t) => {
   const alice = { name: 'alice', uid: 1001, gid: 1001, home: '/home/alice' };
-  const cases: { name: string; account: typeof alice; config?: Record<string, unknown>; root?: string; want: Record<string, unknown> | RegExp }[] = [
+  const cases: {
+    name: string;
+    account: typeof alice;
+    config?: Record<string, unknown>;
+    root?: string;
+    want: Record<string, unknown> | RegExp;
+  }[] = [
     {
       name: 'defaults',
       account: alice,
-      want: { folder: 'alice', userDir: '/data/workspace/alice', notebooksDir: '/data/workspace/alice/notebooks', home: '/home/alice', homeDirs: ['notebooks'], homeLink: 'notebooks/remote', linkTarget: '/data/workspace/alice/notebooks' },
+      want: {
+        folder: 'alice',
+        userDir: '/data/workspace/alice',
+        notebooksDir: '/data/workspace/alice/notebooks',
+        home: '/home/alice',
+        homeDirs: ['notebooks'],
+        homeLink: 'notebooks/remote',
+        linkTarget: '/data/workspace/alice/notebooks',
+      },
     },
     {
       name: 'custom root, notebooks and a deeper link',
       account: { ...alice, name: 'Jean.Dupont', home: '/home/Jean.Dupont' },
       config: { workspace: { root: '/mnt/team', notebooks: 'nb', homeLink: 'work/shared/team' } },
-      want: { folder: 'jean.dupont', userDir: '/mnt/team/jean.dupont', notebooksDir: '/mnt/team/jean.dupont/nb', home: '/home/Jean.Dupont', homeDirs: ['work', 'shared'], homeLink: 'work/shared/team', linkTarget: '/mnt/team/jean.dupont/nb' },
+      want: {
+        folder: 'jean.dupont',
+        userDir: '/mnt/team/jean.dupont',
+        notebooksDir: '/mnt/team/jean.dupont/nb',
+        home: '/home/Jean.Dupont',
+        homeDirs: ['work', 'shared'],
+        homeLink: 'work/shared/team',
+        linkTarget: '/mnt/team/jean.dupont/nb',
+      },
     },
     {
       name: 'a test root prefixes every path, link target included',
@@ -75,7 +113,8 @@ t.test('bothDirectories and mountPoints', async (t) => {
   t.equal(bothDirectories('directory\ndirectory\n'), true);
   t.equal(bothDirectories('directory\nsymbolic link\n'), false);
   t.equal(bothDirectories('directory\n'), false);
-  const info = '36 35 98:0 / /data/workspace rw,noatime master:1 - cifs //x/workspace rw\n37 35 98:0 / /mnt/with\\040space rw - ext4 /dev/sda1 rw\n';
+  const info =
+    '36 35 98:0 / /data/workspace rw,noatime master:1 - cifs //x/workspace rw\n37 35 98:0 / /mnt/with\\040space rw - ext4 /dev/sda1 rw\n';
   const mp = mountPoints(info);
   t.ok(mp.has('/data/workspace'));
   t.ok(mp.has('/mnt/with space'));
