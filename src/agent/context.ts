@@ -9,7 +9,7 @@ import { readSecret } from './secrets.js';
 import { createServiceManager, type ServiceManager } from './service-manager.js';
 import { emptyState, StateStore } from './state.js';
 import type { TaskContext } from './task.js';
-import { resolveVmId } from './vm-id.js';
+import { resolveVmIds } from './vm-id.js';
 
 /** Process-wide options from the command line and environment. */
 export interface GlobalOptions {
@@ -52,10 +52,8 @@ export async function createTaskContext(
   const imds = extra.imds ?? new ImdsClient(cfg.azure.imdsEndpoint);
   const store = new StateStore(base.paths.stateFile, base.log.child('state'));
   // Offline (deprovision in an image build chroot): never ask IMDS, which is not there.
-  const { vmId, source } = extra.offline
-    ? { vmId: 'unknown', source: 'none' }
-    : await resolveVmId({ imds, paths: base.paths, log: base.log });
-  const { state, newVm } = await store.forVm(vmId, source);
+  const ids = extra.offline ? {} : await resolveVmIds({ imds, paths: base.paths, log: base.log });
+  const { state, newVm } = await store.forVm(ids);
   const cache = new Map<string, Promise<string>>();
   const secret = (ref: SecretRef, keyPath: string): Promise<string> => {
     const key = JSON.stringify(ref);

@@ -2,6 +2,7 @@ import { mkdir, readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from './fsutil.js';
 import type { Logger } from './log.js';
+import { primaryVmId, sameVm, type VmIds } from './vm-id.js';
 
 /** What the agent remembers across runs; never a secret. */
 export interface AgentState {
@@ -10,6 +11,8 @@ export interface AgentState {
   vmId: string;
   /** Where vmId came from: imds, product_uuid or cloud-init. */
   vmIdSource: string;
+  /** Every id this VM was seen with, per source (a slow IMDS at first boot must not look like a new VM later). */
+  vmIds?: VmIds;
   firstBootStartedAt?: string;
   firstBootCompletedAt?: string;
   firstBootDurationMs?: number;
@@ -62,10 +65,20 @@ export class StateStore {
    * Load the state for this VM. A state from another VM id means the image
    * was captured and booted as a new VM: first boot starts again.
    */
-  async forVm(vmId: string, vmIdSource: string): Promise<{ state: AgentState; newVm: boolean; previousVmId?: string }> {
+  async forVm(ids: VmIds): Promise<{ state: AgentState; newVm: boolean; previousVmId?: string }> {
     const current = await this.read();
-    if (current && current.vmId === vmId) return { state: current, newVm: false };
-    if (current) this.log.info(`VM id changed (${current.vmId} -> ${vmId}): this is a new VM, first boot runs again`);
-    return { state: emptyState(vmId, vmIdSource), newVm: true, ...(current ? { previousVmId: current.vmId } : {}) };
+    const { vmId, source } = primaryVmId(ids);
+    if (current) {
+      const known: VmIds = current.vmIds ?? { [current.vmIdSource]: current.vmId };
+      if (sameVm(known, ids)) {
+        // Learn ids that were not available before (IMDS late at first boot), keep the first name.
+        current.vmIds = { ...ids, ...known };
+        return { state: current, newVm: false };
+      }
+      this.log.info(`VM id changed (${current.vmId} -> ${vmId}): this is a new VM, first boot runs again`);
+    }
+    const state = emptyState(vmId, source);
+    state.vmIds = ids;
+    return { state, newVm: true, ...(current ? { previousVmId: current.vmId } : {}) };
   }
 }

@@ -43,11 +43,28 @@ export async function desiredFiles(ctx: TaskContext, facts: JoinFacts): Promise<
     { label: 'sudoers drop-in', path: sudoersFile(ctx), content: renderSudoers(d, facts), mode: 0o440 },
     { label: 'sshd drop-in', path: path.join(p.sshdConfigDir, SSHD_DROP_IN), content: renderSshdDropIn(), mode: 0o644 },
     { label: 'pam profile', path: path.join(p.pamConfigsDir, MKHOMEDIR_PROFILE), content: renderMkhomedirProfile(), mode: 0o644 },
+    { label: 'sssd unit drop-in', path: sssdDropInFile(ctx), content: SSSD_DROP_IN_CONTENT, mode: 0o644 },
   ];
   return { files, nsswitchAdded: ns.added };
 }
 
 export const sudoersFile = (ctx: TaskContext): string => path.join(ctx.paths.sudoersDir, 'dsvm-agent');
+
+/** Drop-in ordering sssd after the network: see {@link SSSD_DROP_IN_CONTENT}. */
+export const sssdDropInFile = (ctx: TaskContext): string => path.join(ctx.paths.systemdUnitDir, 'sssd.service.d', '10-dsvm-agent.conf');
+
+/**
+ * Debian's sssd.service starts before the network is up; sssd then comes up
+ * offline and retries only after its offline timeout, so a user with no
+ * cached credentials cannot log in for the first minutes after a reboot
+ * (seen in the VM test: pam_sss "Permission denied" with no request at the DC).
+ */
+export const SSSD_DROP_IN_CONTENT = `# Written by dsvm-agent: start sssd once the network is up, so it reaches the
+# domain controller at boot instead of starting offline.
+[Unit]
+Wants=network-online.target
+After=network-online.target
+`;
 
 /** Files whose content or mode differs from what is wanted. */
 export async function differingFiles(files: ManagedFile[]): Promise<ManagedFile[]> {

@@ -18,7 +18,7 @@ import {
   testJoinArgv,
 } from './adcli.js';
 import { candidateNames, judgeExisting, primaryComputerName, stampedVmId, vmIdStamp, type ExistingComputer } from './computer-name.js';
-import { desiredFiles, differingFiles, FileTransaction, sudoersFile, validateSudoers, type ManagedFile } from './files.js';
+import { desiredFiles, differingFiles, FileTransaction, sssdDropInFile, sudoersFile, validateSudoers, type ManagedFile } from './files.js';
 import {
   joinFacts,
   MKHOMEDIR_PROFILE,
@@ -267,6 +267,7 @@ async function applyPlan(ctx: TaskContext, p: Plan): Promise<void> {
       ctx.state.facts.computerName = p.facts.computerName;
     }
     for (const f of p.files) await tx.write(f);
+    if (p.files.some((f) => f.path === sssdDropInFile(ctx))) await ctx.services.daemonReload();
     if (p.nsswitchAdded.length > 0) {
       const prev = Array.isArray(ctx.state.facts.nsswitchAdded) ? (ctx.state.facts.nsswitchAdded as string[]) : [];
       ctx.state.facts.nsswitchAdded = [...new Set([...prev, ...p.nsswitchAdded])];
@@ -378,6 +379,10 @@ export async function undoJoin(ctx: TaskContext, opts: { leaveDomain: boolean })
   await rmIf(p.sssdConf);
   await rmIf(sudoersFile(ctx));
   await rmIf(path.join(p.sshdConfigDir, SSHD_DROP_IN));
+  if (await exists(sssdDropInFile(ctx))) {
+    await rmIf(sssdDropInFile(ctx));
+    await ctx.services.daemonReload();
+  }
   if (await pamEnabled(ctx)) {
     await pamAuthUpdate(ctx, ['--remove', MKHOMEDIR_PROFILE]);
     removed.push(`pam profile ${MKHOMEDIR_PROFILE} (disabled)`);

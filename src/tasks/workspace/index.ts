@@ -78,6 +78,29 @@ function homeStep(r: HomeReport): StepOutcome {
   return { state, changes: r.changes, warnings: r.warnings, ...(r.state === 'home-missing' ? { reason: 'home-missing' } : {}) };
 }
 
+/**
+ * At most this many Node children at once per daemon: fifty first logins at
+ * the same moment must not start a hundred Node processes on a small VM.
+ * The fast path starts none; a queued child's deadline counts from its start.
+ */
+const MAX_NODE_CHILDREN = 4;
+const nodeSlots = new WeakMap<object, { active: number; waiting: (() => void)[] }>();
+
+async function withNodeSlot<T>(deps: LoginDeps, work: () => Promise<T>): Promise<T> {
+  let slots = nodeSlots.get(deps);
+  if (!slots) nodeSlots.set(deps, (slots = { active: 0, waiting: [] }));
+  const s = slots;
+  if (s.active >= MAX_NODE_CHILDREN) await new Promise<void>((resolve) => s.waiting.push(resolve));
+  else s.active++;
+  try {
+    return await work();
+  } finally {
+    const next = s.waiting.shift();
+    if (next) next();
+    else s.active--;
+  }
+}
+
 /** Whether the share side should be skipped now, and why. */
 async function shareSkipReason(deps: LoginDeps, shareHealthy: boolean | undefined): Promise<string | undefined> {
   const share = deps.cfg.share;
@@ -101,17 +124,19 @@ async function runShareSide(deps: LoginDeps, plan: UserLinksPlan, left: (cap: nu
       changes: [],
       warnings: [`${deps.cfg.workspace.root} did not answer (stat killed after its deadline): share hung?`],
     };
-  const report = await ensureShareFolders(deps.run, deps.nodeBinary ?? process.execPath, plan, {
-    root: deps.paths.under(deps.cfg.workspace.root),
-    createRoot: deps.cfg.share === undefined,
-    timeoutMs: left(CHILD_CAP_MS),
-  });
+  const report = await withNodeSlot(deps, () =>
+    ensureShareFolders(deps.run, deps.nodeBinary ?? process.execPath, plan, {
+      root: deps.paths.under(deps.cfg.workspace.root),
+      createRoot: deps.cfg.share === undefined,
+      timeoutMs: left(CHILD_CAP_MS),
+    }),
+  );
   return shareStep(report);
 }
 
 async function runHomeSide(deps: LoginDeps, plan: UserLinksPlan, left: (cap: number) => number): Promise<StepOutcome> {
   const node = deps.nodeBinary ?? process.execPath;
-  let report = await ensureHomeLink(deps.run, node, plan, left(CHILD_CAP_MS));
+  let report = await withNodeSlot(deps, () => ensureHomeLink(deps.run, node, plan, left(CHILD_CAP_MS)));
   if (report.state === 'home-missing' && deps.cfg.workspace.createHome && deps.paths.root === '/') {
     // The helper pam_mkhomedir itself runs: skel, umask 0077, and since
     // Linux-PAM 1.6 no-follow directory creation. Normally pam_mkhomedir ran
@@ -124,7 +149,7 @@ async function runHomeSide(deps: LoginDeps, plan: UserLinksPlan, left: (cap: num
         changes: [],
         warnings: [`${plan.home} is missing and mkhomedir_helper failed (exit ${mk.exitCode ?? mk.signal})`],
       };
-    report = await ensureHomeLink(deps.run, node, plan, left(CHILD_CAP_MS));
+    report = await withNodeSlot(deps, () => ensureHomeLink(deps.run, node, plan, left(CHILD_CAP_MS)));
     report.changes.unshift(`created ${plan.home} (mkhomedir_helper)`);
   }
   return homeStep(report);

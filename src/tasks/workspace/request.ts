@@ -19,6 +19,8 @@ import { checkName } from './names.js';
 
 /** The time left for the answer to travel back: the daemon answers this much before the caller gives up. */
 const REPLY_MARGIN_MS = 100;
+/** The least time given to reach the daemon, so a hook that started late still hands the work over. */
+const MIN_SEND_MS = 100;
 /** Bounds the schema allows; a cache outside them is ignored. */
 const MIN_TIMEOUT_MS = 100;
 const MAX_TIMEOUT_MS = 60_000;
@@ -141,7 +143,8 @@ export async function requestLogin(req: LoginRequest): Promise<LoginReply> {
         deadlineMs: Math.max(0, remaining() - REPLY_MARGIN_MS),
         ...(req.service ? { service: req.service } : {}),
       },
-      Math.max(1, remaining()),
+      // Even with no time left the request goes out: the daemon then does the work in the background.
+      Math.max(MIN_SEND_MS, remaining()),
     );
     if (res.ok) {
       const outcome = res.result as LoginOutcome;

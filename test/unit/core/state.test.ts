@@ -12,17 +12,48 @@ const log = createLogger({ level: 'error', redactor: new Redactor(), write: () =
 t.test('new VM id means a new first boot; same id keeps the state', async (t) => {
   const dir = await mkdtemp(path.join(tmpdir(), 'state-'));
   const store = new StateStore(path.join(dir, 'state.json'), log);
-  const first = await store.forVm('vm-a', 'imds');
+  const first = await store.forVm({ imds: 'vm-a', product_uuid: 'uuid-a' });
   t.equal(first.newVm, true);
   first.state.firstBootCompletedAt = '2026-01-01T00:00:00Z';
   await store.write(first.state);
-  const again = await store.forVm('vm-a', 'imds');
+  const again = await store.forVm({ imds: 'vm-a', product_uuid: 'uuid-a' });
   t.equal(again.newVm, false);
   t.equal(again.state.firstBootCompletedAt, '2026-01-01T00:00:00Z');
-  const captured = await store.forVm('vm-b', 'imds');
+  const late = await store.forVm({ product_uuid: 'uuid-a' });
+  t.equal(late.newVm, false, 'IMDS not answering this time: the product UUID still says same VM');
+  const captured = await store.forVm({ imds: 'vm-b', product_uuid: 'uuid-b' });
   t.equal(captured.newVm, true, 'image booted as another VM: first boot again');
   t.equal(captured.previousVmId, 'vm-a');
   t.equal(captured.state.firstBootCompletedAt, undefined);
+});
+
+t.test('a slow IMDS at first boot does not make a second first boot', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'state-'));
+  const store = new StateStore(path.join(dir, 'state.json'), log);
+  const cases = [
+    {
+      name: 'IMDS late, product UUID and cloud-init agree',
+      first: { product_uuid: 'u1', 'cloud-init': 'c1' },
+      next: { imds: 'v1', product_uuid: 'u1', 'cloud-init': 'c1' },
+      newVm: false,
+    },
+    { name: 'only cloud-init first, IMDS only later', first: { 'cloud-init': 'c1' }, next: { imds: 'v1' }, newVm: false },
+    {
+      name: 'product UUID differs: captured image on a new VM',
+      first: { product_uuid: 'u1' },
+      next: { imds: 'v2', product_uuid: 'u2' },
+      newVm: true,
+    },
+    { name: 'cloud-init instance id differs', first: { 'cloud-init': 'c1', imds: 'v1' }, next: { 'cloud-init': 'c2' }, newVm: true },
+  ];
+  for (const c of cases) {
+    const first = await store.forVm(c.first);
+    first.state.firstBootCompletedAt = 'done';
+    await store.write(first.state);
+    const next = await store.forVm(c.next);
+    t.equal(next.newVm, c.newVm, c.name);
+    if (!c.newVm) t.equal(next.state.firstBootCompletedAt, 'done', `${c.name}: state kept`);
+  }
 });
 
 t.test('a corrupt state file is moved aside with a warning, never a crash', async (t) => {

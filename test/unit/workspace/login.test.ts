@@ -255,3 +255,30 @@ t.test('repeated login: the last plan is checked alongside NSS, and dropped when
   t.equal(tc.runner.calls.filter((c) => c.file === 'readlink').pop()?.uid, 1002);
   t.same(tc.runner.unexpected, []);
 });
+
+t.test('first logins of many users at once: at most 4 Node children run at a time', async (t) => {
+  const tc = await makeTestContext();
+  let running = 0;
+  let peak = 0;
+  const slowChild = async (req: RunRequest) => {
+    running++;
+    peak = Math.max(peak, running);
+    await new Promise((r) => setTimeout(r, 20));
+    running--;
+    return report(req.args![1]!.includes('statfsSync') ? 'created' : 'created', ['x']);
+  };
+  tc.runner.on({ file: 'getent', result: (req) => ({ stdout: `${req.args![2]}:x:2000:2000::/home/${req.args![2]}:/bin/sh\n` }) });
+  tc.runner.on({ file: 'stat', result: { exitCode: 1 } });
+  tc.runner.on({ file: 'readlink', result: { exitCode: 1 } });
+  tc.runner.on({ file: NODE, result: slowChild });
+  const deps: LoginDeps = { cfg: tc.ctx.cfg, paths: tc.paths, run: tc.runner.run, log: tc.log, nodeBinary: NODE };
+  const outs = await Promise.all(
+    Array.from({ length: 12 }, (_, i) => handleLogin(deps, `user${i}`, { deadlineMs: 5000, shareHealthy: true })),
+  );
+  t.ok(
+    outs.every((o) => o.status === 'done'),
+    'all done',
+  );
+  t.equal(tc.runner.calls.filter((c) => c.file === NODE).length, 24, 'two children per first login');
+  t.ok(peak <= 4, `peak ${peak} concurrent Node children`);
+});
