@@ -30,6 +30,8 @@ export interface IpcLog {
 
 /** A request line longer than this is refused: a client cannot make the daemon buffer without bound. */
 export const MAX_LINE_BYTES = 64 * 1024;
+/** Extra time a caller waits, past its bound, only to hand over a request it has not sent yet. */
+export const SEND_GRACE_MS = 150;
 /** A connected client that sends no complete line within this is dropped. */
 export const REQUEST_IDLE_MS = 10_000;
 const MAX_USER_LENGTH = 1024;
@@ -196,12 +198,14 @@ function serveConnection(socket: net.Socket, handler: (req: IpcRequest) => Promi
 }
 
 /**
- * Send one request and wait at most `timeoutMs` for the answer. Rejects at
+ * Send one request and wait at most `timeoutMs` for the answer (plus at most
+ * SEND_GRACE_MS if the request itself is not handed over by then). Rejects at
  * once with code ENOENT/ECONNREFUSED when no daemon listens (see
  * {@link isDaemonAbsent}), and with code ETIMEDOUT when the bound passes.
  */
 export function callIpc(socketFile: string, req: IpcRequest, timeoutMs: number): Promise<IpcResponse> {
   return new Promise((resolve, reject) => {
+    const started = Date.now();
     let settled = false;
     let received = '';
     const socket = net.createConnection(socketFile);
@@ -213,12 +217,24 @@ export function callIpc(socketFile: string, req: IpcRequest, timeoutMs: number):
       if (err) reject(err);
       else resolve(res as IpcResponse);
     };
-    const timer = setTimeout(
-      () => finish(new IpcError('ETIMEDOUT', `the daemon did not answer on ${socketFile} within ${timeoutMs} ms`)),
+    let sent = false;
+    const timedOut = (): void => finish(new IpcError('ETIMEDOUT', `the daemon did not answer on ${socketFile} within ${timeoutMs} ms`));
+    // A request not yet handed over when the bound passes gets SEND_GRACE_MS
+    // more: on an overloaded VM the daemon then still finishes the work.
+    let timer = setTimeout(
+      () => {
+        if (sent) timedOut();
+        else timer = setTimeout(timedOut, SEND_GRACE_MS);
+      },
       Math.max(0, timeoutMs),
     );
     socket.setEncoding('utf8');
-    socket.once('connect', () => socket.write(`${JSON.stringify(req)}\n`));
+    socket.once('connect', () =>
+      socket.write(`${JSON.stringify(req)}\n`, () => {
+        sent = true;
+        if (Date.now() - started >= timeoutMs) timedOut();
+      }),
+    );
     socket.on('error', (err: NodeJS.ErrnoException) => finish(new IpcError(err.code ?? 'EIO', `${socketFile}: ${err.message}`)));
     socket.on('data', (chunk: string) => {
       received += chunk;

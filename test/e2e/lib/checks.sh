@@ -147,7 +147,9 @@ time_alice_login() {
   secs="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')"
   if ((rc == 0)); then printf '%s\n' "$secs"; return 0; fi
   printf 'login failed (exit %s after %ss): %s\n' "$rc" "$secs" "$(printf '%s' "$out" | tail -n 3)"
-  E2E_SSH_TIMEOUT=20 vm_ssh 'journalctl --no-pager -o short-monotonic --since "-3min" -u ssh -t sshd -t dsvm-agent | tail -n 12' 2>&1
+  E2E_SSH_TIMEOUT=20 vm_ssh 'journalctl --no-pager -o short-monotonic --since "-3min" -u ssh -t sshd -t dsvm-agent | tail -n 12
+    sssctl domain-status '"$LAB_DOMAIN"' 2>&1 | head -n 8
+    tail -n 25 /var/log/sssd/krb5_child.log /var/log/sssd/sssd_'"$LAB_DOMAIN"'.log /var/log/sssd/sssd_pam.log 2>/dev/null' 2>&1
   return 1
 }
 
@@ -211,6 +213,8 @@ checks_first_boot() {
       for want in Type=notify WatchdogUSec=30s Restart=on-failure UnitFileState=enabled; do
         printf "%s\n" "$p" | grep -qx "$want" || exit 1; done'
 
+  # The join restarts sshd (its drop-in allows password logins): wait it out.
+  vm_wait_ssh 120 || true
   check "cloud-init ran the agent (runcmd: config check, then enable --now)" \
     vm_ssh 'grep -q "dsvm-agent config check" /var/lib/cloud/instance/scripts/runcmd || exit 1
       grep -E "scripts-user|runcmd" /var/log/cloud-init.log | grep -iE "fail|error" && exit 1
@@ -219,6 +223,7 @@ checks_first_boot() {
 
   check "the unit's hardening still lets the agent mount for the whole system" unit_sandbox_allows_mounts
 
+  vm_wait_ssh 120 || true
   check "the PAM profile is active: pam_exec dsvm-agent line in common-session" \
     vm_ssh 'grep -E "pam_exec\.so.*dsvm-agent" /etc/pam.d/common-session'
 
@@ -250,6 +255,8 @@ checks_first_boot() {
   check "the storage key is in no file, journal, argv or environment but the root-only credentials file" key_leak_scan
 
   local secs
+  # sssd logs at debug level from here, so a failed login says why.
+  E2E_SSH_TIMEOUT=30 vm_ssh 'sssctl debug-level 0x0ff0 >/dev/null 2>&1 || true' || true
   if secs="$(time_alice_login)"; then
     E2E_LOGIN_OK_SECS="$secs"
     pass "ssh alice@VM with her password works (${secs}s)"

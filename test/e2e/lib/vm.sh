@@ -106,7 +106,7 @@ vm_running() {
 # The per-run key lives in $WORK; host keys are not pinned: the VM makes new
 # ones on first boot and the bridge is private to this machine.
 _ssh_opts=(-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR
-  -o ConnectTimeout=30 -o ServerAliveInterval=5 -o ServerAliveCountMax=3)
+  -o ConnectTimeout=30 -o ConnectionAttempts=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=3)
 
 # Every call is bounded: a command stuck on a frozen share must not hang the run.
 vm_ssh() {
