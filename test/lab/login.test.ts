@@ -15,7 +15,7 @@
  * server died.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -116,8 +116,11 @@ printf '%s\n' 'auth required pam_permit.so' 'account required pam_permit.so' \
   config();
 });
 
-t.teardown(() => {
+t.teardown(async () => {
   holder?.kill('SIGKILL');
+  // The overlays die with the namespace; their upper layers are plain folders.
+  await new Promise((r) => holder?.once('exit', r));
+  await rm(base, { recursive: true, force: true });
 });
 
 t.test('first login of alice creates both sides; the second changes nothing', async (t) => {
