@@ -250,7 +250,12 @@ with open(sys.argv[2], "a") as f:
     t.ok(up >= 0, `Healthy again after ${up} ms`);
     const ms = await stopDaemon();
     t.ok(ms < 5000, `SIGTERM stop took ${ms} ms`);
-    const notes = await must(t, 'notify log', sh(`cat ${NOTIFY_LOG}`));
+    // The receiver logs asynchronously: give its last line a moment to land.
+    let notes = await must(t, 'notify log', sh(`cat ${NOTIFY_LOG}`));
+    for (let i = 0; i < 30 && !/STOPPING=1/.test(notes.stdout); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      notes = await must(t, 'notify log', sh(`cat ${NOTIFY_LOG}`));
+    }
     t.match(notes.stdout, /STOPPING=1/, 'STOPPING=1 on SIGTERM');
   });
 

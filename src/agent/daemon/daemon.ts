@@ -378,7 +378,7 @@ export class Daemon {
   /** SIGTERM: STOPPING=1, then close servers, schedules and pollers; bounded so systemd never has to SIGKILL. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
-      await withDeadline(this.o.notifier.notify({ STOPPING: '1', STATUS: 'stopping' }), 1000, '').catch(() => undefined);
+      await withDeadline(this.o.notifier.notify({ STOPPING: '1', STATUS: 'stopping' }), 2500, '').catch(() => undefined);
       clearTimeout(this.textfileTimer);
       for (const close of this.closers.reverse()) {
         await withDeadline(Promise.resolve(close()), 1500, '').catch(() => undefined);
