@@ -7,7 +7,7 @@ import { Redactor } from './redact.js';
 import { createRunner, type Runner } from './runner.js';
 import { readSecret } from './secrets.js';
 import { createServiceManager, type ServiceManager } from './service-manager.js';
-import { emptyState, StateStore } from './state.js';
+import { StateStore } from './state.js';
 import type { TaskContext } from './task.js';
 import { resolveVmIds } from './vm-id.js';
 
@@ -84,5 +84,3 @@ export async function createTaskContext(
 export async function loadConfigFor(opts: GlobalOptions, base: Base): Promise<Config> {
   return loadConfig(configPath(opts, base.paths));
 }
-
-export { emptyState };

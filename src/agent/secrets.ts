@@ -1,7 +1,7 @@
 import { open } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import type { Config, SecretRef } from './config-schema.js';
-import { configError, permanent, transient } from './errors.js';
+import { permanent, transient } from './errors.js';
 import type { Logger } from './log.js';
 import type { Redactor } from './redact.js';
 import { identityName, managedIdentity, statusOf } from './azure/identity.js';
@@ -153,9 +153,4 @@ function isNetworkError(err: unknown): boolean {
 
 function firstLine(err: unknown): string {
   return String((err as Error)?.message ?? err).split('\n')[0] ?? '';
-}
-
-/** A value that must be a secret reference but was given inline is a config error. */
-export function refuseInlineSecret(keyPath: string): never {
-  throw configError(`${keyPath}: a secret must be a reference, not a value`, { fix: 'use {file: ...} or {keyVault: {...}}' });
 }

@@ -61,13 +61,3 @@ export async function resolveVmIds(deps: { imds: ImdsClient; paths: Paths; log: 
   }
   return ids;
 }
-
-/** Back-compatible single-id view. */
-export async function resolveVmId(deps: {
-  imds: ImdsClient;
-  paths: Paths;
-  log: Logger;
-}): Promise<{ vmId: string; source: string; ids: VmIds }> {
-  const ids = await resolveVmIds(deps);
-  return { ...primaryVmId(ids), ids };
-}

@@ -1,5 +1,6 @@
 import type { Runner } from '../../agent/runner.js';
 import type { UserLinksPlan } from './plan.js';
+import { parseChildReport } from './child-report.js';
 
 /**
  * The $HOME side of a login. Root writing into a directory the user controls
@@ -86,15 +87,7 @@ export function homeChildArgs(plan: UserLinksPlan): string[] {
 }
 
 /** Parse the child's report; anything unexpected is an error report, never a throw. */
-export function parseHomeReport(stdout: string, fallback: string): HomeReport {
-  try {
-    const r = JSON.parse(stdout) as HomeReport;
-    if (typeof r.state === 'string' && Array.isArray(r.changes) && Array.isArray(r.warnings)) return r;
-  } catch {
-    /* fall through */
-  }
-  return { state: 'error', changes: [], warnings: [fallback] };
-}
+export const parseHomeReport = (stdout: string, fallback: string): HomeReport => parseChildReport<HomeReport>(stdout, fallback);
 
 /**
  * The fast path, also as the user: `readlink` of the link. When it already

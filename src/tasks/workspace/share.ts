@@ -1,5 +1,6 @@
 import type { Runner } from '../../agent/runner.js';
 import { bothDirectories, type UserLinksPlan } from './plan.js';
+import { parseChildReport } from './child-report.js';
 
 /**
  * The share side of a login: `<root>/<folder>/<notebooks>`, made by root.
@@ -102,15 +103,8 @@ export function shareChildArgs(plan: UserLinksPlan, root: string, createRoot: bo
   return ['-e', SHARE_CHILD_SCRIPT, '--', JSON.stringify(spec)];
 }
 
-export function parseShareReport(stdout: string, fallback: string): ShareReport {
-  try {
-    const r = JSON.parse(stdout) as ShareReport;
-    if (typeof r.state === 'string' && Array.isArray(r.changes) && Array.isArray(r.warnings)) return r;
-  } catch {
-    /* fall through */
-  }
-  return { state: 'error', changes: [], warnings: [fallback] };
-}
+/** Parse the child's report; anything unexpected is an error report, never a throw. */
+export const parseShareReport = (stdout: string, fallback: string): ShareReport => parseChildReport<ShareReport>(stdout, fallback);
 
 /**
  * The fast path: one `stat` (no Node start-up) saying both folders already
