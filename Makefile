@@ -30,10 +30,10 @@ test-all: deps ## everything CI runs: check, unit tests, lab tier, VM-image tier
 	$(MAKE) lab-test
 	$(MAKE) e2e
 
-typecheck: node_modules/.package-lock.json
+typecheck: node_modules/.package-lock.json ## TypeScript type check only
 	npx tsc -p tsconfig.json
 
-lint: node_modules/.package-lock.json
+lint: node_modules/.package-lock.json ## eslint only
 	npx eslint .
 
 format: node_modules/.package-lock.json ## rewrite files with prettier
