@@ -22,6 +22,19 @@ export const firstBootBackoff: BackoffPolicy = {
 };
 
 /**
+ * Leaving the domain (deprovision, scale-in Terminate): a DC busy for a few
+ * seconds must not leave a stale computer object behind, but a Terminate
+ * event gives minutes, not half an hour, so the whole budget is one minute.
+ */
+export const leaveBackoff: BackoffPolicy = {
+  initialMs: 1000,
+  factor: 2,
+  maxDelayMs: 10_000,
+  maxAttempts: 6,
+  maxElapsedMs: 60_000,
+};
+
+/**
  * Delay before retry number `attempt` (1 = the first retry). Full jitter
  * (uniform in [ceiling/2, ceiling]) keeps a whole scale set booting at once
  * from hammering the DC in lock-step, while the lower half-bound keeps the

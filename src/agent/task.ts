@@ -125,6 +125,33 @@ export async function runTasks(tasks: readonly Task[], ctx: TaskContext, opts: R
   return outcomes;
 }
 
+/**
+ * Run one step, retrying it with backoff while it fails transiently (for
+ * steps outside the check/apply loop, such as deleting the computer account
+ * on deprovision). A permanent failure, or the budget spent, throws the last
+ * error.
+ */
+export async function retryTransient<T>(
+  ctx: Pick<TaskContext, 'clock' | 'log'>,
+  what: string,
+  policy: BackoffPolicy,
+  step: () => Promise<T>,
+  random?: () => number,
+): Promise<T> {
+  const started = ctx.clock.now();
+  for (let attempts = 1; ; attempts++) {
+    try {
+      return await step();
+    } catch (err) {
+      const error = asAgentError(err);
+      const delay = backoffDelay(policy, attempts, random);
+      if (error.kind !== 'transient' || !mayRetry(policy, attempts, ctx.clock.now() - started, delay)) throw error;
+      ctx.log.warn(`${what}: attempt ${attempts} failed, retrying in ${(delay / 1000).toFixed(1)} s: ${error.describe()}`);
+      await ctx.clock.sleep(delay);
+    }
+  }
+}
+
 /** What `plan` prints per task: its check result, nothing applied. */
 export type PlanEntry =
   | { id: string; description: string; status: 'skipped'; reason: string }

@@ -4,7 +4,8 @@ import path from 'node:path';
 import { permanent, transient } from '../../agent/errors.js';
 import { readIfExists, setMarkedBlock, writeFileAtomic } from '../../agent/fsutil.js';
 import { summarize } from '../../agent/runner.js';
-import type { CheckResult, Task, TaskContext } from '../../agent/task.js';
+import { retryTransient, type CheckResult, type Task, type TaskContext } from '../../agent/task.js';
+import { leaveBackoff } from '../../agent/backoff.js';
 import {
   adcliWords,
   deleteComputerArgv,
@@ -347,13 +348,18 @@ export async function leaveDomain(ctx: TaskContext): Promise<string | undefined>
     );
   }
   const password = await ctx.secret(d.joinPassword, 'domain.joinPassword');
-  const r = await ctx.run({
-    file: 'adcli',
-    args: deleteComputerArgv(domain, domain.toUpperCase(), d.joinUser, name),
-    input: password,
-    timeoutMs: ADCLI_TIMEOUT_MS,
+  const joinUser = d.joinUser;
+  // A DC that is busy or restarting for a few seconds is retried (transient);
+  // bad credentials or missing rights fail at once (permanent).
+  await retryTransient(ctx, 'delete the computer account', leaveBackoff, async () => {
+    const r = await ctx.run({
+      file: 'adcli',
+      args: deleteComputerArgv(domain, domain.toUpperCase(), joinUser, name),
+      input: password,
+      timeoutMs: ADCLI_TIMEOUT_MS,
+    });
+    if (r.exitCode !== 0 && !isNoSuchComputer(r)) throw parseAdcliError('delete-computer', r, { user: joinUser });
   });
-  if (r.exitCode !== 0 && !isNoSuchComputer(r)) throw parseAdcliError('delete-computer', r, { user: d.joinUser });
   return `computer account ${name} in ${domain.toUpperCase()}`;
 }
 

@@ -244,3 +244,42 @@ t.test('undo removes every trace and restores shared files', async (t) => {
   const second = await undoJoin(tc.ctx, { leaveDomain: false });
   t.same(second, [], `second undo: nothing left (${second.join(', ')})`);
 });
+
+t.test('leaving the domain retries a busy DC, but not bad credentials', async (t) => {
+  const busy = "adcli: couldn't connect to contoso.test domain: Couldn't find usable domain controller to connect to\n";
+  {
+    const tc = await setup({ existing: {} });
+    await runTasks([domainJoinTask], tc.ctx, { backoff });
+    tc.runner.on({ file: 'adcli', args: (a) => a[0] === 'delete-computer', times: 2, result: { exitCode: 1, stderr: busy } });
+    tc.runner.on({ file: 'adcli', args: (a) => a[0] === 'delete-computer' });
+    const removed = await undoJoin(tc.ctx, { leaveDomain: true });
+    t.ok(
+      removed.some((r) => r.startsWith('computer account')),
+      'left the domain on the third try',
+    );
+    t.equal(tc.runner.calls.filter((c) => c.args?.[0] === 'delete-computer').length, 3, 'three attempts');
+    t.equal(tc.logLines.filter((l) => /delete the computer account: attempt \d failed, retrying/.test(l)).length, 2, 'each retry logged');
+  }
+  {
+    const tc = await setup({ existing: {} });
+    await runTasks([domainJoinTask], tc.ctx, { backoff });
+    tc.runner.on({
+      file: 'adcli',
+      args: (a) => a[0] === 'delete-computer',
+      result: { exitCode: 1, stderr: "adcli: couldn't connect to contoso.test domain: Preauthentication failed\n" },
+    });
+    const err = await caught(undoJoin(tc.ctx, { leaveDomain: true }));
+    t.equal(err.reason, 'join-bad-credentials');
+    t.equal(tc.runner.calls.filter((c) => c.args?.[0] === 'delete-computer').length, 1, 'bad credentials: one attempt');
+    t.ok(existsSync(tc.paths.sssdConf), 'nothing removed while the account could not be deleted');
+  }
+  {
+    const tc = await setup({ existing: {} });
+    await runTasks([domainJoinTask], tc.ctx, { backoff });
+    tc.runner.on({ file: 'adcli', args: (a) => a[0] === 'delete-computer', result: { exitCode: 1, stderr: busy } });
+    const err = await caught(undoJoin(tc.ctx, { leaveDomain: true }));
+    t.equal(err.kind, 'transient', 'a DC down for good: still transient after the budget');
+    const tries = tc.runner.calls.filter((c) => c.args?.[0] === 'delete-computer').length;
+    t.ok(tries > 1 && tries <= 6, `bounded attempts (${tries})`);
+  }
+});
