@@ -12,11 +12,13 @@
  * Run: npx tsx bench/daemon.ts   (prints a table; `--json` for JSON)
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+// @ts-expect-error: a plain .mjs build script, no type declarations
+import { agentBuildOptions } from '../scripts/esbuild-options.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const IDLE_SEC = Number(process.env.BENCH_IDLE_SEC ?? 60);
@@ -36,6 +38,21 @@ server.listen(0, '127.0.0.1', () => {
   });
   process.send({ url: 'http://127.0.0.1:' + server.address().port, ...mem() });
 });`;
+
+/**
+ * The daemon's runtime settings as shipped: `Environment=` lines and the node
+ * flags of `ExecStart=` in the systemd unit. Both processes get them, so the
+ * ratio is the agent's own cost on the same runtime.
+ */
+async function shippedRuntime(): Promise<{ env: Record<string, string>; nodeFlags: string[] }> {
+  const unit = await readFile(path.join(here, '..', 'packaging', 'systemd', 'dsvm-agent.service'), 'utf8');
+  const env: Record<string, string> = {};
+  for (const m of unit.matchAll(/^Environment=(\w+)=(\S*)$/gm)) env[m[1]!] = m[2]!;
+  const exec = /^ExecStart=(\S+)\s+(.*)$/m.exec(unit);
+  if (!exec) throw new Error('no ExecStart= in packaging/systemd/dsvm-agent.service');
+  const nodeFlags = exec[2]!.split(/\s+/).filter((w, i, all) => w.startsWith('--') && all.slice(0, i).every((x) => x.startsWith('--')));
+  return { env, nodeFlags };
+}
 
 type Reply = Record<string, number | string>;
 function ask(child: ChildProcess, msg: object): Promise<Reply> {
@@ -122,21 +139,21 @@ const dir = await mkdtemp(path.join(tmpdir(), 'dsvm-bench-build-'));
 try {
   const childFile = path.join(dir, 'daemon-child.mjs');
   await build({
+    ...(agentBuildOptions('bench') as object),
     entryPoints: [path.join(here, 'daemon-child.ts')],
     outfile: childFile,
-    bundle: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node20',
-    define: { __DSVM_AGENT_VERSION__: '"bench"' },
-    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
     logLevel: 'error',
   });
   const baselineFile = path.join(dir, 'baseline.cjs');
   await writeFile(baselineFile, BASELINE);
-  const opts = { execArgv: ['--expose-gc'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] as ['ignore', 'ignore', 'inherit', 'ipc'] };
+  const runtime = await shippedRuntime();
+  const opts = {
+    execArgv: ['--expose-gc', ...runtime.nodeFlags],
+    env: { ...process.env, ...runtime.env },
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'] as ['ignore', 'ignore', 'inherit', 'ipc'],
+  };
   process.stderr.write(
-    `bench/daemon: ${CYCLES} check cycles, ${IDLE_SEC} s idle window, ${LOAD_SEC} s at 200 req/s, for the baseline then the daemon...\n`,
+    `bench/daemon: runtime as shipped (${[...Object.entries(runtime.env).map(([k, v]) => `${k}=${v}`), ...runtime.nodeFlags].join(' ')}), ${CYCLES} check cycles, ${IDLE_SEC} s idle window, ${LOAD_SEC} s at 200 req/s, for the baseline then the daemon...\n`,
   );
   const baseline = await measure('baseline (bare node http)', fork(baselineFile, [], opts));
   const daemon = await measure('dsvm-agent daemon', fork(childFile, [], opts));

@@ -11,10 +11,18 @@ export interface InstanceCompute {
   computerName: string;
 }
 
+/** An IMDS answer: status and body text. */
+export interface ImdsResponse {
+  status: number;
+  body: string;
+}
+
 /**
  * Plain IMDS client (instance metadata, scheduled events). IMDS is http-only,
- * link-local, and must never go through a proxy; fetch has no proxy support
- * by default, which is what we want.
+ * link-local, and must never go through a proxy. It speaks node:http
+ * directly rather than fetch: Node's fetch loads undici on first use, about
+ * 6 MB of resident memory for a daemon that only ever sends a few small GETs
+ * (measured by bench/daemon.ts), and node:http never reads proxy variables.
  */
 export class ImdsClient {
   constructor(
@@ -22,34 +30,64 @@ export class ImdsClient {
     private readonly timeoutMs = 3000,
   ) {}
 
-  private url(path: string): string {
-    return `${this.endpoint.replace(/\/+$/, '')}${path}`;
+  private url(path: string): URL {
+    return new URL(`${this.endpoint.replace(/\/+$/, '')}${path}`);
   }
 
   async getJson<T>(path: string): Promise<T> {
     const res = await this.request('GET', path);
-    return (await res.json()) as T;
+    try {
+      return JSON.parse(res.body) as T;
+    } catch {
+      throw transient(`IMDS ${path.split('?')[0]} answered something that is not JSON`, { reason: 'imds-error' });
+    }
   }
 
-  async request(method: 'GET' | 'POST', path: string, body?: unknown): Promise<Response> {
-    let res: Response;
+  async request(method: 'GET' | 'POST', path: string, body?: unknown): Promise<ImdsResponse> {
+    let res: ImdsResponse;
     try {
-      res = await fetch(this.url(path), {
-        method,
-        headers: { Metadata: 'true', ...(body === undefined ? {} : { 'Content-Type': 'application/json' }) },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        signal: AbortSignal.timeout(this.timeoutMs),
-      });
+      res = await this.send(method, this.url(path), body === undefined ? undefined : JSON.stringify(body));
     } catch (err) {
       throw transient(`IMDS ${this.endpoint} unreachable: ${(err as Error).message}`, {
         fix: 'IMDS answers only inside Azure; check azure.imdsEndpoint and that no proxy or firewall blocks it',
         reason: 'imds-unreachable',
       });
     }
-    if (!res.ok) {
+    if (res.status < 200 || res.status > 299) {
       throw transient(`IMDS ${path.split('?')[0]} answered ${res.status}`, { reason: 'imds-error' });
     }
     return res;
+  }
+
+  private async send(method: string, url: URL, body: string | undefined): Promise<ImdsResponse> {
+    const mod = url.protocol === 'https:' ? await import('node:https') : await import('node:http');
+    return new Promise<ImdsResponse>((resolve, reject) => {
+      const req = mod.request(
+        url,
+        {
+          method,
+          agent: false,
+          headers: {
+            Metadata: 'true',
+            ...(body === undefined ? {} : { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) }),
+          },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+          res.on('error', reject);
+        },
+      );
+      // One deadline for connect, headers and body alike.
+      const timer = setTimeout(() => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
+      req.on('close', () => clearTimeout(timer));
+      req.on('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+      req.end(body);
+    });
   }
 
   /** Instance metadata (compute section). */
