@@ -7,10 +7,12 @@
  * - a two-line `sh` script doing `mkdir -p` + `ln -s` (what admins use today);
  * - `dsvm-agent pam-session` on the fast path (everything in place), with a
  *   daemon answering on the control socket: the production path;
- * - the same with no daemon (the hook does the work itself, in children).
+ * - the same with no daemon (the hook does the work itself, in children);
+ * - the hook on close_session, which does nothing: its start-up floor.
  *
  * Each run is a cold process, started as pam_exec starts it (env PAM_TYPE,
- * PAM_USER). The system is a temp root prefix with local workspaces and the
+ * PAM_USER), through an executable shaped like the package's
+ * /usr/sbin/dsvm-agent (a `#!node` script requiring dist/dsvm-agent.cjs). The system is a temp root prefix with local workspaces and the
  * account `nobody` (so it needs root, like the hook itself).
  *
  * Run: npx tsx bench/login.ts [--runs N] [--json]   (needs `make build`)
@@ -27,8 +29,8 @@ import { makePaths } from '../src/agent/paths.js';
 import { handleLogin } from '../src/tasks/workspace/index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-// BENCH_LOGIN_CLI compares another build of the entry point (e.g. a variant of src/main.ts).
-const cli = process.env.BENCH_LOGIN_CLI ?? path.join(here, '..', 'dist', 'cli.mjs');
+// BENCH_LOGIN_CLI compares another build of the entry point (a CommonJS file like dist/dsvm-agent.cjs).
+const cli = process.env.BENCH_LOGIN_CLI ?? path.join(here, '..', 'dist', 'dsvm-agent.cjs');
 const argv = process.argv.slice(2);
 const RUNS = Number(argv[argv.indexOf('--runs') + 1] ?? 0) || Number(process.env.BENCH_LOGIN_RUNS ?? 60);
 const JSON_OUT = argv.includes('--json');
@@ -81,6 +83,9 @@ async function main(): Promise<void> {
     base.log,
   );
 
+  // The package's /usr/sbin/dsvm-agent, with this machine's node as the interpreter.
+  const agent = path.join(root, 'dsvm-agent');
+  await writeFile(agent, `#!${process.execPath}\nrequire(${JSON.stringify(cli)});\n`, { mode: 0o755 });
   const hookEnv = { PAM_TYPE: 'open_session', PAM_USER: 'nobody', PAM_SERVICE: 'sshd', DSVM_AGENT_ROOT: root };
   const sh = path.join(root, 'hook.sh');
   const shDir = path.join(root, 'sh');
@@ -92,19 +97,21 @@ async function main(): Promise<void> {
 
   dbg('daemon up');
   // Prime: the first login creates everything (and caches the bound); every measured run is the fast path.
-  await timeRun(process.execPath, [cli, 'pam-session'], hookEnv);
+  await timeRun(agent, ['pam-session'], hookEnv);
   const variants: { name: string; run: () => Promise<number> }[] = [
     { name: 'node -e 0', run: () => timeRun(process.execPath, ['-e', '0'], {}) },
     { name: 'sh: mkdir -p + ln -s', run: () => timeRun('/bin/sh', [sh], {}) },
-    { name: 'pam-session (daemon)', run: () => timeRun(process.execPath, [cli, 'pam-session'], hookEnv) },
+    { name: 'pam-session (daemon)', run: () => timeRun(agent, ['pam-session'], hookEnv) },
+    // The floor of the hook: the same process with nothing to do (what start-up and the entry cost).
+    { name: 'pam-session close_session', run: () => timeRun(agent, ['pam-session'], { ...hookEnv, PAM_TYPE: 'close_session' }) },
   ];
   // The no-daemon path: same tree without a socket.
   await rm(noDaemonRoot, { recursive: true });
   spawnSync('cp', ['-a', root, noDaemonRoot]);
   await rm(makePaths(noDaemonRoot).socketFile, { force: true });
   const ndEnv = { ...hookEnv, DSVM_AGENT_ROOT: noDaemonRoot };
-  await timeRun(process.execPath, [cli, 'pam-session'], ndEnv);
-  variants.push({ name: 'pam-session (no daemon)', run: () => timeRun(process.execPath, [cli, 'pam-session'], ndEnv) });
+  await timeRun(agent, ['pam-session'], ndEnv);
+  variants.push({ name: 'pam-session (no daemon)', run: () => timeRun(agent, ['pam-session'], ndEnv) });
 
   dbg('primed');
   const samples = new Map<string, number[]>(variants.map((v) => [v.name, []]));

@@ -207,7 +207,8 @@ export function callIpc(socketFile: string, req: IpcRequest, timeoutMs: number):
   return new Promise((resolve, reject) => {
     const started = Date.now();
     let settled = false;
-    let received = '';
+    const received: Buffer[] = [];
+    let receivedBytes = 0;
     const socket = net.createConnection(socketFile);
     const finish = (err: Error | null, res?: IpcResponse): void => {
       if (settled) return;
@@ -228,23 +229,26 @@ export function callIpc(socketFile: string, req: IpcRequest, timeoutMs: number):
       },
       Math.max(0, timeoutMs),
     );
-    socket.setEncoding('utf8');
-    socket.once('connect', () =>
-      socket.write(`${JSON.stringify(req)}\n`, () => {
-        sent = true;
-        if (Date.now() - started >= timeoutMs) timedOut();
-      }),
-    );
+    // Written at once: the socket queues it until connect(2) completes, and
+    // the callback runs once the kernel has it (the request is handed over).
+    socket.write(`${JSON.stringify(req)}\n`, (err) => {
+      if (err) return;
+      sent = true;
+      if (Date.now() - started >= timeoutMs) timedOut();
+    });
     socket.on('error', (err: NodeJS.ErrnoException) => finish(new IpcError(err.code ?? 'EIO', `${socketFile}: ${err.message}`)));
-    socket.on('data', (chunk: string) => {
-      received += chunk;
-      const nl = received.indexOf('\n');
-      if (nl < 0) {
-        if (received.length > MAX_LINE_BYTES * 16) finish(new IpcError('EPROTO', `${socketFile}: answer too long`));
+    // Raw bytes, decoded once at the newline: no string decoder to load in
+    // the login hook's short-lived process.
+    socket.on('data', (chunk: Buffer) => {
+      received.push(chunk);
+      receivedBytes += chunk.length;
+      if (chunk.indexOf(10) < 0) {
+        if (receivedBytes > MAX_LINE_BYTES * 16) finish(new IpcError('EPROTO', `${socketFile}: answer too long`));
         return;
       }
+      const text = Buffer.concat(received).toString('utf8');
       try {
-        const res = JSON.parse(received.slice(0, nl)) as IpcResponse;
+        const res = JSON.parse(text.slice(0, text.indexOf('\n'))) as IpcResponse;
         if (typeof res !== 'object' || res === null || typeof res.ok !== 'boolean') throw new Error('bad shape');
         finish(null, res);
       } catch {

@@ -5,6 +5,7 @@ import type { Paths } from '../../agent/paths.js';
 import type { Runner } from '../../agent/runner.js';
 import { resolveAccount } from './account.js';
 import { ensureHomeLink, homeLinkInPlace, type HomeReport } from './home.js';
+import { InProcessChecks } from './in-process.js';
 import { mountPoints, planUserLinks, type UserLinksPlan } from './plan.js';
 import { ensureShareFolders, shareFoldersState, type ShareReport } from './share.js';
 
@@ -28,6 +29,10 @@ export interface LoginDeps {
   log: Logger;
   /** The Node binary that runs the small child programs (default: this process's). */
   nodeBinary?: string;
+  /** Clock for the NSS reuse window (tests). */
+  now?: () => number;
+  /** The in-process checks (tests give one reading another mountinfo); one per daemon otherwise. */
+  inProcess?: InProcessChecks;
 }
 
 export interface StepOutcome {
@@ -201,7 +206,7 @@ export async function runLogin(
   };
 
   const skip = await shareSkipReason(deps, opts.shareHealthy);
-  const quick = await fastPathFromLastPlan(deps, user, skip, left);
+  const quick = await fastPathFromLastPlan(deps, user, skip, opts.shareHealthy, left);
   if (quick)
     return finish({
       status: skip ? 'partial' : 'done',
@@ -246,9 +251,29 @@ export async function runLogin(
   return finish({ ...summary, ...who, share, home, changed });
 }
 
-/** The last good plan per user name, per daemon context (bounded). */
-const lastPlans = new WeakMap<object, Map<string, UserLinksPlan>>();
+/**
+ * How long an NSS answer (uid, gid, home, allowed groups) is reused for a
+ * repeated login of the same user. Logins come in bursts (an editor's remote
+ * session opens several SSH sessions, a notebook server and a terminal start
+ * together); sssd itself serves cached entries for 90 minutes by default
+ * (entry_cache_timeout), so a minute here adds no staleness that matters,
+ * and the folders and the link are still checked at every login.
+ */
+export const ACCOUNT_REUSE_MS = 60_000;
+
+/** The last good plan per user name and when NSS last confirmed its account, per daemon context (bounded). */
+const lastPlans = new WeakMap<object, Map<string, { plan: UserLinksPlan; resolvedAt: number }>>();
 const MAX_REMEMBERED = 10_000;
+/** The daemon's in-process checks, per daemon context. */
+const inProcess = new WeakMap<object, InProcessChecks>();
+
+function inProcessChecks(deps: LoginDeps): InProcessChecks {
+  if (deps.inProcess) return deps.inProcess;
+  let c = inProcess.get(deps);
+  // The kernel's own mountinfo even under a path prefix: the planned paths are real paths.
+  if (!c) inProcess.set(deps, (c = new InProcessChecks('/proc/self/mountinfo')));
+  return c;
+}
 
 function rememberPlan(deps: LoginDeps, user: string, plan: UserLinksPlan | undefined): void {
   let plans = lastPlans.get(deps);
@@ -258,35 +283,53 @@ function rememberPlan(deps: LoginDeps, user: string, plan: UserLinksPlan | undef
     return;
   }
   if (plans.size >= MAX_REMEMBERED) plans.clear();
-  plans.set(user, plan);
+  plans.set(user, { plan, resolvedAt: (deps.now ?? Date.now)() });
 }
 
 /**
- * A repeated login: the NSS lookup and the two checks of the last good plan
- * run at once (one round of process start-ups instead of two). Nothing is
- * taken on trust: the plan is used only if NSS still returns the same
- * account and both checks pass; anything else takes the full path.
+ * A repeated login. Within ACCOUNT_REUSE_MS of the last NSS answer it starts
+ * no process at all: the share folders and the $HOME link are checked in
+ * the daemon (see in-process.ts for when that is safe). Otherwise, or where
+ * in-process checks are not safe, the NSS lookup and the two checks run at
+ * once in children (one round of process start-ups instead of two). The
+ * plan is used only if NSS returns the same account and both checks pass;
+ * anything else takes the full path.
  */
 async function fastPathFromLastPlan(
   deps: LoginDeps,
   user: string,
   skip: string | undefined,
+  shareHealthy: boolean | undefined,
   left: (cap: number) => number,
 ): Promise<UserLinksPlan | undefined> {
-  const plan = lastPlans.get(deps)?.get(user);
-  if (!plan) return undefined;
+  const last = lastPlans.get(deps)?.get(user);
+  if (!last) return undefined;
+  const { plan } = last;
+  const local = inProcessChecks(deps);
+  const now = deps.now ?? Date.now;
+  const fresh = now() - last.resolvedAt < ACCOUNT_REUSE_MS;
   const [resolved, shareOk, homeOk] = await Promise.all([
-    resolveAccount(deps.run, user, deps.cfg, left(NSS_CAP_MS)),
-    skip ? true : shareFoldersState(deps.run, plan, Math.max(1, Math.floor(left(CHILD_CAP_MS) / 2))).then((s) => s === 'in-place'),
-    homeLinkInPlace(deps.run, plan, left(CHILD_CAP_MS)),
+    fresh ? undefined : resolveAccount(deps.run, user, deps.cfg, left(NSS_CAP_MS)),
+    skip
+      ? true
+      : local
+          .shareFolders(plan, shareHealthy === true)
+          .then(
+            async (here) =>
+              here ?? (await shareFoldersState(deps.run, plan, Math.max(1, Math.floor(left(CHILD_CAP_MS) / 2)))) === 'in-place',
+          ),
+    local.homeLink(plan).then(async (here) => here ?? (await homeLinkInPlace(deps.run, plan, left(CHILD_CAP_MS)))),
   ]);
   const same =
-    resolved.ok &&
-    resolved.account.name === plan.account.name &&
-    resolved.account.uid === plan.account.uid &&
-    resolved.account.gid === plan.account.gid &&
-    resolved.account.home === plan.account.home;
-  return same && shareOk && homeOk ? plan : undefined;
+    resolved === undefined ||
+    (resolved.ok &&
+      resolved.account.name === plan.account.name &&
+      resolved.account.uid === plan.account.uid &&
+      resolved.account.gid === plan.account.gid &&
+      resolved.account.home === plan.account.home);
+  if (!same || !shareOk || !homeOk) return undefined;
+  if (resolved) last.resolvedAt = now();
+  return plan;
 }
 
 /** Logins in flight per daemon context: concurrent logins of one user share one run (one consistent result). */

@@ -1,8 +1,8 @@
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { readFileSync, statSync } from 'node:fs';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { callIpc, isDaemonAbsent } from '../../agent/ipc.js';
 import { makePaths, type Paths } from '../../agent/paths.js';
-import type { Config } from '../../agent/config-schema.js';
 import type { LoginOutcome } from './index.js';
 import { checkName } from './names.js';
 
@@ -43,9 +43,14 @@ interface SettingsCache {
   loginTimeoutMs: number;
 }
 
-/** Identity of the config file as it is now: a changed file invalidates the cache. */
-async function configKey(configFile: string): Promise<string> {
-  const st = await stat(configFile);
+/**
+ * Identity of the config file as it is now: a changed file invalidates the cache.
+ * Synchronous, like the cache read below: both files are small and local
+ * (/etc, /run), and an async call would start libuv's thread pool in a
+ * process that lives for a few dozen milliseconds.
+ */
+function configKey(configFile: string): string {
+  const st = statSync(configFile);
   return `${configFile}|${st.dev}|${st.ino}|${st.size}|${st.mtimeMs}`;
 }
 
@@ -58,10 +63,14 @@ export const DEFAULT_LOGIN_TIMEOUT_MS = 3000;
  * size and mtime; undefined when there is no valid entry.
  */
 export async function cachedBound(paths: Paths, configFile: string): Promise<{ timeoutMs?: number; key?: string }> {
-  const key = await configKey(configFile).catch(() => undefined);
-  if (key === undefined) return {};
+  let key: string;
   try {
-    const cached = JSON.parse(await readFile(paths.loginSettingsFile, 'utf8')) as SettingsCache;
+    key = configKey(configFile);
+  } catch {
+    return {};
+  }
+  try {
+    const cached = JSON.parse(readFileSync(paths.loginSettingsFile, 'utf8')) as SettingsCache;
     if (
       cached.key === key &&
       Number.isInteger(cached.loginTimeoutMs) &&
@@ -76,15 +85,7 @@ export async function cachedBound(paths: Paths, configFile: string): Promise<{ t
   return { key };
 }
 
-/** Load and validate the config (the slow part of start-up), and remember its bound for the next logins. */
-async function loadAndCache(paths: Paths, configFile: string, key: string | undefined): Promise<Config> {
-  const { loadConfig } = await import('../../agent/config.js');
-  const cfg = await loadConfig(configFile);
-  if (key !== undefined) await writeSettingsCache(paths, { key, loginTimeoutMs: cfg.workspace.loginTimeoutMs }).catch(() => undefined);
-  return cfg;
-}
-
-async function writeSettingsCache(paths: Paths, cache: SettingsCache): Promise<void> {
+export async function writeSettingsCache(paths: Paths, cache: SettingsCache): Promise<void> {
   if (process.getuid?.() !== 0) return;
   const dir = path.dirname(paths.loginSettingsFile);
   await mkdir(dir, { recursive: true, mode: 0o755 });
@@ -93,12 +94,12 @@ async function writeSettingsCache(paths: Paths, cache: SettingsCache): Promise<v
   await rename(tmp, paths.loginSettingsFile);
 }
 
-function pending(user: string, message: string, started: number): LoginOutcome {
+export function pending(user: string, message: string, started: number): LoginOutcome {
   return { user, status: 'pending', reason: 'deadline', message, changed: false, durationMs: Date.now() - started };
 }
 
 /** Resolve with `value` after `ms`, without keeping the process alive for it. */
-function after<T>(ms: number, value: () => T): { promise: Promise<T>; cancel(): void } {
+export function after<T>(ms: number, value: () => T): { promise: Promise<T>; cancel(): void } {
   let timer: NodeJS.Timeout | undefined;
   const promise = new Promise<T>((resolve) => {
     timer = setTimeout(() => resolve(value()), Math.max(0, ms));
@@ -184,6 +185,10 @@ export async function requestLogin(req: LoginRequest): Promise<LoginReply> {
       };
     }
   }
+  // No daemon: the config, the engine and the children come from the full
+  // agent, loaded only now (a separate module, so the hook's hot path
+  // never parses them).
+  const { loadAndCache, loginHere } = await import('./local-login.js');
   const late = after(remaining(), () => undefined);
   const cfg = await Promise.race([loadAndCache(paths, configFile, cached.key), late.promise]);
   late.cancel();
@@ -198,26 +203,4 @@ export async function requestLogin(req: LoginRequest): Promise<LoginReply> {
     };
   bound = cfg.workspace.loginTimeoutMs;
   return { via: 'local', outcome: await loginHere(req, paths, cfg, remaining, started) };
-}
-
-/** No daemon: the work runs from this process, children bounded by what is left of the login's time. */
-async function loginHere(req: LoginRequest, paths: Paths, cfg: Config, remaining: () => number, started: number): Promise<LoginOutcome> {
-  const [{ createBase }, { runLogin }] = await Promise.all([import('../../agent/context.js'), import('./index.js')]);
-  const base = createBase({ ...(req.root === undefined ? {} : { root: req.root }) }, { paths });
-  const limit = remaining() - 20;
-  if (limit <= 0)
-    return pending(
-      req.user,
-      `${req.user}: no time left within workspace.loginTimeoutMs and no daemon running: not done (start dsvm-agent)`,
-      started,
-    );
-  const late = after(limit + 50, () =>
-    pending(req.user, `${req.user}: not finished within workspace.loginTimeoutMs and no daemon running: the next login retries`, started),
-  );
-  const outcome = await Promise.race([
-    runLogin({ cfg, paths, run: base.run, log: base.log }, req.user, { timeLimitMs: limit, shareHealthy: undefined }),
-    late.promise,
-  ]);
-  late.cancel();
-  return outcome;
 }

@@ -1,7 +1,9 @@
-import { writeFile } from 'node:fs/promises';
+import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import t, { type Test } from 'tap';
 import type { RunRequest } from '../../../src/agent/runner.js';
-import { exitCodeForOutcome, handleLogin, runLogin, type LoginDeps } from '../../../src/tasks/workspace/index.js';
+import { ACCOUNT_REUSE_MS, exitCodeForOutcome, handleLogin, runLogin, type LoginDeps } from '../../../src/tasks/workspace/index.js';
+import { InProcessChecks } from '../../../src/tasks/workspace/in-process.js';
 import type { FakeCommand } from '../../helpers/fake-runner.js';
 import { makeTestContext } from '../../helpers/context.js';
 
@@ -235,24 +237,104 @@ t.test('exit codes of login', async (t) => {
   for (const [status, code] of cases) t.equal(exitCodeForOutcome({ status: status as never }), code, status);
 });
 
-t.test('repeated login: the last plan is checked alongside NSS, and dropped when NSS disagrees', async (t) => {
+t.test('repeated login through children: the last plan is checked alongside NSS, and dropped when NSS disagrees', async (t) => {
   const tc = await makeTestContext();
   const target = tc.paths.under('/data/workspace/alice/notebooks');
   let uid = 1001;
+  let now = 1_000_000;
   tc.runner.on({ file: 'getent', result: () => ({ stdout: `alice:x:${uid}:1001::/home/alice:/bin/bash\n` }) });
   tc.runner.on({ file: 'stat', result: { stdout: 'directory\ndirectory\n' } });
   tc.runner.on({ file: 'readlink', result: { stdout: `${target}\n` } });
-  const deps: LoginDeps = { cfg: tc.ctx.cfg, paths: tc.paths, run: tc.runner.run, log: tc.log, nodeBinary: NODE };
-  t.equal((await runLogin(deps, 'alice', { timeLimitMs: 3000, shareHealthy: true })).status, 'done');
-  const before = tc.runner.calls.length;
-  const again = await runLogin(deps, 'alice', { timeLimitMs: 3000, shareHealthy: true });
-  t.match(again, { status: 'done', message: /already in place/ });
-  t.equal(tc.runner.calls.length - before, 3, 'getent, stat and readlink, once each');
+  // A mountinfo where everything is a network filesystem: no in-process checks.
+  const remote = path.join(tc.root, 'mountinfo-remote');
+  await writeFile(remote, '1 0 0:1 / / rw - cifs //srv/share rw\n');
+  const deps: LoginDeps = {
+    cfg: tc.ctx.cfg,
+    paths: tc.paths,
+    run: tc.runner.run,
+    log: tc.log,
+    nodeBinary: NODE,
+    now: () => now,
+    inProcess: new InProcessChecks(remote),
+  };
+  t.equal((await runLogin(deps, 'alice', { timeLimitMs: 3000, shareHealthy: false })).status, 'done');
+  const since = (n: number) =>
+    tc.runner.calls
+      .slice(n)
+      .map((c) => c.file)
+      .sort();
+  let before = tc.runner.calls.length;
+  const soon = await runLogin(deps, 'alice', { timeLimitMs: 3000, shareHealthy: false });
+  t.match(soon, { status: 'done', message: /already in place/ });
+  t.same(
+    since(before),
+    ['readlink', 'stat'],
+    'within the reuse window: no NSS lookup; on a network filesystem not known to answer, the checks run in children',
+  );
+  now += ACCOUNT_REUSE_MS;
+  before = tc.runner.calls.length;
+  t.match(await runLogin(deps, 'alice', { timeLimitMs: 3000, shareHealthy: false }), { message: /already in place/ });
+  t.same(since(before), ['getent', 'readlink', 'stat'], 'after the window: NSS again, alongside the check');
+  // The share answers (the daemon's probe says so): its folders are checked in-process even on a network filesystem.
+  before = tc.runner.calls.length;
+  const missing = await runLogin(deps, 'alice', { timeLimitMs: 3000, shareHealthy: true });
+  t.equal(missing.status, 'done');
+  t.notMatch(missing.message, /already in place/, 'the folders do not exist on disk: full path');
+  await mkdir(target, { recursive: true });
+  before = tc.runner.calls.length;
+  t.match(await runLogin(deps, 'alice', { timeLimitMs: 3000, shareHealthy: true }), { status: 'done', message: /already in place/ });
+  t.same(since(before), ['readlink'], 'share folders found in-process');
   uid = 1002; // the account changed (re-created, new uid): full path, checks as the new uid
+  now += ACCOUNT_REUSE_MS;
   const changed = await runLogin(deps, 'alice', { timeLimitMs: 3000, shareHealthy: true });
   t.equal(changed.status, 'done');
   t.notMatch(changed.message, /already in place/);
   t.equal(tc.runner.calls.filter((c) => c.file === 'readlink').pop()?.uid, 1002);
+  t.same(tc.runner.unexpected, []);
+});
+
+t.test('repeated login on local disks: no process at all, and the real files decide', async (t) => {
+  const tc = await makeTestContext();
+  const me = process.getuid!();
+  // Not root: the fast path's uid check needs the test's own uid, and NSS is faked.
+  const gid = process.getgid!();
+  const home = tc.paths.under('/home/alice');
+  const notebooks = tc.paths.under('/data/workspace/alice/notebooks');
+  tc.runner.on({ file: 'getent', result: () => ({ stdout: `alice:x:${me}:${gid}::/home/alice:/bin/bash\n` }) });
+  // First login: children report what they made; here the test makes it for real.
+  tc.runner.on({ file: 'stat', result: { exitCode: 1 } });
+  tc.runner.on({ file: 'readlink', result: { exitCode: 1 } });
+  tc.runner.on({
+    file: NODE,
+    result: async (req) => {
+      if (isShareChild(req.args!)) {
+        await mkdir(notebooks, { recursive: true });
+        return report('created', ['created']);
+      }
+      await mkdir(path.join(home, 'notebooks'), { recursive: true });
+      await rm(path.join(home, 'notebooks/remote'), { force: true });
+      await symlink(notebooks, path.join(home, 'notebooks/remote'));
+      return report('created', ['linked']);
+    },
+  });
+  // The test's own uid may be root's: let any uid have a workspace here.
+  const cfg = { ...tc.ctx.cfg, workspace: { ...tc.ctx.cfg.workspace, minUid: 0 } };
+  const deps: LoginDeps = { cfg, paths: tc.paths, run: tc.runner.run, log: tc.log, nodeBinary: NODE };
+  const first = await runLogin(deps, 'alice', { timeLimitMs: 3000, shareHealthy: true });
+  t.equal(first.status, 'done', JSON.stringify(first));
+  const before = tc.runner.calls.length;
+  const again = await runLogin(deps, 'alice', { timeLimitMs: 3000, shareHealthy: true });
+  t.match(again, { status: 'done', message: /already in place/ });
+  t.equal(tc.runner.calls.length, before, 'no child process');
+  // The link replaced by one pointing elsewhere: not in place, the full path runs.
+  await rm(path.join(home, 'notebooks/remote'));
+  await symlink('/tmp', path.join(home, 'notebooks/remote'));
+  const moved = await runLogin(deps, 'alice', { timeLimitMs: 3000, shareHealthy: true });
+  t.notMatch(moved.message, /already in place/, 'a link to somewhere else is not in place');
+  t.ok(
+    tc.runner.calls.slice(before).some((c) => c.file === 'getent'),
+    'the full path looks the account up again',
+  );
   t.same(tc.runner.unexpected, []);
 });
 

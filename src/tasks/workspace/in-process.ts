@@ -1,0 +1,117 @@
+import { readFileSync } from 'node:fs';
+import { lstat, readlink } from 'node:fs/promises';
+import type { UserLinksPlan } from './plan.js';
+
+/**
+ * The repeated-login checks done inside the daemon, with no child process.
+ *
+ * Starting a process from the daemon costs about 10 ms, more than the whole
+ * of what a repeated login needs (two lstat calls and a readlink). But a
+ * filesystem call made in-process cannot be killed: on a share that stops
+ * answering it holds one of libuv's four pool threads until the kernel gives
+ * up. So the in-process checks are only read-only metadata calls (lstat,
+ * readlink: they never follow the final link and never write), and they run
+ * only where a hang is not expected or is bounded:
+ *
+ * - on a local filesystem (ext4, xfs, tmpfs, overlay...), read from
+ *   /proc/self/mountinfo, which is kernel memory and never blocks;
+ * - on a network filesystem only when the daemon's own share probe found it
+ *   answering (`networkOk`);
+ * - never while an earlier in-process check is still out after STUCK_MS:
+ *   until it returns, every check goes through the killable children again,
+ *   so a share that hangs takes at most the pool threads already in flight.
+ *
+ * `undefined` means "not checked here": the caller uses its child processes.
+ */
+export const STUCK_MS = 250;
+
+/** Filesystem types whose calls can hang on the network (or on a user-space server). */
+const REMOTE = /^(cifs|smb3|smbfs|nfs|nfs4|ceph|glusterfs|9p|afs|lustre|gpfs|beegfs|orangefs|ocfs2|gfs2|davfs|fuse(\..+)?|fuseblk)$/;
+
+/** The filesystem type of the mount that holds `file` (longest mount point prefix), from mountinfo text. */
+export function fsTypeAt(mountinfo: string, file: string): string | undefined {
+  let best: { point: string; type: string } | undefined;
+  for (const line of mountinfo.split('\n')) {
+    const sep = line.indexOf(' - ');
+    if (sep < 0) continue;
+    const f = line.slice(0, sep).split(' ');
+    const point = (f[4] ?? '').replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+    const type = line.slice(sep + 3).split(' ')[0] ?? '';
+    if (!point.startsWith('/') || !type) continue;
+    const under = point === '/' || file === point || file.startsWith(`${point}/`);
+    // Later lines win on an equal mount point: they are mounted on top.
+    if (under && (!best || point.length >= best.point.length)) best = { point, type };
+  }
+  return best?.type;
+}
+
+export function isRemoteFs(type: string | undefined): boolean {
+  return type === undefined || REMOTE.test(type);
+}
+
+export class InProcessChecks {
+  /** In-process checks that outlived STUCK_MS and have not returned yet. */
+  private outstanding = 0;
+
+  constructor(private readonly mountinfoFile: string) {}
+
+  /** True while an earlier check is stuck: callers use children. */
+  get suspect(): boolean {
+    return this.outstanding > 0;
+  }
+
+  /**
+   * Both share folders are real directories (lstat: a symlink planted in
+   * their place is not "in place"). Same answer as `stat -c %F` in a child.
+   */
+  shareFolders(plan: UserLinksPlan, networkOk: boolean): Promise<boolean | undefined> {
+    return this.attempt([plan.userDir], networkOk, async () => {
+      const [a, b] = await Promise.all([lstat(plan.userDir), lstat(plan.notebooksDir)]);
+      return a.isDirectory() && b.isDirectory();
+    });
+  }
+
+  /**
+   * The $HOME link is in place: every folder between $HOME and the link is
+   * a real folder owned by the user (so root's lookup walks the same path
+   * the user's does, through nothing the user could point elsewhere), and the
+   * link is the user's own symlink with exactly the planned target.
+   */
+  homeLink(plan: UserLinksPlan): Promise<boolean | undefined> {
+    return this.attempt([plan.home], false, async () => {
+      let dir = plan.home;
+      for (const part of plan.homeDirs) {
+        dir = `${dir}/${part}`;
+        const st = await lstat(dir);
+        if (!st.isDirectory() || st.uid !== plan.account.uid) return false;
+      }
+      const link = `${plan.home}/${plan.homeLink}`;
+      const st = await lstat(link);
+      if (!st.isSymbolicLink() || st.uid !== plan.account.uid) return false;
+      return (await readlink(link)) === plan.linkTarget;
+    });
+  }
+
+  /** Run `check` here if it is safe to; undefined when the caller must use a child instead. */
+  async attempt(files: string[], networkOk: boolean, check: () => Promise<boolean>): Promise<boolean | undefined> {
+    if (this.outstanding > 0) return undefined;
+    // Synchronous on purpose: mountinfo is generated from kernel memory and
+    // never blocks, and this skips a thread-pool round trip per login.
+    let info: string;
+    try {
+      info = readFileSync(this.mountinfoFile, 'utf8');
+    } catch {
+      return undefined;
+    }
+    if (!networkOk && files.some((f) => isRemoteFs(fsTypeAt(info, f)))) return undefined;
+    const work = check().catch(() => false);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), STUCK_MS)));
+    const first = await Promise.race([work, late]);
+    clearTimeout(timer);
+    if (first !== 'late') return first;
+    this.outstanding++;
+    void work.finally(() => this.outstanding--);
+    return undefined;
+  }
+}
