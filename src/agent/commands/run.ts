@@ -9,6 +9,22 @@ import { ExitCode } from '../errors.js';
 /** systemd sends SIGKILL after TimeoutStopSec; the daemon stops well before. */
 const STOP_LIMIT_MS = 4000;
 
+/**
+ * The first SIGTERM or SIGINT. The listeners stay registered for the life of
+ * the process (`on`, never `once`): execa's child clean-up (signal-exit)
+ * adds its own SIGTERM listener while a child runs, and when it finds itself
+ * the only listener it re-raises the signal and the process dies on the spot,
+ * with no STOPPING=1 and no orderly close. A `once` listener is removed
+ * before the others run, so a SIGTERM arriving during a watchdog ping or a
+ * check would have done exactly that.
+ */
+export function stopSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    process.on('SIGTERM', () => resolve('SIGTERM'));
+    process.on('SIGINT', () => resolve('SIGINT'));
+  });
+}
+
 /** `dsvm-agent run`: the daemon the systemd unit starts (Type=notify, WatchdogSec, NotifyAccess=all). */
 export async function runCommand(g: GlobalOptions, _opts: unknown): Promise<number> {
   const base = createBase(g);
@@ -26,10 +42,7 @@ export async function runCommand(g: GlobalOptions, _opts: unknown): Promise<numb
     login: (user, opts) => handleLogin(ctx, user, opts),
     onShareRecovered: () => finishDeferredLogins(ctx),
   });
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
-  });
+  const signal = await stopSignal();
   log.info(`${signal}: stopping`);
   const hard = setTimeout(() => {
     log.warn(`did not stop within ${STOP_LIMIT_MS} ms: exiting anyway`);
