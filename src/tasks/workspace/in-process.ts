@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { lstat, readlink } from 'node:fs/promises';
-import type { UserLinksPlan } from './plan.js';
+import { unescapeMountinfo, type UserLinksPlan } from './plan.js';
 
 /**
  * The repeated-login checks done inside the daemon, with no child process.
@@ -35,7 +35,7 @@ export function fsTypeAt(mountinfo: string, file: string): string | undefined {
     const sep = line.indexOf(' - ');
     if (sep < 0) continue;
     const f = line.slice(0, sep).split(' ');
-    const point = (f[4] ?? '').replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+    const point = unescapeMountinfo(f[4] ?? '');
     const type = line.slice(sep + 3).split(' ')[0] ?? '';
     if (!point.startsWith('/') || !type) continue;
     const under = point === '/' || file === point || file.startsWith(`${point}/`);

@@ -102,7 +102,12 @@ export function mountPoints(mountinfo: string): Set<string> {
   const out = new Set<string>();
   for (const line of mountinfo.split('\n')) {
     const f = line.split(' ');
-    if (f.length > 4 && f[4]) out.add(f[4].replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8))));
+    if (f.length > 4 && f[4]) out.add(unescapeMountinfo(f[4]));
   }
   return out;
+}
+
+/** A mountinfo path field with the kernel's octal escapes (\040 for a space...) decoded. */
+export function unescapeMountinfo(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
 }
