@@ -66,6 +66,12 @@ export function buildProgram(exit: (code: number) => void): Command {
     .description('entry for pam_exec: reads PAM_USER and PAM_TYPE, acts on open_session, always exits 0')
     .action(action(async () => (await import('./commands/pam-session.js')).pamSessionCommand));
 
+  // Not part of the command-line contract: the daemon runs its Azure SDK calls through it (azure/child.ts).
+  program
+    .command('azure-call', { hidden: true })
+    .description('one Azure call for the daemon: request on stdin, JSON answer on stdout')
+    .action(action(async () => (await import('./commands/azure-call.js')).azureCallCommand));
+
   program
     .command('status')
     .description('every check, its state and reason (asks the daemon; computes them itself if it is down)')

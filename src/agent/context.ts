@@ -1,6 +1,7 @@
 import { loadConfig } from './config.js';
 import type { Config, SecretRef } from './config-schema.js';
 import { ImdsClient } from './azure/imds.js';
+import type { AzureChild } from './azure/child.js';
 import { createLogger, type Logger, type LogLevel } from './log.js';
 import { makePaths, type Paths } from './paths.js';
 import { Redactor } from './redact.js';
@@ -47,7 +48,14 @@ export function configPath(opts: GlobalOptions, paths: Paths): string {
 export async function createTaskContext(
   base: Base,
   cfg: Config,
-  extra: { services?: ServiceManager; imds?: ImdsClient; clock?: TaskContext['clock']; offline?: boolean } = {},
+  extra: {
+    services?: ServiceManager;
+    imds?: ImdsClient;
+    clock?: TaskContext['clock'];
+    offline?: boolean;
+    /** Run Azure SDK calls in child processes (the daemon). */
+    azureChild?: AzureChild;
+  } = {},
 ): Promise<{ ctx: TaskContext; store: StateStore; newVm: boolean }> {
   const imds = extra.imds ?? new ImdsClient(cfg.azure.imdsEndpoint);
   const store = new StateStore(base.paths.stateFile, base.log.child('state'));
@@ -59,7 +67,7 @@ export async function createTaskContext(
     const key = JSON.stringify(ref);
     let p = cache.get(key);
     if (!p) {
-      p = readSecret(ref, keyPath, { cfg, paths: base.paths, log: base.log, redactor: base.redactor });
+      p = readSecret(ref, keyPath, { cfg, paths: base.paths, log: base.log, redactor: base.redactor, azureChild: extra.azureChild });
       // A failed read may succeed later (IMDS up): do not cache failures.
       p.catch(() => cache.delete(key));
       cache.set(key, p);
@@ -77,6 +85,7 @@ export async function createTaskContext(
     state,
     secret,
     clock: extra.clock ?? { now: () => Date.now(), sleep: (ms) => new Promise((r) => setTimeout(r, ms)) },
+    ...(extra.azureChild ? { azureChild: extra.azureChild } : {}),
   };
   return { ctx, store, newVm };
 }

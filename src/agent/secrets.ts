@@ -6,12 +6,15 @@ import type { Logger } from './log.js';
 import type { Redactor } from './redact.js';
 import { identityName, managedIdentity, statusOf } from './azure/identity.js';
 import type { Paths } from './paths.js';
+import type { AzureChild } from './azure/child.js';
 
 export interface SecretDeps {
   cfg: Pick<Config, 'azure' | 'identity'>;
   paths: Paths;
   log: Logger;
   redactor: Redactor;
+  /** Set in the daemon: Key Vault reads run in a child process (see azure/child.ts). */
+  azureChild?: AzureChild | undefined;
 }
 
 /**
@@ -20,7 +23,12 @@ export interface SecretDeps {
  * the redactor before it is returned, so no later log line can carry it.
  */
 export async function readSecret(ref: SecretRef, keyPath: string, deps: SecretDeps): Promise<string> {
-  const value = 'file' in ref ? await readSecretFile(ref.file, keyPath, deps.paths) : await readKeyVaultSecret(ref.keyVault, keyPath, deps);
+  const value =
+    'file' in ref
+      ? await readSecretFile(ref.file, keyPath, deps.paths)
+      : deps.azureChild
+        ? await deps.azureChild.call<string>({ op: 'keyvault-secret', ref, keyPath })
+        : await readKeyVaultSecret(ref.keyVault, keyPath, deps);
   deps.redactor.add(value);
   return value;
 }
@@ -82,7 +90,7 @@ export async function readSecretFile(file: string, keyPath: string, paths: Paths
   }
 }
 
-async function readKeyVaultSecret(
+export async function readKeyVaultSecret(
   ref: { vaultUrl: string; name: string; version?: string | undefined },
   keyPath: string,
   deps: SecretDeps,

@@ -1,5 +1,6 @@
 import type { Config, SecretRef } from './config-schema.js';
 import type { ImdsClient } from './azure/imds.js';
+import type { AzureChild } from './azure/child.js';
 import { AgentError, messageOf } from './errors.js';
 import type { Logger } from './log.js';
 import type { Paths } from './paths.js';
@@ -23,6 +24,8 @@ export interface TaskContext {
   secret(ref: SecretRef, keyPath: string): Promise<string>;
   /** Injected clock so retries and timeouts are testable. */
   clock: { now(): number; sleep(ms: number): Promise<void> };
+  /** Set in the daemon: Azure SDK calls run in a child process (see azure/child.ts); in-process otherwise. */
+  azureChild?: AzureChild | undefined;
 }
 
 /** What `check` found: what `apply` would change. `changes` empty means up to date. */

@@ -1,6 +1,7 @@
 import { firstBootTasks } from '../../tasks/first-boot.js';
 import { finishDeferredLogins, handleLogin } from '../../tasks/workspace/index.js';
 import { createBase, createTaskContext, loadConfigFor, type GlobalOptions } from '../context.js';
+import { AzureChild } from '../azure/child.js';
 import { Daemon } from '../daemon/daemon.js';
 import { notifierFromEnv, watchdogIntervalMs } from '../daemon/notify.js';
 import { loadDaemonOps } from '../daemon/ops.js';
@@ -29,7 +30,17 @@ export function stopSignal(): Promise<NodeJS.Signals> {
 export async function runCommand(g: GlobalOptions, _opts: unknown): Promise<number> {
   const base = createBase(g);
   const cfg = await loadConfigFor(g, base);
-  const { ctx, store } = await createTaskContext(base, cfg);
+  // The Azure SDKs would stay resident for the life of the VM once loaded: the daemon calls them in a child.
+  const azureChild = new AzureChild({
+    command: [process.execPath, ...process.execArgv, process.argv[1]!],
+    cfg,
+    root: base.paths.root,
+    logLevel: g.logLevel ?? process.env.DSVM_AGENT_LOG_LEVEL ?? 'info',
+    run: base.run,
+    log: base.log.child('azure'),
+    redactor: base.redactor,
+  });
+  const { ctx, store } = await createTaskContext(base, cfg, { azureChild });
   const log = base.log.child('daemon');
   const daemon = await Daemon.start({
     ctx,

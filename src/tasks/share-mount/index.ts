@@ -17,7 +17,7 @@ import { decideMount } from './findmnt.js';
 import { checkMountHelper, checkReachable, tcpProbe, type TcpProbe } from './diagnose.js';
 import { storageKey, type AzureHttpOptions } from './key.js';
 import { decide, mountNow, readMountTable, unmountNow } from './mount.js';
-import { openShareClient, restError } from './rest.js';
+import { verifyShareKey } from './rest.js';
 import { unitNames } from './units.js';
 
 export { closeHandlesAndUnmount, ensureShareFolder, isMounted, probeShare, remountShare, shareUsage } from './probe.js';
@@ -38,26 +38,6 @@ export interface ShareMountDeps {
   tcp?: TcpProbe;
   kernelRelease?: string;
   http?: AzureHttpOptions;
-}
-
-const KEY_CHECK_TIMEOUT_MS = 8_000;
-
-/**
- * Ask the Files REST API for the share's properties with the key: a wrong
- * key or share name is then reported as such before any mount, and the
- * REST answer does not depend on the kernel. An unreachable REST endpoint
- * (443 filtered while 445 is open) only warns: the mount itself will tell.
- */
-async function verifyKey(ctx: TaskContext, http: AzureHttpOptions): Promise<string | undefined> {
-  const client = await openShareClient(ctx, http);
-  try {
-    await client.getProperties({ abortSignal: AbortSignal.timeout(KEY_CHECK_TIMEOUT_MS) });
-    return undefined;
-  } catch (err) {
-    const e = restError(err, 'checking the key', ctx);
-    if (e.kind === 'permanent') throw e;
-    return `could not check the key over HTTPS before mounting (${e.message}); the mount will tell`;
-  }
 }
 
 async function unitFileChanges(ctx: TaskContext, d: DesiredShare): Promise<{ write: string[]; remove: string[] }> {
@@ -111,7 +91,7 @@ async function check(ctx: TaskContext, deps: Required<Pick<ShareMountDeps, 'tcp'
     checkMountHelper(ctx, d.mode);
     await checkReachable(ctx, deps.tcp);
     if (d.mode === 'smb-key') {
-      const w = await verifyKey(ctx, deps.http ?? {});
+      const w = await verifyShareKey(ctx, deps.http ?? {});
       if (w) warnings.push(w);
     }
     const entries = await readdir(d.realMountPoint).catch(() => undefined);

@@ -42,12 +42,19 @@ export function storageKey(ctx: TaskContext, opts: AzureHttpOptions = {}): Promi
   return p;
 }
 
+/** The child side of an Azure call: the daemon already holds the key, so the child does not ask again. */
+export function primeStorageKey(ctx: TaskContext, key: string): void {
+  ctx.redactor.add(key);
+  resolved.set(ctx, Promise.resolve(key));
+}
+
 async function fetchKey(ctx: TaskContext, share: ShareConfig, ref: StorageKeyRef, opts: AzureHttpOptions): Promise<string> {
-  if ('armListKeys' in ref) return armListKeys(ctx, share.account, ref.armListKeys, opts);
+  if ('armListKeys' in ref)
+    return ctx.azureChild ? ctx.azureChild.call<string>({ op: 'arm-list-keys' }) : armListKeys(ctx, share.account, ref.armListKeys, opts);
   return ctx.secret(ref, 'share.key');
 }
 
-async function armListKeys(ctx: TaskContext, account: string, ref: ArmRef, opts: AzureHttpOptions): Promise<string> {
+export async function armListKeys(ctx: TaskContext, account: string, ref: ArmRef, opts: AzureHttpOptions): Promise<string> {
   const where = `storage account "${account}" in resource group "${ref.resourceGroup}" (subscription ${ref.subscriptionId})`;
   const credential = await managedIdentity(ctx.cfg);
   const { StorageManagementClient } = await import('@azure/arm-storage');

@@ -58,6 +58,31 @@ export function restError(err: unknown, what: string, ctx: TaskContext): AgentEr
   });
 }
 
+const KEY_CHECK_TIMEOUT_MS = 8_000;
+
+/**
+ * Ask the Files REST API for the share's properties with the key: a wrong
+ * key or share name is then reported as such before any mount, and the
+ * REST answer does not depend on the kernel. An unreachable REST endpoint
+ * (443 filtered while 445 is open) only warns: the mount itself will tell.
+ * Returns that warning, or undefined when the key was accepted.
+ */
+export async function verifyShareKey(ctx: TaskContext, opts: AzureHttpOptions = {}): Promise<string | undefined> {
+  if (ctx.azureChild) {
+    const r = await ctx.azureChild.call<{ warning?: string }>({ op: 'verify-key', key: await storageKey(ctx, opts) });
+    return r.warning;
+  }
+  const client = await openShareClient(ctx, opts);
+  try {
+    await client.getProperties({ abortSignal: AbortSignal.timeout(KEY_CHECK_TIMEOUT_MS) });
+    return undefined;
+  } catch (err) {
+    const e = restError(err, 'checking the key', ctx);
+    if (e.kind === 'permanent') throw e;
+    return `could not check the key over HTTPS before mounting (${e.message}); the mount will tell`;
+  }
+}
+
 /** Usage against quota, for the health check and metrics. */
 export interface ShareUsage {
   usedBytes: number;
@@ -68,6 +93,7 @@ const GiB = 1024 ** 3;
 
 /** Bytes used and the quota of the share (REST `restype=share&comp=stats` and share properties). */
 export async function shareUsageRest(ctx: TaskContext, opts: AzureHttpOptions = {}): Promise<ShareUsage> {
+  if (ctx.azureChild) return ctx.azureChild.call<ShareUsage>({ op: 'share-usage', key: await storageKey(ctx, opts) });
   const client = await openShareClient(ctx, opts);
   try {
     const [stats, props] = await Promise.all([client.getStatistics(), client.getProperties()]);
@@ -99,6 +125,7 @@ export function folderSegments(relPath: string): string[] {
  */
 export async function ensureShareFolderRest(ctx: TaskContext, relPath: string, opts: AzureHttpOptions = {}): Promise<string[]> {
   const segments = folderSegments(relPath);
+  if (ctx.azureChild) return ctx.azureChild.call<string[]>({ op: 'ensure-folder', key: await storageKey(ctx, opts), relPath });
   const client = await openShareClient(ctx, opts);
   const created: string[] = [];
   for (let i = 1; i <= segments.length; i++) {
@@ -159,6 +186,7 @@ export async function closeOwnHandles(
   me: ClientIdentity,
   opts: AzureHttpOptions = {},
 ): Promise<{ closed: number; failed: number; foreign: number }> {
+  if (ctx.azureChild) return ctx.azureChild.call({ op: 'close-handles', key: await storageKey(ctx, opts), identity: me });
   const client = await openShareClient(ctx, opts);
   const own: HandleInfo[] = [];
   let foreign = 0;

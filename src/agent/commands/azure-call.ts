@@ -1,0 +1,87 @@
+import type { AzureReply, AzureRequest } from '../azure/child.js';
+import { replyForError } from '../azure/child.js';
+import type { LogLevel } from '../log.js';
+import { createBase, createTaskContext } from '../context.js';
+import { configError, ExitCode } from '../errors.js';
+import { readKeyVaultSecret } from '../secrets.js';
+import { armListKeys, primeStorageKey } from '../../tasks/share-mount/key.js';
+import { closeOwnHandles, ensureShareFolderRest, shareUsageRest, verifyShareKey } from '../../tasks/share-mount/rest.js';
+
+const OPS = new Set(['keyvault-secret', 'arm-list-keys', 'verify-key', 'share-usage', 'ensure-folder', 'close-handles']);
+const LEVELS = new Set(['error', 'warn', 'info', 'debug']);
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Check the request's shape; anything else is a programming error on the daemon's side. */
+function parseRequest(text: string): AzureRequest {
+  let req: unknown;
+  try {
+    req = JSON.parse(text);
+  } catch {
+    throw configError('azure-call: stdin is not a JSON request', { fix: 'this command is for the daemon only' });
+  }
+  const r = req as Partial<AzureRequest>;
+  if (!r || typeof r !== 'object' || !OPS.has(String(r.op)) || typeof r.cfg !== 'object' || typeof r.root !== 'string')
+    throw configError('azure-call: the request lacks op, cfg or root', { fix: 'this command is for the daemon only' });
+  return r as AzureRequest;
+}
+
+async function perform(req: AzureRequest): Promise<unknown> {
+  const level = LEVELS.has(req.logLevel) ? (req.logLevel as LogLevel) : 'info';
+  const base = createBase({ root: req.root, logLevel: level });
+  const cfg = req.cfg;
+  if (req.op === 'keyvault-secret') {
+    const value = await readKeyVaultSecret(req.ref.keyVault, req.keyPath, {
+      cfg,
+      paths: base.paths,
+      log: base.log,
+      redactor: base.redactor,
+    });
+    base.redactor.add(value);
+    return value;
+  }
+  // The context without IMDS ids or state writes: the child only talks to Azure.
+  const { ctx } = await createTaskContext(base, cfg, { offline: true });
+  if (req.op === 'arm-list-keys') {
+    const key = cfg.share?.key;
+    if (!cfg.share || !key || !('armListKeys' in key))
+      throw configError('share.key.armListKeys: not configured', { fix: 'this call needs share.key.armListKeys' });
+    return armListKeys(ctx, cfg.share.account, key.armListKeys, {});
+  }
+  primeStorageKey(ctx, req.key);
+  switch (req.op) {
+    case 'verify-key': {
+      const warning = await verifyShareKey(ctx);
+      return warning === undefined ? {} : { warning };
+    }
+    case 'share-usage':
+      return shareUsageRest(ctx);
+    case 'ensure-folder':
+      return ensureShareFolderRest(ctx, req.relPath);
+    case 'close-handles':
+      return closeOwnHandles(ctx, req.identity);
+  }
+}
+
+/**
+ * `dsvm-agent azure-call` (hidden, for the daemon): one Azure SDK call
+ * described on stdin, its answer as one JSON line on stdout. See
+ * azure/child.ts for why the daemon does not make these calls itself.
+ */
+export async function azureCallCommand(): Promise<number> {
+  let reply: AzureReply;
+  let code: number = ExitCode.ok;
+  try {
+    const req = parseRequest(await readStdin());
+    reply = { ok: true, value: await perform(req) };
+  } catch (err) {
+    reply = replyForError(err);
+    if (reply.ok === false && reply.error.kind === 'config' && /^azure-call:/.test(reply.error.message)) code = ExitCode.usage;
+  }
+  process.stdout.write(`${JSON.stringify(reply)}\n`);
+  return code;
+}
