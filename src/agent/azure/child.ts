@@ -21,12 +21,26 @@ import { summarize, type Runner } from '../runner.js';
  * lines (stderr) are passed on to the daemon's stderr, redacted again.
  */
 export type AzureCall =
-  | { op: 'keyvault-secret'; ref: Extract<SecretRef, { keyVault: unknown }>; keyPath: string }
-  | { op: 'arm-list-keys' }
-  | { op: 'verify-key'; key: string }
-  | { op: 'share-usage'; key: string }
-  | { op: 'ensure-folder'; key: string; relPath: string }
-  | { op: 'close-handles'; key: string; identity: { addresses: string[]; names: string[] } };
+  { op: 'keyvault-secret'; ref: Extract<SecretRef, { keyVault: unknown }>; keyPath: string } | { op: 'arm-list-keys' } | ShareCall;
+
+/**
+ * Calls on the share itself. `key` is the storage key when the daemon already
+ * has it; without it the child resolves it (Key Vault or ARM) and answers
+ * `{ value, key }`, so one child does both and the daemon keeps the key.
+ */
+export type ShareCall = { key?: string } & (
+  | { op: 'verify-key' }
+  | { op: 'share-usage' }
+  | { op: 'ensure-folder'; relPath: string }
+  | { op: 'close-handles'; identity: { addresses: string[]; names: string[] } }
+);
+
+/** The answer to a {@link ShareCall}. */
+export interface ShareReply<T> {
+  value: T;
+  /** The storage key, when the request had none. */
+  key?: string;
+}
 
 /** What goes over the child's stdin. */
 export type AzureRequest = AzureCall & { cfg: Config; root: string; logLevel: string };
@@ -88,6 +102,12 @@ export interface AzureChildOptions {
   redactor: Redactor;
   env?: Record<string, string>;
   timeoutMs?: number;
+  /**
+   * CPU priority of the child (nice(1) increment; default 10). Its work is
+   * background work (quota, keys, repairs): a login, sshd and sssd must win
+   * the CPU over an SDK loading, most of all on a small VM.
+   */
+  niceness?: number;
   /** Where the child's log lines go (the daemon's stderr, i.e. the journal). */
   forwardLog?: (text: string) => void;
 }
@@ -104,9 +124,11 @@ export class AzureChild {
     if (!file) throw new Error('AzureChild: empty command');
     const request: AzureRequest = { ...call, cfg: this.o.cfg, root: this.o.root, logLevel: this.o.logLevel };
     this.calls++;
+    const nice = this.o.niceness ?? 10;
+    const argv = [file, ...args, AZURE_CALL_COMMAND];
     const r = await this.o.run({
-      file,
-      args: [...args, AZURE_CALL_COMMAND],
+      file: nice === 0 ? file : 'nice',
+      args: nice === 0 ? argv.slice(1) : ['-n', String(nice), ...argv],
       input: JSON.stringify(request),
       env: this.o.env ?? childPassEnv(process.env),
       timeoutMs: this.o.timeoutMs ?? CALL_TIMEOUT_MS,

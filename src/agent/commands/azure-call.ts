@@ -1,10 +1,11 @@
-import type { AzureReply, AzureRequest } from '../azure/child.js';
+import type { AzureReply, AzureRequest, ShareCall } from '../azure/child.js';
+import type { TaskContext } from '../task.js';
 import { replyForError } from '../azure/child.js';
 import type { LogLevel } from '../log.js';
 import { createBase, createTaskContext } from '../context.js';
 import { configError, ExitCode } from '../errors.js';
 import { readKeyVaultSecret } from '../secrets.js';
-import { armListKeys, primeStorageKey } from '../../tasks/share-mount/key.js';
+import { armListKeys, primeStorageKey, storageKey } from '../../tasks/share-mount/key.js';
 import { closeOwnHandles, ensureShareFolderRest, shareUsageRest, verifyShareKey } from '../../tasks/share-mount/rest.js';
 
 const OPS = new Set(['keyvault-secret', 'arm-list-keys', 'verify-key', 'share-usage', 'ensure-folder', 'close-handles']);
@@ -52,7 +53,13 @@ async function perform(req: AzureRequest): Promise<unknown> {
       throw configError('share.key.armListKeys: not configured', { fix: 'this call needs share.key.armListKeys' });
     return armListKeys(ctx, cfg.share.account, key.armListKeys, {});
   }
-  primeStorageKey(ctx, req.key);
+  if (req.key !== undefined) primeStorageKey(ctx, req.key);
+  const value = await shareCall(ctx, req);
+  // Without a key in the request, this child resolved it: the daemon keeps it (no second child for it).
+  return req.key === undefined ? { value, key: await storageKey(ctx) } : { value };
+}
+
+async function shareCall(ctx: TaskContext, req: ShareCall): Promise<unknown> {
   switch (req.op) {
     case 'verify-key': {
       const warning = await verifyShareKey(ctx);

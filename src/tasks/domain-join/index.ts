@@ -71,6 +71,42 @@ export async function testJoin(ctx: TaskContext): Promise<JoinStatus> {
   return { ok: false, reason: `the DC refused the machine account ${name}: ${adcliWords(r)}`, computerName: name };
 }
 
+/**
+ * The keytab `adcli join` wrote in this process, by identity (inode, size,
+ * mtime). The task's check right after its own apply needs no second round
+ * trip to the DC to learn what the join's exit status already said; any
+ * other writer of the keytab, or a later look (the daemon's domain-trust
+ * check always runs `adcli testjoin`), asks the DC again.
+ */
+const freshJoins = new WeakMap<TaskContext, { ino: number; size: number; mtimeMs: number; name: string; at: number }>();
+const FRESH_JOIN_MS = 60_000;
+
+async function keytabIdentity(file: string): Promise<{ ino: number; size: number; mtimeMs: number } | undefined> {
+  try {
+    const st = await stat(file);
+    return { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+  } catch {
+    return undefined;
+  }
+}
+
+async function rememberJoin(ctx: TaskContext, name: string): Promise<void> {
+  const id = await keytabIdentity(ctx.paths.krb5Keytab);
+  if (id) freshJoins.set(ctx, { ...id, name, at: ctx.clock.now() });
+}
+
+/** testJoin, unless this process's own join wrote the keytab as it is now, moments ago. */
+async function joinStatusForPlan(ctx: TaskContext): Promise<JoinStatus> {
+  const fresh = freshJoins.get(ctx);
+  if (fresh && ctx.clock.now() - fresh.at < FRESH_JOIN_MS) {
+    const id = await keytabIdentity(ctx.paths.krb5Keytab);
+    if (id && id.ino === fresh.ino && id.size === fresh.size && id.mtimeMs === fresh.mtimeMs)
+      return { ok: true, reason: `joined as ${fresh.name} (adcli join wrote this keytab)`, computerName: fresh.name };
+  }
+  freshJoins.delete(ctx);
+  return testJoin(ctx);
+}
+
 /** The join password (user join) or one-time password (pre-staged account), from its secret reference. */
 async function joinSecret(ctx: TaskContext): Promise<{ kind: 'user' | 'computer'; password: string; user?: string }> {
   const d = ctx.cfg.domain;
@@ -163,7 +199,7 @@ async function osFacts(ctx: TaskContext): Promise<{ osName?: string; osVersion?:
 }
 
 async function plan(ctx: TaskContext): Promise<Plan> {
-  const status = await testJoin(ctx);
+  const status = await joinStatusForPlan(ctx);
   let name: string;
   let join = !status.ok;
   let why = status.reason;
@@ -258,24 +294,34 @@ async function pamAuthUpdate(ctx: TaskContext, args: string[]): Promise<void> {
 async function applyPlan(ctx: TaskContext, p: Plan): Promise<void> {
   const tx = new FileTransaction();
   let pamChanged = false;
+  // Home creation does not depend on the join: pam-auth-update runs while
+  // adcli talks to the DC, and is undone with the rest if the join fails.
+  let pamStep: Promise<void> = Promise.resolve();
   try {
     const sudo = p.files.find((f) => f.path === sudoersFile(ctx));
     if (sudo?.content !== undefined) await validateSudoers(ctx, sudo.content);
+    const profile = path.join(ctx.paths.pamConfigsDir, MKHOMEDIR_PROFILE);
+    const later = p.files.filter((f) => f.path !== profile);
+    if (p.pamEnable) {
+      // The profile first: pam-auth-update reads it.
+      for (const f of p.files) if (f.path === profile) await tx.write(f);
+      pamChanged = true;
+      pamStep = pamAuthUpdate(ctx, ['--enable', MKHOMEDIR_PROFILE]);
+      pamStep.catch(() => undefined); // awaited below; never an unhandled rejection
+    }
     if (p.join) {
       // adcli adds to an existing keytab: a stale one (another name) must go, or two accounts would be in it.
       await tx.remove(ctx.paths.krb5Keytab);
       await runJoin(ctx, p.facts);
       ctx.state.facts.computerName = p.facts.computerName;
+      await rememberJoin(ctx, p.facts.computerName);
     }
-    for (const f of p.files) await tx.write(f);
+    await pamStep;
+    for (const f of p.pamEnable ? later : p.files) await tx.write(f);
     if (p.files.some((f) => f.path === sssdDropInFile(ctx))) await ctx.services.daemonReload();
     if (p.nsswitchAdded.length > 0) {
       const prev = Array.isArray(ctx.state.facts.nsswitchAdded) ? (ctx.state.facts.nsswitchAdded as string[]) : [];
       ctx.state.facts.nsswitchAdded = [...new Set([...prev, ...p.nsswitchAdded])];
-    }
-    if (p.pamEnable) {
-      await pamAuthUpdate(ctx, ['--enable', MKHOMEDIR_PROFILE]);
-      pamChanged = true;
     }
     if (p.join || p.files.some((f) => f.path === ctx.paths.sssdConf) || !(await ctx.services.isActive(SSSD))) {
       await ctx.services.restart(SSSD).catch((err: Error) => {
@@ -288,6 +334,8 @@ async function applyPlan(ctx: TaskContext, p: Plan): Promise<void> {
     await ctx.services.enable(SSSD);
     if (p.files.some((f) => f.label === 'sshd drop-in') && (await ctx.services.isActive(SSH))) await ctx.services.restart(SSH);
   } catch (err) {
+    freshJoins.delete(ctx);
+    await pamStep.catch(() => undefined);
     const restored = await tx.restore();
     if (pamChanged) await pamAuthUpdate(ctx, ['--remove', MKHOMEDIR_PROFILE]).catch(() => undefined);
     if (p.join) {

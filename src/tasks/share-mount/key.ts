@@ -42,6 +42,19 @@ export function storageKey(ctx: TaskContext, opts: AzureHttpOptions = {}): Promi
   return p;
 }
 
+/**
+ * The key when it costs no Azure call: already resolved (or on its way) in
+ * this context, or in a local file. Undefined when only Key Vault or ARM
+ * would tell; a share call in the daemon's child then resolves it there.
+ */
+export async function storageKeyIfLocal(ctx: TaskContext, opts: AzureHttpOptions = {}): Promise<string | undefined> {
+  const pending = resolved.get(ctx);
+  if (pending) return pending.catch(() => undefined);
+  const ref = ctx.cfg.share?.key;
+  if (ref && 'file' in ref) return storageKey(ctx, opts);
+  return undefined;
+}
+
 /** The child side of an Azure call: the daemon already holds the key, so the child does not ask again. */
 export function primeStorageKey(ctx: TaskContext, key: string): void {
   ctx.redactor.add(key);

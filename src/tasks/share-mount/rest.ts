@@ -3,7 +3,16 @@ import type { ShareClient } from '@azure/storage-file-share';
 import { configError, permanent, transient, type AgentError } from '../../agent/errors.js';
 import type { TaskContext } from '../../agent/task.js';
 import { filesServiceUrl, shareUrl } from './endpoint.js';
-import { storageKey, type AzureHttpOptions } from './key.js';
+import { primeStorageKey, storageKey, storageKeyIfLocal, type AzureHttpOptions } from './key.js';
+import type { AzureChild, ShareCall, ShareReply } from '../../agent/azure/child.js';
+
+/** A share call in the daemon's Azure child: with the key when the daemon has it, keeping the key the child found otherwise. */
+async function inChild<T>(ctx: TaskContext, child: AzureChild, call: ShareCall, opts: AzureHttpOptions): Promise<T> {
+  const key = await storageKeyIfLocal(ctx, opts);
+  const r = await child.call<ShareReply<T>>({ ...call, ...(key === undefined ? {} : { key }) });
+  if (r.key !== undefined && key === undefined) primeStorageKey(ctx, r.key);
+  return r.value;
+}
 
 /**
  * The share seen through the Files REST API (@azure/storage-file-share),
@@ -69,7 +78,7 @@ const KEY_CHECK_TIMEOUT_MS = 8_000;
  */
 export async function verifyShareKey(ctx: TaskContext, opts: AzureHttpOptions = {}): Promise<string | undefined> {
   if (ctx.azureChild) {
-    const r = await ctx.azureChild.call<{ warning?: string }>({ op: 'verify-key', key: await storageKey(ctx, opts) });
+    const r = await inChild<{ warning?: string }>(ctx, ctx.azureChild, { op: 'verify-key' }, opts);
     return r.warning;
   }
   const client = await openShareClient(ctx, opts);
@@ -93,7 +102,7 @@ const GiB = 1024 ** 3;
 
 /** Bytes used and the quota of the share (REST `restype=share&comp=stats` and share properties). */
 export async function shareUsageRest(ctx: TaskContext, opts: AzureHttpOptions = {}): Promise<ShareUsage> {
-  if (ctx.azureChild) return ctx.azureChild.call<ShareUsage>({ op: 'share-usage', key: await storageKey(ctx, opts) });
+  if (ctx.azureChild) return inChild<ShareUsage>(ctx, ctx.azureChild, { op: 'share-usage' }, opts);
   const client = await openShareClient(ctx, opts);
   try {
     const [stats, props] = await Promise.all([client.getStatistics(), client.getProperties()]);
@@ -125,7 +134,7 @@ export function folderSegments(relPath: string): string[] {
  */
 export async function ensureShareFolderRest(ctx: TaskContext, relPath: string, opts: AzureHttpOptions = {}): Promise<string[]> {
   const segments = folderSegments(relPath);
-  if (ctx.azureChild) return ctx.azureChild.call<string[]>({ op: 'ensure-folder', key: await storageKey(ctx, opts), relPath });
+  if (ctx.azureChild) return inChild<string[]>(ctx, ctx.azureChild, { op: 'ensure-folder', relPath }, opts);
   const client = await openShareClient(ctx, opts);
   const created: string[] = [];
   for (let i = 1; i <= segments.length; i++) {
@@ -186,7 +195,7 @@ export async function closeOwnHandles(
   me: ClientIdentity,
   opts: AzureHttpOptions = {},
 ): Promise<{ closed: number; failed: number; foreign: number }> {
-  if (ctx.azureChild) return ctx.azureChild.call({ op: 'close-handles', key: await storageKey(ctx, opts), identity: me });
+  if (ctx.azureChild) return inChild(ctx, ctx.azureChild, { op: 'close-handles', identity: me }, opts);
   const client = await openShareClient(ctx, opts);
   const own: HandleInfo[] = [];
   let foreign = 0;

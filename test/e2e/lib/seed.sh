@@ -16,9 +16,10 @@ url_port() { node -e 'process.stdout.write(new URL(process.argv[1]).port)' "$1";
 
 # vm_make_seed URLS_JSON: writes $WORK/seed.img.
 vm_make_seed() {
-  local urls="$1" imds arm kv_port ca_pem instance_id
+  local urls="$1" imds arm files kv_port ca_pem instance_id
   imds="$(json_field "$urls" imds)"
   arm="$(json_field "$urls" arm)"
+  files="$(json_field "$urls" files)"
   kv_port="$(url_port "$(json_field "$urls" keyVault)")"
   ca_pem="$(json_field "$urls" caFile)"
   instance_id="iid-dsvm-e2e-$RUN_ID"
@@ -107,6 +108,9 @@ USER
         account: $LAB_STORAGE_ACCOUNT
         name: $LAB_SHARE_NAME
         endpointSuffix: $LAB_DOMAIN
+        # SMB goes to the lab's storage server; the Files REST calls (key
+        # check, quota) to the Files fake, which serves the same folder.
+        filesEndpoint: $files/$LAB_STORAGE_ACCOUNT
         mountPoint: /data/workspace
         auth: key
         key:

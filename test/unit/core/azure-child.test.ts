@@ -109,6 +109,20 @@ t.test('storage key, usage and folders through the child, against the fakes', as
   t.notOk(s.ctx.redactor.redact(`x ${KEY} y`).includes(KEY), 'the key is registered for redaction');
 });
 
+t.test('a share call without the key: one child resolves the key and makes the call; the daemon keeps the key', async (t) => {
+  const s = await setup();
+  fakes.reset();
+  const usage = await shareUsage(s.ctx);
+  t.equal(usage.quotaBytes, 100 * 1024 ** 3);
+  t.equal(s.child.calls, 1, 'one child');
+  t.notOk('key' in JSON.parse(s.requests[0]!.input!), 'the request had no key');
+  t.equal(await storageKey(s.ctx), KEY, 'the daemon now has the key');
+  t.equal(s.child.calls, 1, 'without another child');
+  t.same(s.requests[0]!.args!.slice(0, 2), ['-n', '10'], 'the child runs at a lower CPU priority');
+  t.equal(s.requests[0]!.file, 'nice');
+  t.notOk(s.logLines.join('\n').includes(KEY), 'no key in the daemon log');
+});
+
 t.test("the child's errors come back with their kind, reason and fix", async (t) => {
   t.test('wrong resource group: permanent 404 from ARM', async (t) => {
     const s = await setup('rg-wrong');

@@ -129,6 +129,11 @@ t.test('fresh VM: joins, writes every file, starts sssd; a second run changes no
     tc.logLines.some((l) => l.includes(PASSWORD)),
     'password in no log line',
   );
+  t.same(
+    tc.runner.calls.filter((c) => c.file === 'adcli' || c.file === 'pam-auth-update').map((c) => `${c.file} ${c.args?.[0]}`),
+    ['adcli show-computer', 'pam-auth-update --package', 'adcli join'],
+    'home creation is enabled while adcli joins; the check after the join asks the DC nothing more',
+  );
 
   const before = tc.runner.calls.length;
   const again = await runTasks([domainJoinTask], tc.ctx, { backoff });
@@ -141,6 +146,28 @@ t.test('fresh VM: joins, writes every file, starts sssd; a second run changes no
     tc.runner.calls.slice(before).some((c) => c.args?.[0] === 'join' || c.file === 'pam-auth-update'),
     'no join, no pam change',
   );
+});
+
+t.test('the check after a join trusts only the keytab the join wrote: another writer means testjoin again', async (t) => {
+  const w: World = { existing: {} };
+  const tc = await setup(w);
+  t.equal((await runTasks([domainJoinTask], tc.ctx, { backoff }))[0]?.status, 'ok');
+  t.notOk(
+    tc.runner.calls.some((c) => c.args?.[0] === 'testjoin'),
+    'no testjoin right after the join',
+  );
+  await writeFile(tc.paths.krb5Keytab, 'another-keytab-with-other-bytes', { mode: 0o600 });
+  await domainJoinTask.check(tc.ctx);
+  t.equal(tc.runner.calls.filter((c) => c.args?.[0] === 'testjoin').length, 1, 'a rewritten keytab is tested against the DC');
+
+  const w2: World = { existing: {} };
+  const tc2 = await setup(w2);
+  t.equal((await runTasks([domainJoinTask], tc2.ctx, { backoff }))[0]?.status, 'ok');
+  await domainJoinTask.check(tc2.ctx);
+  t.equal(tc2.runner.calls.filter((c) => c.args?.[0] === 'testjoin').length, 0, 'the same keytab, moments later: still trusted');
+  await tc2.ctx.clock.sleep(61_000);
+  await domainJoinTask.check(tc2.ctx);
+  t.equal(tc2.runner.calls.filter((c) => c.args?.[0] === 'testjoin').length, 1, 'a minute later the DC is asked again');
 });
 
 t.test('wrong password: one attempt, the DC words, nothing left claiming a join', async (t) => {
