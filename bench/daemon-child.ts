@@ -16,6 +16,9 @@ import { nullNotifier } from '../src/agent/daemon/notify.js';
 import type { DaemonOps } from '../src/agent/daemon/ops.js';
 import type { ServiceManager } from '../src/agent/service-manager.js';
 import { StateStore } from '../src/agent/state.js';
+import { AzureChild } from '../src/agent/azure/child.js';
+import { shareUsage } from '../src/tasks/share-mount/index.js';
+import type { TaskContext } from '../src/agent/task.js';
 
 const ops: DaemonOps = {
   fallbacks: [],
@@ -80,10 +83,74 @@ process.on('message', (msg: { op: string; n?: number; ms?: number }) => {
       const c = process.cpuUsage(c0);
       return process.send?.({ cpuSec: (c.user + c.system) / 1e6 });
     }
+    if (msg.op === 'azure') return process.send?.(await azureCost());
     if (msg.op === 'stop') {
       await daemon.stop();
       process.exit(0);
     }
   })();
 });
+/** CPU seconds of this process's finished children (/proc/self/stat cutime + cstime). */
+async function childrenCpuSec(): Promise<number> {
+  const { readFile } = await import('node:fs/promises');
+  const fields = (await readFile('/proc/self/stat', 'utf8')).split(') ')[1]!.split(' ');
+  return (Number(fields[13]) + Number(fields[14])) / 100;
+}
+
+/**
+ * One share usage call (the share-quota check) against the loopback Files
+ * fake (BENCH_FILES_URL), first as the daemon makes it (in an Azure child),
+ * then in-process as a baseline: what each leaves resident in the daemon.
+ */
+async function azureCost(): Promise<Record<string, number | string>> {
+  const files = process.env.BENCH_FILES_URL;
+  const entry = process.env.BENCH_AGENT_ENTRY;
+  if (!files || !entry) return { skipped: 'no BENCH_FILES_URL / BENCH_AGENT_ENTRY' };
+  const keyFile = path.join(root, 'etc/dsvm-agent/key');
+  await mkdir(path.dirname(keyFile), { recursive: true });
+  await writeFile(keyFile, process.env.BENCH_STORAGE_KEY ?? '', { mode: 0o600 });
+  const share = { ...cfg.share!, filesEndpoint: `${files}/contosofiles` };
+  const shareCfg = { ...cfg, share } as typeof cfg;
+  const child = new AzureChild({
+    command: [process.execPath, ...process.execArgv.filter((a) => a !== '--expose-gc'), entry],
+    cfg: shareCfg,
+    root,
+    logLevel: 'error',
+    run: base.run,
+    log: base.log,
+    redactor: base.redactor,
+    env: { NODE_EXTRA_CA_CERTS: process.env.BENCH_CA_FILE ?? '', MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '' },
+  });
+  const viaChild: TaskContext = { ...ctx, cfg: shareCfg, azureChild: child };
+  const runs = 3;
+  const before = mem().rssMb;
+  const cpu0 = await childrenCpuSec();
+  const t0 = performance.now();
+  for (let i = 0; i < runs; i++) await shareUsage(viaChild);
+  const wallMs = (performance.now() - t0) / runs;
+  const childCpuSec = ((await childrenCpuSec()) - cpu0) / runs;
+  const afterChild = mem().rssMb;
+  const inProcess: TaskContext = { ...ctx, cfg: shareCfg };
+  delete inProcess.azureChild;
+  const c0 = process.cpuUsage();
+  const t1 = performance.now();
+  await shareUsage(inProcess, {
+    agent: new (await import('node:https')).Agent({
+      ca: await (await import('node:fs/promises')).readFile(process.env.BENCH_CA_FILE!, 'utf8'),
+    }),
+  });
+  const inProcessMs = performance.now() - t1;
+  const c = process.cpuUsage(c0);
+  const afterInProcess = mem().rssMb;
+  return {
+    rssBeforeMb: before,
+    rssAfterChildCallsMb: afterChild,
+    rssAfterInProcessCallMb: afterInProcess,
+    childCallMs: wallMs,
+    childCallCpuSec: childCpuSec,
+    inProcessCallMs: inProcessMs,
+    inProcessCallCpuSec: (c.user + c.system) / 1e6,
+  };
+}
+
 process.send?.({ url: daemon.healthUrl, ...mem() });

@@ -12,6 +12,7 @@
  * Run: npx tsx bench/daemon.ts   (prints a table; `--json` for JSON)
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -89,7 +90,7 @@ async function load(url: string, seconds: number, rate = 200) {
   return { n: lat.length, errors, p50: q(0.5), p99: q(0.99), max: lat.at(-1) ?? NaN };
 }
 
-async function measure(name: string, child: ChildProcess) {
+async function measure(name: string, child: ChildProcess, withAzure = false) {
   const start = await first(child);
   const url = String(start.url);
   const startRss = Number(start.rssMb);
@@ -102,6 +103,7 @@ async function measure(name: string, child: ChildProcess) {
   await load(url, 2);
   const lat = await load(url, LOAD_SEC);
   const after = await ask(child, { op: 'mem' });
+  const azure = withAzure ? await ask(child, { op: 'azure' }) : undefined;
   const exited = new Promise((resolve) => child.once('exit', resolve));
   child.send({ op: 'stop' });
   await exited;
@@ -119,6 +121,7 @@ async function measure(name: string, child: ChildProcess) {
     health_max: lat.max,
     health_errors: lat.errors,
     health_n: lat.n,
+    azure,
   };
 }
 
@@ -151,6 +154,18 @@ try {
   const baselineFile = path.join(dir, 'baseline.cjs');
   await writeFile(baselineFile, BASELINE);
   const runtime = await shippedRuntime();
+  // The share-quota check's Azure call, against the loopback Files fake.
+  const { startFakes } = await import('../test/fakes/index.js');
+  const shareDir = await mkdtemp(path.join(tmpdir(), 'dsvm-bench-share-'));
+  const KEY = Buffer.from('bench-storage-key-'.repeat(4)).toString('base64');
+  const fakes = await startFakes({
+    filesRoots: { 'contosofiles/workspace': shareDir },
+    seed: { storageAccounts: [{ name: 'contosofiles', keys: [KEY], shares: { workspace: { quotaGiB: 100 } } }] },
+  });
+  const entry = path.join(here, '..', 'dist', 'cli.mjs');
+  const azureEnv = existsSync(entry)
+    ? { BENCH_FILES_URL: fakes.urls.files, BENCH_CA_FILE: fakes.caFile, BENCH_STORAGE_KEY: KEY, BENCH_AGENT_ENTRY: entry }
+    : {};
   const opts = {
     execArgv: ['--expose-gc', ...runtime.nodeFlags],
     env: { ...process.env, ...runtime.env },
@@ -160,7 +175,9 @@ try {
     `bench/daemon: runtime as shipped (${[...Object.entries(runtime.env).map(([k, v]) => `${k}=${v}`), ...runtime.nodeFlags].join(' ')}), ${CYCLES} check cycles, ${IDLE_SEC} s idle window, ${LOAD_SEC} s at 200 req/s, for the baseline then the daemon...\n`,
   );
   const baseline = await measure('baseline (bare node http)', fork(baselineFile, [], opts));
-  const daemon = await measure('dsvm-agent daemon', fork(childFile, [], opts));
+  const daemon = await measure('dsvm-agent daemon', fork(childFile, [], { ...opts, env: { ...opts.env, ...azureEnv } }), true);
+  await fakes.close();
+  await rm(shareDir, { recursive: true, force: true });
   const pingMs = await notifyCost();
   const result = { baseline, daemon, watchdogPingMs: pingMs, pingsPerHourAt30sWatchdog: 240 };
   if (process.argv.includes('--json')) {
@@ -189,6 +206,16 @@ try {
     out.push(
       `RSS growth over ${CYCLES} cycles: ${(daemon.rssAfterCyclesMb - daemon.rssStartMb).toFixed(1)} MB right after, ${(daemon.rssAfterIdleMb - daemon.rssStartMb).toFixed(1)} MB kept after the idle window (baseline ${(baseline.rssAfterIdleMb - baseline.rssStartMb).toFixed(1)} MB); ${CYCLES} cycles took ${(daemon.cyclesMs / 1000).toFixed(1)} s`,
     );
+    const az = daemon.azure;
+    if (!az || az.skipped) out.push(`share-quota Azure call: not measured (${az?.skipped ?? 'no answer'}; run make build first)`);
+    else {
+      const n = (k: string): number => Number(az[k]);
+      out.push(
+        `share-quota Azure call (Files REST fake), as shipped in a child process: ${n('childCallMs').toFixed(0)} ms wall, ${n('childCallCpuSec').toFixed(2)} CPU s in the child, daemon RSS ${n('rssBeforeMb').toFixed(1)} -> ${n('rssAfterChildCallsMb').toFixed(1)} MB; ` +
+          `at the default schedule (4 per hour) ${(4 * n('childCallCpuSec')).toFixed(1)} CPU s per hour`,
+        `  baseline, the same call in-process: ${n('inProcessCallMs').toFixed(0)} ms, ${n('inProcessCallCpuSec').toFixed(2)} CPU s, daemon RSS -> ${n('rssAfterInProcessCallMb').toFixed(1)} MB, kept for the life of the process (ratio of RSS kept, child/in-process: ${((n('rssAfterChildCallsMb') - n('rssBeforeMb')) / Math.max(0.1, n('rssAfterInProcessCallMb') - n('rssBeforeMb'))).toFixed(2)})`,
+      );
+    }
     out.push(
       `watchdog ping (one systemd-notify process): ${pingMs.toFixed(1)} ms wall; at WatchdogSec=30 that is 240 pings/hour = ${((pingMs * 240) / 1000).toFixed(1)} s of child wall time per hour`,
     );

@@ -90,7 +90,12 @@ async function inside(): Promise<void> {
   }
   const ratio = median(task) / median(raw);
   // Commands that ran side by side (pam-auth-update during adcli join) overlap: the rows do not add up to the total.
-  const rows = [...phases].map(([name, xs]) => `  ${name.padEnd(20)} ${median(xs.map((x) => x ?? 0)).toFixed(0).padStart(6)} ms`);
+  const rows = [...phases].map(
+    ([name, xs]) =>
+      `  ${name.padEnd(20)} ${median(xs.map((x) => x ?? 0))
+        .toFixed(0)
+        .padStart(6)} ms`,
+  );
   process.stdout.write(`join: the task's commands (median per round; some run side by side):\n${rows.join('\n')}\n`);
   process.stdout.write(
     `join: raw adcli join median ${median(raw).toFixed(0)} ms, domain-join task median ${median(task).toFixed(0)} ms over ${rounds} rounds\n` +
