@@ -58,7 +58,12 @@ export function renderSssdConf(d: DomainConfig, f: JoinFacts): string {
     HEADER.trimEnd(),
     '[sssd]',
     'config_file_version = 2',
-    'services = nss, pam',
+    // pac listed: the PAC responder runs with sssd. Without it krb5_child
+    // spends about 5 s per password login trying its socket (under systemd
+    // its socket unit fails at boot, before this file exists), which on a
+    // slow VM used up sssd's 6 s krb5_auth_timeout: sssd went offline and the
+    // login was refused.
+    'services = nss, pam, pac',
     `domains = ${f.domain}`,
     '',
     '[nss]',
