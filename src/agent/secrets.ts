@@ -90,7 +90,7 @@ export async function readSecretFile(file: string, keyPath: string, paths: Paths
   }
 }
 
-export async function readKeyVaultSecret(
+async function readKeyVaultSecret(
   ref: { vaultUrl: string; name: string; version?: string | undefined },
   keyPath: string,
   deps: SecretDeps,

@@ -4,8 +4,8 @@ import { replyForError } from '../azure/child.js';
 import type { LogLevel } from '../log.js';
 import { createBase, createTaskContext } from '../context.js';
 import { configError, ExitCode } from '../errors.js';
-import { readKeyVaultSecret } from '../secrets.js';
-import { armListKeys, primeStorageKey, storageKey } from '../../tasks/share-mount/key.js';
+import { readSecret } from '../secrets.js';
+import { primeStorageKey, storageKey } from '../../tasks/share-mount/key.js';
 import { closeOwnHandles, ensureShareFolderRest, shareUsageRest, verifyShareKey } from '../../tasks/share-mount/rest.js';
 
 const OPS = new Set(['keyvault-secret', 'arm-list-keys', 'verify-key', 'share-usage', 'ensure-folder', 'close-handles']);
@@ -35,24 +35,12 @@ async function perform(req: AzureRequest): Promise<unknown> {
   const level = LEVELS.has(req.logLevel) ? (req.logLevel as LogLevel) : 'info';
   const base = createBase({ root: req.root, logLevel: level });
   const cfg = req.cfg;
-  if (req.op === 'keyvault-secret') {
-    const value = await readKeyVaultSecret(req.ref.keyVault, req.keyPath, {
-      cfg,
-      paths: base.paths,
-      log: base.log,
-      redactor: base.redactor,
-    });
-    base.redactor.add(value);
-    return value;
-  }
+  // No azureChild here: the same functions the daemon calls run in-process in this child.
+  if (req.op === 'keyvault-secret')
+    return readSecret(req.ref, req.keyPath, { cfg, paths: base.paths, log: base.log, redactor: base.redactor });
   // The context without IMDS ids or state writes: the child only talks to Azure.
   const { ctx } = await createTaskContext(base, cfg, { offline: true });
-  if (req.op === 'arm-list-keys') {
-    const key = cfg.share?.key;
-    if (!cfg.share || !key || !('armListKeys' in key))
-      throw configError('share.key.armListKeys: not configured', { fix: 'this call needs share.key.armListKeys' });
-    return armListKeys(ctx, cfg.share.account, key.armListKeys, {});
-  }
+  if (req.op === 'arm-list-keys') return storageKey(ctx);
   if (req.key !== undefined) primeStorageKey(ctx, req.key);
   const value = await shareCall(ctx, req);
   // Without a key in the request, this child resolved it: the daemon keeps it (no second child for it).

@@ -300,11 +300,10 @@ async function applyPlan(ctx: TaskContext, p: Plan): Promise<void> {
   try {
     const sudo = p.files.find((f) => f.path === sudoersFile(ctx));
     if (sudo?.content !== undefined) await validateSudoers(ctx, sudo.content);
-    const profile = path.join(ctx.paths.pamConfigsDir, MKHOMEDIR_PROFILE);
-    const later = p.files.filter((f) => f.path !== profile);
+    // The profile first: pam-auth-update reads it.
+    const profile = p.pamEnable ? p.files.find((f) => f.path === path.join(ctx.paths.pamConfigsDir, MKHOMEDIR_PROFILE)) : undefined;
+    if (profile) await tx.write(profile);
     if (p.pamEnable) {
-      // The profile first: pam-auth-update reads it.
-      for (const f of p.files) if (f.path === profile) await tx.write(f);
       pamChanged = true;
       pamStep = pamAuthUpdate(ctx, ['--enable', MKHOMEDIR_PROFILE]);
       pamStep.catch(() => undefined); // awaited below; never an unhandled rejection
@@ -317,7 +316,7 @@ async function applyPlan(ctx: TaskContext, p: Plan): Promise<void> {
       await rememberJoin(ctx, p.facts.computerName);
     }
     await pamStep;
-    for (const f of p.pamEnable ? later : p.files) await tx.write(f);
+    for (const f of p.files) if (f !== profile) await tx.write(f);
     if (p.files.some((f) => f.path === sssdDropInFile(ctx))) await ctx.services.daemonReload();
     if (p.nsswitchAdded.length > 0) {
       const prev = Array.isArray(ctx.state.facts.nsswitchAdded) ? (ctx.state.facts.nsswitchAdded as string[]) : [];

@@ -67,7 +67,7 @@ async function fetchKey(ctx: TaskContext, share: ShareConfig, ref: StorageKeyRef
   return ctx.secret(ref, 'share.key');
 }
 
-export async function armListKeys(ctx: TaskContext, account: string, ref: ArmRef, opts: AzureHttpOptions): Promise<string> {
+async function armListKeys(ctx: TaskContext, account: string, ref: ArmRef, opts: AzureHttpOptions): Promise<string> {
   const where = `storage account "${account}" in resource group "${ref.resourceGroup}" (subscription ${ref.subscriptionId})`;
   const credential = await managedIdentity(ctx.cfg);
   const { StorageManagementClient } = await import('@azure/arm-storage');

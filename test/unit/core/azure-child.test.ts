@@ -3,13 +3,12 @@
  * the real `dsvm-agent azure-call` command, started from source, against the
  * loopback fakes (IMDS, ARM, Files REST).
  */
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { execa } from 'execa';
 import t from 'tap';
-import { startFakes, type Fakes } from '../../fakes/index.js';
+import type { Fakes } from '../../fakes/index.js';
 import { makeTestContext } from '../../helpers/context.js';
 import { AzureChild, childPassEnv, errorFromReply, replyForError } from '../../../src/agent/azure/child.js';
 import { permanent } from '../../../src/agent/errors.js';
@@ -17,7 +16,7 @@ import { createRunner, type RunRequest } from '../../../src/agent/runner.js';
 import { readSecret } from '../../../src/agent/secrets.js';
 import { storageKey } from '../../../src/tasks/share-mount/key.js';
 import { ensureShareFolder, shareUsage } from '../../../src/tasks/share-mount/index.js';
-import { KEY, SUBSCRIPTION, agentError } from '../share-mount/helpers.js';
+import { KEY, SUBSCRIPTION, agentError, startShareFakes } from '../share-mount/helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const ENTRY = [
@@ -31,22 +30,9 @@ const IDENTITY = '11111111-1111-1111-1111-111111111111';
 let fakes: Fakes;
 let shareDir: string;
 t.before(async () => {
-  shareDir = await mkdtemp(path.join(tmpdir(), 'azure-child-share-'));
-  fakes = await startFakes({
-    filesRoots: { 'contosofiles/workspace': shareDir },
-    seed: {
-      storageAccounts: [
-        {
-          name: 'contosofiles',
-          subscriptionId: SUBSCRIPTION,
-          resourceGroup: 'rg-dsvm',
-          keys: [KEY],
-          shares: { workspace: { quotaGiB: 100 } },
-        },
-      ],
-      identities: [{ clientId: IDENTITY, systemAssigned: true, storageAccounts: ['contosofiles'] }],
-    },
-  });
+  ({ fakes, shareDir } = await startShareFakes({
+    identities: [{ clientId: IDENTITY, systemAssigned: true, storageAccounts: ['contosofiles'] }],
+  }));
 });
 t.teardown(() => fakes.close());
 

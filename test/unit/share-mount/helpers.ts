@@ -1,5 +1,7 @@
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { startFakes, type Fakes, type Seed } from '../../fakes/index.js';
 import { fileURLToPath } from 'node:url';
 import type { FakeCommand } from '../../helpers/fake-runner.js';
 import type { Paths } from '../../../src/agent/paths.js';
@@ -15,6 +17,31 @@ export async function fixture(name: string, root: string): Promise<string> {
 export const KEY = 'S3cr3tStorageKey+ab/CdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH==';
 export const WRONG_KEY = 'WrongKeyWrongKey+ab/CdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH==';
 export const SUBSCRIPTION = 'b8635b18-1560-4250-926e-6ff110446a18';
+
+/**
+ * The Azure fakes with the test storage account: "contosofiles" (key KEY, in
+ * SUBSCRIPTION / rg-dsvm) and its 100 GiB share "workspace" on a fresh temp
+ * folder. `seed` adds to it (identities, ...).
+ */
+export async function startShareFakes(seed: Seed = {}): Promise<{ fakes: Fakes; shareDir: string }> {
+  const shareDir = await mkdtemp(path.join(tmpdir(), 'share-fakes-'));
+  const fakes = await startFakes({
+    filesRoots: { 'contosofiles/workspace': shareDir },
+    seed: {
+      storageAccounts: [
+        {
+          name: 'contosofiles',
+          subscriptionId: SUBSCRIPTION,
+          resourceGroup: 'rg-dsvm',
+          keys: [KEY],
+          shares: { workspace: { quotaGiB: 100 } },
+        },
+      ],
+      ...seed,
+    },
+  });
+  return { fakes, shareDir };
+}
 
 /**
  * A little mount table the fake findmnt and umount/mount act on, so a task

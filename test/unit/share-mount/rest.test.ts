@@ -2,20 +2,16 @@ import { mkdtemp, stat, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { startFakes, type Fakes } from '../../fakes/index.js';
+import type { Fakes } from '../../fakes/index.js';
 import { makeTestContext, writeSecretFile } from '../../helpers/context.js';
 import { closeHandlesAndUnmount, ensureShareFolder, shareUsage } from '../../../src/tasks/share-mount/index.js';
 import { folderSegments, isOwnHandle } from '../../../src/tasks/share-mount/rest.js';
-import { FakeMounts, KEY, WRONG_KEY, agentError } from './helpers.js';
+import { FakeMounts, KEY, WRONG_KEY, agentError, startShareFakes } from './helpers.js';
 
 let fakes: Fakes;
 let shareDir: string;
 t.before(async () => {
-  shareDir = await mkdtemp(path.join(tmpdir(), 'share-rest-'));
-  fakes = await startFakes({
-    filesRoots: { 'contosofiles/workspace': shareDir },
-    seed: { storageAccounts: [{ name: 'contosofiles', keys: [KEY], shares: { workspace: { quotaGiB: 100 } } }] },
-  });
+  ({ fakes, shareDir } = await startShareFakes());
 });
 t.teardown(() => fakes.close());
 

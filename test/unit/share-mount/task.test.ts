@@ -2,31 +2,16 @@ import { mkdtemp, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { startFakes, type Fakes } from '../../fakes/index.js';
+import type { Fakes } from '../../fakes/index.js';
 import { makeTestContext, writeSecretFile, type TestContext } from '../../helpers/context.js';
 import { runTasks } from '../../../src/agent/task.js';
 import type { ServiceManager } from '../../../src/agent/service-manager.js';
 import { createShareMountTask, isMounted, probeShare, remountShare } from '../../../src/tasks/share-mount/index.js';
-import { FakeMounts, KEY, SUBSCRIPTION, WRONG_KEY, agentError, installMountHelper } from './helpers.js';
+import { FakeMounts, KEY, SUBSCRIPTION, WRONG_KEY, agentError, installMountHelper, startShareFakes } from './helpers.js';
 
 let fakes: Fakes;
-let shareDir: string;
 t.before(async () => {
-  shareDir = await mkdtemp(path.join(tmpdir(), 'share-dir-'));
-  fakes = await startFakes({
-    filesRoots: { 'contosofiles/workspace': shareDir },
-    seed: {
-      storageAccounts: [
-        {
-          name: 'contosofiles',
-          subscriptionId: SUBSCRIPTION,
-          resourceGroup: 'rg-dsvm',
-          keys: [KEY],
-          shares: { workspace: { quotaGiB: 100 } },
-        },
-      ],
-    },
-  });
+  ({ fakes } = await startShareFakes());
 });
 t.teardown(() => fakes.close());
 
