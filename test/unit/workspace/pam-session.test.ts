@@ -9,7 +9,8 @@ import { serveIpc } from '../../../src/agent/ipc.js';
 import { makePaths } from '../../../src/agent/paths.js';
 
 /** The real entry point, as pam_exec starts it (needs `make build`, which `make test` runs first). */
-const cli = fileURLToPath(new URL('../../../dist/cli.mjs', import.meta.url));
+// The shipped entry, as /usr/sbin/dsvm-agent runs it: the hook in one CommonJS file.
+const cli = fileURLToPath(new URL('../../../dist/dsvm-agent.cjs', import.meta.url));
 
 function runHook(
   env: Record<string, string>,
@@ -58,7 +59,7 @@ const cases: { name: string; config?: string; env: Record<string, string>; stder
 
 t.test(
   'pam-session always exits 0 and never writes to stdout',
-  { skip: !existsSync(cli) && 'dist/cli.mjs missing: run make build' },
+  { skip: !existsSync(cli) && 'dist/dsvm-agent.cjs missing: run make build' },
   async (t) => {
     for (const c of cases) {
       const dir = await root(c.config);
@@ -72,7 +73,7 @@ t.test(
 
 t.test(
   'a daemon that never answers: the hook returns within loginTimeoutMs',
-  { skip: !existsSync(cli) && 'dist/cli.mjs missing' },
+  { skip: !existsSync(cli) && 'dist/dsvm-agent.cjs missing' },
   async (t) => {
     const dir = await root(goodConfig);
     const paths = makePaths(dir);
