@@ -4,14 +4,17 @@
  *
  *   test/lab/lab up && npx tsx test/lab/capture-fixtures.ts; test/lab/lab down
  *
+ * `capture-fixtures.ts kdc-probe` captures only the KDC look-up's answers.
+ *
  * Each fixture is JSON: { description, argv, exitCode, stdout, stderr }. The
  * argv never holds a secret (passwords go on stdin); the outputs hold none
  * either (adcli does not print passwords, klist -k prints no keys).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { PROJECT_ROOT, clientExec, lab, labEnv, readLabSecret, type ExecOptions, type ExecResult } from './harness.js';
+import { PROJECT_ROOT, clientExec, dcExec, lab, labEnv, readLabSecret, type ExecOptions, type ExecResult } from './harness.js';
 import { startLabSssd, stopLabSssd } from './sssd.js';
+import { PROBE_ENV, probeArgv } from '../../src/tasks/domain-join/kdc-probe.js';
 
 const OUT = path.join(PROJECT_ROOT, 'test/fixtures/lab');
 const CLIENT = 'c1';
@@ -21,7 +24,7 @@ const KEYTAB = '/tmp/dsvm-fix.keytab';
 
 async function capture(name: string, description: string, argv: string[], opts: ExecOptions = {}): Promise<ExecResult> {
   const r = await clientExec(CLIENT, argv, opts);
-  const fixture = { description, argv, exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr };
+  const fixture = { description, argv, ...(opts.env ? { env: opts.env } : {}), exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr };
   writeFileSync(path.join(OUT, `${name}.json`), `${JSON.stringify(fixture, null, 2)}\n`);
   process.stdout.write(`${name}.json: exit ${r.exitCode}\n`);
   return r;
@@ -59,8 +62,36 @@ smbclient "$2" -A "$auth" -m SMB3 -c ls`,
   `//${env.FILES_HOST}/${env.SHARE_NAME}`,
 ];
 
+/** kinit exactly as the agent's KDC look-up runs it (no krb5.conf, MEMORY ccache, no password). */
+const probeArgvFor = (computer: string, realm = env.REALM): string[] => ['kinit', ...probeArgv(computer, realm)];
+const probeOpts = { env: { ...PROBE_ENV, LC_ALL: 'C' } };
+
+/** The KDC's answers for a missing, an existing, and a disabled computer account, and for a realm with no KDC. */
+async function captureKdcProbe(): Promise<void> {
+  const name = 'DSVM-FIX-KDC';
+  await capture(
+    'kinit-probe-no-such-account',
+    'KDC look-up of a computer account that does not exist',
+    probeArgvFor('DSVM-FIX-NONE'),
+    probeOpts,
+  );
+  const joined = await clientExec(CLIENT, joinArgv(name, '/tmp/dsvm-fix-kdc.keytab'), joinPassword);
+  if (joined.exitCode !== 0) throw new Error(`join ${name} failed: ${joined.stderr}`);
+  try {
+    await capture('kinit-probe-account-exists', 'KDC look-up of an existing (enabled) computer account', probeArgvFor(name), probeOpts);
+    const disabled = await dcExec(['samba-tool', 'user', 'disable', `${name}$`]);
+    if (disabled.exitCode !== 0) throw new Error(`disable ${name}$ failed: ${disabled.stderr}`);
+    await capture('kinit-probe-account-disabled', 'KDC look-up of a disabled computer account', probeArgvFor(name), probeOpts);
+  } finally {
+    await clientExec(CLIENT, deleteArgv(name), joinPassword);
+    await clientExec(CLIENT, ['rm', '-f', '/tmp/dsvm-fix-kdc.keytab']);
+  }
+  await capture('kinit-probe-no-kdc', 'KDC look-up in a realm with no KDC records', probeArgvFor(name, 'NOSUCHDOMAIN.TEST'), probeOpts);
+}
+
 async function main(): Promise<void> {
   mkdirSync(OUT, { recursive: true });
+  if (process.argv.includes('kdc-probe')) return captureKdcProbe();
 
   await capture('adcli-info', 'adcli info DOMAIN: domain discovery facts', ['adcli', 'info', env.DOMAIN]);
   await capture(
@@ -130,6 +161,8 @@ async function main(): Promise<void> {
     await stopLabSssd(CLIENT);
     await clientExec(CLIENT, deleteArgv(sssdHost), joinPassword);
   }
+
+  await captureKdcProbe();
 
   await capture('realm-list', 'realm list in the client VM (no D-Bus there, unlike a real VM)', ['realm', 'list']);
 

@@ -88,6 +88,20 @@ async function computerObject(name: string): Promise<Record<string, string>> {
   return out;
 }
 
+/** A client VM outside any scale set (IMDS has no VMSS name), with the agent's config written. */
+async function plainClientUp(t: Test, client: string, ip: string, host: string): Promise<void> {
+  const up = await lab(['client-up', client, ip, host], { timeoutMs: 300_000 });
+  t.equal(up.exitCode, 0, describeResult(`client-up ${client}`, up));
+  const seed = await clientExec(client, [
+    'node',
+    '-e',
+    `fetch(process.argv[1] + '/seed', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ vm: { compute: { name: '${host}', vmScaleSetName: '' } } }) }).then((r) => process.exit(r.ok ? 0 : 1))`,
+    fakesUrls(client).control,
+  ]);
+  t.equal(seed.exitCode, 0, describeResult(`seed IMDS of ${client}`, seed));
+  await writeConfig(client, 'file');
+}
+
 async function keytabName(client: string): Promise<string | undefined> {
   const r = await clientExec(client, ['klist', '-k', '/etc/krb5.keytab']);
   return /^\s*\d+\s+([^\s/]+)\$@/m.exec(r.stdout)?.[1];
@@ -195,17 +209,8 @@ async function main(): Promise<void> {
       ['c2', '10.77.0.11'],
       ['c3', '10.77.0.12'],
     ] as const) {
-      const up = await lab(['client-up', client, ip, host], { timeoutMs: 300_000 });
-      t.equal(up.exitCode, 0, describeResult(`client-up ${client}`, up));
       // Not a scale-set VM here: the name comes from the 22-character host name.
-      const seed = await clientExec(client, [
-        'node',
-        '-e',
-        `fetch(process.argv[1] + '/seed', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ vm: { compute: { name: '${host}', vmScaleSetName: '' } } }) }).then((r) => process.exit(r.ok ? 0 : 1))`,
-        fakesUrls(client).control,
-      ]);
-      t.equal(seed.exitCode, 0, describeResult(`seed IMDS of ${client}`, seed));
-      await writeConfig(client, 'file');
+      await plainClientUp(t, client, ip, host);
       await must(t, `provision ${client}`, provision(client));
       const name = await keytabName(client);
       t.ok(name && name.length <= 15 && /^[A-Z0-9][A-Z0-9-]*$/.test(name), `${client}: valid name ${name}`);
@@ -228,6 +233,40 @@ async function main(): Promise<void> {
     for (const client of ['c3', 'c2'])
       await must(t, `deprovision ${client}`, clientExec(client, [AGENT, '--config', CONFIG, 'deprovision', '--leave-domain']));
     for (const n of names) t.same(await computerObject(n), {}, `${n} deleted from AD by --leave-domain`);
+  });
+
+  t.test('a disabled object held by another live VM: its name is not taken', async (t) => {
+    // The KDC answers "no such account" only for names no account has; a
+    // disabled one still answers, so the LDAP look-up sees the stamp.
+    const host = 'dsvm-disab-01';
+    const primary = primaryComputerName({ configured: 'auto', hostname: host }).name;
+    const otherVm = '7f3c2a10-5b6e-4d8f-9a01-c2e4b6d8f0a2';
+    t.teardown(async () => {
+      await dcExec(['samba-tool', 'computer', 'delete', primary]);
+      await lab(['client-down', 'c2'], { timeoutMs: 60_000 });
+    });
+    const made = await dcExec([
+      'samba-tool',
+      'computer',
+      'create',
+      primary,
+      `--computerou=${env.JOIN_OU.replace(/,DC=.*$/i, '')}`,
+      `--description=dsvm-agent vmId=${otherVm}`,
+    ]);
+    t.equal(made.exitCode, 0, describeResult('samba-tool computer create', made));
+    const off = await dcExec(['samba-tool', 'user', 'disable', `${primary}$`]);
+    t.equal(off.exitCode, 0, describeResult('samba-tool user disable', off));
+    const before = await computerObject(primary);
+    await plainClientUp(t, 'c2', '10.77.0.11', host);
+    await must(t, 'provision c2', provision('c2'));
+    const name = await keytabName('c2');
+    t.equal(
+      name,
+      alternateComputerName(primary, labEnv().CLIENT_VMID_C2!, 1),
+      `joined under its first alternate (${name}), not ${primary}`,
+    );
+    t.same(await computerObject(primary), before, 'the disabled object is untouched');
+    await must(t, 'deprovision c2', clientExec('c2', [AGENT, '--config', CONFIG, 'deprovision', '--leave-domain']));
   });
 
   t.test('deprovision --leave-domain removes every trace', async (t) => {

@@ -19,6 +19,7 @@ import {
   testJoinArgv,
 } from './adcli.js';
 import { candidateNames, judgeExisting, primaryComputerName, stampedVmId, vmIdStamp, type ExistingComputer } from './computer-name.js';
+import { kdcSaysNoAccount } from './kdc-probe.js';
 import { desiredFiles, differingFiles, FileTransaction, sssdDropInFile, sudoersFile, validateSudoers, type ManagedFile } from './files.js';
 import {
   joinFacts,
@@ -116,8 +117,14 @@ async function joinSecret(ctx: TaskContext): Promise<{ kind: 'user' | 'computer'
   return { kind: 'user', password: await ctx.secret(d.joinPassword, 'domain.joinPassword'), user: d.joinUser };
 }
 
-/** The existing computer object called `name`, or undefined; needs the join account (read-only LDAP). */
+/**
+ * The existing computer object called `name`, or undefined. The KDC is asked
+ * first (no credentials, one round trip): when it knows no such account the
+ * name is free; otherwise the join account reads the object (read-only LDAP).
+ */
 async function lookupComputer(ctx: TaskContext, name: string): Promise<ExistingComputer | undefined> {
+  if (ctx.cfg.domain.oneTimePassword) return undefined;
+  if (await kdcSaysNoAccount(ctx, name)) return undefined;
   const secret = await joinSecret(ctx);
   if (secret.kind !== 'user') return undefined;
   const domain = ctx.cfg.domain.name.toLowerCase();
@@ -250,7 +257,11 @@ function changesOf(p: Plan, ctx: TaskContext): string[] {
   return out;
 }
 
-async function runJoin(ctx: TaskContext, facts: JoinFacts): Promise<void> {
+/**
+ * `adcli join`, ready to start: everything it needs (secret, OS facts) is
+ * gathered first, so the call that spawns it does nothing else.
+ */
+async function prepareJoin(ctx: TaskContext, facts: JoinFacts): Promise<() => Promise<void>> {
   const secret = await joinSecret(ctx);
   const args = joinArgv({
     domain: facts.domain,
@@ -263,13 +274,15 @@ async function runJoin(ctx: TaskContext, facts: JoinFacts): Promise<void> {
     description: vmIdStamp(ctx.state.vmId),
     credentials: secret.kind === 'user' ? { kind: 'user', user: secret.user! } : { kind: 'computer' },
   });
-  const r = await ctx.run({ file: 'adcli', args, input: secret.password, timeoutMs: ADCLI_TIMEOUT_MS });
-  ctx.log.debug(`adcli join: exit ${r.exitCode} in ${r.durationMs} ms`, { stderr: r.stderr.slice(-2000) });
-  if (r.exitCode !== 0)
-    throw parseAdcliError('join', r, {
-      ...(secret.user ? { user: secret.user } : {}),
-      ...(ctx.cfg.domain.computerOu ? { ou: ctx.cfg.domain.computerOu } : {}),
-    });
+  return async () => {
+    const r = await ctx.run({ file: 'adcli', args, input: secret.password, timeoutMs: ADCLI_TIMEOUT_MS });
+    ctx.log.debug(`adcli join: exit ${r.exitCode} in ${r.durationMs} ms`, { stderr: r.stderr.slice(-2000) });
+    if (r.exitCode !== 0)
+      throw parseAdcliError('join', r, {
+        ...(secret.user ? { user: secret.user } : {}),
+        ...(ctx.cfg.domain.computerOu ? { ou: ctx.cfg.domain.computerOu } : {}),
+      });
+  };
 }
 
 async function pamAuthUpdate(ctx: TaskContext, args: string[]): Promise<void> {
@@ -295,23 +308,30 @@ async function applyPlan(ctx: TaskContext, p: Plan): Promise<void> {
   const tx = new FileTransaction();
   let pamChanged = false;
   // Home creation does not depend on the join: pam-auth-update runs while
-  // adcli talks to the DC, and is undone with the rest if the join fails.
+  // adcli talks to the DC (adcli is started first: it is the long pole), and
+  // is undone with the rest if the join fails.
   let pamStep: Promise<void> = Promise.resolve();
+  let joinStep: Promise<void> = Promise.resolve();
   try {
     const sudo = p.files.find((f) => f.path === sudoersFile(ctx));
     if (sudo?.content !== undefined) await validateSudoers(ctx, sudo.content);
     // The profile first: pam-auth-update reads it.
     const profile = p.pamEnable ? p.files.find((f) => f.path === path.join(ctx.paths.pamConfigsDir, MKHOMEDIR_PROFILE)) : undefined;
     if (profile) await tx.write(profile);
+    if (p.join) {
+      const join = await prepareJoin(ctx, p.facts);
+      // adcli adds to an existing keytab: a stale one (another name) must go, or two accounts would be in it.
+      await tx.remove(ctx.paths.krb5Keytab);
+      joinStep = join();
+      joinStep.catch(() => undefined); // awaited below; never an unhandled rejection
+    }
     if (p.pamEnable) {
       pamChanged = true;
       pamStep = pamAuthUpdate(ctx, ['--enable', MKHOMEDIR_PROFILE]);
-      pamStep.catch(() => undefined); // awaited below; never an unhandled rejection
+      pamStep.catch(() => undefined);
     }
+    await joinStep;
     if (p.join) {
-      // adcli adds to an existing keytab: a stale one (another name) must go, or two accounts would be in it.
-      await tx.remove(ctx.paths.krb5Keytab);
-      await runJoin(ctx, p.facts);
       ctx.state.facts.computerName = p.facts.computerName;
       await rememberJoin(ctx, p.facts.computerName);
     }
@@ -334,7 +354,7 @@ async function applyPlan(ctx: TaskContext, p: Plan): Promise<void> {
     if (p.files.some((f) => f.label === 'sshd drop-in') && (await ctx.services.isActive(SSH))) await ctx.services.restart(SSH);
   } catch (err) {
     freshJoins.delete(ctx);
-    await pamStep.catch(() => undefined);
+    await Promise.allSettled([joinStep, pamStep]);
     const restored = await tx.restore();
     if (pamChanged) await pamAuthUpdate(ctx, ['--remove', MKHOMEDIR_PROFILE]).catch(() => undefined);
     if (p.join) {

@@ -80,8 +80,13 @@ t.test('a blocked event loop stops the timer-driven pings', async (t) => {
   while (Date.now() < until) {
     /* block the loop */
   }
-  await new Promise((r) => setTimeout(r, 20));
+  // The first tick after the stall, whenever the loaded machine runs it (a
+  // fixed wait could let a second, healthy tick in first).
+  const ticksAtStall = wd.sent + wd.skipped;
+  const skippedAtStall = wd.skipped;
+  while (wd.sent + wd.skipped === ticksAtStall) await new Promise((r) => setImmediate(r));
   const afterStall = rec.messages.length;
+  t.equal(wd.skipped, skippedAtStall + 1, 'that first tick is a skip');
   await new Promise((r) => setTimeout(r, 200));
   wd.stop();
   t.ok(before >= 2, `pinged while healthy (${before})`);

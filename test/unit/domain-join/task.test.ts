@@ -27,6 +27,7 @@ interface World {
   joinedAs?: string;
   joinFails?: string;
   testjoinFails?: string;
+  kdcDown?: boolean;
   existing: Record<string, string>;
 }
 
@@ -45,6 +46,23 @@ function adcliCommands(keytab: string, w: World, commonSession: string): FakeCom
       args: (a) => a[0] === 'testjoin',
       result: () =>
         w.testjoinFails ? { exitCode: 4, stderr: w.testjoinFails } : { stdout: 'Sucessfully validated join to domain contoso.test\n' },
+    },
+    {
+      // The KDC knows every account (captured answers: test/fixtures/lab/kinit-probe-*.json).
+      file: 'kinit',
+      result: (req) => {
+        const principal = req.args![0]!;
+        const name = principal.replace(/\$@.*$/, '');
+        if (w.kdcDown)
+          return { exitCode: 1, stderr: "kinit: Cannot contact any KDC for realm 'CONTOSO.TEST' while getting initial credentials\n" };
+        return w.existing[name] === undefined
+          ? { exitCode: 1, stderr: `kinit: Client '${principal}' not found in Kerberos database while getting initial credentials\n` }
+          : {
+              exitCode: 1,
+              stdout: `Password for ${principal}: \n`,
+              stderr: 'kinit: Pre-authentication failed: Cannot read password while getting initial credentials\n',
+            };
+      },
     },
     {
       file: 'adcli',
@@ -131,8 +149,8 @@ t.test('fresh VM: joins, writes every file, starts sssd; a second run changes no
   );
   t.same(
     tc.runner.calls.filter((c) => c.file === 'adcli' || c.file === 'pam-auth-update').map((c) => `${c.file} ${c.args?.[0]}`),
-    ['adcli show-computer', 'pam-auth-update --package', 'adcli join'],
-    'home creation is enabled while adcli joins; the check after the join asks the DC nothing more',
+    ['adcli join', 'pam-auth-update --package'],
+    'the KDC says the name is free (no LDAP look-up); adcli starts first, home creation is enabled while it joins; the check after the join asks the DC nothing more',
   );
 
   const before = tc.runner.calls.length;
@@ -222,7 +240,19 @@ t.test('name collisions', async (t) => {
     t.equal(out[0]?.status, 'ok', `${c.name}: ok`);
     t.equal(w.joinedAs !== primary, c.alternate, `${c.name}: joined as ${w.joinedAs}`);
     t.ok(w.joinedAs && w.joinedAs.length <= 15, `${c.name}: name fits`);
+    const shown = tc.runner.calls.filter((x) => x.args?.[0] === 'show-computer').map((x) => x.args!.at(-1));
+    t.same(
+      shown,
+      Object.keys(w.existing).filter((n) => n !== w.joinedAs || c.ours),
+      `${c.name}: LDAP look-up only of names the KDC knows`,
+    );
   }
+  // A KDC that cannot be asked says nothing: the LDAP look-up decides, and still finds the holder.
+  const down: World = { existing: { [primary]: vmIdStamp(OTHER_VM) }, kdcDown: true };
+  const tcDown = await setup(down);
+  t.equal((await runTasks([domainJoinTask], tcDown.ctx, { backoff }))[0]?.status, 'ok');
+  t.not(down.joinedAs, primary, 'KDC unreachable: the held name is still not taken');
+  t.equal(tcDown.runner.calls.filter((x) => x.args?.[0] === 'show-computer').length, 2, 'both names looked up over LDAP');
   const w: World = { existing: {} };
   const tc = await setup(w, { computerName: 'FIXED01' });
   w.existing.FIXED01 = vmIdStamp(OTHER_VM);

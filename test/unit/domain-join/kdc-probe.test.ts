@@ -1,0 +1,52 @@
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { makeTestContext } from '../../helpers/context.js';
+import { kdcSaysNoAccount, PROBE_ENV, probeArgv, saysNoSuchPrincipal } from '../../../src/tasks/domain-join/kdc-probe.js';
+
+/** Real MIT kinit answers from the lab's Samba KDC (test/lab/capture-fixtures.ts kdc-probe). */
+const DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../fixtures/lab');
+const captured = (name: string): { argv: string[]; env?: Record<string, string>; exitCode: number; stdout: string; stderr: string } =>
+  JSON.parse(readFileSync(path.join(DIR, `kinit-probe-${name}.json`), 'utf8'));
+
+t.test('only a plain "not found" for this very principal says the name is free', async (t) => {
+  const none = captured('no-such-account');
+  t.same(none.argv.slice(-1), probeArgv('dsvm-fix-none', 'contoso.test'), 'captured with the agent argv');
+  t.equal(saysNoSuchPrincipal(none, 'DSVM-FIX-NONE', 'CONTOSO.TEST'), true, 'no such account');
+  t.equal(saysNoSuchPrincipal(none, 'dsvm-fix-none', 'contoso.test'), true, 'names compare without case');
+  t.equal(saysNoSuchPrincipal(none, 'DSVM-FIX-OTHER', 'CONTOSO.TEST'), false, "another principal's answer says nothing");
+  t.equal(saysNoSuchPrincipal(captured('account-exists'), 'DSVM-FIX-KDC', 'CONTOSO.TEST'), false, 'existing account');
+  t.equal(saysNoSuchPrincipal(captured('account-disabled'), 'DSVM-FIX-KDC', 'CONTOSO.TEST'), false, 'disabled account counts as existing');
+  t.equal(saysNoSuchPrincipal(captured('no-kdc'), 'DSVM-FIX-KDC', 'NOSUCHDOMAIN.TEST'), false, 'no KDC: no answer');
+  t.equal(saysNoSuchPrincipal({ exitCode: 0, stderr: '' }, 'X', 'R'), false, 'a ticket (impossible without a password) is not "free"');
+});
+
+t.test('the look-up as the task runs it: no password, no krb5.conf, no ticket cache on disk', async (t) => {
+  const tc = await makeTestContext();
+  tc.runner.on({
+    file: 'kinit',
+    result: (req) => ({
+      exitCode: 1,
+      stderr: `kinit: Client '${req.args![0]}' not found in Kerberos database while getting initial credentials\n`,
+    }),
+  });
+  t.equal(await kdcSaysNoAccount(tc.ctx, 'dsvmpool-1'), true);
+  const call = tc.runner.calls[0]!;
+  t.same(call.args, ['DSVMPOOL-1$@CONTOSO.TEST'], 'the principal, nothing else');
+  t.equal(call.input, '', 'stdin empty: kinit can never send a password');
+  t.same(call.env, { KRB5_CONFIG: '/dev/null', KRB5CCNAME: 'MEMORY:' });
+  t.same(call.env, PROBE_ENV, 'as captured in the lab');
+  t.same(
+    captured('no-such-account').env,
+    { ...PROBE_ENV, LC_ALL: 'C' },
+    'fixtures captured with that environment (and the C locale every child gets)',
+  );
+
+  const missing = await makeTestContext();
+  missing.runner.on({ file: 'kinit', result: () => ({ exitCode: null, startError: 'ENOENT' }) });
+  t.equal(await kdcSaysNoAccount(missing.ctx, 'DSVMPOOL-1'), false, 'no kinit: no answer, the LDAP look-up decides');
+  const hung = await makeTestContext();
+  hung.runner.on({ file: 'kinit', result: () => ({ exitCode: null, signal: 'SIGKILL', timedOut: true }) });
+  t.equal(await kdcSaysNoAccount(hung.ctx, 'DSVMPOOL-1'), false, 'no answer in time: the LDAP look-up decides');
+});
