@@ -5,10 +5,21 @@
  * managed-identity fake.
  */
 import t, { type Test } from 'tap';
-import { clientExec, dcExec, describeResult, fakesUrls, lab, labEnv, labSkipReason, readLabSecret, type ExecResult } from './harness.js';
+import {
+  clientExec,
+  dcExec,
+  describeResult,
+  fakesUrls,
+  lab,
+  labEnv,
+  labSkipReason,
+  PROJECT_ROOT,
+  readLabSecret,
+  type ExecResult,
+} from './harness.js';
 import { alternateComputerName, primaryComputerName } from '../../src/tasks/domain-join/computer-name.js';
 
-const AGENT = '/work/main/bin/dsvm-agent';
+const AGENT = `${PROJECT_ROOT}/bin/dsvm-agent`;
 const CONFIG = '/etc/dsvm-agent/config.yaml';
 const MANAGED = [
   '/etc/sssd/sssd.conf',
