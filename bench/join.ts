@@ -5,8 +5,9 @@
  * On the host (root, lab up):   npx tsx bench/join.ts [--rounds N] [--client c1]
  * It writes the agent's config into the client VM and re-runs itself there
  * with --inside, where both joins go through the same command runner. Each
- * round: raw adcli join + delete-computer, then the task (check, apply,
- * check) + undo with --leave-domain. Medians are reported.
+ * round: raw adcli join + delete-computer, then the preflight (untimed, as in
+ * `provision`), the task (check, apply, check) + undo with --leave-domain.
+ * Medians are reported.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -27,6 +28,7 @@ async function inside(): Promise<void> {
   const { loadConfig } = await import('../src/agent/config.js');
   const { runTasks } = await import('../src/agent/task.js');
   const { domainJoinTask, undoJoin } = await import('../src/tasks/domain-join/index.js');
+  const { preflightTask } = await import('../src/tasks/preflight/index.js');
   const base = createBase({ logLevel: process.env.BENCH_DEBUG ? 'debug' : 'warn' });
   const cfg = await loadConfig(CONFIG);
   const { ctx } = await createTaskContext(base, cfg);
@@ -92,6 +94,8 @@ async function inside(): Promise<void> {
     });
     await rm(dir, { recursive: true, force: true });
 
+    // As in `provision`: the preflight runs first (untimed) and finds the DC the join then talks to.
+    await preflightTask.check(ctx);
     t0 = performance.now();
     roundStart = t0;
     round = i;

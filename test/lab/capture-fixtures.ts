@@ -14,7 +14,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT, clientExec, dcExec, lab, labEnv, readLabSecret, type ExecOptions, type ExecResult } from './harness.js';
 import { startLabSssd, stopLabSssd } from './sssd.js';
-import { PROBE_ENV, probeArgv } from '../../src/tasks/domain-join/kdc-probe.js';
+import { probeArgv, probeKrb5Conf } from '../../src/tasks/domain-join/kdc-probe.js';
 
 const OUT = path.join(PROJECT_ROOT, 'test/fixtures/lab');
 const CLIENT = 'c1';
@@ -62,31 +62,38 @@ smbclient "$2" -A "$auth" -m SMB3 -c ls`,
   `//${env.FILES_HOST}/${env.SHARE_NAME}`,
 ];
 
-/** kinit exactly as the agent's KDC look-up runs it (no krb5.conf, MEMORY ccache, no password). */
-const probeArgvFor = (computer: string, realm = env.REALM): string[] => ['kinit', ...probeArgv(computer, realm)];
-const probeOpts = { env: { ...PROBE_ENV, LC_ALL: 'C' } };
+/** kinit exactly as the agent's KDC look-up runs it: its own krb5.conf (on stdin here) naming one KDC, a memory ccache, no password. */
+const probeSh = (computer: string): string[] => [
+  'bash',
+  '-c',
+  `conf=$(mktemp); trap 'rm -f "$conf"' EXIT; cat >"$conf"
+KRB5_CONFIG=$conf KRB5CCNAME=MEMORY: kinit "$1" </dev/null`,
+  'probe',
+  ...probeArgv(computer, env.REALM),
+];
+const probeConf = (kdc = env.DC_HOSTNAME): ExecOptions => ({ input: probeKrb5Conf(env.REALM, kdc) });
 
-/** The KDC's answers for a missing, an existing, and a disabled computer account, and for a realm with no KDC. */
+/** The KDC's answers for a missing, an existing, and a disabled computer account, and a KDC that cannot be reached. */
 async function captureKdcProbe(): Promise<void> {
   const name = 'DSVM-FIX-KDC';
   await capture(
     'kinit-probe-no-such-account',
     'KDC look-up of a computer account that does not exist',
-    probeArgvFor('DSVM-FIX-NONE'),
-    probeOpts,
+    probeSh('DSVM-FIX-NONE'),
+    probeConf(),
   );
   const joined = await clientExec(CLIENT, joinArgv(name, '/tmp/dsvm-fix-kdc.keytab'), joinPassword);
   if (joined.exitCode !== 0) throw new Error(`join ${name} failed: ${joined.stderr}`);
   try {
-    await capture('kinit-probe-account-exists', 'KDC look-up of an existing (enabled) computer account', probeArgvFor(name), probeOpts);
+    await capture('kinit-probe-account-exists', 'KDC look-up of an existing (enabled) computer account', probeSh(name), probeConf());
     const disabled = await dcExec(['samba-tool', 'user', 'disable', `${name}$`]);
     if (disabled.exitCode !== 0) throw new Error(`disable ${name}$ failed: ${disabled.stderr}`);
-    await capture('kinit-probe-account-disabled', 'KDC look-up of a disabled computer account', probeArgvFor(name), probeOpts);
+    await capture('kinit-probe-account-disabled', 'KDC look-up of a disabled computer account', probeSh(name), probeConf());
   } finally {
     await clientExec(CLIENT, deleteArgv(name), joinPassword);
     await clientExec(CLIENT, ['rm', '-f', '/tmp/dsvm-fix-kdc.keytab']);
   }
-  await capture('kinit-probe-no-kdc', 'KDC look-up in a realm with no KDC records', probeArgvFor(name, 'NOSUCHDOMAIN.TEST'), probeOpts);
+  await capture('kinit-probe-kdc-unreachable', 'KDC look-up when the KDC refuses the connection', probeSh(name), probeConf('127.0.0.1:9'));
 }
 
 async function main(): Promise<void> {

@@ -28,6 +28,8 @@ export interface JoinArgs {
   osVersion?: string;
   description: string;
   credentials: JoinCredentials;
+  /** Talk to this DC only (adcli --domain-controller) instead of discovering one. */
+  domainController?: string;
 }
 
 function loginArgs(c: JoinCredentials): string[] {
@@ -42,6 +44,7 @@ export function joinArgv(a: JoinArgs): string[] {
     '--verbose',
     `--domain=${a.domain}`,
     `--domain-realm=${a.realm}`,
+    ...(a.domainController ? [`--domain-controller=${a.domainController}`] : []),
     `--computer-name=${a.computerName}`,
     `--host-fqdn=${a.hostFqdn}`,
     `--host-keytab=${a.keytab}`,
@@ -59,12 +62,13 @@ export function testJoinArgv(domain: string, keytab: string): string[] {
   return ['testjoin', `--domain=${domain}`, `--host-keytab=${keytab}`];
 }
 
-/** `adcli show-computer NAME` with the join account (read-only LDAP). */
-export function showComputerArgv(domain: string, realm: string, user: string, computerName: string): string[] {
+/** `adcli show-computer NAME` with the join account (read-only LDAP), optionally at one DC. */
+export function showComputerArgv(domain: string, realm: string, user: string, computerName: string, domainController?: string): string[] {
   return [
     'show-computer',
     `--domain=${domain}`,
     `--domain-realm=${realm}`,
+    ...(domainController ? [`--domain-controller=${domainController}`] : []),
     '--login-type=user',
     `--login-user=${user}`,
     '--stdin-password',
@@ -88,11 +92,19 @@ export function adcliWords(r: Pick<RunResult, 'stderr' | 'stdout'>): string {
   return chosen.replace(/^adcli:\s*/, '').replace(/^!\s*/, '');
 }
 
+/** What the fix texts may name: the join account, the OU, or the pre-staged computer account. */
+interface FixContext {
+  user?: string;
+  ou?: string;
+  /** Set for a pre-staged join (domain.oneTimePassword): the computer account's name. */
+  prestaged?: string;
+}
+
 interface Rule {
   test: RegExp;
   kind: 'transient' | 'permanent';
   reason: string;
-  fix: (ctx: { user?: string; ou?: string }) => string;
+  fix: (ctx: FixContext) => string;
 }
 
 /** Ordered: the first match wins, so specific causes come before generic connection failures. */
@@ -107,8 +119,10 @@ const RULES: Rule[] = [
     test: /Preauthentication failed|Password incorrect|not found in Kerberos database|Invalid credentials|credentials have been revoked|Password has expired|password must be changed/i,
     kind: 'permanent',
     reason: 'join-bad-credentials',
-    fix: ({ user }) =>
-      `check domain.joinUser (${user ?? '?'}) and the join password secret: the account must exist, be enabled, and the password be current`,
+    fix: ({ user, prestaged }) =>
+      prestaged
+        ? `the pre-staged computer account ${prestaged}$ must exist and be enabled, and domain.oneTimePassword must be the one-time password it was staged with`
+        : `check domain.joinUser (${user ?? '?'}) and the join password secret: the account must exist, be enabled, and the password be current`,
   },
   {
     test: /organizational unit (does not exist|is invalid)|Couldn't lookup computer container|No such object/i,
@@ -138,7 +152,7 @@ const RULES: Rule[] = [
 ];
 
 /** Classify a failed adcli run: permanent causes keep the DC's words and get a fix; connection problems are transient. */
-export function parseAdcliError(op: string, r: RunResult, ctx: { user?: string; ou?: string } = {}): AgentError {
+export function parseAdcliError(op: string, r: RunResult, ctx: FixContext = {}): AgentError {
   if (r.startError) {
     return permanent(`adcli ${op}: cannot run adcli (${r.startError})`, { reason: 'adcli-missing', fix: 'install the adcli package' });
   }

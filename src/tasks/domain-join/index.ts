@@ -20,6 +20,7 @@ import {
 } from './adcli.js';
 import { candidateNames, judgeExisting, primaryComputerName, stampedVmId, vmIdStamp, type ExistingComputer } from './computer-name.js';
 import { kdcSaysNoAccount } from './kdc-probe.js';
+import { recentDomainController } from '../preflight/index.js';
 import { desiredFiles, differingFiles, FileTransaction, sssdDropInFile, sudoersFile, validateSudoers, type ManagedFile } from './files.js';
 import {
   joinFacts,
@@ -124,13 +125,14 @@ async function joinSecret(ctx: TaskContext): Promise<{ kind: 'user' | 'computer'
  */
 async function lookupComputer(ctx: TaskContext, name: string): Promise<ExistingComputer | undefined> {
   if (ctx.cfg.domain.oneTimePassword) return undefined;
-  if (await kdcSaysNoAccount(ctx, name)) return undefined;
+  const dc = recentDomainController(ctx);
+  if (dc && (await kdcSaysNoAccount(ctx, name, dc))) return undefined;
   const secret = await joinSecret(ctx);
   if (secret.kind !== 'user') return undefined;
   const domain = ctx.cfg.domain.name.toLowerCase();
   const r = await ctx.run({
     file: 'adcli',
-    args: showComputerArgv(domain, domain.toUpperCase(), secret.user!, name),
+    args: showComputerArgv(domain, domain.toUpperCase(), secret.user!, name, dc),
     input: secret.password,
     timeoutMs: ADCLI_TIMEOUT_MS,
   });
@@ -179,6 +181,19 @@ export async function chooseComputerName(ctx: TaskContext): Promise<{ name: stri
   });
 }
 
+/**
+ * May a VM whose trust broke rejoin under its old name? Not when the object
+ * now carries another live VM's stamp: while this VM was away (deallocated
+ * beyond the stale limit) another took the name over by the rule, and
+ * taking it back would break that one, which would take it back in turn.
+ */
+async function stillOurs(ctx: TaskContext, name: string): Promise<boolean> {
+  const explicit = ctx.cfg.domain.computerName !== 'auto';
+  const verdict = judgeExisting(await lookupComputer(ctx, name), ctx.state.vmId, ctx.clock.now(), explicit);
+  if (!verdict.use) ctx.log.warn(`${name} is now held by ${verdict.holder}: joining under another name`);
+  return verdict.use;
+}
+
 interface Plan {
   facts: JoinFacts;
   join: boolean;
@@ -224,7 +239,7 @@ async function plan(ctx: TaskContext): Promise<Plan> {
         why = `keytab belongs to VM ${holder}`;
       }
     }
-  } else if (status.computerName && ctx.state.facts.computerName === status.computerName) {
+  } else if (status.computerName && ctx.state.facts.computerName === status.computerName && (await stillOurs(ctx, status.computerName))) {
     // This VM's own join broke (account deleted or password reset): rejoin under the same name.
     name = status.computerName;
   } else {
@@ -263,6 +278,7 @@ function changesOf(p: Plan, ctx: TaskContext): string[] {
  */
 async function prepareJoin(ctx: TaskContext, facts: JoinFacts): Promise<() => Promise<void>> {
   const secret = await joinSecret(ctx);
+  const dc = recentDomainController(ctx);
   const args = joinArgv({
     domain: facts.domain,
     realm: facts.realm,
@@ -273,13 +289,15 @@ async function prepareJoin(ctx: TaskContext, facts: JoinFacts): Promise<() => Pr
     ...(await osFacts(ctx)),
     description: vmIdStamp(ctx.state.vmId),
     credentials: secret.kind === 'user' ? { kind: 'user', user: secret.user! } : { kind: 'computer' },
+    // The DC that answered the name check, when there was one (kdc-probe.ts).
+    ...(dc ? { domainController: dc } : {}),
   });
   return async () => {
     const r = await ctx.run({ file: 'adcli', args, input: secret.password, timeoutMs: ADCLI_TIMEOUT_MS });
     ctx.log.debug(`adcli join: exit ${r.exitCode} in ${r.durationMs} ms`, { stderr: r.stderr.slice(-2000) });
     if (r.exitCode !== 0)
       throw parseAdcliError('join', r, {
-        ...(secret.user ? { user: secret.user } : {}),
+        ...(secret.user ? { user: secret.user } : { prestaged: facts.computerName }),
         ...(ctx.cfg.domain.computerOu ? { ou: ctx.cfg.domain.computerOu } : {}),
       });
   };

@@ -1,3 +1,6 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import type { RunResult } from '../../agent/runner.js';
 import type { TaskContext } from '../../agent/task.js';
 
@@ -15,20 +18,42 @@ import type { TaskContext } from '../../agent/task.js';
  * takes ~0.5 s: every adcli run discovers the DC with a NetLogon ping and
  * then waits a fixed 0.4 s for more answers (adcli's addisco.c), before its
  * own Kerberos login and LDAP search. On first boot the derived name is
- * nearly always free, so the join usually needs no LDAP look-up at all; when
- * the answer is anything but a clear "not found" (the account exists, the
- * KDC is unreachable, kinit is missing, output not understood), the probe
- * says nothing and the LDAP look-up decides, with its own error handling.
+ * nearly always free, so the join usually needs no LDAP look-up at all.
+ *
+ * One DC answers for the whole join: the KDC asked is the DC the preflight
+ * found (every AD DC is a KDC), and the join and any LDAP look-up are sent to
+ * that same DC (adcli --domain-controller). A "not found" from another DC
+ * could be one that has not yet replicated an object created minutes ago,
+ * and adcli would then take that object over on the DC that has it. Without
+ * a DC from this run's preflight the probe is not used. Any answer but a
+ * plain "not found" (the account exists, the KDC is unreachable, kinit is
+ * missing, output not understood) says nothing, and the LDAP look-up decides,
+ * with its own error handling.
  */
 
 /**
- * kinit's environment: no configuration file at all, so the image's
- * /etc/krb5.conf (another default realm, old KDC lists) cannot steer it, and
- * nothing is written (the task's `plan` must change nothing). MIT's defaults
- * find the realm's KDCs through DNS SRV, as the preflight checked they can;
- * the ticket cache, never filled, lives in memory.
+ * A krb5.conf naming that one DC as the realm's only KDC, so neither DNS nor
+ * the image's /etc/krb5.conf (another default realm, old KDC lists) can send
+ * the question elsewhere. TCP (udp_preference_limit = 1): the port the
+ * preflight checked. It lives in a private temporary directory, never under
+ * the agent's root (the task's `plan` must change nothing there), and goes
+ * when kinit ends; the ticket cache, never filled, lives in memory.
  */
-export const PROBE_ENV: Readonly<Record<string, string>> = { KRB5_CONFIG: '/dev/null', KRB5CCNAME: 'MEMORY:' };
+export function probeKrb5Conf(realm: string, dc: string): string {
+  return [
+    '[libdefaults]',
+    `\tdefault_realm = ${realm}`,
+    '\tdns_lookup_kdc = false',
+    '\tdns_lookup_realm = false',
+    '\trdns = false',
+    '\tudp_preference_limit = 1',
+    '[realms]',
+    `\t${realm} = {`,
+    `\t\tkdc = ${dc}`,
+    '\t}',
+    '',
+  ].join('\n');
+}
 
 /** kinit's argv: the computer account's principal, nothing else. */
 export function probeArgv(computerName: string, realm: string): string[] {
@@ -45,17 +70,28 @@ export function saysNoSuchPrincipal(r: Pick<RunResult, 'exitCode' | 'stderr'>, c
 
 const PROBE_TIMEOUT_MS = 15_000;
 
-/** True only when the KDC said plainly that no account NAME$ exists. */
-export async function kdcSaysNoAccount(ctx: TaskContext, computerName: string): Promise<boolean> {
+/** True only when the DC `dc` said plainly that no account NAME$ exists. */
+export async function kdcSaysNoAccount(ctx: TaskContext, computerName: string, dc: string): Promise<boolean> {
   const realm = ctx.cfg.domain.name.toUpperCase();
-  const r = await ctx.run({
-    file: 'kinit',
-    args: probeArgv(computerName, realm),
-    input: '',
-    env: { ...PROBE_ENV },
-    timeoutMs: PROBE_TIMEOUT_MS,
-  });
-  const absent = saysNoSuchPrincipal(r, computerName, realm);
-  ctx.log.debug(`KDC on ${computerName}$: ${absent ? 'no such account' : 'account exists, or no clear answer'}`);
-  return absent;
+  let dir: string | undefined;
+  try {
+    dir = await mkdtemp(path.join(tmpdir(), 'dsvm-agent-kdc-'));
+    const conf = path.join(dir, 'krb5.conf');
+    await writeFile(conf, probeKrb5Conf(realm, dc), { mode: 0o600 });
+    const r = await ctx.run({
+      file: 'kinit',
+      args: probeArgv(computerName, realm),
+      input: '',
+      env: { KRB5_CONFIG: conf, KRB5CCNAME: 'MEMORY:' },
+      timeoutMs: PROBE_TIMEOUT_MS,
+    });
+    const absent = saysNoSuchPrincipal(r, computerName, realm);
+    ctx.log.debug(`KDC ${dc} on ${computerName}$: ${absent ? 'no such account' : 'account exists, or no clear answer'}`);
+    return absent;
+  } catch (err) {
+    ctx.log.debug(`KDC look-up of ${computerName}$ not usable: ${(err as Error).message}`);
+    return false;
+  } finally {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  }
 }

@@ -180,6 +180,24 @@ export async function runPreflight(
 }
 
 /**
+ * The DC this process's preflight just found answering on every port, by
+ * task context. The join talks to that one DC from its name check to the
+ * join itself (see domain-join/kdc-probe.ts); a DC found longer ago than
+ * `maxAgeMs` (a daemon's repair months after first boot) is not assumed to
+ * be there still, and then adcli discovers one as usual.
+ */
+const recentDcs = new WeakMap<TaskContext, { host: string; at: number }>();
+
+export function rememberDomainController(ctx: TaskContext, host: string): void {
+  recentDcs.set(ctx, { host, at: ctx.clock.now() });
+}
+
+export function recentDomainController(ctx: TaskContext, maxAgeMs = 10 * 60_000): string | undefined {
+  const dc = recentDcs.get(ctx);
+  return dc && ctx.clock.now() - dc.at <= maxAgeMs ? dc.host : undefined;
+}
+
+/**
  * Build the preflight task. It changes nothing: `check` throws the classified
  * error when a prerequisite fails (the engine retries transient ones with
  * backoff) and reports no changes when everything is in place, so `apply`
@@ -192,6 +210,7 @@ export function createPreflightTask(deps: PreflightDeps = systemPreflightDeps())
     async check(ctx): Promise<CheckResult> {
       const { dc, warnings } = await runPreflight(ctx, deps);
       ctx.state.facts.domainController = dc;
+      rememberDomainController(ctx, dc.host);
       return { changes: [], warnings, detail: { dc } };
     },
     async apply() {

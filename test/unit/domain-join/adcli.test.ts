@@ -55,6 +55,28 @@ t.test('classification of real adcli failures', async (t) => {
   }
 });
 
+t.test('a pre-staged join that the DC refuses: the fix names the staged account and the one-time password', async (t) => {
+  const r: RunResult = {
+    exitCode: 1,
+    signal: null,
+    stdout: '',
+    stderr:
+      "adcli: couldn't connect to contoso.test domain: Couldn't authenticate as machine account: DSVM01: Client 'DSVM01$@CONTOSO.TEST' not found in Kerberos database\n",
+    timedOut: false,
+    startError: null,
+    durationMs: 1,
+  };
+  const err = parseAdcliError('join', r, { prestaged: 'DSVM01' });
+  t.equal(err.reason, 'join-bad-credentials');
+  t.match(err.fix, /pre-staged computer account DSVM01\$ must exist.*domain\.oneTimePassword/);
+  t.notMatch(err.fix, /joinUser/, 'no word of a join account the config does not have');
+  t.match(
+    parseAdcliError('join', r, { user: 'dsvm-join' }).fix,
+    /domain\.joinUser \(dsvm-join\)/,
+    'a user join still names the join account',
+  );
+});
+
 t.test('synthetic failures', async (t) => {
   const base: RunResult = { exitCode: 1, signal: null, stdout: '', stderr: '', timedOut: false, startError: null, durationMs: 1 };
   const cases = [

@@ -8,6 +8,7 @@ import { AgentError } from '../../../src/agent/errors.js';
 import { runTasks } from '../../../src/agent/task.js';
 import { domainJoinTask, undoJoin } from '../../../src/tasks/domain-join/index.js';
 import { primaryComputerName, vmIdStamp } from '../../../src/tasks/domain-join/computer-name.js';
+import { rememberDomainController } from '../../../src/tasks/preflight/index.js';
 
 const PASSWORD = 'S3cret-Join-Pw';
 const OTHER_VM = '0b6d4f7e-1111-4c2e-9a55-2f5d8e7c9a01';
@@ -28,6 +29,8 @@ interface World {
   joinFails?: string;
   testjoinFails?: string;
   kdcDown?: boolean;
+  /** The KDC each kinit was sent to (from its krb5.conf). */
+  kdcAsked?: string[];
   existing: Record<string, string>;
 }
 
@@ -52,6 +55,7 @@ function adcliCommands(keytab: string, w: World, commonSession: string): FakeCom
       file: 'kinit',
       result: (req) => {
         const principal = req.args![0]!;
+        (w.kdcAsked ??= []).push(/^\s*kdc = (\S+)$/m.exec(readFileSync(req.env!.KRB5_CONFIG!, 'utf8'))?.[1] ?? '?');
         const name = principal.replace(/\$@.*$/, '');
         if (w.kdcDown)
           return { exitCode: 1, stderr: "kinit: Cannot contact any KDC for realm 'CONTOSO.TEST' while getting initial credentials\n" };
@@ -104,7 +108,10 @@ function adcliCommands(keytab: string, w: World, commonSession: string): FakeCom
   ];
 }
 
-async function setup(w: World, config: Record<string, unknown> = {}) {
+const DC = 'dc1.contoso.test';
+
+/** A test world; by default the preflight of this run found DC (as `provision` and `plan` do). */
+async function setup(w: World, config: Record<string, unknown> = {}, opts: { preflightDc?: boolean } = {}) {
   const tc = await makeTestContext({
     config: { domain: { allowGroups: ['dsvm-users'], sudoGroups: ['dsvm-admins'], computerOu: 'OU=DSVM,DC=contoso,DC=test', ...config } },
   });
@@ -114,6 +121,7 @@ async function setup(w: World, config: Record<string, unknown> = {}) {
   await writeFile(tc.paths.nsswitchConf, 'passwd: files systemd\ngroup: files systemd\nshadow: files\n');
   tc.ctx.state.facts.hostname = 'dsvm-lab-client-0001';
   for (const c of adcliCommands(tc.paths.krb5Keytab, w, path.join(tc.paths.pamDir, 'common-session'))) tc.runner.on(c);
+  if (opts.preflightDc !== false) rememberDomainController(tc.ctx, DC);
   return tc;
 }
 
@@ -134,6 +142,8 @@ t.test('fresh VM: joins, writes every file, starts sssd; a second run changes no
   );
   t.ok(join.args!.includes(`--description=${vmIdStamp(tc.ctx.state.vmId)}`), 'stamped with the vmId');
   t.ok(join.args!.includes('--domain-ou=OU=DSVM,DC=contoso,DC=test'), 'OU');
+  t.ok(join.args!.includes(`--domain-controller=${DC}`), "joins at the DC that answered the name check (the preflight's)");
+  t.same(w.kdcAsked, [DC], 'the name check asked that DC');
   t.equal(statSync(tc.paths.sssdConf).mode & 0o777, 0o600, 'sssd.conf is 0600');
   t.equal(statSync(path.join(tc.paths.sudoersDir, 'dsvm-agent')).mode & 0o777, 0o440, 'sudoers drop-in is 0440');
   t.match(
@@ -246,7 +256,25 @@ t.test('name collisions', async (t) => {
       Object.keys(w.existing).filter((n) => n !== w.joinedAs || c.ours),
       `${c.name}: LDAP look-up only of names the KDC knows`,
     );
+    t.ok(
+      tc.runner.calls.filter((x) => x.args?.[0] === 'show-computer').every((x) => x.args!.includes(`--domain-controller=${DC}`)),
+      `${c.name}: the LDAP look-up asks the same DC`,
+    );
   }
+  // No DC from this run's preflight (a daemon's repair long after first boot):
+  // no KDC shortcut, adcli discovers a DC for the look-up and the join alike.
+  const noDc: World = { existing: { [primary]: vmIdStamp(OTHER_VM) } };
+  const tcNoDc = await setup(noDc, {}, { preflightDc: false });
+  t.equal((await runTasks([domainJoinTask], tcNoDc.ctx, { backoff }))[0]?.status, 'ok');
+  t.not(noDc.joinedAs, primary, 'no preflight DC: the held name is still not taken');
+  t.notOk(
+    tcNoDc.runner.calls.some((x) => x.file === 'kinit'),
+    'no KDC question without a DC to ask',
+  );
+  t.notOk(
+    tcNoDc.runner.calls.some((x) => (x.args ?? []).some((a) => a.startsWith('--domain-controller'))),
+    'adcli discovers the DC',
+  );
   // A KDC that cannot be asked says nothing: the LDAP look-up decides, and still finds the holder.
   const down: World = { existing: { [primary]: vmIdStamp(OTHER_VM) }, kdcDown: true };
   const tcDown = await setup(down);
@@ -279,6 +307,27 @@ t.test('joined host is never renamed, and a DC outage is transient', async (t) =
   const outage = await caught(domainJoinTask.check(tc.ctx));
   t.equal(outage.kind, 'transient', 'DC outage during testjoin is transient');
   t.equal(outage.reason, 'dc-unreachable');
+});
+
+t.test('a broken join whose name another live VM now holds: rejoin under another name, never take it back', async (t) => {
+  const w: World = {
+    existing: { OLDNAME01: vmIdStamp(OTHER_VM) },
+    joinedAs: 'OLDNAME01',
+    testjoinFails:
+      "adcli: couldn't connect to contoso.test domain: Couldn't get kerberos ticket for machine account: OLDNAME01$: Preauthentication failed\n",
+  };
+  const tc = await setup(w);
+  tc.ctx.state.facts.computerName = 'OLDNAME01';
+  await writeFile(tc.paths.krb5Keytab, 'keytab-bytes', { mode: 0o600 });
+  const held = (await domainJoinTask.check(tc.ctx)).changes.find((c) => c.startsWith('join '));
+  t.match(held, new RegExp(`^join CONTOSO\\.TEST as ${primary} `), `joins as ${primary}, not under the name another live VM holds`);
+  t.match(tc.logLines.join('\n'), /OLDNAME01 is now held by 0b6d4f7e/, 'says why');
+  w.existing.OLDNAME01 = vmIdStamp(tc.ctx.state.vmId);
+  const own = (await domainJoinTask.check(tc.ctx)).changes.find((c) => c.startsWith('join '));
+  t.match(own, /^join CONTOSO\.TEST as OLDNAME01 /, 'its own object (password reset, say): same name');
+  delete w.existing.OLDNAME01;
+  const gone = (await domainJoinTask.check(tc.ctx)).changes.find((c) => c.startsWith('join '));
+  t.match(gone, /^join CONTOSO\.TEST as OLDNAME01 /, 'object deleted: same name');
 });
 
 t.test('undo removes every trace and restores shared files', async (t) => {
