@@ -88,7 +88,7 @@ async function computerObject(name: string): Promise<Record<string, string>> {
     'computer',
     'show',
     name,
-    '--attributes=distinguishedName,description,dNSHostName,whenChanged,pwdLastSet,operatingSystem',
+    '--attributes=distinguishedName,description,dNSHostName,whenChanged,pwdLastSet,operatingSystem,operatingSystemVersion',
   ]);
   const out: Record<string, string> = {};
   if (r.exitCode !== 0) return out;
@@ -175,6 +175,12 @@ async function main(): Promise<void> {
     t.equal(obj.distinguishedName, `CN=${expected},${env.JOIN_OU}`, 'in the configured OU');
     t.equal(obj.description, `dsvm-agent vmId=${vmId}`, "stamped with this VM's id");
     t.equal(obj.dNSHostName, `${expected.toLowerCase()}.${env.DOMAIN}`);
+    // The client VM shares this machine's /etc/os-release (NAME, VERSION_ID).
+    const osRelease = await clientExec(C1, ['sh', '-c', '. /etc/os-release && printf "%s\\n%s\\n" "$NAME" "$VERSION_ID"']);
+    const [osName, osVersion] = osRelease.stdout.trim().split('\n');
+    t.ok(osName && osVersion, describeResult('read /etc/os-release', osRelease));
+    t.equal(obj.operatingSystem, osName, 'operatingSystem from os-release');
+    t.equal(obj.operatingSystemVersion, osVersion, 'operatingSystemVersion from os-release');
   });
 
   t.test('provision again changes nothing', async (t) => {

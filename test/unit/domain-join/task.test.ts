@@ -29,6 +29,7 @@ interface World {
   joinFails?: string;
   testjoinFails?: string;
   kdcDown?: boolean;
+  visudoFails?: string;
   /** The KDC each kinit was sent to (from its krb5.conf). */
   kdcAsked?: string[];
   existing: Record<string, string>;
@@ -92,7 +93,11 @@ function adcliCommands(keytab: string, w: World, commonSession: string): FakeCom
         return { stdout: '[computer]\ncomputer-name = ' + name + '\n' };
       },
     },
-    { file: 'visudo', args: (a) => a[0] === '-cf' },
+    {
+      file: 'visudo',
+      args: (a) => a[0] === '-cf',
+      result: () => (w.visudoFails ? { exitCode: 1, stderr: `${w.visudoFails}\n` } : {}),
+    },
     {
       file: 'pam-auth-update',
       result: async (req) => (
@@ -217,6 +222,27 @@ t.test('wrong password: one attempt, the DC words, nothing left claiming a join'
   t.notOk(existsSync(tc.paths.krb5Keytab), 'no keytab');
   t.equal(readFileSync(tc.paths.krb5Conf, 'utf8'), krb5Before, 'krb5.conf untouched');
   t.notOk(existsSync(path.join(tc.paths.sudoersDir, 'dsvm-agent')), 'no sudoers drop-in');
+});
+
+t.test('a sudoers drop-in visudo refuses: nothing joined, nothing written', async (t) => {
+  const w: World = { existing: {}, visudoFails: '/var/lib/dsvm-agent/tmp/sudoers.candidate:1:12: syntax error' };
+  const tc = await setup(w);
+  const krb5Before = readFileSync(tc.paths.krb5Conf, 'utf8');
+  const out = await runTasks([domainJoinTask], tc.ctx, { backoff });
+  t.equal(out[0]?.status, 'failed');
+  if (out[0]?.status === 'failed') {
+    t.equal(out[0].error.reason, 'sudoers-invalid');
+    t.equal(out[0].attempts, 1, 'permanent: not retried');
+    t.match(out[0].error.fix, /domain\.sudoGroups/);
+  }
+  t.notOk(
+    tc.runner.calls.some((c) => c.args?.[0] === 'join'),
+    'adcli join never ran',
+  );
+  t.equal(w.joinedAs, undefined);
+  t.notOk(existsSync(path.join(tc.paths.sudoersDir, 'dsvm-agent')), 'no sudoers drop-in');
+  t.notOk(existsSync(tc.paths.sssdConf), 'no sssd.conf');
+  t.equal(readFileSync(tc.paths.krb5Conf, 'utf8'), krb5Before, 'krb5.conf untouched');
 });
 
 t.test('sssd fails to start after the join: files and keytab rolled back', async (t) => {
