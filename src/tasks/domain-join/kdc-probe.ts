@@ -55,17 +55,19 @@ export function probeKrb5Conf(realm: string, dc: string): string {
   ].join('\n');
 }
 
+/** The computer account's Kerberos principal, NAME$@REALM. */
+const principalOf = (computerName: string, realm: string): string => `${computerName.toUpperCase()}$@${realm.toUpperCase()}`;
+
 /** kinit's argv: the computer account's principal, nothing else. */
 export function probeArgv(computerName: string, realm: string): string[] {
-  return [`${computerName.toUpperCase()}$@${realm.toUpperCase()}`];
+  return [principalOf(computerName, realm)];
 }
 
 /** MIT kinit's words for KDC_ERR_C_PRINCIPAL_UNKNOWN (C locale), for exactly this principal. */
 export function saysNoSuchPrincipal(r: Pick<RunResult, 'exitCode' | 'stderr'>, computerName: string, realm: string): boolean {
   if (r.exitCode === 0) return false;
-  const principal = `${computerName.toUpperCase()}$@${realm.toUpperCase()}`;
   const m = /Client '([^']+)' not found in Kerberos database/.exec(r.stderr);
-  return m !== null && m[1]!.toUpperCase() === principal;
+  return m !== null && m[1]!.toUpperCase() === principalOf(computerName, realm);
 }
 
 const PROBE_TIMEOUT_MS = 15_000;
