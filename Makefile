@@ -4,7 +4,7 @@ SHELL := /bin/bash
 NODE ?= node
 
 
-.PHONY: deps test-all help build test check lint format typecheck schema lab-up lab-down lab-shell lab-test demo e2e bench deb clean
+.PHONY: deps test-all help build test check lint format typecheck schema lab-up lab-down lab-shell lab-test lab-cycle demo e2e bench deb clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -27,7 +27,9 @@ test: build ## unit tests (tap); no root, no network beyond loopback
 test-all: deps ## everything CI runs: check, unit tests, lab tier, VM-image tier
 	$(MAKE) check
 	$(MAKE) test
-	$(MAKE) lab-test
+	$(MAKE) demo
+	test/lab/lab down
+	$(MAKE) lab-cycle
 	$(MAKE) e2e
 
 typecheck: node_modules/.package-lock.json ## TypeScript type check only
@@ -43,7 +45,7 @@ check: typecheck lint ## lint, format check and typecheck
 	npx prettier --check .
 	npx tsx scripts/write-schema.ts --check
 
-lab-up: build ## start the lab: Samba AD DC, storage share, client VM, Azure fakes (root)
+lab-up: deps build ## start the lab: Samba AD DC, storage share, client VM, Azure fakes (root)
 	test/lab/lab up
 
 lab-down: ## remove everything the lab made
@@ -52,8 +54,11 @@ lab-down: ## remove everything the lab made
 lab-shell: ## root shell inside the lab's client VM
 	test/lab/lab shell
 
-lab-test: build ## integration tier against the lab (root); brings the lab up and down itself
+lab-test: deps build ## integration tier against the lab (root); brings the lab up and down itself
 	test/lab/run-tests
+
+lab-cycle: deps build ## the lab budgets: up (< 30 s), lab-test, down (nothing left), twice in a row
+	test/lab/cycle
 
 demo: deps build ## the main job: lab up, provision the client VM, log alice in, show the result
 	test/lab/demo

@@ -32,6 +32,8 @@ facts.imds = {
   name: compute.name,
   vmScaleSetName: compute.vmScaleSetName,
   computerName: compute.osProfile?.computerName,
+  // A scale-set instance's id is the last segment of its resource id.
+  instanceId: /\/virtualMachines\/([^/]+)$/.exec(compute.resourceId ?? '')?.[1],
 };
 const noHeader = await fetch(new URL('/metadata/instance?api-version=2021-02-01', urls.imds));
 facts.imdsWithoutMetadataHeader = noHeader.status;
@@ -73,5 +75,68 @@ facts.filesWrongKeyStatus = await wrong
     () => 200,
     (e) => e.statusCode,
   );
+
+// Scheduled events and open handles: seeded through the control API (as a
+// test would), read and acted on through the wire format the agent uses, then
+// the fakes go back to their start-up seed.
+const control = (route, body) =>
+  fetch(new URL(route, urls.control), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body ?? {}),
+  });
+const eventId = `probe-${process.pid}`;
+await control('/seed', {
+  scheduledEvents: [
+    {
+      EventId: eventId,
+      EventType: 'Terminate',
+      ResourceType: 'VirtualMachine',
+      Resources: [compute.name],
+      EventStatus: 'Scheduled',
+      NotBefore: new Date(Date.now() + 600_000).toUTCString(),
+      Description: '',
+      EventSource: 'Platform',
+      DurationInSeconds: -1,
+    },
+  ],
+  handles: [{ account, share, path: dirName, clientIp: '10.77.0.10:49152', clientName: 'probe' }],
+});
+const eventsUrl = new URL('/metadata/scheduledevents?api-version=2020-07-01', urls.imds);
+const before = await fetch(eventsUrl, { headers: { Metadata: 'true' } });
+const beforeBody = await before.json();
+const approve = await fetch(eventsUrl, {
+  method: 'POST',
+  headers: { Metadata: 'true', 'content-type': 'application/json' },
+  body: JSON.stringify({ StartRequests: [{ EventId: eventId }] }),
+});
+const afterBody = await (await fetch(eventsUrl, { headers: { Metadata: 'true' } })).json();
+facts.scheduledEvents = {
+  status: before.status,
+  incarnationIsNumber: Number.isInteger(beforeBody.DocumentIncarnation),
+  event: beforeBody.Events?.map((e) => ({
+    EventId: e.EventId,
+    EventType: e.EventType,
+    EventStatus: e.EventStatus,
+    Resources: e.Resources,
+  }))[0],
+  approveStatus: approve.status,
+  afterApprove: afterBody.Events?.[0]?.EventStatus,
+  incarnationBumped: afterBody.DocumentIncarnation > beforeBody.DocumentIncarnation,
+};
+const root = service.getShareClient(share).rootDirectoryClient;
+const handles = [];
+for await (const h of root.listHandles({ recursive: true })) handles.push(h);
+const closed = handles[0]
+  ? await service.getShareClient(share).getDirectoryClient(handles[0].path).forceCloseHandle(handles[0].handleId)
+  : undefined;
+const left = [];
+for await (const h of root.listHandles({ recursive: true })) left.push(h);
+facts.handles = {
+  listed: handles.map((h) => ({ path: h.path, clientIp: h.clientIp, clientName: h.clientName, hasId: typeof h.handleId === 'string' })),
+  closed: closed?.closedHandlesCount,
+  left: left.length,
+};
+await control('/reset');
 
 process.stdout.write(`${JSON.stringify(facts)}\n`);

@@ -152,23 +152,54 @@ if (skip) {
       const r = await clientExec(client, ['node', 'test/lab/fakes-probe.mjs'], { input });
       ok(t, 'fakes probe', r);
       const facts = JSON.parse(r.stdout) as {
-        imds: { status: number; vmId: string; vmScaleSetName: string; computerName: string };
+        imds: { status: number; vmId: string; name: string; vmScaleSetName: string; computerName: string; instanceId: string };
         imdsWithoutMetadataHeader: number;
         token: { status: number; type: string };
         keyVault: { status: number; valueMatches: boolean };
-        arm: { status: number; key1Matches: boolean };
+        arm: { status: number; keyNames: string[]; key1Matches: boolean };
         files: { createdDirectory: string };
         filesWrongKeyStatus: number;
+        scheduledEvents: Record<string, unknown>;
+        handles: { listed: unknown[]; closed: number; left: number };
       };
       t.equal(facts.imds.status, 200, 'IMDS instance metadata');
       t.equal(facts.imds.vmId, env.CLIENT_VMID_C1, 'IMDS vmId is the lab client');
       t.equal(facts.imds.vmScaleSetName, env.VMSS_NAME, 'IMDS vmScaleSetName');
       t.equal(facts.imds.computerName, env.CLIENT_HOSTNAME_C1, 'IMDS computerName');
+      t.equal(facts.imds.instanceId, env.CLIENT_INSTANCE_C1, 'IMDS resourceId ends in the scale-set instance id');
+      t.equal(facts.imds.name, `${env.VMSS_NAME}_${env.CLIENT_INSTANCE_C1}`, 'IMDS name is <vmss>_<instance>');
       t.equal(facts.imdsWithoutMetadataHeader, 400, 'IMDS wants the Metadata header');
       t.same(facts.token, { status: 200, type: 'Bearer' }, 'managed identity token');
       t.same(facts.keyVault, { status: 200, valueMatches: true, hasId: true }, 'Key Vault holds the join password');
       t.equal(facts.arm.status, 200, 'ARM listKeys');
       t.ok(facts.arm.key1Matches, 'listKeys key1 is the storage key');
+      t.same(facts.arm.keyNames, ['key1', 'key2'], 'listKeys names key1 and key2');
+      t.match(
+        facts.scheduledEvents,
+        {
+          status: 200,
+          incarnationIsNumber: true,
+          event: {
+            EventId: /^probe-\d+$/,
+            EventType: 'Terminate',
+            EventStatus: 'Scheduled',
+            Resources: [`${env.VMSS_NAME}_${env.CLIENT_INSTANCE_C1}`],
+          },
+          approveStatus: 200,
+          afterApprove: 'Started',
+          incarnationBumped: true,
+        },
+        'scheduled events: a Terminate for this VM, approved through StartRequests',
+      );
+      t.same(
+        facts.handles,
+        {
+          listed: [{ path: facts.files.createdDirectory, clientIp: '10.77.0.10:49152', clientName: 'probe', hasId: true }],
+          closed: 1,
+          left: 0,
+        },
+        'Files REST lists the open handle and force-closes it',
+      );
       const dir = facts.files.createdDirectory;
       t.ok(readdirSync(env.SHARE_DIR).includes(dir), 'Files REST directory lands in the SMB share folder');
       t.equal(facts.filesWrongKeyStatus, 403, 'Files REST refuses a wrong key');
