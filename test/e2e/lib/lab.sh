@@ -47,7 +47,12 @@ lab_ensure_up() {
 lab_restore() {
   if [[ "$E2E_STARTED_LAB" == 1 ]]; then
     log "stopping the lab this run started"
-    "$LAB_CMD" down >/dev/null 2>&1 || log "lab down failed"
+    # down proves nothing is left behind; a leak fails the run.
+    if ! "$LAB_CMD" down >"$WORK/lab-down.log" 2>&1; then
+      cat "$WORK/lab-down.log" >&2
+      log "lab down failed or left things behind (above)"
+      return 1
+    fi
   fi
 }
 
