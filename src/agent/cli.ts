@@ -3,13 +3,26 @@ import { AgentError, ExitCode, exitCodeFor, messageOf } from './errors.js';
 import type { GlobalOptions } from './context.js';
 import { VERSION } from './version.js';
 
+/** Where the command line itself writes: help, usage errors, the version, fatal errors. */
+export interface CliOutput {
+  out: (text: string) => void;
+  err: (text: string) => void;
+}
+
+const processOutput: CliOutput = {
+  out: (text) => void process.stdout.write(text),
+  err: (text) => void process.stderr.write(text),
+};
+
 /**
  * The `dsvm-agent` command line. Command bodies are imported lazily: the
  * PAM hook runs inside every login and must not load the Azure SDK or the
  * daemon to do its small job.
  */
-export function buildProgram(exit: (code: number) => void): Command {
+export function buildProgram(exit: (code: number) => void, io: CliOutput = processOutput): Command {
   const program = new Command('dsvm-agent')
+    // Before any subcommand exists: each copies the output settings when it is made.
+    .configureOutput({ writeOut: io.out, writeErr: io.err })
     .description("Joins this VM to Active Directory, mounts the team share and prepares each user's notebooks.")
     .version(VERSION, '--version', 'print the version')
     .option('-c, --config <path>', 'config file', '/etc/dsvm-agent/config.yaml')
@@ -99,7 +112,7 @@ export function buildProgram(exit: (code: number) => void): Command {
     .command('version')
     .description('print the version')
     .action(() => {
-      process.stdout.write(`dsvm-agent ${VERSION}\n`);
+      io.out(`dsvm-agent ${VERSION}\n`);
       exit(ExitCode.ok);
     });
 
@@ -107,25 +120,32 @@ export function buildProgram(exit: (code: number) => void): Command {
 }
 
 /** Entry point: parse argv, run, map errors to the contract's exit codes. */
-export async function main(argv: string[]): Promise<number> {
+export async function main(argv: string[], io: CliOutput = processOutput): Promise<number> {
   let code: number = ExitCode.ok;
   const program = buildProgram((c) => {
     code = c;
-  });
+  }, io);
   try {
     await program.parseAsync(argv, { from: 'user' });
-    if (argv.length === 0) {
-      program.outputHelp();
-      return ExitCode.usage;
-    }
     return code;
   } catch (err) {
-    if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return ExitCode.ok;
-      return ExitCode.usage;
-    }
+    if (err instanceof CommanderError) return exitCodeForCommander(err);
     const fix = err instanceof AgentError && err.fix ? `\n  fix: ${err.fix}` : '';
-    process.stderr.write(`dsvm-agent: ${err instanceof AgentError ? err.message : messageOf(err)}${fix}\n`);
+    io.err(`dsvm-agent: ${err instanceof AgentError ? err.message : messageOf(err)}${fix}\n`);
     return exitCodeFor(err);
   }
+}
+
+/**
+ * Help that was asked for (`--help`, `help [command]`) is a success; help
+ * that commander shows because a command is missing (`dsvm-agent`,
+ * `dsvm-agent config`) is bad usage, so a script that forgot the command
+ * does not carry on as if it had run. Commander raises "commander.help" for
+ * both and tells them apart only by the exit code it proposes (1 for the
+ * missing command).
+ */
+function exitCodeForCommander(err: CommanderError): number {
+  if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return ExitCode.ok;
+  if (err.code === 'commander.help' && err.exitCode === 0) return ExitCode.ok;
+  return ExitCode.usage;
 }

@@ -6,84 +6,116 @@ import { z } from 'zod';
  * Every error message says what is wrong and how to fix it.
  */
 
+// Message style: "<what is wrong>: <how to fix it>". Rules with a message
+// here know the key; every other problem (a wrong type, a missing key, a
+// number out of range) is worded from the issue in config.ts, which uses the
+// descriptions below to name what belongs there.
+
 const absolutePath = (what: string) =>
   z
-    .string({ error: `must be an absolute path to ${what}` })
-    .regex(/^\/[^\0]*$/, { error: `must be an absolute path (starting with "/") to ${what}` })
-    .refine((p) => !p.split('/').includes('..'), { error: 'must not contain ".." segments: write the real path' });
+    .string()
+    .regex(/^\/[^\0]*$/, { error: `must be an absolute path: write the full path to ${what}, starting with "/"` })
+    .refine((p) => !p.split('/').includes('..'), { error: `must not contain ".." segments: write the real path to ${what}` })
+    .describe(`the absolute path to ${what}`);
 
-const httpUrl = (what: string) =>
-  z.string({ error: `must be the URL of ${what}` }).refine(
-    (u) => {
-      try {
-        const url = new URL(u);
-        return url.protocol === 'https:' || url.protocol === 'http:';
-      } catch {
-        return false;
-      }
-    },
-    { error: `must be an http(s) URL of ${what}, e.g. https://contoso-kv.vault.azure.net` },
-  );
+const httpUrl = (what: string, example: string) =>
+  z
+    .string()
+    .refine(
+      (u) => {
+        try {
+          const url = new URL(u);
+          return url.protocol === 'https:' || url.protocol === 'http:';
+        } catch {
+          return false;
+        }
+      },
+      { error: `must be an http(s) URL: write the URL of ${what}, e.g. ${example}` },
+    )
+    .describe(`the URL of ${what}, e.g. ${example}`);
 
-const hostName = z
-  .string({ error: 'must be a DNS host name' })
-  .regex(/^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/, {
-    error: 'must be a DNS host name such as contoso.com (letters, digits, "-" and "." only)',
-  });
+const hostName = (what: string, example: string) =>
+  z
+    .string()
+    .regex(/^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/, {
+      error: `must be a DNS host name: write ${what} such as ${example} (letters, digits, "-" and "." only)`,
+    })
+    .describe(`${what}, e.g. ${example}`);
 
-const domainName = hostName.refine((d) => d.includes('.'), {
-  error: 'must be the AD DNS domain name with at least two labels, e.g. contoso.com (not the NetBIOS name)',
-});
+const domainName = hostName('the AD DNS domain name', 'contoso.com')
+  .refine((d) => d.includes('.'), {
+    error: 'must be the AD DNS domain name with at least two labels, not the NetBIOS name: write e.g. contoso.com',
+  })
+  .describe('the AD DNS domain name, e.g. contoso.com');
+
+const guid = /^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$/;
 
 const fileSecret = z.object({ file: absolutePath('a root-owned file (mode 0600) holding the secret') }).strict();
 const keyVaultSecret = z
   .object({
     keyVault: z
       .object({
-        vaultUrl: httpUrl('the Key Vault'),
+        vaultUrl: httpUrl('the Key Vault', 'https://contoso-kv.vault.azure.net'),
         name: z
-          .string({ error: 'must be the Key Vault secret name' })
-          .regex(/^[0-9a-zA-Z-]{1,127}$/, { error: 'must be a Key Vault secret name: 1-127 letters, digits or "-"' }),
+          .string()
+          .regex(/^[0-9a-zA-Z-]{1,127}$/, { error: 'must be a Key Vault secret name: use 1-127 letters, digits or "-"' })
+          .describe('the name of the secret in the vault'),
         version: z
           .string()
-          .regex(/^[0-9a-f]{32}$/i, { error: 'must be a 32-hex-digit secret version' })
-          .optional(),
+          .regex(/^[0-9a-f]{32}$/i, { error: 'must be a secret version: write its 32 hex digits, or remove version to read the latest' })
+          .optional()
+          .describe('a fixed version of the secret (32 hex digits; default: the latest)'),
       })
-      .strict(),
+      .strict()
+      .describe('the Key Vault secret, read with the VM managed identity'),
   })
   .strict();
 
+/** Wording for a reference given as anything but a mapping: it may be the secret itself, so it is never echoed. */
+const notAReference = (forms: string) => (iss: { input?: unknown }) =>
+  iss.input === null
+    ? `is empty: write a reference: ${forms}`
+    : typeof iss.input === 'object' && !Array.isArray(iss.input)
+      ? `is not a secret reference: write ${forms}`
+      : `must be a reference to the secret, never the secret itself: use ${forms}, and remove the value from this file`;
+
 /** A reference to a secret; the value itself never appears in the config. */
-export const secretRef = z.union([fileSecret, keyVaultSecret], {
-  error: (iss) =>
-    typeof iss.input === 'string'
-      ? 'a secret must be a reference, not the value: use {file: /etc/dsvm-agent/NAME} (root-owned, 0600) or {keyVault: {vaultUrl: ..., name: ...}}, and remove the value from this file'
-      : 'must be a secret reference: {file: /abs/path} or {keyVault: {vaultUrl: https://..., name: ...}}',
-});
+export const secretRef = z
+  .union([fileSecret, keyVaultSecret], {
+    error: notAReference('{file: /etc/dsvm-agent/NAME} (root-owned, mode 0600) or {keyVault: {vaultUrl: https://..., name: ...}}'),
+  })
+  .describe('a secret reference: {file: /etc/dsvm-agent/NAME} or {keyVault: {vaultUrl, name}}');
 
 const armListKeys = z
   .object({
     armListKeys: z
       .object({
         subscriptionId: z
-          .string({ error: 'must be the subscription id (a GUID)' })
-          .regex(/^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$/, { error: 'must be a subscription id (a GUID)' }),
+          .string()
+          .regex(guid, { error: 'must be a subscription id: write its GUID, e.g. 00000000-0000-0000-0000-000000000000' })
+          .describe('the subscription id (a GUID) of the storage account'),
         resourceGroup: z
-          .string({ error: 'must be the resource group of the storage account' })
-          .regex(/^[-\w._()]{1,90}$/, { error: 'must be a resource group name (1-90 letters, digits, "-_.()")' }),
-        keyName: z.enum(['key1', 'key2']).default('key1'),
+          .string()
+          .regex(/^[-\w._()]{1,90}$/, { error: 'must be a resource group name: use 1-90 letters, digits and "-_.()"' })
+          .describe('the resource group of the storage account'),
+        keyName: z
+          .enum(['key1', 'key2'], { error: 'must be key1 or key2: pick the storage account key to mount with' })
+          .default('key1')
+          .describe('which of the two storage account keys to use'),
       })
-      .strict(),
+      .strict()
+      .describe('the storage account, whose key ARM lists through the VM managed identity'),
   })
   .strict();
 
 /** The storage key: a secret reference, or ARM listKeys through the managed identity. */
-export const storageKeyRef = z.union([fileSecret, keyVaultSecret, armListKeys], {
-  error: (iss) =>
-    typeof iss.input === 'string'
-      ? 'a storage key must be a reference, not the value: use {file: ...}, {keyVault: {...}} or {armListKeys: {subscriptionId, resourceGroup}}, and remove the value from this file'
-      : 'must be {file: /abs/path}, {keyVault: {vaultUrl, name}} or {armListKeys: {subscriptionId, resourceGroup}}',
-});
+export const storageKeyRef = z
+  .union([fileSecret, keyVaultSecret, armListKeys], {
+    error: notAReference(
+      '{file: /etc/dsvm-agent/NAME}, {keyVault: {vaultUrl: https://..., name: ...}} or {armListKeys: {subscriptionId: ..., resourceGroup: ...}}',
+    ),
+  })
+  .describe('the storage key: {file: ...}, {keyVault: {...}} or {armListKeys: {subscriptionId, resourceGroup}}');
 
 /** NetBIOS computer names: at most 15 characters; AD refuses longer ones or truncates them silently elsewhere. */
 export const computerNamePattern = /^[A-Za-z0-9][A-Za-z0-9-]{0,14}$/;
@@ -93,33 +125,51 @@ const computerName = z.union(
     z.literal('auto'),
     z
       .string()
-      .max(15, { error: 'must be "auto" or at most 15 characters (NetBIOS limit): choose a shorter name or use auto' })
+      .max(15, { error: 'is longer than 15 characters (the NetBIOS limit): choose a shorter name or use auto' })
       .regex(computerNamePattern, {
-        error: 'must be "auto" or 1-15 letters, digits and "-", starting with a letter or digit',
+        error: 'must be "auto" or a NetBIOS name: use 1-15 letters, digits and "-", starting with a letter or digit',
       })
-      .refine((n) => !/^[0-9]+$/.test(n), { error: 'must not be only digits (AD rejects it): add letters' }),
+      .refine((n) => !/^[0-9]+$/.test(n), { error: 'must not be only digits (AD rejects it): add a letter' }),
   ],
-  { error: 'must be "auto" or a name of at most 15 letters, digits and "-"' },
+  { error: 'must be "auto" or a computer name: write auto, or a name of at most 15 letters, digits and "-"' },
 );
 
+// YAML reads an unquoted 0770 as the number 770, not as a mode.
 const octalMode = z
-  .string({ error: 'must be an octal mode string such as "0770" (quote it in YAML)' })
-  .regex(/^0?[0-7]{3}$/, { error: 'must be an octal mode such as "0770"' });
+  .string({
+    error: (iss) =>
+      iss.code === 'invalid_type' && typeof iss.input === 'number'
+        ? 'must be a quoted octal mode, not a number: write it in quotes, e.g. "0770"'
+        : undefined,
+  })
+  .regex(/^0?[0-7]{3}$/, { error: 'must be an octal mode: write e.g. "0770" (digits 0-7)' });
 
-const idOrName = z.union([z.number().int().min(0), z.string().regex(/^[^\s:/]+$/)], {
-  error: 'must be a numeric id or a user/group name',
-});
+const idOrName = (what: string) =>
+  z.union(
+    [z.number().int().min(0), z.string().regex(/^[^\s:/]+$/, { error: `must be a ${what} name or id: remove spaces, ":" and "/"` })],
+    { error: `must be a numeric ${what} id or a ${what} name: write e.g. ${what === 'user' ? '1000 or root' : '1000 or dsvm-users'}` },
+  );
 
 const cronSchedule = z
-  .string({ error: 'must be a cron schedule such as "*/30 * * * * *"' })
-  .regex(/^(\S+\s+){4,5}\S+$/, { error: 'must be a cron schedule with 5 or 6 fields, e.g. "*/30 * * * * *"' });
+  .string()
+  .regex(/^(\S+\s+){4,5}\S+$/, { error: 'must be a cron schedule with 5 or 6 fields: write e.g. "*/30 * * * * *" (in quotes)' })
+  .describe('a cron schedule, e.g. "*/30 * * * * *" (5 or 6 fields, seconds first when 6)');
 
 const listen = z
-  .string({ error: 'must be HOST:PORT, e.g. 127.0.0.1:8642' })
-  .regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d{1,5})$/, { error: 'must be HOST:PORT, e.g. 127.0.0.1:8642' })
-  .refine((v) => Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, { error: 'port must be at most 65535' });
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d{1,5})$/, { error: 'must be HOST:PORT: write e.g. 127.0.0.1:8642' })
+  .refine((v) => Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, { error: 'has a port above 65535: use a port from 1 to 65535' })
+  .describe('the HOST:PORT of the health endpoint, e.g. 127.0.0.1:8642');
+
+const groupNames = (what: string) =>
+  z
+    .array(z.string().min(1, { error: 'is empty: write a group name or remove the item' }))
+    .default([])
+    .describe(what);
 
 export const checkIds = ['domain-trust', 'identity-lookup', 'sssd', 'share-mounted', 'share-quota', 'clock', 'disk-space'] as const;
+
+const checkId = z.enum(checkIds, { error: `must be a check id: use one of ${checkIds.join(', ')}` });
 
 export const configSchema = z
   .object({
@@ -127,48 +177,55 @@ export const configSchema = z
       .object({
         clientId: z
           .string()
-          .regex(/^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$/, {
-            error: 'must be the client id (a GUID) of a user-assigned managed identity attached to the VM',
-          })
-          .optional(),
+          .regex(guid, { error: 'must be a client id (a GUID): copy the client id of a user-assigned managed identity attached to the VM' })
+          .optional()
+          .describe('the client id (a GUID) of a user-assigned managed identity attached to the VM'),
       })
       .strict()
-      .default({}),
+      .default({})
+      .describe('the managed identity for Key Vault and ARM; default: the system-assigned one'),
     azure: z
       .object({
-        imdsEndpoint: httpUrl('the Instance Metadata Service').default('http://169.254.169.254'),
-        managementEndpoint: httpUrl('Azure Resource Manager').default('https://management.azure.com'),
+        imdsEndpoint: httpUrl('the Instance Metadata Service', 'http://169.254.169.254').default('http://169.254.169.254'),
+        managementEndpoint: httpUrl('Azure Resource Manager', 'https://management.azure.com').default('https://management.azure.com'),
       })
       .strict()
-      .default({ imdsEndpoint: 'http://169.254.169.254', managementEndpoint: 'https://management.azure.com' }),
+      .default({ imdsEndpoint: 'http://169.254.169.254', managementEndpoint: 'https://management.azure.com' })
+      .describe("Azure endpoints; the defaults are Azure's public cloud"),
     domain: z
       .object({
         name: domainName,
         joinUser: z
-          .string({ error: 'must be the account that joins computers, e.g. dsvm-join@CONTOSO.COM' })
+          .string()
           .regex(/^[^\s\\/:*?"<>|]+(@[A-Za-z0-9.-]+)?$/, {
-            error: 'must be a user name such as dsvm-join or dsvm-join@CONTOSO.COM (no spaces or backslashes)',
+            error: 'must be a user name: write e.g. dsvm-join or dsvm-join@CONTOSO.COM (no spaces or backslashes)',
           })
-          .optional(),
-        joinPassword: secretRef.optional(),
+          .optional()
+          .describe('the account that joins computers, e.g. dsvm-join@CONTOSO.COM'),
+        joinPassword: secretRef.optional().describe("a reference to the join account's password"),
         oneTimePassword: secretRef
           .optional()
           .describe('pre-staged computer account one-time password (adcli --one-time-password); replaces joinUser/joinPassword'),
         computerOu: z
           .string()
           .regex(/^(OU|CN)=[^,]+(,\s*(OU|CN|DC)=[^,]+)*$/i, {
-            error: 'must be a distinguished name such as OU=DSVM,DC=contoso,DC=com',
+            error: 'must be a distinguished name: write e.g. OU=DSVM,DC=contoso,DC=com',
           })
-          .optional(),
-        computerName: computerName.default('auto'),
-        allowGroups: z.array(z.string().min(1), { error: 'must be a list of group names' }).default([]),
-        sudoGroups: z.array(z.string().min(1), { error: 'must be a list of group names' }).default([]),
-        fullyQualifiedNames: z.boolean({ error: 'must be true or false' }).default(false),
+          .optional()
+          .describe("the OU for the computer object, e.g. OU=DSVM,DC=contoso,DC=com (default: the domain's Computers container)"),
+        computerName: computerName.default('auto').describe('"auto" or an explicit name of at most 15 characters'),
+        allowGroups: groupNames('the groups allowed to log in, e.g. [dsvm-users] ([]: every domain user)'),
+        sudoGroups: groupNames('the groups with full sudo on this VM, e.g. ["AAD DC Administrators"]'),
+        fullyQualifiedNames: z
+          .boolean()
+          .default(false)
+          .describe('whether users log in as alice@contoso.com (true) rather than alice (false)'),
         homeTemplate: z
           .string()
-          .regex(/^\/\S*$/, { error: 'must be an absolute path template such as /home/%u' })
-          .default('/home/%u'),
-        shell: absolutePath('the login shell').default('/bin/bash'),
+          .regex(/^\/\S*$/, { error: 'must be an absolute path template: write e.g. /home/%u' })
+          .default('/home/%u')
+          .describe('the home directory of domain users, e.g. /home/%u (%u: user, %d: domain)'),
+        shell: absolutePath('the login shell').default('/bin/bash').describe('the login shell of domain users, e.g. /bin/bash'),
       })
       .strict()
       .superRefine((d, ctx) => {
@@ -189,29 +246,48 @@ export const configSchema = z
             message: 'cannot be combined with joinPassword: keep one of them',
           });
         }
-      }),
+      })
+      .describe('the Active Directory domain to join'),
     share: z
       .object({
-        type: z.enum(['smb', 'nfs'], { error: 'must be smb or nfs' }).default('smb'),
+        type: z.enum(['smb', 'nfs'], { error: 'must be smb or nfs: pick one' }).default('smb').describe('smb (SMB 3.x) or nfs (NFS 4.1)'),
         account: z
-          .string({ error: 'must be the storage account name' })
-          .regex(/^[a-z0-9]{3,24}$/, { error: 'must be a storage account name: 3-24 lower-case letters and digits' }),
-        name: z.string({ error: 'must be the file share name' }).regex(/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/, {
-          error: 'must be a file share name: 3-63 lower-case letters, digits and single "-"',
-        }),
-        endpointSuffix: hostName.default('core.windows.net'),
-        host: hostName.optional(),
-        filesEndpoint: httpUrl('the Azure Files REST endpoint (default https://ACCOUNT.file.ENDPOINTSUFFIX)')
+          .string()
+          .regex(/^[a-z0-9]{3,24}$/, { error: 'must be a storage account name: use 3-24 lower-case letters and digits' })
+          .describe('the storage account name'),
+        name: z
+          .string()
+          .regex(/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/, {
+            error: 'must be a file share name: use 3-63 lower-case letters, digits and single "-"',
+          })
+          .describe('the file share name'),
+        endpointSuffix: hostName('the storage endpoint suffix', 'core.windows.net').default('core.windows.net'),
+        host: hostName('the host name of the share', 'contosofiles.privatelink.file.core.windows.net')
           .optional()
-          .describe('Files REST endpoint for usage and folder creation; path-style (https://host:port/ACCOUNT) for a local test server'),
+          .describe('the host to mount from, e.g. a private endpoint (default: ACCOUNT.file.ENDPOINTSUFFIX)'),
+        filesEndpoint: httpUrl('the Azure Files REST endpoint', 'https://contosofiles.file.core.windows.net')
+          .optional()
+          .describe(
+            'the Azure Files REST endpoint for usage and folder creation (default: https://ACCOUNT.file.ENDPOINTSUFFIX; path-style https://HOST:PORT/ACCOUNT for a local test server)',
+          ),
         mountPoint: absolutePath('the mount point').default('/data/workspace'),
-        auth: z.enum(['key', 'kerberos'], { error: 'must be key or kerberos' }).default('key'),
+        auth: z
+          .enum(['key', 'kerberos'], { error: 'must be key or kerberos: pick one' })
+          .default('key')
+          .describe('key or kerberos (SMB only)'),
         key: storageKeyRef.optional(),
-        uid: idOrName.default(0),
-        gid: idOrName.optional(),
-        dirMode: octalMode.default('0775'),
-        fileMode: octalMode.default('0664'),
-        options: z.array(z.string().regex(/^[a-z_0-9]+(=[^,\s]+)?$/), { error: 'must be a list of mount options' }).default([]),
+        uid: idOrName('user').default(0).describe('the owner of the files of a key-mounted share: a user name or uid'),
+        gid: idOrName('group').optional().describe('the group of the files of a key-mounted share: a group name or gid'),
+        dirMode: octalMode.default('0775').describe('the mode of directories on a key-mounted share, quoted, e.g. "0775"'),
+        fileMode: octalMode.default('0664').describe('the mode of files on a key-mounted share, quoted, e.g. "0664"'),
+        options: z
+          .array(
+            z.string().regex(/^[a-z_0-9]+(=[^,\s]+)?$/, {
+              error: 'must be a mount option: write NAME or NAME=VALUE in lower case without spaces or commas, e.g. actimeo=30',
+            }),
+          )
+          .default([])
+          .describe("extra mount options, e.g. [actimeo=30]; each replaces the agent's option of the same name"),
       })
       .strict()
       .superRefine((s, ctx) => {
@@ -226,46 +302,57 @@ export const configSchema = z
           ctx.addIssue({
             code: 'custom',
             path: ['key'],
-            message: 'must not be set for NFS: NFS 4.1 shares use network rules, not keys; remove it',
+            message: 'must not be set for NFS: remove it (NFS 4.1 shares use network rules, not keys)',
           });
         }
         if (s.type === 'nfs' && s.auth === 'kerberos') {
           ctx.addIssue({ code: 'custom', path: ['auth'], message: 'kerberos is for SMB only: use type: smb or remove auth' });
         }
-        for (const o of s.options) {
+        s.options.forEach((o, i) => {
           if (/^(password|password2|pass|credentials|username|user)=/.test(o)) {
             ctx.addIssue({
               code: 'custom',
-              path: ['options'],
-              message: `must not carry credentials ("${o.split('=')[0]}="): the agent writes a root-only credentials file`,
+              path: ['options', i],
+              message: `must not carry credentials ("${o.split('=')[0]}="): remove it; the agent writes a root-only credentials file`,
+              // The value after "=" is a password or a user name: not echoed.
+              params: { secret: true },
             });
           }
-        }
+        });
       })
-      .optional(),
+      .optional()
+      .describe('the Azure Files share; without it, workspaces are local folders'),
     workspace: z
       .object({
         root: absolutePath('the workspace root').default('/data/workspace'),
         notebooks: z
           .string()
-          .regex(/^[^/\0]+$/, { error: 'must be a single folder name without "/"' })
-          .refine((v) => v !== '.' && v !== '..', { error: 'must not be "." or ".."' })
-          .default('notebooks'),
+          .regex(/^[^/\0]+$/, { error: 'must be a single folder name: remove "/", e.g. notebooks' })
+          .refine((v) => v !== '.' && v !== '..', { error: 'must not be "." or "..": write a folder name such as notebooks' })
+          .default('notebooks')
+          .describe("the name of the folder made in each user's workspace folder, e.g. notebooks"),
         homeLink: z
           .string()
-          .regex(/^[^/\0][^\0]*[^/\0]$|^[^/\0]$/, { error: 'must be a relative path inside $HOME, e.g. notebooks/remote' })
+          .regex(/^[^/\0][^\0]*[^/\0]$|^[^/\0]$/, { error: 'must be a relative path inside $HOME: write e.g. notebooks/remote' })
           .refine((v) => !v.split('/').some((p) => p === '..' || p === '.' || p === ''), {
-            error: 'must not contain "." , ".." or empty segments',
+            error: 'must not contain ".", ".." or empty segments: write e.g. notebooks/remote',
           })
-          .default('notebooks/remote'),
-        minUid: z.number({ error: 'must be a number' }).int().min(1, { error: 'must be at least 1 (never act for root)' }).default(1000),
-        loginTimeoutMs: z
-          .number({ error: 'must be a number of milliseconds' })
+          .default('notebooks/remote')
+          .describe('the path of the link made in $HOME, relative to it, e.g. notebooks/remote'),
+        minUid: z
+          .number()
           .int()
-          .min(100)
-          .max(60000, { error: 'must be at most 60000: a login must not wait longer' })
-          .default(3000),
-        createHome: z.boolean().default(true),
+          .min(1, { error: 'must be at least 1 (never act for root): use the first uid of domain users, e.g. 1000' })
+          .default(1000)
+          .describe('the lowest uid the agent acts for'),
+        loginTimeoutMs: z
+          .number()
+          .int()
+          .min(100, { error: 'must be at least 100: raise it (the login hook needs that long to start)' })
+          .max(60000, { error: 'must be at most 60000: lower it (a login must not wait longer)' })
+          .default(3000)
+          .describe('the longest a login waits for the agent, in milliseconds'),
+        createHome: z.boolean().default(true).describe('whether a login creates a missing $HOME (mkhomedir_helper)'),
       })
       .strict()
       .default({
@@ -275,23 +362,42 @@ export const configSchema = z
         minUid: 1000,
         loginTimeoutMs: 3000,
         createHome: true,
-      }),
+      })
+      .describe('what each login makes'),
     health: z
       .object({
         listen: listen.default('127.0.0.1:8642'),
-        allowNonLoopback: z.boolean().default(false),
-        initializingGraceSec: z.number().int().min(0).default(1800),
+        allowNonLoopback: z.boolean().default(false).describe('whether health.listen may be an address other than loopback'),
+        initializingGraceSec: z
+          .number()
+          .int()
+          .min(0)
+          .default(1800)
+          .describe('how long first boot may take, in seconds, before health turns from Initializing to Unhealthy'),
         unhealthyOn: z
-          .array(z.enum(checkIds, { error: `must list check ids: ${checkIds.join(', ')}` }))
-          .default(['domain-trust', 'identity-lookup', 'sssd', 'share-mounted']),
-        identityProbe: z.string().min(1).optional(),
+          .array(checkId)
+          .default(['domain-trust', 'identity-lookup', 'sssd', 'share-mounted'])
+          .describe('the failing checks that make /health Unhealthy'),
+        identityProbe: z
+          .string()
+          .min(1, { error: 'is empty: write a domain user or group name, or remove the key' })
+          .optional()
+          .describe('a domain user or group for the identity-lookup check to resolve (default: the first of domain.allowGroups)'),
         checks: z
           .partialRecord(
-            z.enum(checkIds, { error: `must be a check id: ${checkIds.join(', ')}` }),
-            z.object({ schedule: cronSchedule.optional(), enabled: z.boolean().default(true) }).strict(),
+            checkId,
+            z
+              .object({
+                schedule: cronSchedule.optional(),
+                enabled: z.boolean().default(true).describe('whether the check runs'),
+              })
+              .strict(),
           )
-          .default({}),
-        metricsTextfile: absolutePath('the node-exporter textfile').optional(),
+          .default({})
+          .describe('per check id: schedule and enabled'),
+        metricsTextfile: absolutePath('the node-exporter textfile')
+          .optional()
+          .describe('the file Prometheus metrics are written to (default: /var/lib/prometheus/node-exporter/dsvm-agent.prom)'),
       })
       .strict()
       .superRefine((h, ctx) => {
@@ -301,7 +407,7 @@ export const configSchema = z
           ctx.addIssue({
             code: 'custom',
             path: ['listen'],
-            message: `"${host}" is not a loopback address: the health endpoint must stay on 127.0.0.1, or set health.allowNonLoopback: true deliberately`,
+            message: `is not on a loopback address: use 127.0.0.1:PORT, or set health.allowNonLoopback: true deliberately`,
           });
         }
       })
@@ -311,26 +417,38 @@ export const configSchema = z
         initializingGraceSec: 1800,
         unhealthyOn: ['domain-trust', 'identity-lookup', 'sssd', 'share-mounted'],
         checks: {},
-      }),
+      })
+      .describe('the health endpoint and the periodic checks'),
     repair: z
       .object({
-        enabled: z.boolean().default(true),
-        maxAttempts: z.number().int().min(1).default(3),
-        windowSec: z.number().int().min(60).default(3600),
+        enabled: z.boolean().default(true).describe('whether failing checks are repaired (restart sssd, remount, rejoin)'),
+        maxAttempts: z.number().int().min(1).default(3).describe('the repairs of one kind allowed per window'),
+        windowSec: z.number().int().min(60).default(3600).describe('the window of maxAttempts, in seconds'),
       })
       .strict()
-      .default({ enabled: true, maxAttempts: 3, windowSec: 3600 }),
+      .default({ enabled: true, maxAttempts: 3, windowSec: 3600 })
+      .describe('self-repair and its rate limit'),
     scheduledEvents: z
       .object({
-        enabled: z.boolean().default(true),
-        pollSec: z.number().int().min(1).max(300).default(10),
+        enabled: z
+          .boolean()
+          .default(true)
+          .describe('whether the agent handles Terminate for this VM: close handles, unmount, leave the domain, approve'),
+        pollSec: z.number().int().min(1).max(300).default(10).describe('the seconds between polls of scheduled events'),
       })
       .strict()
-      .default({ enabled: true, pollSec: 10 }),
+      .default({ enabled: true, pollSec: 10 })
+      .describe('scale-in handling (Terminate)'),
     logging: z
-      .object({ level: z.enum(['error', 'warn', 'info', 'debug'], { error: 'must be error, warn, info or debug' }).default('info') })
+      .object({
+        level: z
+          .enum(['error', 'warn', 'info', 'debug'], { error: 'must be error, warn, info or debug: pick one' })
+          .default('info')
+          .describe('the least severe level written'),
+      })
       .strict()
-      .default({ level: 'info' }),
+      .default({ level: 'info' })
+      .describe('logging'),
   })
   .strict();
 
@@ -339,6 +457,3 @@ export type SecretRef = z.output<typeof secretRef>;
 export type StorageKeyRef = z.output<typeof storageKeyRef>;
 export type ShareConfig = NonNullable<Config['share']>;
 export type CheckId = (typeof checkIds)[number];
-
-/** Keys whose values are secrets or secret references: never echoed in errors. */
-export const secretKeys = new Set(['joinPassword', 'oneTimePassword', 'key', 'password']);

@@ -37,8 +37,18 @@ export async function readSecret(ref: SecretRef, keyPath: string, deps: SecretDe
  * A secret file must be a regular file owned by root with no group/other
  * permission bits: anything else means another account could have read or
  * planted it. O_NOFOLLOW: the path itself must not be a symlink.
+ *
+ * The secret is the file's one line: trailing line breaks (from `echo` or
+ * an editor) are dropped; any other line break is refused, since the value
+ * goes on as one line (adcli's stdin, the line `password=` of a
+ * credentials file, where a second line would become another setting).
+ * Other whitespace is kept: it may be part of a password.
+ *
+ * `opts.ownerUid` is the owner required; only tests, which cannot make
+ * root-owned files without root, pass anything but 0.
  */
-export async function readSecretFile(file: string, keyPath: string, paths: Paths): Promise<string> {
+export async function readSecretFile(file: string, keyPath: string, paths: Paths, opts: { ownerUid?: number } = {}): Promise<string> {
+  const ownerUid = opts.ownerUid ?? 0;
   const real = paths.under(file);
   let handle;
   try {
@@ -47,7 +57,7 @@ export async function readSecretFile(file: string, keyPath: string, paths: Paths
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT')
       throw permanent(`${keyPath}: secret file ${file} does not exist`, {
-        fix: `write it (root-owned, mode 0600) or change ${keyPath}`,
+        fix: `write it (owned by root, mode 0600) or change ${keyPath}`,
         reason: 'secret-missing',
       });
     if (code === 'ELOOP')
@@ -67,9 +77,9 @@ export async function readSecretFile(file: string, keyPath: string, paths: Paths
         fix: 'point the config at a file holding the secret',
         reason: 'secret-insecure',
       });
-    if (st.uid !== 0)
-      throw permanent(`${keyPath}: secret file ${file} is owned by uid ${st.uid}, not root`, {
-        fix: `chown root:root ${file}`,
+    if (st.uid !== ownerUid)
+      throw permanent(`${keyPath}: secret file ${file} is owned by uid ${st.uid}, not ${ownerUid === 0 ? 'root' : `uid ${ownerUid}`}`, {
+        fix: `chown root:root ${file} && chmod 0600 ${file}, and rotate the secret: its owner could read or replace it`,
         reason: 'secret-insecure',
       });
     if ((st.mode & 0o077) !== 0) {
@@ -81,9 +91,17 @@ export async function readSecretFile(file: string, keyPath: string, paths: Paths
         },
       );
     }
-    const text = (await handle.readFile('utf8')).replace(/\r?\n$/, '');
-    if (text.length === 0)
-      throw permanent(`${keyPath}: secret file ${file} is empty`, { fix: 'write the secret into it', reason: 'secret-empty' });
+    const text = (await handle.readFile('utf8')).replace(/[\r\n]+$/, '');
+    if (text.trim().length === 0)
+      throw permanent(`${keyPath}: secret file ${file} is empty${text.length > 0 ? ' (only whitespace)' : ''}`, {
+        fix: 'write the secret into it',
+        reason: 'secret-empty',
+      });
+    if (/[\r\n]/.test(text))
+      throw permanent(`${keyPath}: secret file ${file} holds more than one line`, {
+        fix: 'write the secret alone, on one line',
+        reason: 'secret-malformed',
+      });
     return text;
   } finally {
     await handle.close();

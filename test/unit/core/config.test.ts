@@ -33,228 +33,486 @@ t.test('a valid config parses with defaults filled in', async (t) => {
   t.same(cfg.domain.allowGroups, []);
 });
 
-// Each case: a change to the valid config, the exact key path, and a fragment of the message.
-const cases: { name: string; yaml: string; path: string; message: RegExp; got?: string }[] = [
+const D = 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p } }';
+const share = (extra: string) => `${D}\nshare: { account: acct1, name: ws1, ${extra} }`;
+const joinSecret = (ref: string) => `domain: { name: c.com, joinUser: j, joinPassword: ${ref} }`;
+const listKeys = (extra: string) =>
+  share(`key: { armListKeys: { subscriptionId: 00000000-0000-0000-0000-000000000000, resourceGroup: rg, ${extra} } }`);
+const SECRET_FORMS = '{file: /etc/dsvm-agent/NAME} (root-owned, mode 0600) or {keyVault: {vaultUrl: https://..., name: ...}}';
+const KEY_FORMS =
+  '{file: /etc/dsvm-agent/NAME}, {keyVault: {vaultUrl: https://..., name: ...}} or {armListKeys: {subscriptionId: ..., resourceGroup: ...}}';
+const CHECK_IDS = 'domain-trust, identity-lookup, sssd, share-mounted, share-quota, clock, disk-space';
+
+// Each case: a config, the exact key path, the exact message, and the
+// offending value as shown (absent: no value is shown, e.g. for a secret).
+const cases: { name: string; yaml: string; path: string; message: string; got?: string }[] = [
   {
     name: 'missing domain name',
     yaml: 'domain: { joinUser: j, joinPassword: { file: /etc/p } }',
     path: 'domain.name',
-    message: /^is required/,
+    message: 'is required: add the AD DNS domain name, e.g. contoso.com',
   },
   {
     name: 'NetBIOS name instead of DNS domain',
     yaml: 'domain: { name: CONTOSO, joinUser: j, joinPassword: { file: /etc/p } }',
     path: 'domain.name',
-    message: /at least two labels/,
+    message: 'must be the AD DNS domain name with at least two labels, not the NetBIOS name: write e.g. contoso.com',
     got: '"CONTOSO"',
   },
   {
     name: 'domain name with a space',
     yaml: 'domain: { name: "contoso .com", joinUser: j, joinPassword: { file: /etc/p } }',
     path: 'domain.name',
-    message: /DNS host name/,
+    message: 'must be a DNS host name: write the AD DNS domain name such as contoso.com (letters, digits, "-" and "." only)',
+    got: '"contoso .com"',
+  },
+  {
+    name: 'domain left empty',
+    yaml: 'domain:',
+    path: 'domain',
+    message:
+      'is empty: write its keys below it, indented (name, joinUser, joinPassword, oneTimePassword, computerOu, computerName, allowGroups, sudoGroups, fullyQualifiedNames, homeTemplate, shell)',
+  },
+  {
+    name: 'no domain at all',
+    yaml: 'logging: { level: info }',
+    path: 'domain',
+    message:
+      'is required: add the Active Directory domain to join (its keys: name, joinUser, joinPassword, oneTimePassword, computerOu, computerName, allowGroups, sudoGroups, fullyQualifiedNames, homeTemplate, shell)',
+  },
+  {
+    name: 'the document is a list',
+    yaml: '- domain: c.com',
+    path: '',
+    message:
+      'must be a mapping of keys, not a list: write its keys below it, indented (identity, azure, domain, share, workspace, health, repair, scheduledEvents, logging)',
+    got: '[{"domain":"c.com"}]',
   },
   {
     name: '16-character computer name',
     yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p }, computerName: ABCDEFGHIJKLMNOP }',
     path: 'domain.computerName',
-    message: /at most 15 characters/,
+    message: 'is longer than 15 characters (the NetBIOS limit): choose a shorter name or use auto',
     got: '"ABCDEFGHIJKLMNOP"',
   },
   {
     name: 'computer name with underscore',
     yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p }, computerName: dsvm_01 }',
     path: 'domain.computerName',
-    message: /letters, digits and "-"/,
+    message: 'must be "auto" or a NetBIOS name: use 1-15 letters, digits and "-", starting with a letter or digit',
+    got: '"dsvm_01"',
   },
   {
     name: 'all-digit computer name',
     yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p }, computerName: "12345" }',
     path: 'domain.computerName',
-    message: /only digits/,
+    message: 'must not be only digits (AD rejects it): add a letter',
+    got: '"12345"',
+  },
+  {
+    name: 'computer name as a number',
+    yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p }, computerName: 12345 }',
+    path: 'domain.computerName',
+    message: 'must be "auto" or a computer name: write auto, or a name of at most 15 letters, digits and "-"',
+    got: '12345',
   },
   {
     name: 'secret given as a plain string',
-    yaml: 'domain: { name: c.com, joinUser: j, joinPassword: hunter2-secret }',
+    yaml: joinSecret('hunter2-secret'),
     path: 'domain.joinPassword',
-    message: /must be a reference, not the value/,
+    message: `must be a reference to the secret, never the secret itself: use ${SECRET_FORMS}, and remove the value from this file`,
+  },
+  {
+    name: 'secret given as a number',
+    yaml: joinSecret('12345678'),
+    path: 'domain.joinPassword',
+    message: `must be a reference to the secret, never the secret itself: use ${SECRET_FORMS}, and remove the value from this file`,
+  },
+  {
+    name: 'secret reference left empty',
+    yaml: joinSecret(''),
+    path: 'domain.joinPassword',
+    message: `is empty: write a reference: ${SECRET_FORMS}`,
+  },
+  {
+    name: 'secret reference with a misspelled form',
+    yaml: joinSecret('{ fiel: /etc/p }'),
+    path: 'domain.joinPassword',
+    message: `is not a secret reference: write ${SECRET_FORMS}`,
+    got: '{fiel}',
+  },
+  {
+    name: 'secret reference with an extra key',
+    yaml: joinSecret('{ file: /etc/p, value: hunter2-secret }'),
+    path: 'domain.joinPassword.value',
+    message: 'unknown key: remove it or fix its spelling (known here: file, keyVault)',
   },
   {
     name: 'secret file with a relative path',
-    yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: etc/p } }',
+    yaml: joinSecret('{ file: etc/p }'),
     path: 'domain.joinPassword.file',
-    message: /absolute path/,
+    message: 'must be an absolute path: write the full path to a root-owned file (mode 0600) holding the secret, starting with "/"',
+    got: '"etc/p"',
   },
   {
     name: 'Key Vault with a bad URL',
-    yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { keyVault: { vaultUrl: "not a url", name: x } } }',
+    yaml: joinSecret('{ keyVault: { vaultUrl: "not a url", name: x } }'),
     path: 'domain.joinPassword.keyVault.vaultUrl',
-    message: /http\(s\) URL of the Key Vault/,
+    message: 'must be an http(s) URL: write the URL of the Key Vault, e.g. https://contoso-kv.vault.azure.net',
+    got: '"not a url"',
   },
-  { name: 'no join secret at all', yaml: 'domain: { name: c.com, joinUser: j }', path: 'domain.joinPassword', message: /is required/ },
+  {
+    name: 'Key Vault with a bad secret name',
+    yaml: joinSecret('{ keyVault: { vaultUrl: "https://kv.vault.azure.net", name: "dsvm join" } }'),
+    path: 'domain.joinPassword.keyVault.name',
+    message: 'must be a Key Vault secret name: use 1-127 letters, digits or "-"',
+    got: '"dsvm join"',
+  },
+  {
+    name: 'Key Vault with a bad version',
+    yaml: joinSecret('{ keyVault: { vaultUrl: "https://kv.vault.azure.net", name: j, version: v1 } }'),
+    path: 'domain.joinPassword.keyVault.version',
+    message: 'must be a secret version: write its 32 hex digits, or remove version to read the latest',
+    got: '"v1"',
+  },
+  {
+    name: 'Key Vault without the vault URL',
+    yaml: joinSecret('{ keyVault: { name: j } }'),
+    path: 'domain.joinPassword.keyVault.vaultUrl',
+    message: 'is required: add the URL of the Key Vault, e.g. https://contoso-kv.vault.azure.net',
+  },
+  {
+    name: 'no join secret at all',
+    yaml: 'domain: { name: c.com, joinUser: j }',
+    path: 'domain.joinPassword',
+    message: 'is required (or oneTimePassword for a pre-staged computer account): add a secret reference',
+  },
   {
     name: 'join password without join user',
     yaml: 'domain: { name: c.com, joinPassword: { file: /etc/p } }',
     path: 'domain.joinUser',
-    message: /is required with joinPassword/,
+    message: 'is required with joinPassword: add the join account name',
   },
   {
     name: 'join user with a backslash',
     yaml: 'domain: { name: c.com, joinUser: "CONTOSO\\\\j", joinPassword: { file: /etc/p } }',
     path: 'domain.joinUser',
-    message: /no spaces or backslashes/,
+    message: 'must be a user name: write e.g. dsvm-join or dsvm-join@CONTOSO.COM (no spaces or backslashes)',
+    got: '"CONTOSO\\\\j"',
   },
   {
     name: 'bad OU',
     yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p }, computerOu: "DSVM" }',
     path: 'domain.computerOu',
-    message: /distinguished name/,
+    message: 'must be a distinguished name: write e.g. OU=DSVM,DC=contoso,DC=com',
+    got: '"DSVM"',
   },
   {
     name: 'allowGroups as a string',
     yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p }, allowGroups: dsvm-users }',
     path: 'domain.allowGroups',
-    message: /list of group names/,
+    message: 'must be a list, not text: write [dsvm-users], or one "- item" line per item',
+    got: '"dsvm-users"',
+  },
+  {
+    name: 'empty group name',
+    yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p }, allowGroups: [""] }',
+    path: 'domain.allowGroups[0]',
+    message: 'is empty: write a group name or remove the item',
+    got: '""',
   },
   {
     name: 'fullyQualifiedNames as a string',
     yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p }, fullyQualifiedNames: "no" }',
     path: 'domain.fullyQualifiedNames',
-    message: /true or false/,
+    message: 'must be true or false, not text: write true or false without quotes',
+    got: '"no"',
   },
   {
-    name: 'unknown key',
+    name: 'misspelled key',
     yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p }, joinPasword: x }',
     path: 'domain.joinPasword',
-    message: /unknown key.*joinPassword/,
+    message: 'unknown key: rename it to joinPassword, or remove it',
+  },
+  {
+    name: 'misspelled section',
+    yaml: `${D}\nhealthz: {}`,
+    path: 'healthz',
+    message: 'unknown key: rename it to health, or remove it',
   },
   {
     name: 'unknown top-level key',
-    yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p } }\nshares: {}',
-    path: 'shares',
-    message: /unknown key/,
+    yaml: `${D}\nextras: {}`,
+    path: 'extras',
+    message:
+      'unknown key: remove it or fix its spelling (known here: identity, azure, domain, share, workspace, health, repair, scheduledEvents, logging)',
   },
   {
     name: 'relative mount point',
-    yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p } }\nshare: { account: acct1, name: ws1, key: { file: /etc/k }, mountPoint: data/ws }',
+    yaml: share('key: { file: /etc/k }, mountPoint: data/ws'),
     path: 'share.mountPoint',
-    message: /absolute path/,
+    message: 'must be an absolute path: write the full path to the mount point, starting with "/"',
     got: '"data/ws"',
   },
   {
     name: 'upper-case storage account',
-    yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p } }\nshare: { account: Contoso, name: ws1, key: { file: /etc/k } }',
+    yaml: `${D}\nshare: { account: Contoso, name: ws1, key: { file: /etc/k } }`,
     path: 'share.account',
-    message: /3-24 lower-case/,
+    message: 'must be a storage account name: use 3-24 lower-case letters and digits',
+    got: '"Contoso"',
   },
   {
     name: 'share type cifs',
-    yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p } }\nshare: { type: cifs, account: acct1, name: ws1, key: { file: /etc/k } }',
+    yaml: share('type: cifs, key: { file: /etc/k }'),
     path: 'share.type',
-    message: /smb or nfs/,
+    message: 'must be smb or nfs: pick one',
+    got: '"cifs"',
   },
   {
     name: 'SMB key share without key',
-    yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p } }\nshare: { account: acct1, name: ws1 }',
+    yaml: share('auth: key'),
     path: 'share.key',
-    message: /is required for an SMB share/,
+    message: 'is required for an SMB share with auth: key: add {keyVault: ...}, {file: ...} or {armListKeys: ...}',
   },
   {
     name: 'NFS with a key',
-    yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p } }\nshare: { type: nfs, account: acct1, name: ws1, key: { file: /etc/k } }',
+    yaml: share('type: nfs, key: { file: /etc/k }'),
     path: 'share.key',
-    message: /must not be set for NFS/,
+    message: 'must not be set for NFS: remove it (NFS 4.1 shares use network rules, not keys)',
+    got: '{file}',
   },
   {
     name: 'storage key inline',
-    yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p } }\nshare: { account: acct1, name: ws1, key: "c2VjcmV0a2V5" }',
+    yaml: share('key: "c2VjcmV0a2V5"'),
     path: 'share.key',
-    message: /must be a reference/,
+    message: `must be a reference to the secret, never the secret itself: use ${KEY_FORMS}, and remove the value from this file`,
+  },
+  {
+    name: 'listKeys with a bad subscription id',
+    yaml: share('key: { armListKeys: { subscriptionId: my-subscription, resourceGroup: rg } }'),
+    path: 'share.key.armListKeys.subscriptionId',
+    message: 'must be a subscription id: write its GUID, e.g. 00000000-0000-0000-0000-000000000000',
+    got: '"my-subscription"',
+  },
+  {
+    name: 'listKeys with a bad resource group',
+    yaml: share('key: { armListKeys: { subscriptionId: 00000000-0000-0000-0000-000000000000, resourceGroup: "my rg" } }'),
+    path: 'share.key.armListKeys.resourceGroup',
+    message: 'must be a resource group name: use 1-90 letters, digits and "-_.()"',
+    got: '"my rg"',
+  },
+  {
+    name: 'listKeys with a bad key name',
+    yaml: listKeys('keyName: key3'),
+    path: 'share.key.armListKeys.keyName',
+    message: 'must be key1 or key2: pick the storage account key to mount with',
+    got: '"key3"',
   },
   {
     name: 'password in mount options',
-    yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p } }\nshare: { account: acct1, name: ws1, key: { file: /etc/k }, options: ["password=abc"] }',
-    path: 'share.options',
-    message: /must not carry credentials/,
+    yaml: share('key: { file: /etc/k }, options: [vers=3.0, "password=abc"]'),
+    path: 'share.options[1]',
+    message: 'must not carry credentials ("password="): remove it; the agent writes a root-only credentials file',
+  },
+  {
+    name: 'mount option with a space',
+    yaml: share('key: { file: /etc/k }, options: ["nobrl x"]'),
+    path: 'share.options[0]',
+    message: 'must be a mount option: write NAME or NAME=VALUE in lower case without spaces or commas, e.g. actimeo=30',
+    got: '"nobrl x"',
   },
   {
     name: 'dir mode not octal',
-    yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p } }\nshare: { account: acct1, name: ws1, key: { file: /etc/k }, dirMode: "0999" }',
+    yaml: share('key: { file: /etc/k }, dirMode: "0999"'),
     path: 'share.dirMode',
-    message: /octal mode/,
+    message: 'must be an octal mode: write e.g. "0770" (digits 0-7)',
+    got: '"0999"',
+  },
+  {
+    name: 'dir mode unquoted',
+    yaml: share('key: { file: /etc/k }, dirMode: 0770'),
+    path: 'share.dirMode',
+    message: 'must be a quoted octal mode, not a number: write it in quotes, e.g. "0770"',
+    got: '770',
+  },
+  {
+    name: 'uid neither id nor name',
+    yaml: share('key: { file: /etc/k }, uid: true'),
+    path: 'share.uid',
+    message: 'must be a numeric user id or a user name: write e.g. 1000 or root',
+    got: 'true',
   },
   {
     name: 'login timeout as a string',
-    yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p } }\nworkspace: { loginTimeoutMs: "3s" }',
+    yaml: `${D}\nworkspace: { loginTimeoutMs: "3s" }`,
     path: 'workspace.loginTimeoutMs',
-    message: /number of milliseconds/,
+    message: 'must be a whole number, not text: write digits without quotes or a unit, e.g. 3000',
+    got: '"3s"',
   },
   {
     name: 'login timeout too long',
-    yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p } }\nworkspace: { loginTimeoutMs: 600000 }',
+    yaml: `${D}\nworkspace: { loginTimeoutMs: 600000 }`,
     path: 'workspace.loginTimeoutMs',
-    message: /at most 60000/,
+    message: 'must be at most 60000: lower it (a login must not wait longer)',
+    got: '600000',
   },
   {
     name: 'minUid zero',
-    yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p } }\nworkspace: { minUid: 0 }',
+    yaml: `${D}\nworkspace: { minUid: 0 }`,
     path: 'workspace.minUid',
-    message: /never act for root/,
+    message: 'must be at least 1 (never act for root): use the first uid of domain users, e.g. 1000',
+    got: '0',
+  },
+  {
+    name: 'minUid with a fraction',
+    yaml: `${D}\nworkspace: { minUid: 1.5 }`,
+    path: 'workspace.minUid',
+    message: 'must be a whole number: drop the fraction',
+    got: '1.5',
+  },
+  {
+    name: 'createHome as a string',
+    yaml: `${D}\nworkspace: { createHome: "yes" }`,
+    path: 'workspace.createHome',
+    message: 'must be true or false, not text: write true or false without quotes',
+    got: '"yes"',
   },
   {
     name: 'home link escaping $HOME',
-    yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p } }\nworkspace: { homeLink: ../etc/x }',
+    yaml: `${D}\nworkspace: { homeLink: ../etc/x }`,
     path: 'workspace.homeLink',
-    message: /must not contain/,
+    message: 'must not contain ".", ".." or empty segments: write e.g. notebooks/remote',
+    got: '"../etc/x"',
   },
   {
     name: 'health on all interfaces',
-    yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p } }\nhealth: { listen: "0.0.0.0:8642" }',
+    yaml: `${D}\nhealth: { listen: "0.0.0.0:8642" }`,
     path: 'health.listen',
-    message: /not a loopback address/,
+    message: 'is not on a loopback address: use 127.0.0.1:PORT, or set health.allowNonLoopback: true deliberately',
+    got: '"0.0.0.0:8642"',
   },
   {
     name: 'health listen without port',
-    yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p } }\nhealth: { listen: "127.0.0.1" }',
+    yaml: `${D}\nhealth: { listen: "127.0.0.1" }`,
     path: 'health.listen',
-    message: /HOST:PORT/,
+    message: 'must be HOST:PORT: write e.g. 127.0.0.1:8642',
+    got: '"127.0.0.1"',
+  },
+  {
+    name: 'negative grace',
+    yaml: `${D}\nhealth: { initializingGraceSec: -1 }`,
+    path: 'health.initializingGraceSec',
+    message: 'must be at least 0: raise it',
+    got: '-1',
   },
   {
     name: 'unknown check id',
-    yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p } }\nhealth: { unhealthyOn: [dns] }',
+    yaml: `${D}\nhealth: { unhealthyOn: [dns] }`,
     path: 'health.unhealthyOn[0]',
-    message: /check ids/,
+    message: `must be a check id: use one of ${CHECK_IDS}`,
+    got: '"dns"',
+  },
+  {
+    name: 'schedule for an unknown check',
+    yaml: `${D}\nhealth: { checks: { dns: { enabled: false } } }`,
+    path: 'health.checks.dns',
+    message: `unknown key: remove it or fix its spelling (known here: ${CHECK_IDS})`,
+  },
+  {
+    name: 'bad cron schedule',
+    yaml: `${D}\nhealth: { checks: { clock: { schedule: every minute } } }`,
+    path: 'health.checks.clock.schedule',
+    message: 'must be a cron schedule with 5 or 6 fields: write e.g. "*/30 * * * * *" (in quotes)',
+    got: '"every minute"',
+  },
+  {
+    name: 'repair switch as a string',
+    yaml: `${D}\nrepair: { enabled: "off" }`,
+    path: 'repair.enabled',
+    message: 'must be true or false, not text: write true or false without quotes',
+    got: '"off"',
+  },
+  {
+    name: 'scheduled events polled too rarely',
+    yaml: `${D}\nscheduledEvents: { pollSec: 600 }`,
+    path: 'scheduledEvents.pollSec',
+    message: 'must be at most 300: lower it',
+    got: '600',
+  },
+  {
+    name: 'identity client id as a number',
+    yaml: `identity: { clientId: 5 }\n${D}`,
+    path: 'identity.clientId',
+    message:
+      'must be text, not a number: write it in quotes (the client id (a GUID) of a user-assigned managed identity attached to the VM)',
+    got: '5',
   },
   {
     name: 'bad identity client id',
-    yaml: 'identity: { clientId: my-identity }\ndomain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p } }',
+    yaml: `identity: { clientId: my-identity }\n${D}`,
     path: 'identity.clientId',
-    message: /GUID/,
+    message: 'must be a client id (a GUID): copy the client id of a user-assigned managed identity attached to the VM',
+    got: '"my-identity"',
   },
   {
     name: 'IMDS endpoint not a URL',
-    yaml: 'azure: { imdsEndpoint: "169.254.169.254" }\ndomain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p } }',
+    yaml: `azure: { imdsEndpoint: "169.254.169.254" }\n${D}`,
     path: 'azure.imdsEndpoint',
-    message: /http\(s\) URL/,
+    message: 'must be an http(s) URL: write the URL of the Instance Metadata Service, e.g. http://169.254.169.254',
+    got: '"169.254.169.254"',
+  },
+  {
+    name: 'unknown log level',
+    yaml: `${D}\nlogging: { level: verbose }`,
+    path: 'logging.level',
+    message: 'must be error, warn, info or debug: pick one',
+    got: '"verbose"',
   },
   {
     name: 'duplicate YAML key',
-    yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p } }\ndomain: {}',
+    yaml: `${D}\ndomain: {}`,
     path: '',
-    message: /YAML syntax.*line 2/,
+    message: 'YAML syntax: Map keys must be unique at line 2, column 1: keep one of the two keys (merge their contents)',
   },
 ];
 
-t.test('bad configs name the key path, the problem and the fix', async (t) => {
+t.test('bad configs name the key path, the problem, the fix and the offending value', async (t) => {
   t.ok(cases.length >= 20, 'at least 20 cases');
   for (const c of cases) {
     const issues = issuesOf(c.yaml);
     const hit = issues.find((i) => i.path === c.path);
-    t.ok(hit, `${c.name}: an issue at "${c.path}" (got ${JSON.stringify(issues.map((i) => i.path))})`);
+    t.ok(hit, `${c.name}: an issue at "${c.path}" (got ${JSON.stringify(issues)})`);
     if (!hit) continue;
-    t.match(hit.message, c.message, `${c.name}: message`);
-    if (c.got !== undefined) t.equal(hit.got, c.got, `${c.name}: offending value shown`);
+    t.equal(hit.message, c.message, `${c.name}: message`);
+    t.equal(hit.got, c.got, `${c.name}: offending value ${c.got === undefined ? 'not shown' : 'shown'}`);
   }
+});
+
+t.test('every problem of a config is listed, each once, in document order', async (t) => {
+  const yaml = [
+    'domain:',
+    '  name: CONTOSO',
+    '  joinUser: j',
+    '  joinPassword: { keyVault: { vaultUrl: "not a url", name: x } }',
+    '  computerName: ABCDEFGHIJKLMNOP',
+    'share: { account: acct1, name: ws1, key: { armListKeys: { subscriptionId: x, resourceGroup: rg } } }',
+    'workspace: { minUid: 1.5, createHome: "yes" }',
+    'repair: { maxAttempts: 0 }',
+    'healthz: {}',
+  ].join('\n');
+  t.same(
+    issuesOf(yaml).map((i) => i.path),
+    [
+      'domain.name',
+      'domain.joinPassword.keyVault.vaultUrl',
+      'domain.computerName',
+      'share.key.armListKeys.subscriptionId',
+      'workspace.minUid',
+      'workspace.createHome',
+      'repair.maxAttempts',
+      'healthz',
+    ],
+  );
 });
 
 t.test('secret values never appear in error output', async (t) => {
@@ -262,6 +520,9 @@ t.test('secret values never appear in error output', async (t) => {
     'domain: { name: c.com, joinUser: j, joinPassword: hunter2-secret }',
     'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p } }\nshare: { account: acct1, name: ws1, key: "c2VjcmV0a2V5c2VjcmV0" }',
     'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p, value: hunter2-secret } }',
+    'domain: { name: c.com, joinUser: j, joinPassword: [hunter2-secret] }',
+    'domain: { name: c.com, joinUser: j, oneTimePassword: hunter2-secret }',
+    'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p } }\nshare: { account: acct1, name: ws1, key: { file: /etc/k }, options: ["password=hunter2-secret"] }',
   ]) {
     let text = '';
     try {
@@ -275,5 +536,8 @@ t.test('secret values never appear in error output', async (t) => {
 });
 
 t.test('an empty file says what to write', async (t) => {
-  t.match(issuesOf('')[0]?.message ?? '', /is empty/);
+  t.same(issuesOf(''), [
+    { path: '', message: 'is empty: write at least domain.name and the join secret (see /usr/share/dsvm-agent/config.example.yaml)' },
+  ]);
+  t.same(issuesOf('# only a comment\n'), issuesOf(''));
 });
