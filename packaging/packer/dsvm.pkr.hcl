@@ -93,10 +93,20 @@ build {
 
   provisioner "shell" {
     execute_command = "chmod +x {{ .Path }}; sudo sh -eu {{ .Path }}"
-    # Last: remove what the agent may have left (a test config, a join made
-    # while trying the image by hand, credentials, state) so the captured image
-    # has no identity, then let the Azure agent generalize the VM.
+    # Last: stop the daemon (started if someone tried the image by hand), then
+    # remove what the agent may have left (a join and its keytab, the share's
+    # mount units and credentials, the state) so the captured image has no
+    # identity, then let the Azure agent generalize the VM. deprovision stops
+    # the daemon as well; the explicit stop puts it in the build log before
+    # anything is removed. --yes: there is no terminal to confirm on.
+    #
+    # /etc/dsvm-agent/config.yaml stays on purpose: an image may carry its
+    # config (each VM then joins with it), or cloud-init writes it at first
+    # boot. If one was only put here to try the image, add
+    # "rm -f /etc/dsvm-agent/config.yaml" after deprovision (and any secret
+    # file it names: an image should reference Key Vault instead).
     inline = [
+      "systemctl stop dsvm-agent.service",
       "dsvm-agent deprovision --yes",
       "/usr/sbin/waagent -deprovision+user -force",
       "export HISTSIZE=0",

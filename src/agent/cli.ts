@@ -95,7 +95,7 @@ export function buildProgram(exit: (code: number) => void, io: CliOutput = proce
     .command('deprovision')
     .description('undo for image capture: remove join, mount credentials, config written by the agent and state')
     .option('--leave-domain', 'also delete this computer account from the domain')
-    .option('-y, --yes', 'do not ask for confirmation on a terminal')
+    .option('-y, --yes', 'act without asking (required when stdin is not a terminal)')
     .action(action(async () => (await import('./commands/deprovision.js')).deprovisionCommand));
 
   const config = program.command('config').description('configuration commands');

@@ -248,7 +248,7 @@ async function main(): Promise<void> {
       'the second finds it held by a live VM and takes its first alternate',
     );
     for (const client of ['c3', 'c2'])
-      await must(t, `deprovision ${client}`, clientExec(client, [AGENT, '--config', CONFIG, 'deprovision', '--leave-domain']));
+      await must(t, `deprovision ${client}`, clientExec(client, [AGENT, '--config', CONFIG, 'deprovision', '--leave-domain', '--yes']));
     for (const n of names) t.same(await computerObject(n), {}, `${n} deleted from AD by --leave-domain`);
   });
 
@@ -283,11 +283,11 @@ async function main(): Promise<void> {
       `joined under its first alternate (${name}), not ${primary}`,
     );
     t.same(await computerObject(primary), before, 'the disabled object is untouched');
-    await must(t, 'deprovision c2', clientExec('c2', [AGENT, '--config', CONFIG, 'deprovision', '--leave-domain']));
+    await must(t, 'deprovision c2', clientExec('c2', [AGENT, '--config', CONFIG, 'deprovision', '--leave-domain', '--yes']));
   });
 
   t.test('deprovision --leave-domain removes every trace', async (t) => {
-    const r = await must(t, 'deprovision', clientExec(C1, [AGENT, '--config', CONFIG, 'deprovision', '--leave-domain']));
+    const r = await must(t, 'deprovision', clientExec(C1, [AGENT, '--config', CONFIG, 'deprovision', '--leave-domain', '--yes']));
     t.match(r.stdout, /computer account/);
     t.same(await computerObject(expected), {}, 'computer object deleted');
     const left = await sh(
@@ -296,6 +296,25 @@ async function main(): Promise<void> {
     );
     t.notMatch(left.stdout, /sssd\.conf|krb5\.keytab|sudoers|10-dsvm-agent/, 'agent files gone');
     t.notMatch(left.stdout, /:[1-9]/, 'no marked block left');
+
+    // Image capture may run it twice (by hand, then from Packer): the second
+    // run finds nothing and changes nothing.
+    const tree = "find /etc /var/lib/dsvm-agent -xdev -printf '%p %m %s %T@\\n' 2>/dev/null | sort | md5sum";
+    const before = (await sh(C1, tree)).stdout;
+    const again = await must(t, 'deprovision again', clientExec(C1, [AGENT, '--config', CONFIG, 'deprovision', '--yes']));
+    t.notMatch(again.stdout, /^- /m, 'second run removes nothing');
+    t.match(again.stdout, /nothing was left to remove/);
+    t.equal((await sh(C1, tree)).stdout, before, 'second run: /etc and the state trees unchanged');
+
+    // And the captured image's first boot runs every task again.
+    const plan = await must(t, 'plan after deprovision', clientExec(C1, [AGENT, '--config', CONFIG, 'plan', '--json']));
+    const entries = (JSON.parse(plan.stdout) as { tasks: Array<{ id: string; status: string; pending?: boolean }> }).tasks;
+    const running = entries.filter((e) => e.status !== 'skipped');
+    t.ok(running.length >= 2, `tasks that run: ${running.map((e) => e.id).join(', ')}`);
+    t.ok(
+      running.every((e) => e.pending === true),
+      `every first-boot task pending: ${JSON.stringify(running.map((e) => [e.id, e.status, e.pending]))}`,
+    );
   });
 }
 
