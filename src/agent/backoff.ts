@@ -1,4 +1,4 @@
-/** Retry policy for transient failures: exponential, capped, with full jitter. */
+/** Retry policy for transient failures: exponential, capped, with equal jitter (see backoffDelay). */
 export interface BackoffPolicy {
   /** First delay before jitter, ms. */
   initialMs: number;
@@ -35,9 +35,10 @@ export const leaveBackoff: BackoffPolicy = {
 };
 
 /**
- * Delay before retry number `attempt` (1 = the first retry). Full jitter
+ * Delay before retry number `attempt` (1 = the first retry). Equal jitter
  * (uniform in [ceiling/2, ceiling]) keeps a whole scale set booting at once
- * from hammering the DC in lock-step, while the lower half-bound keeps the
+ * from hammering the DC in lock-step, while the lower half-bound, unlike full
+ * jitter's [0, ceiling], keeps a retry from coming back at once and the
  * schedule predictable enough to reason about.
  */
 export function backoffDelay(policy: BackoffPolicy, attempt: number, random: () => number = Math.random): number {

@@ -43,7 +43,8 @@ export function configPath(opts: GlobalOptions, paths: Paths): string {
 
 /**
  * Build a full task context: config, state for this VM id, doors to the
- * system. Reading the state never writes it: `plan` uses this too.
+ * system. Reading the state never writes it, except that a corrupt file is
+ * moved aside; with `readOnly` (`plan`, `status`) not even that.
  */
 export async function createTaskContext(
   base: Base,
@@ -53,6 +54,8 @@ export async function createTaskContext(
     imds?: ImdsClient;
     clock?: TaskContext['clock'];
     offline?: boolean;
+    /** Never touch the state file (`plan`, `status`): a corrupt one is read as empty and left in place. */
+    readOnly?: boolean;
     /** Run Azure SDK calls in child processes (the daemon). */
     azureChild?: AzureChild;
   } = {},
@@ -61,7 +64,7 @@ export async function createTaskContext(
   const store = new StateStore(base.paths.stateFile, base.log.child('state'));
   // Offline (deprovision in an image build chroot): never ask IMDS, which is not there.
   const ids = extra.offline ? {} : await resolveVmIds({ imds, paths: base.paths, log: base.log });
-  const { state, newVm } = await store.forVm(ids);
+  const { state, newVm } = await store.forVm(ids, { readOnly: extra.readOnly ?? false });
   const cache = new Map<string, Promise<string>>();
   const secret = (ref: SecretRef, keyPath: string): Promise<string> => {
     const key = JSON.stringify(ref);

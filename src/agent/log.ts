@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import winston from 'winston';
 import Transport from 'winston-transport';
 import type { Redactor } from './redact.js';
@@ -13,6 +14,25 @@ export interface Logger {
   /** A logger whose lines name `task`. */
   child(task: string): Logger;
 }
+
+/**
+ * The task whose work is running, for lines logged on its behalf by code that
+ * holds only the process logger (a task's own code, the command runner).
+ * Tasks keep per-run facts in WeakMaps keyed by their context object
+ * (preflight's DC for the join, the resolved storage key), so a task must get
+ * the same context object, not a copy with its own logger: the task's name
+ * travels with the async call chain instead.
+ */
+const taskScope = new AsyncLocalStorage<string>();
+
+/** Run `work` so that its lines, and those of the commands it runs, name `task`. */
+export function inTask<T>(task: string, work: () => Promise<T>): Promise<T> {
+  return taskScope.run(task, work);
+}
+
+/** Loggers whose lines take the running task's name: the process logger and the command runner's. */
+const generic = new Set<string | undefined>([undefined, 'run']);
+const SCOPE_KEY = 'taskScope';
 
 /** journald reads a leading "<N>" on stderr lines as the syslog priority (sd-daemon(3)). */
 const journaldPriority: Record<string, number> = { error: 3, warn: 4, info: 6, debug: 7 };
@@ -37,7 +57,7 @@ class LineTransport extends Transport {
 }
 
 function formatMeta(meta: Record<string, unknown>): string {
-  const keys = Object.keys(meta).filter((k) => !['level', 'message', 'task', 'timestamp'].includes(k));
+  const keys = Object.keys(meta).filter((k) => !['level', 'message', 'task', 'timestamp', SCOPE_KEY].includes(k));
   if (keys.length === 0) return '';
   return ' ' + keys.map((k) => `${k}=${typeof meta[k] === 'string' ? JSON.stringify(meta[k]) : JSON.stringify(meta[k])}`).join(' ');
 }
@@ -48,8 +68,9 @@ export function createLogger(opts: LoggerOptions): Logger {
   const write = opts.write ?? ((line: string) => process.stderr.write(line + '\n'));
   const redactor = opts.redactor;
   const line = winston.format.printf((info) => {
-    const { level, message, task } = info as { level: string; message: unknown; task?: string };
-    const body = `${task ?? 'agent'}: ${String(message)}${formatMeta(info as Record<string, unknown>)}`;
+    const { level, message, task, [SCOPE_KEY]: scoped } = info as { level: string; message: unknown; task?: string; taskScope?: string };
+    const name = generic.has(task) ? (scoped ?? task ?? 'agent') : task;
+    const body = `${name}: ${String(message)}${formatMeta(info as Record<string, unknown>)}`;
     const text = redactor.redact(body);
     if (journald) return `<${journaldPriority[level] ?? 6}>${text}`;
     const time = new Date().toISOString().slice(11, 23);
@@ -61,11 +82,16 @@ export function createLogger(opts: LoggerOptions): Logger {
     format: line,
     transports: [new LineTransport(write)],
   });
+  // The task is read when the line is logged: winston may format it later, outside the task's async context.
+  const withScope = (meta: Record<string, unknown> | undefined): Record<string, unknown> => {
+    const scoped = taskScope.getStore();
+    return scoped === undefined ? (meta ?? {}) : { ...meta, [SCOPE_KEY]: scoped };
+  };
   const wrap = (w: winston.Logger): Logger => ({
-    error: (m, meta) => void w.error(m, meta ?? {}),
-    warn: (m, meta) => void w.warn(m, meta ?? {}),
-    info: (m, meta) => void w.info(m, meta ?? {}),
-    debug: (m, meta) => void w.debug(m, meta ?? {}),
+    error: (m, meta) => void w.error(m, withScope(meta)),
+    warn: (m, meta) => void w.warn(m, withScope(meta)),
+    info: (m, meta) => void w.info(m, withScope(meta)),
+    debug: (m, meta) => void w.debug(m, withScope(meta)),
     child: (task) => wrap(w.child({ task })),
   });
   return wrap(base);

@@ -1,4 +1,4 @@
-import { execa } from 'execa';
+import { execa, type Result } from 'execa';
 import type { Logger } from './log.js';
 import type { Redactor } from './redact.js';
 
@@ -35,6 +35,68 @@ const DEFAULT_TIMEOUT_MS = 120_000;
 /** Extra time to wait for pipes to close after the kill before giving up on the child. */
 const KILL_GRACE_MS = 2_000;
 
+/**
+ * Process groups of children still running. Children lead their own group
+ * so a deadline can kill what they started too (a mount helper stuck on a
+ * dead share, `sh -c` and its grandchild); the price is that execa's
+ * clean-up on exit skips detached children, so the agent kills these groups
+ * itself when it exits.
+ */
+const liveGroups = new Set<number>();
+const stopSignals = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
+
+/** SIGKILL a whole group; one that already ended (ESRCH) is fine. */
+function killGroup(pgid: number): void {
+  try {
+    process.kill(-pgid, 'SIGKILL');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+  }
+}
+
+function killLiveGroups(): void {
+  for (const pgid of liveGroups) {
+    try {
+      killGroup(pgid);
+    } catch {
+      // Exiting: nothing left to report to, and the other groups still need their kill.
+    }
+  }
+}
+
+/**
+ * A stop signal while children run. When the agent handles the signal itself
+ * (the daemon's orderly stop), its children die at its exit, not now. When
+ * nothing else does, the process would die of the signal without an 'exit'
+ * event: kill the groups, then die of the same signal, as signal-exit does
+ * for execa's own clean-up.
+ */
+function onStopSignal(signal: NodeJS.Signals): void {
+  if (process.listenerCount(signal) > 1) return;
+  killLiveGroups();
+  liveGroups.clear();
+  unhookExit();
+  process.kill(process.pid, signal);
+}
+
+function hookExit(): void {
+  process.on('exit', killLiveGroups);
+  for (const s of stopSignals) process.on(s, onStopSignal);
+}
+
+function unhookExit(): void {
+  process.off('exit', killLiveGroups);
+  for (const s of stopSignals) process.off(s, onStopSignal);
+}
+
+function trackGroup(pgid: number): () => void {
+  if (liveGroups.size === 0) hookExit();
+  liveGroups.add(pgid);
+  return () => {
+    if (liveGroups.delete(pgid) && liveGroups.size === 0) unhookExit();
+  };
+}
+
 /** The environment every child gets: predictable output (C locale), no inherited secrets. */
 export function childEnv(extra: Record<string, string> = {}): Record<string, string> {
   return {
@@ -48,59 +110,83 @@ export function childEnv(extra: Record<string, string> = {}): Record<string, str
 /** Build the runner on execa. */
 export function createRunner(deps: { log: Logger; redactor: Redactor }): Runner {
   const log = deps.log.child('run');
-  return async (req) => {
-    const args = [...(req.args ?? [])];
-    const shown = deps.redactor.redact([req.file, ...args].join(' '));
-    const timeoutMs = req.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    const started = Date.now();
-    log.debug(`exec ${shown}`, req.input === undefined ? {} : { stdin: `${req.input.length} bytes` });
-    const child = execa(req.file, args, {
-      input: req.input ?? '',
-      reject: false,
-      timeout: timeoutMs,
-      killSignal: 'SIGKILL',
-      forceKillAfterDelay: false,
-      extendEnv: false,
-      env: childEnv(req.env),
-      stripFinalNewline: false,
-      encoding: 'utf8',
-      ...(req.cwd === undefined ? {} : { cwd: req.cwd }),
-      ...(req.uid === undefined ? {} : { uid: req.uid }),
-      ...(req.gid === undefined ? {} : { gid: req.gid }),
-      cleanup: true,
-      maxBuffer: 16 * 1024 * 1024,
-    });
-    // A grandchild that inherited our pipes can keep execa waiting after the
-    // kill; the backstop returns anyway so no caller ever hangs.
-    let backstop: NodeJS.Timeout | undefined;
-    const late = new Promise<'late'>((resolve) => {
-      backstop = setTimeout(() => resolve('late'), timeoutMs + KILL_GRACE_MS);
-    });
-    const outcome = await Promise.race([child, late]);
-    clearTimeout(backstop);
-    const durationMs = Date.now() - started;
-    if (outcome === 'late') {
+  return (req) => runOnce(req, log, deps.redactor);
+}
+
+function execaOptions(req: RunRequest) {
+  return {
+    input: req.input ?? '',
+    reject: false,
+    // Its own process group (and session: no controlling terminal to prompt on), so the deadline reaches grandchildren.
+    detached: true,
+    killSignal: 'SIGKILL',
+    forceKillAfterDelay: false,
+    extendEnv: false,
+    env: childEnv(req.env),
+    stripFinalNewline: false,
+    encoding: 'utf8',
+    ...(req.cwd === undefined ? {} : { cwd: req.cwd }),
+    ...(req.uid === undefined ? {} : { uid: req.uid }),
+    ...(req.gid === undefined ? {} : { gid: req.gid }),
+    maxBuffer: 16 * 1024 * 1024,
+  } as const;
+}
+
+async function runOnce(req: RunRequest, log: Logger, redactor: Redactor): Promise<RunResult> {
+  const args = [...(req.args ?? [])];
+  const shown = redactor.redact([req.file, ...args].join(' '));
+  const timeoutMs = req.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const started = Date.now();
+  log.debug(`exec ${shown}`, req.input === undefined ? {} : { stdin: `${req.input.length} bytes` });
+  const child = execa(req.file, args, execaOptions(req));
+  const pgid = child.pid;
+  const untrack = pgid === undefined ? () => undefined : trackGroup(pgid);
+  child.then(untrack, untrack);
+  let timedOut = false;
+  const deadline = setTimeout(() => {
+    timedOut = true;
+    try {
+      if (pgid === undefined) throw new Error('no process id');
+      killGroup(pgid);
+    } catch (err) {
+      // Thrown from a timer this would end the agent: kill at least the child itself.
+      log.warn(`could not kill the process group of ${shown}: ${(err as Error).message}`);
       child.kill('SIGKILL');
-      log.warn(`timed out after ${timeoutMs} ms and did not exit: ${shown}`);
-      return { exitCode: null, signal: 'SIGKILL', stdout: '', stderr: '', timedOut: true, startError: null, durationMs };
     }
-    const r = outcome;
-    const startError = r.exitCode === undefined && r.signal === undefined && !r.timedOut && r.failed ? (r.code ?? r.shortMessage) : null;
-    const result: RunResult = {
-      exitCode: r.exitCode ?? null,
-      signal: r.signal ?? null,
-      stdout: typeof r.stdout === 'string' ? r.stdout : '',
-      stderr: typeof r.stderr === 'string' ? r.stderr : '',
-      timedOut: r.timedOut,
-      startError: startError ?? null,
-      durationMs,
-    };
-    log.debug(
-      `done ${req.file} exit=${result.exitCode ?? 'none'}${result.signal ? ` signal=${result.signal}` : ''}${
-        result.timedOut ? ' timed-out' : ''
-      } in ${durationMs} ms`,
-    );
-    return result;
+  }, timeoutMs);
+  // A child in uninterruptible sleep (D state on a dead CIFS share) outlives
+  // even SIGKILL; the backstop returns anyway so no caller ever hangs.
+  let backstop: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => {
+    backstop = setTimeout(() => resolve('late'), timeoutMs + KILL_GRACE_MS);
+  });
+  const outcome = await Promise.race([child, late]);
+  clearTimeout(deadline);
+  clearTimeout(backstop);
+  const durationMs = Date.now() - started;
+  if (outcome === 'late') {
+    log.warn(`timed out after ${timeoutMs} ms and did not exit after SIGKILL: ${shown}`);
+    return { exitCode: null, signal: null, stdout: '', stderr: '', timedOut: true, startError: null, durationMs };
+  }
+  const result = resultOf(outcome, timedOut, durationMs);
+  log.debug(
+    `done ${req.file} exit=${result.exitCode ?? 'none'}${result.signal ? ` signal=${result.signal}` : ''}${
+      result.timedOut ? ' timed-out' : ''
+    } in ${durationMs} ms`,
+  );
+  return result;
+}
+
+function resultOf(r: Result<ReturnType<typeof execaOptions>>, timedOut: boolean, durationMs: number): RunResult {
+  const startError = r.exitCode === undefined && r.signal === undefined && r.failed && !timedOut ? (r.code ?? r.shortMessage) : null;
+  return {
+    exitCode: r.exitCode ?? null,
+    signal: r.signal ?? null,
+    stdout: typeof r.stdout === 'string' ? r.stdout : '',
+    stderr: typeof r.stderr === 'string' ? r.stderr : '',
+    timedOut,
+    startError: startError ?? null,
+    durationMs,
   };
 }
 

@@ -1,5 +1,6 @@
 import { mkdir, readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
+import { permanent } from './errors.js';
 import { writeFileAtomic } from './fsutil.js';
 import type { Logger } from './log.js';
 import { primaryVmId, sameVm, type VmIds } from './vm-id.js';
@@ -26,34 +27,83 @@ export function emptyState(vmId: string, vmIdSource: string): AgentState {
   return { version: 1, vmId, vmIdSource, tasks: {}, facts: {} };
 }
 
-/** Reads and writes state.json atomically; a corrupt file is moved aside, never fatal. */
+/** Why `text` is not a state file, or the state it holds. */
+function parseState(text: string): AgentState | { problem: string } {
+  try {
+    const data = JSON.parse(text) as AgentState;
+    if (data?.version !== 1 || typeof data.vmId !== 'string' || typeof data.tasks !== 'object' || data.tasks === null) {
+      return { problem: 'unexpected shape' };
+    }
+    data.facts ??= {};
+    return data;
+  } catch (err) {
+    return { problem: (err as Error).message };
+  }
+}
+
+/** The fix for a state file the agent cannot read or move, by errno. */
+function fileFix(file: string, code: string | undefined): string {
+  switch (code) {
+    case 'EACCES':
+    case 'EPERM':
+      return `run dsvm-agent as root (${path.dirname(file)} is root-only)`;
+    case 'EISDIR':
+      return `${file} is a directory: remove it (the agent recreates the file)`;
+    case 'EROFS':
+      return `${path.dirname(file)} is on a read-only file system: make it writable`;
+    default:
+      return `check ${file} and ${path.dirname(file)} (root-owned, mode 0700), or remove ${file} to start afresh`;
+  }
+}
+
+/**
+ * Reads and writes state.json atomically. A corrupt file is moved aside,
+ * never fatal; a read-only store (`plan`, `status`) leaves it where it is.
+ */
 export class StateStore {
   constructor(
     private readonly file: string,
     private readonly log: Logger,
   ) {}
 
-  async read(): Promise<AgentState | undefined> {
+  /** The state on disk, or undefined when there is none (or it is corrupt). */
+  async read(opts: { readOnly?: boolean } = {}): Promise<AgentState | undefined> {
     let text: string;
     try {
       text = await readFile(this.file, 'utf8');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return undefined;
+      throw permanent(`cannot read the state file ${this.file} (${code ?? (err as Error).message})`, {
+        fix: fileFix(this.file, code),
+        reason: 'state-unreadable',
+        cause: err,
+      });
     }
-    try {
-      const data = JSON.parse(text) as AgentState;
-      if (data?.version !== 1 || typeof data.vmId !== 'string' || typeof data.tasks !== 'object' || data.tasks === null) {
-        throw new Error('unexpected shape');
-      }
-      data.facts ??= {};
-      return data;
-    } catch (err) {
-      const aside = `${this.file}.corrupt-${new Date().toISOString().replace(/[:.]/g, '')}`;
-      await rename(this.file, aside);
-      this.log.warn(`state file ${this.file} was corrupt (${(err as Error).message}); moved aside to ${aside}, starting afresh`);
+    const parsed = parseState(text);
+    if (!('problem' in parsed)) return parsed;
+    if (opts.readOnly) {
+      this.log.warn(
+        `state file ${this.file} is corrupt (${parsed.problem}); read as empty and left in place (the next provision moves it aside)`,
+      );
       return undefined;
     }
+    const aside = `${this.file}.corrupt-${new Date().toISOString().replace(/[:.]/g, '')}`;
+    try {
+      await rename(this.file, aside);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw permanent(
+        `state file ${this.file} is corrupt (${parsed.problem}) and could not be moved aside to ${aside} (${code ?? (err as Error).message})`,
+        {
+          fix: `${fileFix(this.file, code)}; or move ${this.file} away by hand`,
+          reason: 'state-corrupt',
+          cause: err,
+        },
+      );
+    }
+    this.log.warn(`state file ${this.file} was corrupt (${parsed.problem}); moved aside to ${aside}, starting afresh`);
+    return undefined;
   }
 
   async write(state: AgentState): Promise<void> {
@@ -64,9 +114,10 @@ export class StateStore {
   /**
    * Load the state for this VM. A state from another VM id means the image
    * was captured and booted as a new VM: first boot starts again.
+   * `readOnly` never touches the file, even a corrupt one.
    */
-  async forVm(ids: VmIds): Promise<{ state: AgentState; newVm: boolean; previousVmId?: string }> {
-    const current = await this.read();
+  async forVm(ids: VmIds, opts: { readOnly?: boolean } = {}): Promise<{ state: AgentState; newVm: boolean; previousVmId?: string }> {
+    const current = await this.read(opts);
     const { vmId, source } = primaryVmId(ids);
     if (current) {
       const known: VmIds = current.vmIds ?? { [current.vmIdSource]: current.vmId };

@@ -2,7 +2,7 @@ import type { Config, SecretRef } from './config-schema.js';
 import type { ImdsClient } from './azure/imds.js';
 import type { AzureChild } from './azure/child.js';
 import { AgentError, messageOf } from './errors.js';
-import type { Logger } from './log.js';
+import { inTask, type Logger } from './log.js';
 import type { Paths } from './paths.js';
 import type { Redactor } from './redact.js';
 import type { Runner } from './runner.js';
@@ -71,61 +71,67 @@ function asAgentError(err: unknown): AgentError {
  * Run tasks in order: check, apply what differs, check again to prove it
  * converged. Transient failures retry the task with backoff; a permanent
  * failure stops the list there, so later tasks never run on a half-made base.
+ * Every line logged during a task names it, its commands' lines included.
  */
 export async function runTasks(tasks: readonly Task[], ctx: TaskContext, opts: RunTasksOptions): Promise<TaskOutcome[]> {
   const outcomes: TaskOutcome[] = [];
   for (const task of tasks) {
-    const log = ctx.log.child(task.id);
-    const skip = task.skip?.(ctx);
-    if (skip !== undefined) {
-      log.info(`skipped: ${skip}`);
-      outcomes.push({ id: task.id, status: 'skipped', reason: skip });
-      continue;
-    }
-    const started = ctx.clock.now();
-    let attempts = 0;
-    for (;;) {
-      attempts++;
-      opts.onTask?.(task, attempts);
-      try {
-        const found = await task.check(ctx);
-        for (const w of found.warnings ?? []) log.warn(w);
-        if (found.changes.length === 0) {
-          log.info('up to date');
-          outcomes.push({ id: task.id, status: 'ok', changed: false, changes: [], attempts, warnings: found.warnings ?? [] });
-          ctx.state.tasks[task.id] = {
-            ...ctx.state.tasks[task.id],
-            appliedAt: ctx.state.tasks[task.id]?.appliedAt ?? new Date(ctx.clock.now()).toISOString(),
-          };
-          delete ctx.state.tasks[task.id]?.lastError;
-          break;
-        }
-        for (const c of found.changes) log.info(`will change: ${c}`);
-        await task.apply(ctx, found);
-        const after = await task.check(ctx);
-        if (after.changes.length > 0) {
-          throw new AgentError('permanent', `still differs after apply: ${after.changes.join('; ')}`, { reason: 'not-converged' });
-        }
-        log.info('done');
-        ctx.state.tasks[task.id] = { appliedAt: new Date(ctx.clock.now()).toISOString() };
-        outcomes.push({ id: task.id, status: 'ok', changed: true, changes: found.changes, attempts, warnings: found.warnings ?? [] });
-        break;
-      } catch (err) {
-        const error = asAgentError(err);
-        ctx.state.tasks[task.id] = { ...ctx.state.tasks[task.id], lastError: error.describe() };
-        const delay = backoffDelay(opts.backoff, attempts, opts.random);
-        if (error.kind === 'transient' && mayRetry(opts.backoff, attempts, ctx.clock.now() - started, delay)) {
-          log.warn(`attempt ${attempts} failed, retrying in ${(delay / 1000).toFixed(1)} s: ${error.describe()}`);
-          await ctx.clock.sleep(delay);
-          continue;
-        }
-        log.error(`failed${attempts > 1 ? ` after ${attempts} attempts` : ''}: ${error.describe()}`);
-        outcomes.push({ id: task.id, status: 'failed', error, attempts });
-        return outcomes;
-      }
-    }
+    const outcome = await inTask(task.id, () => runTask(task, ctx, opts));
+    outcomes.push(outcome);
+    if (outcome.status === 'failed') break;
   }
   return outcomes;
+}
+
+async function runTask(task: Task, ctx: TaskContext, opts: RunTasksOptions): Promise<TaskOutcome> {
+  const log = ctx.log.child(task.id);
+  const skip = task.skip?.(ctx);
+  if (skip !== undefined) {
+    log.info(`skipped: ${skip}`);
+    return { id: task.id, status: 'skipped', reason: skip };
+  }
+  const started = ctx.clock.now();
+  for (let attempts = 1; ; attempts++) {
+    opts.onTask?.(task, attempts);
+    try {
+      return await checkAndApply(task, ctx, log, attempts);
+    } catch (err) {
+      const error = asAgentError(err);
+      // A child's stderr can reach the message (summarize()): the state file must not keep a secret it echoed.
+      ctx.state.tasks[task.id] = { ...ctx.state.tasks[task.id], lastError: ctx.redactor.redact(error.describe()) };
+      const delay = backoffDelay(opts.backoff, attempts, opts.random);
+      if (error.kind === 'transient' && mayRetry(opts.backoff, attempts, ctx.clock.now() - started, delay)) {
+        log.warn(`attempt ${attempts} failed, retrying in ${(delay / 1000).toFixed(1)} s: ${error.describe()}`);
+        await ctx.clock.sleep(delay);
+        continue;
+      }
+      log.error(`failed${attempts > 1 ? ` after ${attempts} attempts` : ''}: ${error.describe()}`);
+      return { id: task.id, status: 'failed', error, attempts };
+    }
+  }
+}
+
+/** One attempt: check, apply what differs, check again. Throws what failed. */
+async function checkAndApply(task: Task, ctx: TaskContext, log: Logger, attempts: number): Promise<TaskOutcome> {
+  const found = await task.check(ctx);
+  const warnings = found.warnings ?? [];
+  for (const w of warnings) log.warn(w);
+  if (found.changes.length === 0) {
+    log.info('up to date');
+    const previous = ctx.state.tasks[task.id];
+    ctx.state.tasks[task.id] = { ...previous, appliedAt: previous?.appliedAt ?? new Date(ctx.clock.now()).toISOString() };
+    delete ctx.state.tasks[task.id]?.lastError;
+    return { id: task.id, status: 'ok', changed: false, changes: [], attempts, warnings };
+  }
+  for (const c of found.changes) log.info(`will change: ${c}`);
+  await task.apply(ctx, found);
+  const after = await task.check(ctx);
+  if (after.changes.length > 0) {
+    throw new AgentError('permanent', `still differs after apply: ${after.changes.join('; ')}`, { reason: 'not-converged' });
+  }
+  log.info('done');
+  ctx.state.tasks[task.id] = { appliedAt: new Date(ctx.clock.now()).toISOString() };
+  return { id: task.id, status: 'ok', changed: true, changes: found.changes, attempts, warnings };
 }
 
 /**
@@ -158,34 +164,44 @@ export async function retryTransient<T>(
 /** What `plan` prints per task: its check result, nothing applied. */
 export type PlanEntry =
   | { id: string; description: string; status: 'skipped'; reason: string }
-  | { id: string; description: string; status: 'up-to-date' | 'would-change'; changes: string[]; warnings: string[] }
-  | { id: string; description: string; status: 'unknown'; error: string };
+  | {
+      id: string;
+      description: string;
+      status: 'up-to-date' | 'would-change';
+      changes: string[];
+      warnings: string[];
+      /** First boot is not recorded done: the task runs at the next provision, whatever its check says now. */
+      pending?: true;
+    }
+  | { id: string; description: string; status: 'unknown'; error: string; pending?: true };
 
 /**
  * Check every task without applying anything. A later task's check may depend
  * on an earlier task's result (a mount needs the join's config): it reports
- * what it can see now, and plan says so.
+ * what it can see now, and plan says so. Until first boot is recorded done
+ * (a new VM, or after `deprovision`) every task that is not skipped is
+ * pending: provision runs it, and a check often cannot tell yet (preflight
+ * never reports changes; the join cannot ask a DC it has not found).
  */
 export async function planTasks(tasks: readonly Task[], ctx: TaskContext): Promise<PlanEntry[]> {
+  const pending = ctx.state.firstBootCompletedAt === undefined;
   const out: PlanEntry[] = [];
-  for (const task of tasks) {
-    const skip = task.skip?.(ctx);
-    if (skip !== undefined) {
-      out.push({ id: task.id, description: task.description, status: 'skipped', reason: skip });
-      continue;
-    }
-    try {
-      const found = await task.check(ctx);
-      out.push({
-        id: task.id,
-        description: task.description,
-        status: found.changes.length === 0 ? 'up-to-date' : 'would-change',
-        changes: found.changes,
-        warnings: found.warnings ?? [],
-      });
-    } catch (err) {
-      out.push({ id: task.id, description: task.description, status: 'unknown', error: messageOf(err) });
-    }
-  }
+  for (const task of tasks) out.push(await inTask(task.id, () => planTask(task, ctx, pending)));
   return out;
+}
+
+async function planTask(task: Task, ctx: TaskContext, pending: boolean): Promise<PlanEntry> {
+  const { id, description } = task;
+  const skip = task.skip?.(ctx);
+  if (skip !== undefined) return { id, description, status: 'skipped', reason: skip };
+  // What a check says can carry a child's stderr: it is printed, so it is redacted here.
+  const clean = (text: string): string => ctx.redactor.redact(text);
+  const mark = pending ? { pending: true as const } : {};
+  try {
+    const found = await task.check(ctx);
+    const status = found.changes.length === 0 ? 'up-to-date' : 'would-change';
+    return { id, description, status, changes: found.changes.map(clean), warnings: (found.warnings ?? []).map(clean), ...mark };
+  } catch (err) {
+    return { id, description, status: 'unknown', error: clean(messageOf(err)), ...mark };
+  }
 }

@@ -3,12 +3,16 @@ import { createBase, createTaskContext, loadConfigFor, type GlobalOptions } from
 import type { Task, TaskContext } from '../task.js';
 import type { StateStore } from '../state.js';
 
-/** Load config, state and doors for a command that works on the first-boot tasks. */
+/**
+ * Load config, state and doors for a command that works on the first-boot
+ * tasks. `readOnly` (plan) never touches the state file, even a corrupt one.
+ */
 export async function firstBootContext(
   g: GlobalOptions,
+  opts: { readOnly?: boolean } = {},
 ): Promise<{ ctx: TaskContext; store: StateStore; newVm: boolean; tasks: readonly Task[] }> {
   const base = createBase(g);
   const cfg = await loadConfigFor(g, base);
-  const { ctx, store, newVm } = await createTaskContext(base, cfg);
+  const { ctx, store, newVm } = await createTaskContext(base, cfg, { readOnly: opts.readOnly ?? false });
   return { ctx, store, newVm, tasks: firstBootTasks };
 }

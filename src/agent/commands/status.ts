@@ -28,10 +28,11 @@ export async function statusCommand(g: GlobalOptions, opts: { json?: boolean }):
   }
   if (!body) {
     const cfg = await loadConfigFor(g, base);
-    const { ctx } = await createTaskContext(base, cfg);
+    // Looking must not change anything, not even move a corrupt state file aside.
+    const { ctx } = await createTaskContext(base, cfg, { readOnly: true });
     body = { ...(await computeLocally(ctx)), source: 'local', note: `${note}: checks computed now by this command` };
   }
-  process.stdout.write(opts.json ? `${JSON.stringify(body, null, 2)}\n` : renderStatus(body));
+  process.stdout.write(base.redactor.redact(opts.json ? `${JSON.stringify(body, null, 2)}\n` : renderStatus(body)));
   const state = body.ApplicationHealthState;
   return state === 'Healthy' ? ExitCode.ok : state === 'Initializing' ? ExitCode.notReady : ExitCode.failed;
 }

@@ -30,6 +30,20 @@ t.test('backoff schedule stays within bounds', async (t) => {
   t.equal(mayRetry(policy, 2, 0, 1000), true);
 });
 
+t.test('equal jitter: a retry waits from half the ceiling up to the ceiling, never less', async (t) => {
+  const cases = [
+    { name: 'lowest draw', random: 0, delay: 4000 },
+    { name: 'middle draw', random: 0.5, delay: 6000 },
+    { name: 'highest draw', random: 1, delay: 8000 },
+  ];
+  for (const c of cases)
+    t.equal(
+      backoffDelay(policy, 4, () => c.random),
+      c.delay,
+      `attempt 4 (ceiling 8 s), ${c.name}`,
+    );
+});
+
 function fakeTask(id: string, script: (attempt: number) => 'ok' | 'change' | Error, applied: string[]): Task {
   let attempt = 0;
   let done = false;

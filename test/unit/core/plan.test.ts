@@ -2,7 +2,7 @@
 // first-boot task and writes nothing (the tree hashes the same before and
 // after), and no secret reaches its output, its children's argv or state.
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
@@ -52,6 +52,15 @@ async function exampleRoot(): Promise<{ root: string; configFile: string }> {
   return { root, configFile };
 }
 
+/** `plan --json` on a temp root, through `entry` (the built CLI or the source tree). */
+function runPlan(entry: readonly string[], root: string, configFile: string): SpawnSyncReturns<string> {
+  return spawnSync(process.execPath, [...entry, '--root', root, '--config', configFile, 'plan', '--json'], {
+    encoding: 'utf8',
+    timeout: 120_000,
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+  });
+}
+
 t.test('plan on the example config in a temp root writes nothing', async (t) => {
   if (!existsSync('dist/cli.mjs')) {
     t.fail('dist/cli.mjs missing: run `make build` first');
@@ -59,11 +68,7 @@ t.test('plan on the example config in a temp root writes nothing', async (t) => 
   }
   const { root, configFile } = await exampleRoot();
   const before = await hashTree(root);
-  const r = spawnSync(process.execPath, ['dist/cli.mjs', '--root', root, '--config', configFile, 'plan', '--json'], {
-    encoding: 'utf8',
-    timeout: 120_000,
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
-  });
+  const r = runPlan(['dist/cli.mjs'], root, configFile);
   const after = await hashTree(root);
   t.equal(after, before, 'the temp root is byte-identical after plan');
   t.equal(r.status, 0, `plan exits 0 (stderr: ${r.stderr.slice(0, 500)})`);
@@ -77,6 +82,33 @@ t.test('plan on the example config in a temp root writes nothing', async (t) => 
     t.notOk(r.stdout.includes(secret) || r.stderr.includes(secret), 'no secret in plan output');
   }
   t.notOk(existsSync(path.join(root, 'var/lib/dsvm-agent/state.json')), 'no state written');
+});
+
+t.test('plan with a corrupt state file leaves it, and the whole tree, as it was; every task is pending', async (t) => {
+  const { root, configFile } = await exampleRoot();
+  const stateDir = path.join(root, 'var/lib/dsvm-agent');
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  await writeFile(path.join(stateDir, 'state.json'), '{"version":1,"vmId":"trunc', { mode: 0o600 });
+  const before = await hashTree(root);
+  // From the source tree (the code under test), not dist/.
+  const r = runPlan(['--import', 'tsx', 'src/main.ts'], root, configFile);
+  const after = await hashTree(root);
+  t.equal(after, before, 'the temp root is byte-identical after plan (state.json not moved aside)');
+  t.equal(r.status, 0, `plan exits 0 (stderr: ${r.stderr.slice(0, 500)})`);
+  t.match(r.stderr, /state file .*state\.json is corrupt .*left in place/, 'it says the state file is corrupt');
+  const plan = JSON.parse(r.stdout) as { tasks: { id: string; status: string; pending?: boolean }[] };
+  t.same(
+    plan.tasks.map((x) => x.id),
+    firstBootTasks.map((x) => x.id),
+    'every first-boot task is reported',
+  );
+  const runs = plan.tasks.filter((x) => x.status !== 'skipped');
+  t.ok(runs.length > 0, 'some task runs on this config');
+  t.same(
+    runs.filter((x) => x.pending !== true).map((x) => `${x.id}: ${x.status}`),
+    [],
+    'no first boot recorded: every task that runs is pending',
+  );
 });
 
 t.test('no secret in argv, logs or state after a full plan run', async (t) => {

@@ -1,8 +1,9 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { AgentError } from '../../../src/agent/errors.js';
 import { createLogger } from '../../../src/agent/log.js';
 import { Redactor } from '../../../src/agent/redact.js';
 import { emptyState, StateStore } from '../../../src/agent/state.js';
@@ -102,5 +103,60 @@ t.test('atomic write: a writer killed at random moments never leaves a torn file
     const text = await readFile(file, 'utf8');
     const parsed = JSON.parse(text) as { vmId: string };
     t.match(parsed.vmId, /^vm-\d+$/, `round ${round}: complete state (${parsed.vmId})`);
+  }
+});
+
+t.test('read-only (plan, status): a corrupt state file is read as empty and left exactly as it was', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'state-'));
+  const file = path.join(dir, 'state.json');
+  const warnings: string[] = [];
+  const store = new StateStore(
+    file,
+    createLogger({ level: 'warn', redactor: new Redactor(), journald: true, write: (l) => warnings.push(l) }),
+  );
+  const garbage = '{"version":1,"vmId":"a';
+  await writeFile(file, garbage);
+  const got = await store.forVm({ imds: 'vm-a' }, { readOnly: true });
+  t.equal(got.newVm, true, 'treated as no state');
+  t.same(await readdir(dir), ['state.json'], 'nothing moved aside, nothing added');
+  t.equal(await readFile(file, 'utf8'), garbage, 'the file is untouched');
+  t.match(warnings.join('\n'), /<4>.*corrupt.*left in place/);
+});
+
+t.test('a state file that cannot be read or moved aside is a clear error, not a stack', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'state-'));
+  const cases = [
+    {
+      name: 'state.json is a directory',
+      setup: async () => {
+        const file = path.join(dir, 'state.json');
+        await mkdir(file);
+        return file;
+      },
+      message: /cannot read the state file .*state\.json \(EISDIR\)/,
+      fix: /is a directory: remove it/,
+    },
+    {
+      // The aside name ("<name>.corrupt-<time>") is longer than a file name may be.
+      name: 'corrupt, and the move aside fails',
+      setup: async () => {
+        const file = path.join(dir, 's'.repeat(240));
+        await writeFile(file, 'garbage');
+        return file;
+      },
+      message: /state file .*s{240} is corrupt .* could not be moved aside to .*\(ENAMETOOLONG\)/,
+      fix: /move .* away by hand/,
+    },
+  ];
+  for (const c of cases) {
+    const file = await c.setup();
+    const err = await new StateStore(file, log).read().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    t.ok(err instanceof AgentError, `${c.name}: an AgentError`);
+    if (!(err instanceof AgentError)) continue;
+    t.match(err.message, c.message, `${c.name}: names the path and the problem`);
+    t.match(err.fix ?? '', c.fix, `${c.name}: says the fix`);
   }
 });
