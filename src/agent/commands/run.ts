@@ -63,6 +63,6 @@ export async function runCommand(g: GlobalOptions, _opts: unknown): Promise<numb
   clearTimeout(hard);
   log.info('stopped');
   // First-boot backoff sleeps and check children may still be pending: exit
-  // now; the runner's children are killed on exit (the runner's own exit hook kills their process groups).
+  // now; the runner's exit hook kills every running child's process group.
   process.exit(ExitCode.ok);
 }
