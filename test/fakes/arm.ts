@@ -25,7 +25,10 @@ interface ListKeysTarget {
 }
 
 function listKeys(state: FakeState, ctx: Ctx, target: ListKeysTarget): void {
-  const check = checkBearer(state, ctx.req.headers.authorization, ARM_AUDIENCES);
+  // A token for this endpoint itself is valid too, as a sovereign cloud's ARM
+  // (management.chinacloudapi.cn, management.usgovcloudapi.net) takes tokens
+  // for its own host: the agent asks for `<managementEndpoint>/.default`.
+  const check = checkBearer(state, ctx.req.headers.authorization, [...ARM_AUDIENCES, `https://${ctx.req.headers.host ?? ''}`]);
   if (!check.ok) {
     const challenge = {
       'www-authenticate': `Bearer authorization_uri="https://login.microsoftonline.com/${state.tenantId}", error="invalid_token", error_description="The authentication failed because of missing 'Authorization' header."`,

@@ -58,23 +58,43 @@ async function drive(config: string, ...action: string[]): Promise<{ out: Outcom
 /**
  * Sample every process's argv on this machine (the client VM shares the
  * host's PID namespace) until stopped; returns the argv lines that hold
- * `needle`. The needle stays in this process: it is never put in an argv.
+ * `needle`, and those `control` picks (redacted the same way), which prove
+ * the sampler looked while the process that matters was running: a scan
+ * that never saw it proves nothing. The needle stays in this process: it is
+ * never put in an argv.
+ *
+ * Processes already running at the first pass are read once; later passes
+ * read only processes started since (a forked child is read again on every
+ * pass, since it may exec). A pass then takes about a millisecond, so a mount
+ * helper that lives a few milliseconds is still caught.
  */
-function sampleCmdlines(needle: string): { stop(): Promise<{ samples: number; hits: string[] }> } {
+function sampleCmdlines(
+  needle: string,
+  control: (argv: string[]) => boolean,
+): { stop(): Promise<{ samples: number; hits: string[]; seen: string[] }> } {
   let running = true;
   let samples = 0;
   const hits: string[] = [];
+  const seen = new Set<string>();
+  const earlier = new Set<string>();
   const loop = (async () => {
     while (running) {
-      for (const pid of readdirSync('/proc')) {
-        if (!/^\d+$/.test(pid)) continue;
+      const pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p));
+      // A pid that went away may come back as a new process: read it again then.
+      const alive = new Set(pids);
+      for (const pid of earlier) if (!alive.has(pid)) earlier.delete(pid);
+      for (const pid of pids) {
+        if (earlier.has(pid)) continue;
+        if (samples === 0) earlier.add(pid);
         let cmdline = '';
         try {
           cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
         } catch {
           continue;
         }
-        if (cmdline.includes(needle)) hits.push(`${pid}: ${cmdline.split('\0').join(' ').replace(needle, '<KEY>')}`);
+        const shown = `${pid}: ${cmdline.split('\0').join(' ').split(needle).join('<KEY>')}`;
+        if (cmdline.includes(needle)) hits.push(shown);
+        if (control(cmdline.split('\0').filter(Boolean))) seen.add(shown);
       }
       samples++;
       await new Promise((r) => setImmediate(r));
@@ -84,10 +104,14 @@ function sampleCmdlines(needle: string): { stop(): Promise<{ samples: number; hi
     async stop() {
       running = false;
       await loop;
-      return { samples, hits };
+      return { samples, hits, seen: [...seen] };
     },
   };
 }
+
+/** mount(8) or mount.cifs itself (not a wrapper naming it), given the credentials file. */
+const mountWithCredentials = (argv: string[]): boolean =>
+  /(^|\/)mount(\.cifs)?$/.test(argv[0] ?? '') && argv.some((a) => a.includes('credentials='));
 
 function yaml(opts: { keyFile: string; host?: string }): string {
   const env = labEnv();
@@ -133,7 +157,7 @@ t.test('workspace share in the lab', { skip }, async (t) => {
   });
 
   t.test('provision writes the credentials and unit, then says the kernel has no CIFS', async (t) => {
-    const sampler = sampleCmdlines(key);
+    const sampler = sampleCmdlines(key, mountWithCredentials);
     const { out, run } = await drive(goodConfig, 'provision');
     const argvScan = await sampler.stop();
     t.match(
@@ -148,6 +172,10 @@ t.test('workspace share in the lab', { skip }, async (t) => {
       describeResult('provision', run),
     );
     t.ok(argvScan.samples > 10, `argv sampled ${argvScan.samples} times while the agent worked`);
+    t.ok(
+      argvScan.seen.length > 0,
+      `the sampler saw the mount itself (${argvScan.seen[0] ?? 'never'}): it looked while the credentials were in use`,
+    );
     t.same(argvScan.hits, [], 'the key was in no process argv');
     t.notOk(run.stderr.includes(key) || run.stdout.includes(key), 'the key is in no log line or output');
     t.match(
@@ -172,11 +200,12 @@ t.test('workspace share in the lab', { skip }, async (t) => {
     const marker = `share-lab-${id}.txt`;
     writeFileSync(path.join(env.SHARE_DIR, marker), 'written on the server side\n');
     t.teardown(() => rmSync(path.join(env.SHARE_DIR, marker), { force: true }));
-    const sampler = sampleCmdlines(key);
+    const sampler = sampleCmdlines(key, (argv) => /(^|\/)smbclient$/.test(argv[0] ?? '') && argv.includes('-A'));
     const r = await clientExec(CLIENT, ['smbclient', what, '-A', credentials, '-m', 'SMB3', '-c', 'ls'], { timeoutMs: 30_000 });
     const argvScan = await sampler.stop();
     t.equal(r.exitCode, 0, describeResult('smbclient', r));
     t.match(r.stdout, marker, 'the listing shows the file the storage server holds');
+    t.ok(argvScan.seen.length > 0, `the sampler saw smbclient itself (${argvScan.seen[0] ?? 'never'})`);
     t.same(argvScan.hits, [], 'the key was in no argv while smbclient ran');
   });
 

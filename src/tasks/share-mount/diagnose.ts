@@ -146,7 +146,10 @@ export function mountFailure(
       reason: 'share-kernel-no-cifs',
     });
   }
-  if (code === '13' || /Permission denied/i.test(output)) {
+  // mount.nfs says "access denied by server" (EACCES, no errno printed); cifs.upcall
+  // finding no usable Kerberos credentials ends in ENOKEY (126).
+  const kerberosNoKey = ctx.mode === 'smb-kerberos' && (code === '126' || /Required key not available/i.test(output));
+  if (code === '13' || /Permission denied|access denied by server/i.test(output) || kerberosNoKey) {
     if (ctx.mode === 'smb-key') {
       return permanent(`${what}. The storage account refused the key (authentication failure)`, {
         fix: 'put the current key1/key2 of the account in share.key (it may have been rotated) and run dsvm-agent provision',

@@ -2,6 +2,7 @@ import type { Agent } from 'node:https';
 import type { ShareConfig, StorageKeyRef } from '../../agent/config-schema.js';
 import { configError, permanent, transient } from '../../agent/errors.js';
 import { identityName, managedIdentity, statusOf } from '../../agent/azure/identity.js';
+import { readSecret } from '../../agent/secrets.js';
 import type { TaskContext } from '../../agent/task.js';
 
 /** Test seam for the https calls (a CA the fakes use); production passes nothing. */
@@ -55,6 +56,51 @@ export async function storageKeyIfLocal(ctx: TaskContext, opts: AzureHttpOptions
   return undefined;
 }
 
+/**
+ * Resolve the key again, past every cache: the context's own (a daemon's
+ * context lives as long as the VM) and the secret cache behind `ctx.secret`.
+ * The daemon's repair uses it, so a key regenerated in Azure reaches the
+ * credentials file without a provision run. The same calls as
+ * {@link storageKey}: Key Vault and ARM through the daemon's Azure child.
+ */
+export function refreshStorageKey(ctx: TaskContext, opts: AzureHttpOptions = {}): Promise<string> {
+  const share = ctx.cfg.share;
+  const ref = share?.key;
+  if (!share || !ref) {
+    resolved.delete(ctx);
+    return storageKey(ctx, opts);
+  }
+  const fresh =
+    'armListKeys' in ref
+      ? fetchKey(ctx, share, ref, opts)
+      : readSecret(ref, 'share.key', { cfg: ctx.cfg, paths: ctx.paths, log: ctx.log, redactor: ctx.redactor, azureChild: ctx.azureChild });
+  const p = fresh.then((key) => {
+    ctx.redactor.add(key);
+    return key.trim();
+  });
+  p.catch(() => resolved.delete(ctx));
+  resolved.set(ctx, p);
+  return p;
+}
+
+/** Where the key comes from, for messages: the config key and what it names (never the key). */
+export function keySource(ref: StorageKeyRef | undefined, account: string): string {
+  if (!ref) return 'share.key (not set)';
+  if ('file' in ref) return `share.key.file (${ref.file})`;
+  if ('keyVault' in ref) return `share.key.keyVault (secret "${ref.keyVault.name}" in ${ref.keyVault.vaultUrl})`;
+  return `share.key.armListKeys (${ref.armListKeys.keyName} of storage account "${account}" through ARM)`;
+}
+
+/** How to put a working key where the agent reads it. */
+export function keySourceFix(ref: StorageKeyRef | undefined, account: string): string {
+  if (!ref) return 'add share.key';
+  if ('file' in ref) return `write the current key1 or key2 of storage account "${account}" to ${ref.file} (root, 0600)`;
+  if ('keyVault' in ref)
+    return `set Key Vault secret "${ref.keyVault.name}" in ${ref.keyVault.vaultUrl} to the current key1 or key2 of storage account "${account}"`;
+  // ARM handed out the key the account itself holds: a refusal means another account or a key not yet in effect.
+  return `check that share.account and share.filesEndpoint name the account whose ${ref.armListKeys.keyName} ARM lists, and retry in a minute if the key was just regenerated`;
+}
+
 /** The child side of an Azure call: the daemon already holds the key, so the child does not ask again. */
 export function primeStorageKey(ctx: TaskContext, key: string): void {
   ctx.redactor.add(key);
@@ -71,8 +117,12 @@ async function armListKeys(ctx: TaskContext, account: string, ref: ArmRef, opts:
   const where = `storage account "${account}" in resource group "${ref.resourceGroup}" (subscription ${ref.subscriptionId})`;
   const credential = await managedIdentity(ctx.cfg);
   const { StorageManagementClient } = await import('@azure/arm-storage');
+  const endpoint = ctx.cfg.azure.managementEndpoint;
   const client = new StorageManagementClient(credential, ref.subscriptionId, {
-    endpoint: ctx.cfg.azure.managementEndpoint,
+    endpoint,
+    // The SDK asks for a public-cloud token whatever the endpoint; a sovereign
+    // cloud's ARM refuses it (401 InvalidAuthenticationTokenAudience).
+    credentials: { scopes: [armScope(endpoint)] },
     retryOptions: { maxRetries: 2 },
     ...(opts.agent ? { agent: opts.agent } : {}),
   });
@@ -90,6 +140,11 @@ async function armListKeys(ctx: TaskContext, account: string, ref: ArmRef, opts:
       reason: 'share-key-missing',
     });
   return key;
+}
+
+/** The token scope for an ARM endpoint: `https://management.chinacloudapi.cn` → `https://management.chinacloudapi.cn/.default`. */
+export function armScope(managementEndpoint: string): string {
+  return `${managementEndpoint.replace(/\/+$/, '')}/.default`;
 }
 
 function armError(err: unknown, where: string, ctx: TaskContext): Error {

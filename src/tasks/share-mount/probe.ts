@@ -1,10 +1,13 @@
 import type { TaskContext } from '../../agent/task.js';
-import { messageOf, transient } from '../../agent/errors.js';
-import { desiredShare, normalizeMountPoint, requireShare } from './desired.js';
+import { messageOf, permanent, transient } from '../../agent/errors.js';
+import { readIfExists } from '../../agent/fsutil.js';
+import { renderCredentials, writeCredentials } from './credentials.js';
+import { desiredShare, normalizeMountPoint, requireShare, type DesiredShare } from './desired.js';
 import { mountSource } from './endpoint.js';
 import { decideMount } from './findmnt.js';
-import { decide, mountNow, readMountinfo, readMountTable, unmountNow } from './mount.js';
-import type { AzureHttpOptions } from './key.js';
+import { decide, readMountinfo, readMountTable, unmountNow } from './mount.js';
+import { refreshStorageKey, type AzureHttpOptions } from './key.js';
+import { mountOrRestore, verifyNewKey } from './remount.js';
 import {
   closeOwnHandles,
   ensureShareFolderRest,
@@ -99,18 +102,50 @@ export async function probeShare(ctx: TaskContext, opts: { timeoutMs: number }):
 }
 
 /**
- * Unmount and mount again with the units and credentials as they are on
- * disk (the daemon's repair; the task itself rewrites them first).
+ * The daemon's repair for a share that is gone or stopped answering. Key
+ * mode resolves the key again first (Key Vault, file or ARM, as provision
+ * does; in the daemon through its Azure child), so a regenerated key reaches
+ * the credentials file without a provision run: a changed key is checked
+ * over Files REST and only then written. The units stay as they are on disk
+ * (the task writes those). Never touches another filesystem at the mount
+ * point: that is an error, so the repair is not recorded as done.
  */
-export async function remountShare(ctx: TaskContext): Promise<void> {
+export async function remountShare(ctx: TaskContext, opts: AzureHttpOptions = {}): Promise<void> {
   const d = await desiredShare(ctx);
-  const state = decide(await readMountTable(ctx), d).state;
-  if (state === 'other') return; // never touch someone else's mount; the task reports it
+  const decision = decide(await readMountTable(ctx), d);
+  if (decision.state === 'other') {
+    throw permanent(
+      `share: ${decision.entry.source} (${decision.entry.fstype}) is mounted at ${d.mountPoint}, not the share; the repair never unmounts another filesystem`,
+      {
+        fix: `unmount it (umount ${d.mountPoint}) and remove whatever mounts it (fstab line, unit), then run dsvm-agent provision`,
+        reason: 'share-mountpoint-busy',
+      },
+    );
+  }
+  const previous = d.mode === 'smb-key' ? await refreshCredentials(ctx, d, opts) : undefined;
   // Repair is called for a share that stopped answering: a plain umount would
   // hang or fail on it, so it is detached (processes stuck on the old mount
   // keep their handles; new accesses reach the fresh mount).
-  if (state === 'mounted' || state === 'automount-armed') await unmountNow(ctx, d, { lazy: true });
-  await mountNow(ctx, d);
+  if (decision.state === 'mounted' || decision.state === 'automount-armed') await unmountNow(ctx, d, { lazy: true });
+  await mountOrRestore(ctx, d, previous);
+}
+
+/**
+ * Resolve the key again and rewrite the credentials file only when it
+ * changed (after Files REST accepted the new key). Returns the file it
+ * replaced, to go back to if the mount refuses the new key.
+ */
+async function refreshCredentials(ctx: TaskContext, d: DesiredShare, opts: AzureHttpOptions): Promise<string | undefined> {
+  const content = renderCredentials(d.share.account, await refreshStorageKey(ctx, opts));
+  const current = await readIfExists(d.credentialsFile);
+  if (current === content) return undefined;
+  if (current !== undefined) {
+    const w = await verifyNewKey(ctx, d, opts);
+    if (w) ctx.log.child('share-mount').warn(w);
+  }
+  await writeCredentials(d.credentialsFile, content);
+  ctx.log.child('share-mount').info(`${current === undefined ? 'wrote' : 'rewrote'} ${d.credentialsSystemFile}: the storage key changed`);
+  return current;
 }
 
 /**

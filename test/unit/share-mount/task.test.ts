@@ -1,13 +1,22 @@
-import { mkdtemp, readFile, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import type { Fakes } from '../../fakes/index.js';
-import { makeTestContext, writeSecretFile, type TestContext } from '../../helpers/context.js';
+import { makeTestContext, writeSecretFile } from '../../helpers/context.js';
 import { runTasks } from '../../../src/agent/task.js';
-import type { ServiceManager } from '../../../src/agent/service-manager.js';
 import { createShareMountTask, isMounted, probeShare, remountShare } from '../../../src/tasks/share-mount/index.js';
-import { FakeMounts, KEY, SUBSCRIPTION, WRONG_KEY, agentError, installMountHelper, startShareFakes } from './helpers.js';
+import {
+  KEY,
+  ROTATED_KEY,
+  SUBSCRIPTION,
+  WRONG_KEY,
+  agentError,
+  cloudArmAgent,
+  setupTask,
+  startShareFakes,
+  systemdServices,
+  type TaskSetup,
+} from './helpers.js';
 
 let fakes: Fakes;
 t.before(async () => {
@@ -15,50 +24,9 @@ t.before(async () => {
 });
 t.teardown(() => fakes.close());
 
-const reachable = async () => ({ ok: true as const });
+type Setup = TaskSetup;
 
-interface Setup extends TestContext {
-  mounts: FakeMounts;
-  task: ReturnType<typeof createShareMountTask>;
-}
-
-async function setup(
-  opts: {
-    share?: Record<string, unknown>;
-    key?: string;
-    tcp?: Parameters<typeof createShareMountTask>[0] extends infer D ? (D extends { tcp?: infer P } ? P : never) : never;
-    helper?: boolean;
-  } = {},
-): Promise<Setup> {
-  const root = await mkdtemp(path.join(tmpdir(), 'share-task-'));
-  const mounts = new FakeMounts(root);
-  const tc = await makeTestContext({
-    root,
-    commands: mounts.commands(),
-    config: {
-      azure: { imdsEndpoint: fakes.urls.imds, managementEndpoint: fakes.urls.arm },
-      share: {
-        account: 'contosofiles',
-        name: 'workspace',
-        endpointSuffix: 'contoso.test',
-        filesEndpoint: `${fakes.urls.files}/contosofiles`,
-        key: { file: '/etc/dsvm-agent/storage-key' },
-        gid: 1999,
-        dirMode: '0770',
-        fileMode: '0660',
-        ...opts.share,
-      },
-    },
-  });
-  await writeSecretFile(tc.paths, '/etc/dsvm-agent/storage-key', `${opts.key ?? KEY}\n`);
-  if (opts.helper !== false) await installMountHelper(tc.paths);
-  const task = createShareMountTask({
-    tcp: opts.tcp ?? reachable,
-    kernelRelease: '6.1.0-18-cloud-amd64',
-    http: { agent: fakes.httpsAgent() },
-  });
-  return { ...tc, mounts, task };
-}
+const setup = (opts: Parameters<typeof setupTask>[1] = {}): Promise<Setup> => setupTask(fakes, opts);
 
 /** No argv, stdin, log line or unit may carry the key. */
 function assertKeyNowhere(t: Test, s: Setup, key = KEY): void {
@@ -183,7 +151,10 @@ t.test('idempotency and refusals from the mount table', async (t) => {
 t.test('key rotation rewrites the credentials file and remounts', async (t) => {
   const s = await setup();
   await s.task.apply(s.ctx, await s.task.check(s.ctx));
-  const rotated = 'RotatedKey0123456789+/abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ab==';
+  // key2 regenerated in Azure and put in share.key (rotation.test.ts covers what goes wrong).
+  fakes.state.seed({ storageAccounts: [{ name: 'contosofiles', keys: [KEY, ROTATED_KEY] }] });
+  t.teardown(() => fakes.reset());
+  const rotated = ROTATED_KEY;
   await writeSecretFile(s.paths, '/etc/dsvm-agent/storage-key', rotated);
   // A new context, as in a new process: the key is resolved afresh.
   const ctx = { ...s.ctx };
@@ -310,21 +281,6 @@ t.test('failures name the problem and the fix', async (t) => {
     });
   }
 });
-
-/** A service manager as on a real VM: systemd. */
-function systemdServices(s: Setup): ServiceManager {
-  return {
-    ...s.services,
-    kind: 'systemd',
-    start: (u) => s.services.start(u),
-    stop: (u) => s.services.stop(u),
-    restart: (u) => s.services.restart(u),
-    enable: (u) => s.services.enable(u),
-    disable: (u) => s.services.disable(u),
-    daemonReload: () => s.services.daemonReload(),
-    isActive: (u) => s.services.isActive(u),
-  };
-}
 
 t.test('under systemd the unit mounts; Kerberos arms an automount', async (t) => {
   const cases = [
@@ -454,12 +410,17 @@ t.test('isMounted and probeShare read mountinfo; the stat has a deadline', async
 });
 
 t.test('storage key from ARM listKeys through the managed identity', async (t) => {
-  const arm = (rg: string) => ({ key: { armListKeys: { subscriptionId: SUBSCRIPTION, resourceGroup: rg } } });
+  // ARM at the public cloud's own name (sent to the fake), so the token asked for is the one ARM accepts.
+  const arm = (rg: string) => ({
+    share: { key: { armListKeys: { subscriptionId: SUBSCRIPTION, resourceGroup: rg } } },
+    config: { azure: { imdsEndpoint: fakes.urls.imds, managementEndpoint: 'https://management.azure.com' } },
+    http: { agent: cloudArmAgent(fakes) },
+  });
   t.test('granted: the key comes from listKeys', async (t) => {
     fakes.state.seed({
       identities: [{ clientId: '11111111-1111-1111-1111-111111111111', systemAssigned: true, storageAccounts: ['contosofiles'] }],
     });
-    const s = await setup({ share: arm('rg-dsvm') });
+    const s = await setup(arm('rg-dsvm'));
     await s.task.apply(s.ctx, await s.task.check(s.ctx));
     t.equal(await readFile(path.join(s.root, 'etc/smbcredentials/contosofiles.cred'), 'utf8'), `username=contosofiles\npassword=${KEY}\n`);
     t.equal(fakes.requests.arm.filter((r) => r.route === 'arm.listKeys').at(-1)?.status, 200);
@@ -467,7 +428,7 @@ t.test('storage key from ARM listKeys through the managed identity', async (t) =
   });
   t.test('not granted: 403 names the role', async (t) => {
     fakes.state.seed({ identities: [{ clientId: '11111111-1111-1111-1111-111111111111', systemAssigned: true, storageAccounts: [] }] });
-    const s = await setup({ share: arm('rg-dsvm') });
+    const s = await setup(arm('rg-dsvm'));
     await t.rejects(
       s.task.check(s.ctx),
       agentError({ kind: 'permanent', reason: 'share-listkeys-forbidden', fix: /Storage Account Key Operator Service Role/ }),
@@ -475,7 +436,7 @@ t.test('storage key from ARM listKeys through the managed identity', async (t) =
   });
   t.test('wrong resource group: 404 says which names to check', async (t) => {
     fakes.state.seed({ identities: [{ clientId: '11111111-1111-1111-1111-111111111111', systemAssigned: true, storageAccounts: '*' }] });
-    const s = await setup({ share: arm('rg-wrong') });
+    const s = await setup(arm('rg-wrong'));
     await t.rejects(
       s.task.check(s.ctx),
       agentError({ kind: 'permanent', reason: 'share-account-not-found', message: /resource group "rg-wrong"/ }),
@@ -483,7 +444,7 @@ t.test('storage key from ARM listKeys through the managed identity', async (t) =
   });
 });
 
-t.test('remountShare: unmount (detaching a hung share), then mount with the files on disk', async (t) => {
+t.test('remountShare: unmount (detaching a hung share), then mount', async (t) => {
   const cases = [
     { name: 'plain umount works', umountFails: false, want: ['umount', 'mount'] },
     { name: 'hung share: umount fails, detached with -l', umountFails: true, want: ['umount', 'umount -l', 'mount'] },
