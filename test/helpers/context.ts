@@ -36,7 +36,7 @@ function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Reco
 
 /** A service manager that records what it was asked. */
 export class FakeServices implements ServiceManager {
-  readonly kind = 'direct' as const;
+  readonly kind: ServiceManager['kind'] = 'direct';
   readonly actions: string[] = [];
   readonly active = new Set<string>();
   async isActive(unit: string) {

@@ -58,6 +58,24 @@ export async function mountNow(ctx: TaskContext, d: DesiredShare): Promise<void>
 }
 
 /**
+ * umount(8) where the mount lives. Under systemd the daemon runs in a mount
+ * namespace of its own (the unit's ProtectKernelTunables= and friends), a
+ * slave of the host's: an unmount made there would detach the share for the
+ * agent alone while users keep the old mount. systemd-run hands it to PID 1,
+ * whose namespace is the users'; the change propagates back into ours. PID 1
+ * also ends a umount stuck on a dead server (RuntimeMaxSec) if our own
+ * timeout has to give up on waiting for it.
+ */
+export function umountCommand(ctx: TaskContext, args: string[]): { file: string; args: string[]; timeoutMs: number } {
+  if (ctx.services.kind !== 'systemd') return { file: 'umount', args, timeoutMs: 30_000 };
+  return {
+    file: 'systemd-run',
+    args: ['--quiet', '--wait', '--pipe', '--collect', '--service-type=exec', '-p', 'RuntimeMaxSec=25', '--', 'umount', ...args],
+    timeoutMs: 30_000,
+  };
+}
+
+/**
  * Unmount. A busy or dead share refuses a plain umount; `lazy` then detaches
  * it (processes keep their open files until they close them), which is
  * right for deprovision and termination, never for a routine remount.
@@ -73,14 +91,14 @@ export async function unmountNow(
     await ctx.services.stop(d.units.mount).catch(() => undefined);
   }
   for (let i = 0; i < 3 && (await still()); i++) {
-    const r = await ctx.run({ file: 'umount', args: [d.realMountPoint], timeoutMs: 30_000 });
+    const r = await ctx.run(umountCommand(ctx, [d.realMountPoint]));
     if (r.exitCode === 0) continue;
     if (!opts.lazy)
       throw transient(`share: cannot unmount ${d.realMountPoint}: ${summarize(r)}`, {
         fix: `close what uses it (fuser -vm ${d.realMountPoint}) and retry`,
         reason: 'share-busy',
       });
-    const lazy = await ctx.run({ file: 'umount', args: ['-l', d.realMountPoint], timeoutMs: 30_000 });
+    const lazy = await ctx.run(umountCommand(ctx, ['-l', d.realMountPoint]));
     if (lazy.exitCode !== 0) throw transient(`share: cannot unmount ${d.realMountPoint}: ${summarize(lazy)}`, { reason: 'share-busy' });
   }
 }

@@ -184,24 +184,30 @@ no_second_join() {
   [[ "$after" == "$AD_BEFORE" ]] || { printf 'AD object changed:\nbefore:\n%s\nafter:\n%s\n' "$AD_BEFORE" "$after"; return 1; }
 }
 
-# The unit's sandbox (its hardening lines, applied to a transient unit) still
-# lets a mount reach the whole system, and mount.cifs still gets past its own
-# capability handling (a server refusal is fine, a capability error is not).
+# The unit's sandbox (every hardening line of its [Service] section, applied
+# to a transient unit) against what the agent does under systemd: a mount PID
+# 1 makes is visible inside (the namespace is a slave of the host's); the
+# agent's own unmount, handed to PID 1 with systemd-run as share-mount does,
+# detaches it for the whole system; mount.cifs is not refused for missing
+# capabilities.
 unit_sandbox_allows_mounts() {
   vm_ssh 'set -u
     props=()
     while IFS= read -r line; do props+=(-p "$line"); done < <(
       sed -n "/^\[Service\]/,/^\[/p" /lib/systemd/system/dsvm-agent.service |
-      grep -E "^(NoNewPrivileges|RestrictSUIDSGID|RestrictNamespaces|LockPersonality|RestrictRealtime|SystemCallArchitectures|RestrictAddressFamilies|SystemCallFilter|SystemCallErrorNumber|CapabilityBoundingSet|KillMode)=")
-    [ "${#props[@]}" -ge 10 ] || { echo "hardening lines not found in the unit"; exit 1; }
+      grep -E "^(NoNewPrivileges|RestrictSUIDSGID|RestrictNamespaces|LockPersonality|RestrictRealtime|SystemCallArchitectures|RestrictAddressFamilies|SystemCallFilter|SystemCallErrorNumber|CapabilityBoundingSet|KillMode|DevicePolicy|ProtectClock|ProtectKernelTunables|ProtectKernelModules|ProtectKernelLogs|ProtectControlGroups)=")
+    [ "${#props[@]}" -ge 17 ] || { echo "hardening lines not found in the unit (${#props[@]})"; exit 1; }
     mkdir -p /mnt/e2e-probe
-    systemd-run --quiet --wait --collect "${props[@]}" mount -t tmpfs e2e-probe /mnt/e2e-probe || exit 1
-    findmnt -n /mnt/e2e-probe >/dev/null || { echo "a mount made in the sandbox is not visible outside"; exit 1; }
-    umount /mnt/e2e-probe
+    mount -t tmpfs e2e-probe /mnt/e2e-probe
+    inside=$(systemd-run --quiet --wait --collect --pipe "${props[@]}" findmnt -n -o FSTYPE /mnt/e2e-probe)
+    [ "$inside" = tmpfs ] || { echo "a mount PID 1 sees is not visible in the sandbox ($inside)"; exit 1; }
+    systemd-run --quiet --wait --collect --pipe "${props[@]}" \
+      systemd-run --quiet --wait --pipe --collect --service-type=exec -p RuntimeMaxSec=25 -- umount /mnt/e2e-probe ||
+      { echo "systemd-run umount from the sandbox failed"; exit 1; }
+    if findmnt -n /mnt/e2e-probe >/dev/null; then echo "the unmount from the sandbox did not reach the host"; umount /mnt/e2e-probe; exit 1; fi
     out=$(systemd-run --quiet --wait --collect --pipe "${props[@]}" \
       mount -t cifs //10.77.0.3/e2e-no-such-share /mnt/e2e-probe -o username=nobody,password=x,vers=3.0 2>&1)
     echo "mount.cifs in the sandbox: $out"
-    umount /mnt/e2e-probe 2>/dev/null
     rmdir /mnt/e2e-probe
     ! printf "%s" "$out" | grep -qiE "capabilit|Operation not permitted|EPERM"'
 }
@@ -239,7 +245,7 @@ checks_first_boot() {
       test "$(systemctl show dsvm-agent -p ActiveEnterTimestampMonotonic --value)" != 0 ||
         { echo "the unit never became active"; systemctl status dsvm-agent --no-pager | head -n 12; exit 1; }'
 
-  check "the unit's hardening still lets the agent mount for the whole system" unit_sandbox_allows_mounts
+  check "the unit's hardening: PID 1's mounts reach the daemon, its unmounts reach everyone, mount.cifs keeps its capabilities" unit_sandbox_allows_mounts
 
   vm_wait_ssh 120 || true
   check "the PAM profile is active: pam_exec dsvm-agent line in common-session" \

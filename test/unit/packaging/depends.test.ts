@@ -22,6 +22,7 @@ const PROGRAMS: Record<string, string> = {
   readlink: "the home link, read with the user's privileges",
   stat: 'share folders and file-system types, without blocking the event loop on a hung share',
   systemctl: 'the service manager door',
+  'systemd-run': "unmounting in PID 1's mount namespace under systemd",
   umount: 'unmounting a busy share',
   visudo: 'checking the sudoers drop-in before it is installed',
 };
