@@ -355,3 +355,51 @@ checks_watchdog() {
   check "watchdog: a daemon frozen with SIGSTOP is restarted by systemd after WatchdogSec" watchdog_restarts
   check "watchdog: the restarted daemon is Healthy again" wait_health Healthy "$(patience 180 20)"
 }
+
+# Image capture from a VM that ran: `dsvm-agent deprovision --leave-domain`
+# with the daemon running stops it (the unit stays enabled for the image's
+# first boot), removes the computer account, the keytab, the share's
+# credentials and mount, and the state; a second run finds nothing; plan then
+# shows every first-boot task pending.
+# Run by hand over ssh, the CLI needs the fakes' CA the unit gets from its
+# drop-in (the Key Vault fake holds the join password --leave-domain uses).
+VM_AGENT="NODE_EXTRA_CA_CERTS=/etc/dsvm-agent/e2e-fakes-ca.pem dsvm-agent"
+
+deprovision_live() {
+  vm_ssh "$VM_AGENT deprovision --leave-domain --yes </dev/null" || return 1
+  vm_ssh 'set -u
+    [ "$(systemctl is-active dsvm-agent)" != active ] || { echo "the daemon still runs"; exit 1; }
+    [ "$(systemctl is-enabled dsvm-agent)" = enabled ] || { echo "the unit is no longer enabled"; exit 1; }
+    left=$(ls -d /etc/krb5.keytab /etc/smbcredentials/*.cred /var/lib/dsvm-agent/state.json /etc/sssd/sssd.conf 2>/dev/null)
+    [ -z "$left" ] || { echo "left behind: $left"; exit 1; }
+    ! findmnt -n /data/workspace >/dev/null || { echo "/data/workspace is still mounted"; exit 1; }' || return 1
+  local attrs
+  attrs="$(ad_computer_attrs "$AD_COMPUTER" || true)"
+  [[ -z "$attrs" ]] || { printf 'the computer object %s$ is still in AD:\n%s\n' "$AD_COMPUTER" "$attrs"; return 1; }
+}
+
+deprovision_again_noop() {
+  local before after out
+  before="$(vm_ssh "find /etc /var/lib/dsvm-agent -xdev -printf '%p %m %s %T@\n' 2>/dev/null | sort | md5sum")"
+  out="$(vm_ssh "$VM_AGENT deprovision --yes </dev/null")" || { echo "$out"; return 1; }
+  after="$(vm_ssh "find /etc /var/lib/dsvm-agent -xdev -printf '%p %m %s %T@\n' 2>/dev/null | sort | md5sum")"
+  grep -q 'nothing was left to remove' <<<"$out" || { echo "$out"; return 1; }
+  [[ "$before" == "$after" ]] || { echo "the second run changed /etc or the state"; echo "$out"; return 1; }
+}
+
+plan_all_pending() {
+  vm_ssh "$VM_AGENT plan --json" | python3 -c '
+import json, sys
+tasks = [t for t in json.load(sys.stdin)["tasks"] if t["status"] != "skipped"]
+ids = [t["id"] for t in tasks]
+assert len(tasks) >= 3, f"tasks that run: {ids}"
+bad = [t["id"] for t in tasks if t.get("pending") is not True]
+assert not bad, f"not pending: {bad}"
+print("pending:", ", ".join(ids))'
+}
+
+checks_deprovision() {
+  check "deprovision --leave-domain on the running VM: daemon stopped (unit still enabled), computer account, keytab, credentials, mount and state gone" deprovision_live
+  check "deprovision again: nothing left to remove, nothing changed" deprovision_again_noop
+  check "after deprovision, plan shows every first-boot task pending" plan_all_pending
+}
