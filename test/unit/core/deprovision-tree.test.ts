@@ -5,9 +5,8 @@
 // finds nothing to do and changes no byte, and `plan` sees a first boot.
 import t, { type Test } from 'tap';
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { lstat, mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { makeTestContext, type TestContext } from '../../helpers/context.js';
@@ -18,6 +17,7 @@ import { desiredFiles } from '../../../src/tasks/domain-join/files.js';
 import { addSssToNsswitch, joinFacts, MKHOMEDIR_SESSION_LINE } from '../../../src/tasks/domain-join/render.js';
 import { renderCredentials, writeCredentials } from '../../../src/tasks/share-mount/credentials.js';
 import { desiredShare } from '../../../src/tasks/share-mount/desired.js';
+import { hashTree } from '../../helpers/tree.js';
 
 const JOIN_SECRET = 'Deprov-Join-Secret-71f3';
 const COMPUTER = 'DSVM-7F3A9C01';
@@ -48,22 +48,6 @@ const OWN = {
   realmd: '[service]\nautomatic-install = no\n',
   commonSession: 'session\t[default=1]\t\t\tpam_permit.so\nsession\trequired\t\t\tpam_unix.so\n',
 };
-
-async function hashTree(root: string): Promise<string> {
-  const h = createHash('sha256');
-  const walk = async (dir: string): Promise<void> => {
-    for (const name of (await readdir(dir)).sort()) {
-      const p = path.join(dir, name);
-      const st = await lstat(p);
-      h.update(`${path.relative(root, p)} ${st.mode} ${st.uid} ${st.gid} ${st.size}\n`);
-      if (st.isDirectory()) await walk(p);
-      else if (st.isSymbolicLink()) h.update(await readlink(p));
-      else if (st.isFile()) h.update(await readFile(p));
-    }
-  };
-  await walk(root);
-  return h.digest('hex');
-}
 
 /** Write `content` at the system path `file` under the root. */
 async function put(tc: TestContext, file: string, content: string, mode = 0o644): Promise<void> {

@@ -5,9 +5,8 @@
 // and is a no-op the second time.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { lstat, mkdir, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { stringify } from 'yaml';
@@ -15,26 +14,11 @@ import { makeTestContext, type TestContext } from '../../helpers/context.js';
 import type { FakeCommand } from '../../helpers/fake-runner.js';
 import { FakeMounts } from '../share-mount/helpers.js';
 import { deprovision } from '../../../src/agent/commands/deprovision.js';
+import { hashTree } from '../../helpers/tree.js';
 
 const SHARE = { account: 'contosofiles', name: 'workspace', key: { file: '/etc/dsvm-agent/k' } };
 const APPLIED = { domain: { name: 'contoso.test', joinUser: 'j', joinPassword: { file: '/etc/dsvm-agent/p' } }, share: SHARE };
 const CREDS = 'etc/smbcredentials/contosofiles.cred';
-
-async function hashTree(root: string): Promise<string> {
-  const h = createHash('sha256');
-  const walk = async (dir: string): Promise<void> => {
-    for (const name of (await readdir(dir)).sort()) {
-      const p = path.join(dir, name);
-      const st = await lstat(p);
-      h.update(`${path.relative(root, p)} ${st.mode} ${st.size}\n`);
-      if (st.isDirectory()) await walk(p);
-      else if (st.isSymbolicLink()) h.update(await readlink(p));
-      else if (st.isFile()) h.update(await readFile(p));
-    }
-  };
-  await walk(root);
-  return h.digest('hex');
-}
 
 interface World {
   /** Write /etc/dsvm-agent/config.yaml (else only the state knows the share). */

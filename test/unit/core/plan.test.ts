@@ -3,34 +3,18 @@
 // after), and no secret reaches its output, its children's argv or state.
 import t from 'tap';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseDocument } from 'yaml';
 import { firstBootTasks } from '../../../src/tasks/first-boot.js';
 import { planTasks } from '../../../src/agent/task.js';
 import { makeTestContext } from '../../helpers/context.js';
+import { hashTree } from '../../helpers/tree.js';
 
 const JOIN_SECRET = 'Plan-Join-Secret-8c1e';
 const STORAGE_KEY = 'cGxhbi1zdG9yYWdlLWtleS1zZWNyZXQtdmFsdWU=';
-
-async function hashTree(root: string): Promise<string> {
-  const h = createHash('sha256');
-  const walk = async (dir: string): Promise<void> => {
-    for (const name of (await readdir(dir)).sort()) {
-      const p = path.join(dir, name);
-      const st = await lstat(p);
-      h.update(`${path.relative(root, p)} ${st.mode} ${st.uid} ${st.gid} ${st.size}\n`);
-      if (st.isDirectory()) await walk(p);
-      else if (st.isSymbolicLink()) h.update(await readlink(p));
-      else if (st.isFile()) h.update(await readFile(p));
-    }
-  };
-  await walk(root);
-  return h.digest('hex');
-}
 
 /** The example config, pointed at a temp root, loopback-only endpoints and file secrets. */
 async function exampleRoot(): Promise<{ root: string; configFile: string }> {

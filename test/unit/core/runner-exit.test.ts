@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { alive, gone } from '../../helpers/processes.js';
 
 const module = (rel: string): string => JSON.stringify(fileURLToPath(new URL(rel, import.meta.url)));
 
@@ -32,28 +33,6 @@ if (mode === 'exit') process.exit(0);
 process.stdout.write('ready\\n');
 setInterval(() => undefined, 1000);
 `;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
-    throw err;
-  }
-  // An orphan killed a moment ago may wait for PID 1 to reap it: a zombie runs nothing.
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
-async function gone(pid: number, withinMs = 1000): Promise<boolean> {
-  for (const until = Date.now() + withinMs; Date.now() < until; await new Promise((r) => setTimeout(r, 20))) {
-    if (!alive(pid)) return true;
-  }
-  return !alive(pid);
-}
 
 t.test('no child or grandchild outlives the agent', async (t) => {
   const dir = await mkdtemp(path.join(tmpdir(), 'runner-exit-'));

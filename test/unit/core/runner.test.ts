@@ -6,6 +6,7 @@ import path from 'node:path';
 import { createLogger } from '../../../src/agent/log.js';
 import { Redactor } from '../../../src/agent/redact.js';
 import { createRunner } from '../../../src/agent/runner.js';
+import { alive, gone } from '../../helpers/processes.js';
 
 function setup() {
   const redactor = new Redactor();
@@ -76,27 +77,6 @@ t.test('argv is logged at debug with secrets redacted', async (t) => {
 });
 
 /** Whether pid still runs; a zombie waiting for PID 1 to reap it counts as gone. */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
-    throw err;
-  }
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
-async function gone(pid: number, withinMs = 1000): Promise<boolean> {
-  for (const until = Date.now() + withinMs; Date.now() < until; await new Promise((r) => setTimeout(r, 20))) {
-    if (!alive(pid)) return true;
-  }
-  return !alive(pid);
-}
-
 t.test('the deadline kills the whole process tree, grandchildren included', async (t) => {
   const { run } = setup();
   const dir = await mkdtemp(path.join(tmpdir(), 'runner-'));
