@@ -50,6 +50,11 @@ async function setup(t: { teardown(fn: () => unknown): void }, over: Record<stri
     commands: [{ file: 'getent', result: { stdout: 'dsvm-users:*:1100:alice\n' } }],
   });
   tc.services.active.add('sssd');
+  // The daemon's health clock is the wall clock: first boot's start (which
+  // anchors the Initializing grace) must come from the same clock, or health
+  // turns Unhealthy as soon as first boot records a start months "ago".
+  // Backoff sleeps stay instant.
+  tc.ctx.clock = { now: () => Date.now(), sleep: async () => undefined };
   const ops = new FakeOps();
   const notifier = new RecordingNotifier();
   const gated = gatedTask();
@@ -71,7 +76,7 @@ t.test('lifecycle: Initializing during first boot, Healthy after, READY first an
   const init = await s.get('/health');
   t.equal(init.status, 200, 'always 200');
   t.equal(init.type, 'application/json');
-  t.equal(JSON.parse(init.text).state, 'Initializing');
+  t.equal(JSON.parse(init.text).state, 'Initializing', init.text);
   t.equal(extensionView(init.text).state, 'Unknown', 'the extension keeps its own Initializing');
   const statuses = () => s.notifier.messages.map((m) => m.STATUS ?? '').join('|');
   for (let i = 0; i < 100 && !/first boot: domain-join/.test(statuses()); i++) await s.settle();
