@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
+import { bundleForNode } from '../../helpers/bundle.js';
 import { alive, gone } from '../../helpers/processes.js';
 
 const module = (rel: string): string => JSON.stringify(fileURLToPath(new URL(rel, import.meta.url)));
@@ -39,16 +39,7 @@ t.test('no child or grandchild outlives the agent', async (t) => {
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   // Bundled and run by plain node, as the agent is: the tsx loader adds signal listeners of its own.
   const file = path.join(dir, 'agent-like.mjs');
-  await build({
-    stdin: { contents: script, resolveDir: dir, loader: 'ts' },
-    outfile: file,
-    bundle: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node20',
-    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
-    logLevel: 'error',
-  });
+  await bundleForNode(script, dir, file);
   const cases = [
     { name: 'process.exit() while a command runs', mode: 'exit', code: 0, signal: null },
     { name: 'SIGTERM that nothing handles', mode: 'unhandled', code: null, signal: 'SIGTERM' },

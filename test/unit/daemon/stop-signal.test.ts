@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
+import { bundleForNode } from '../../helpers/bundle.js';
 
 const runModule = fileURLToPath(new URL('../../../src/agent/commands/run.ts', import.meta.url));
 const runnerModule = fileURLToPath(new URL('../../../src/agent/runner.ts', import.meta.url));
@@ -36,16 +36,7 @@ t.test('SIGTERM while a child runs: the daemon still gets to stop in order', asy
   const dir = await mkdtemp(path.join(tmpdir(), 'dsvm-stop-signal-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const file = path.join(dir, 'daemon-like.mjs');
-  await build({
-    stdin: { contents: script, resolveDir: dir, loader: 'ts' },
-    outfile: file,
-    bundle: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node20',
-    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
-    logLevel: 'error',
-  });
+  await bundleForNode(script, dir, file);
   const p = spawn(process.execPath, [file], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
