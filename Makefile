@@ -7,7 +7,7 @@ NODE ?= node
 .PHONY: deps test-all help build test check lint format typecheck schema lab-up lab-down lab-shell lab-test lab-cycle demo e2e bench deb clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -24,7 +24,7 @@ schema: node_modules/.package-lock.json ## regenerate packaging/config.schema.js
 test: build ## unit tests (tap); no root, no network beyond loopback
 	scripts/offline npx tap
 
-test-all: deps ## everything CI runs: check, unit tests, lab tier, VM-image tier
+test-all: deps ## everything CI runs: check, unit tests, the demo, the lab tier twice, VM-image tier
 	$(MAKE) check
 	$(MAKE) test
 	$(MAKE) demo
