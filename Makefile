@@ -4,7 +4,10 @@ SHELL := /bin/bash
 NODE ?= node
 
 
-.PHONY: deps test-all help build test check lint format typecheck schema lab-up lab-down lab-shell lab-test lab-cycle demo e2e bench deb clean
+.PHONY: deps test-all help build test check lint format typecheck schema lab-up lab-down lab-shell lab-test lab-cycle demo e2e e2e-matrix clean-room bench deb clean
+
+# The Debian suite of the VM-image tier: bullseye (11), bookworm (12) or trixie (13).
+SUITE ?= bookworm
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -63,8 +66,14 @@ lab-cycle: deps build ## the lab budgets: up (< 30 s), lab-test, down (nothing l
 demo: deps build ## the main job: lab up, provision the client VM, log alice in, show the result
 	test/lab/demo
 
-e2e: build ## VM-image tier: debootstrap image, the .deb, qemu + cloud-init + systemd + CIFS
-	test/e2e/run
+e2e: build ## VM-image tier (SUITE=bullseye|bookworm|trixie): debootstrap image, the .deb, qemu + cloud-init + systemd + CIFS
+	SUITE=$(SUITE) test/e2e/run
+
+e2e-matrix: build ## the VM-image tier on every suite in turn: bullseye, bookworm, trixie
+	for s in bullseye bookworm trixie; do SUITE=$$s test/e2e/run || exit 1; done
+
+clean-room: ## the README's set-up in a fresh Debian 12 root: install-deps, make demo, make lab-test (root)
+	scripts/clean-room
 
 bench: build ## benchmarks, each as a ratio against a baseline run side by side
 	bench/run
