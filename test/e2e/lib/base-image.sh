@@ -1,6 +1,7 @@
-# Base VM image: a debootstrapped Debian bookworm root filesystem, cached on
-# the machine between runs. Sourced by test/e2e/run; `ensure_base_image`
-# prints the cached rootfs directory.
+# Base VM image: a debootstrapped Debian root filesystem of $E2E_SUITE
+# (bullseye, bookworm or trixie), cached on the machine between runs, one per
+# suite. Sourced by test/e2e/run; `ensure_base_image` prints the cached rootfs
+# directory.
 # shellcheck shell=bash
 
 # Bump when the plain-file edits below change: the cache key is this plus the
@@ -12,17 +13,36 @@ BASE_IMAGE_VERSION=3
 # as in an image build where the base image already carries them.
 # python3-cffi-backend and libpam-systemd stand in for virtual packages that
 # debootstrap cannot resolve (cloud-init, polkitd pull them).
-BASE_PACKAGES=(
+# The same names exist in all three suites (checked against each suite's
+# Packages), except polkit's daemon: bullseye ships it as policykit-1
+# (0.105), bookworm and trixie as polkitd. trixie still has ifupdown and
+# isc-dhcp-client; cloud-init renders the seed's static address for ifupdown
+# on every suite, so the network is set up the same way everywhere.
+BASE_PACKAGES_COMMON=(
   systemd systemd-sysv udev dbus kmod cloud-init cifs-utils keyutils
-  openssh-server sssd sssd-tools adcli realmd polkitd libpam-systemd
+  openssh-server sssd sssd-tools adcli realmd libpam-systemd
   krb5-user libpam-sss libnss-sss linux-image-cloud-amd64 initramfs-tools
   ifupdown isc-dhcp-client iproute2 netbase sudo procps e2fsprogs
   ca-certificates python3-cffi-backend
   libstdc++6 libgcc-s1 libpam-runtime curl
 )
 
+# base_packages SUITE: the list debootstrap gets for that suite.
+base_packages() {
+  printf '%s\n' "${BASE_PACKAGES_COMMON[@]}"
+  case "$1" in
+    bullseye) printf '%s\n' policykit-1 ;;
+    bookworm | trixie) printf '%s\n' polkitd ;;
+    *) die "no package list for suite $1" ;;
+  esac
+}
+
+# The key names the suite in clear (so a look at the cache says which image
+# is which) and hashes what makes the image: suite, edits' version, packages.
 base_image_key() {
-  printf '%s\n' "$BASE_IMAGE_VERSION" "${BASE_PACKAGES[@]}" | sha256sum | cut -c1-16
+  local suite="$1"
+  printf '%s-%s\n' "$suite" \
+    "$({ printf '%s\n' "$suite" "$BASE_IMAGE_VERSION"; base_packages "$suite"; } | sha256sum | cut -c1-16)"
 }
 
 # Plain file edits, no services run: what an image pipeline does before the
@@ -71,40 +91,46 @@ CFG
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*_Packages
 }
 
-# Prints the cached rootfs; builds it (debootstrap, ~2-3 min) when missing.
+# Prints the cached rootfs of $E2E_SUITE; builds it (debootstrap, a few
+# minutes) when missing.
 ensure_base_image() {
-  local key dir mirror tmp
-  key="$(base_image_key)"
+  local suite="$E2E_SUITE" key dir mirror tmp
+  key="$(base_image_key "$suite")"
   dir="$E2E_CACHE/base-$key"
   mkdir -p "$E2E_CACHE"
-  # One builder at a time; a second run waits and then reuses the result.
-  exec {lockfd}>"$E2E_CACHE/.lock"
+  # One builder per suite at a time; a second run waits and then reuses the
+  # result. Different suites build side by side (own lock, own .deb cache).
+  exec {lockfd}>"$E2E_CACHE/.lock-$suite"
   flock "$lockfd"
   if [[ -f "$dir/.complete" ]]; then
     printf '%s\n' "$dir/rootfs"
     flock -u "$lockfd"
     return 0
   fi
-  mirror="$(apt_mirror)" || die "no bookworm mirror in the machine's apt sources"
+  mirror="$(apt_mirror "$suite")" || die "no Debian mirror in the machine's apt sources (/etc/apt/sources.list.d/*.sources or /etc/apt/sources.list)"
   log "building base image $key from $mirror (debootstrap, a few minutes)"
   tmp="$E2E_CACHE/tmp-$key.$$"
   rm -rf "$tmp"
-  mkdir -p "$tmp" "$E2E_CACHE/debs"
-  local include
-  include="$(IFS=,; printf '%s' "${BASE_PACKAGES[*]}")"
-  if ! debootstrap --variant=minbase --cache-dir="$E2E_CACHE/debs" \
-    --include="$include" bookworm "$tmp/rootfs" "$mirror" >"$tmp/debootstrap.log" 2>&1; then
+  mkdir -p "$tmp" "$E2E_CACHE/debs-$suite"
+  local include t0=$SECONDS
+  include="$(base_packages "$suite" | paste -sd,)"
+  if ! debootstrap --variant=minbase --cache-dir="$E2E_CACHE/debs-$suite" \
+    --include="$include" "$suite" "$tmp/rootfs" "$mirror" >"$tmp/debootstrap.log" 2>&1; then
     tail -n 30 "$tmp/debootstrap.log" >&2
-    die "debootstrap failed (log: $tmp/debootstrap.log)"
+    die "debootstrap of $suite failed (log: $tmp/debootstrap.log)"
   fi
   _prepare_rootfs "$tmp/rootfs"
   ls "$tmp"/rootfs/boot/vmlinuz-* "$tmp"/rootfs/boot/initrd.img-* >/dev/null \
     || die "base image has no kernel or initrd"
+  printf '%s %s s\n' "$suite" "$((SECONDS - t0))" >"$tmp/build-time"
   touch "$tmp/.complete"
-  # Older keys are stale by definition; keep the disk from filling up.
-  find "$E2E_CACHE" -maxdepth 1 -name 'base-*' ! -name "base-$key" -exec rm -rf {} +
+  # This suite's older keys are stale by definition (and so are keys from
+  # before the suite was part of the name); keep the disk from filling up.
+  find "$E2E_CACHE" -maxdepth 1 \( -name "base-$suite-*" -o -regex '.*/base-[0-9a-f]*' \) \
+    ! -name "base-$key" -exec rm -rf {} +
+  rm -rf "$E2E_CACHE/debs"
   mv "$tmp" "$dir"
   flock -u "$lockfd"
-  log "base image ready: $dir"
+  log "base image ready in $((SECONDS - t0)) s: $dir"
   printf '%s\n' "$dir/rootfs"
 }

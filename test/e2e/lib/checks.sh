@@ -95,7 +95,8 @@ mount_has_agent_options() {
     const userspaceOnly = /^(credentials|cred|_netdev|nofail|noauto|auto|defaults|users?|x-systemd\..*|x-.*|username|password2?|pass|comment)(=|$)/;
     for (const o of wanted.split(",").map((x) => x.trim()).filter(Boolean)) {
       if (userspaceOnly.test(o) || live.includes(o)) continue;
-      // Applied, but not listed in /proc/mounts by the bookworm kernel (6.1).
+      // Applied, but listed in /proc/mounts only by newer kernels (6.12 of
+      // trixie lists it; 5.10 of bullseye and 6.1 of bookworm do not).
       if (["nosharesock"].includes(o)) continue;
       const [k, v] = o.split("=");
       if (k === "actimeo" && live.includes(`acregmax=${v}`) && live.includes(`acdirmax=${v}`)) continue;
@@ -210,6 +211,19 @@ unit_sandbox_allows_mounts() {
     echo "mount.cifs in the sandbox: $out"
     rmdir /mnt/e2e-probe
     ! printf "%s" "$out" | grep -qiE "capabilit|Operation not permitted|EPERM"'
+}
+
+# What the VM runs, as TAP comments: the agent (and the runtime it names),
+# the OS release and the versions of the tools whose differences between
+# suites matter to the agent.
+vm_versions() {
+  local out
+  out="$(E2E_SSH_TIMEOUT=60 vm_ssh 'echo "dsvm-agent version: $(dsvm-agent version 2>&1 | tr "\n" " ")"
+    . /etc/os-release; echo "os-release: $PRETTY_NAME, VERSION=${VERSION:-?}"
+    echo "kernel: $(uname -r)"
+    dpkg-query -W -f "\${Package} \${Version}\n" adcli sssd-common realmd systemd cloud-init openssh-server cifs-utils libpam-runtime libc6 2>&1' 2>&1)" ||
+    out="versions: ssh failed: $out"
+  while IFS= read -r line; do note "$line"; done <<<"$out"
 }
 
 # --- phases ---------------------------------------------------------------

@@ -53,6 +53,9 @@ bail_if_vm_gone() {
   exit 1
 }
 
+# note TEXT: a TAP comment line (facts of the run, no verdict).
+note() { printf '# %s\n' "$*"; }
+
 pass() { _tap_result 1 "$1"; }
 fail() { _tap_result 0 "$1" "${2:-}"; }
 

@@ -25,7 +25,10 @@ VM_UUID="$(cat /proc/sys/kernel/random/uuid)"
 
 # Copy the base rootfs, install the package as an image build would (dpkg in
 # a chroot, no systemd running), then run the agent's own pre-capture
-# cleanup. Prints nothing; results go to $WORK/image.log.
+# cleanup. Prints nothing; results go to $WORK/image.log. Returns 0, or 1 when
+# dpkg -i failed. With DSVM_E2E_FORCE_DEPENDS=1 a dpkg -i refused for its
+# dependencies is repeated with --force-depends so the run can show what else
+# fails on that suite; it then returns 3 and the image check still fails.
 vm_build_rootfs() {
   local base="$1" deb="$2" rootfs="$WORK/rootfs"
   rm -rf "$rootfs"
@@ -33,13 +36,18 @@ vm_build_rootfs() {
   install -m 0644 "$deb" "$rootfs/tmp/dsvm-agent.deb"
   # A private mount namespace: /proc and /dev for the chroot vanish with it.
   unshare -m --propagation private -- bash -euo pipefail -c '
-    root=$1
+    root=$1 force=$2 rc=0
     mount -t proc proc "$root/proc"
     mount --rbind /dev "$root/dev"
     in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
       DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 "$@"; }
     echo "== dpkg -i"
-    in_root dpkg -i /tmp/dsvm-agent.deb
+    if ! in_root dpkg -i /tmp/dsvm-agent.deb; then
+      [[ "$force" == 1 ]] || exit 1
+      echo "== dpkg -i --force-depends (DSVM_E2E_FORCE_DEPENDS=1)"
+      in_root dpkg --force-depends -i /tmp/dsvm-agent.deb
+      rc=3
+    fi
     rm -f "$root/tmp/dsvm-agent.deb"
     echo "== dsvm-agent version"
     in_root dsvm-agent version || echo "(dsvm-agent version failed: $?)"
@@ -51,7 +59,8 @@ vm_build_rootfs() {
     else
       echo "== dsvm-agent deprovision: not available in this build"
     fi
-  ' _ "$rootfs" >"$WORK/image.log" 2>&1
+    exit "$rc"
+  ' _ "$rootfs" "${DSVM_E2E_FORCE_DEPENDS:-0}" >"$WORK/image.log" 2>&1
 }
 
 # ext4 image straight from the directory (no loop mount), kernel and initrd
