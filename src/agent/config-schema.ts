@@ -424,9 +424,23 @@ export const configSchema = z
         enabled: z.boolean().default(true).describe('whether failing checks are repaired (restart sssd, remount, rejoin)'),
         maxAttempts: z.number().int().min(1).default(3).describe('the repairs of one kind allowed per window'),
         windowSec: z.number().int().min(60).default(3600).describe('the window of maxAttempts, in seconds'),
+        failuresBeforeRepair: z
+          .number()
+          .int()
+          .min(1)
+          .max(100)
+          .default(3)
+          .describe('the non-transient failures in a row of a check before its repair starts (timeouts and an unreachable DC never count)'),
+        jitterSec: z
+          .number()
+          .int()
+          .min(0)
+          .max(3600)
+          .default(60)
+          .describe('the longest random wait before a repair, so the VMs of a pool do not repair at the same moment'),
       })
       .strict()
-      .default({ enabled: true, maxAttempts: 3, windowSec: 3600 })
+      .default({ enabled: true, maxAttempts: 3, windowSec: 3600, failuresBeforeRepair: 3, jitterSec: 60 })
       .describe('self-repair and its rate limit'),
     scheduledEvents: z
       .object({

@@ -18,7 +18,11 @@ export function declareMetrics(m: Metrics): void {
   m.declare('dsvm_agent_check_duration_seconds', 'Duration of the last run of each check', 'gauge');
   m.declare('dsvm_agent_check_since_timestamp_seconds', 'Unix time each check entered its current state', 'gauge');
   m.declare('dsvm_agent_check_runs_total', 'Check runs by resulting state', 'counter');
-  m.declare('dsvm_agent_repairs_total', 'Self-repair attempts by action and result (ok, failed, gave-up)', 'counter');
+  m.declare(
+    'dsvm_agent_repairs_total',
+    'Self-repair attempts by action and result (ok, failed, gave-up; skipped: the last look before it found nothing to repair)',
+    'counter',
+  );
   m.declare('dsvm_agent_repair_gave_up', 'Whether repairs of an action stopped after too many attempts', 'gauge');
   m.declare('dsvm_agent_logins_total', 'Logins handled by the daemon by outcome', 'counter');
   m.declare('dsvm_agent_login_duration_seconds', 'Time to handle a login', 'histogram', LOGIN_BUCKETS);

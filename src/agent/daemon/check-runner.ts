@@ -3,6 +3,7 @@ import type { CheckId } from '../config-schema.js';
 import { AgentError, messageOf } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { TaskContext } from '../task.js';
+import { isTransientError } from '../../tasks/checks/transient.js';
 import type { CheckDeps, CheckOutcome, HealthCheck } from '../../tasks/checks/types.js';
 import { advance, pendingRecord, type CheckRecord } from './check-state.js';
 
@@ -117,18 +118,25 @@ export class CheckRunner {
   }
 }
 
-/** A check's run as an outcome: thrown errors and timeouts become `fail`, a missing capability `warn`. */
+/**
+ * A check's run as an outcome: thrown errors and timeouts become `fail`, a
+ * missing capability `warn`. A timeout, and a thrown error classified as
+ * transient, are transient failures: they never count towards a repair.
+ */
 async function withTimeout(check: HealthCheck, run: Promise<CheckOutcome>): Promise<CheckOutcome> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<CheckOutcome>((resolve) => {
-    timer = setTimeout(() => resolve({ state: 'fail', reason: `no answer within ${check.timeoutMs} ms` }), check.timeoutMs);
+    timer = setTimeout(
+      () => resolve({ state: 'fail', reason: `no answer within ${check.timeoutMs} ms`, transient: true }),
+      check.timeoutMs,
+    );
   });
   try {
     return await Promise.race([
       run.catch((err: unknown): CheckOutcome => {
         // A capability this build lacks is not the VM's fault: never Unhealthy for it.
         if (err instanceof AgentError && err.kind === 'notImplemented') return { state: 'warn', reason: err.message };
-        return { state: 'fail', reason: messageOf(err) };
+        return { state: 'fail', reason: messageOf(err), ...(isTransientError(err) ? { transient: true } : {}) };
       }),
       timeout,
     ]);

@@ -13,6 +13,14 @@ export interface CheckRecord {
   /** Runs in a row with the same state. */
   streak: number;
   runs: number;
+  /** The latest failure was of the transient kind (timeout, DC unreachable): see tasks/checks/transient.ts. */
+  transient?: boolean;
+  /**
+   * Failures of the non-transient kind in a row. A transient failure breaks
+   * the row (it says nothing about this VM either way), as does a pass; the
+   * repair policy acts on this count, never on one bad run.
+   */
+  hardFailures?: number;
   /** Set while a run is in flight past its timeout (a hung probe still being waited for). */
   stuckSince?: string;
 }
@@ -38,5 +46,8 @@ export function advance(prev: CheckRecord, outcome: CheckOutcome, at: { startedA
     streak: changed ? 1 : prev.streak + 1,
     runs: prev.runs + 1,
   };
+  const hard = outcome.state === 'fail' && outcome.transient !== true;
+  if (outcome.state === 'fail' && !hard) next.transient = true;
+  if (hard) next.hardFailures = (prev.hardFailures ?? 0) + 1;
   return next;
 }

@@ -19,6 +19,7 @@ import { Metrics } from './metrics.js';
 import { Watchdog, type Notifier } from './notify.js';
 import type { DaemonOps } from './ops.js';
 import { newRepairRecord, repairFor, RepairLimiter, type RepairAction, type RepairRecord } from './repair.js';
+import { confirmRepair, repairJitterMs, shouldRepair, type Confirmation } from './repair-policy.js';
 import { startHealthServer } from './server.js';
 
 /** The login work the daemon serves over its socket (the workspace module's handleLogin). */
@@ -277,7 +278,7 @@ export class Daemon {
       this.limiter.recovered(repair);
     }
     if (this.recheckNoRepair.delete(check.id)) return;
-    if (rec.state === 'fail') void this.maybeRepair(check.id, action);
+    if (shouldRepair(rec, this.o.ctx.cfg.repair)) void this.maybeRepair(check.id, action);
   }
 
   private repairsAllowed(): boolean {
@@ -285,6 +286,15 @@ export class Daemon {
   }
 
   private async maybeRepair(id: CheckId, action: RepairAction): Promise<void> {
+    if (!this.repairsAllowed() || this.repairing.has(action)) return;
+    // The jitter and the last look (repair-policy.ts); the action is held meanwhile so only one waits.
+    this.repairing.add(action);
+    const go = await this.confirmRepair(id, action).finally(() => this.repairing.delete(action));
+    if (!go.go) {
+      this.log.info(`${id}: not starting ${action}: ${go.reason}`);
+      this.metrics.inc('dsvm_agent_repairs_total', { action, result: 'skipped' });
+      return;
+    }
     if (!this.repairsAllowed() || this.repairing.has(action)) return;
     let rec = this.repairs.get(action);
     if (!rec) this.repairs.set(action, (rec = newRepairRecord(action)));
@@ -318,6 +328,23 @@ export class Daemon {
     // See whether it helped now, without letting this very result start the next attempt.
     this.recheckNoRepair.add(id);
     await this.runner.run(id).catch(() => undefined);
+  }
+
+  private async confirmRepair(id: CheckId, action: RepairAction): Promise<Confirmation> {
+    const wait = repairJitterMs(this.o.ctx.cfg.repair);
+    if (wait > 0) {
+      this.log.info(`${id} failing: ${action} in ${Math.ceil(wait / 1000)} s unless it recovers (spread across the pool)`);
+      await new Promise((r) => setTimeout(r, wait).unref());
+    }
+    if (!this.repairsAllowed()) return { go: false, reason: 'repairs are not allowed now' };
+    const recheck = (): Promise<CheckRecord> => {
+      this.recheckNoRepair.add(id);
+      return this.runner.run(id);
+    };
+    return confirmRepair(action, { recheck, testJoin: () => this.o.ops.testJoin(this.o.ctx) }).catch((err: unknown): Confirmation => ({
+      go: false,
+      reason: messageOf(err),
+    }));
   }
 
   private runRepair(action: RepairAction): Promise<void> {

@@ -1,4 +1,5 @@
-import { fail, ok, type HealthCheck } from './types.js';
+import { isTransientReason } from './transient.js';
+import { fail, ok, transientFail, type HealthCheck } from './types.js';
 
 /**
  * The machine account still works: the trust can break when the computer
@@ -10,7 +11,11 @@ export const domainTrustCheck: HealthCheck = {
   defaultSchedule: '0 */5 * * * *',
   timeoutMs: 30_000,
   async run(ctx, deps) {
+    // An unreachable DC is thrown as a transient error (the check runner
+    // classifies it); an answer that only reads like one is classified here.
     const r = await deps.testJoin(ctx);
-    return r.ok ? ok(r.reason || `joined to ${ctx.cfg.domain.name}`) : fail(r.reason || `not joined to ${ctx.cfg.domain.name}`);
+    if (r.ok) return ok(r.reason || `joined to ${ctx.cfg.domain.name}`);
+    const reason = r.reason || `not joined to ${ctx.cfg.domain.name}`;
+    return isTransientReason(reason) ? transientFail(reason) : fail(reason);
   },
 };

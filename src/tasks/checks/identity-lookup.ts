@@ -1,6 +1,6 @@
 import { summarize } from '../../agent/runner.js';
 import type { TaskContext } from '../../agent/task.js';
-import { fail, ok, type HealthCheck } from './types.js';
+import { fail, ok, transientFail, type HealthCheck } from './types.js';
 
 /** The name to resolve: the configured probe, else the first allowed group. */
 export function identityTarget(ctx: TaskContext): { name: string; db: 'passwd' | 'group' } | undefined {
@@ -25,12 +25,17 @@ export const identityLookupCheck: HealthCheck = {
     // A configured probe may name a user or a group: try passwd first, then group.
     const dbs = ctx.cfg.health.identityProbe ? (['passwd', 'group'] as const) : ([target.db] as const);
     let last = '';
+    let timedOut = false;
     for (const db of dbs) {
       const r = await ctx.run({ file: 'getent', args: [db, target.name], timeoutMs: 15_000 });
+      timedOut ||= r.timedOut;
       if (r.exitCode === 0 && r.stdout.trim() !== '') return ok(`${db} ${target.name} resolves`);
       // getent exits 2 for "not found"; anything else is the lookup itself failing.
       last = r.exitCode === 2 ? `${db} ${target.name} not found` : `getent ${db} ${target.name}: ${summarize(r)}`;
     }
-    return fail(`${last} (fix: check sssd and the domain controller; \`sssctl domain-status ${ctx.cfg.domain.name}\`)`);
+    // A lookup that hangs is sssd waiting on a silent DC: transient. "Not found" is a real answer.
+    return (timedOut ? transientFail : fail)(
+      `${last} (fix: check sssd and the domain controller; \`sssctl domain-status ${ctx.cfg.domain.name}\`)`,
+    );
   },
 };

@@ -8,6 +8,12 @@ export interface CheckOutcome {
   state: CheckState;
   /** One line a person can act on; never a secret. */
   reason: string;
+  /**
+   * A failure that says nothing about this VM (a timeout, the DC or KDC
+   * unreachable): it still shows in health, but never counts towards a
+   * repair (see transient.ts).
+   */
+  transient?: boolean;
 }
 
 /** The result of the share's killable probe (share-mount owns it). */
@@ -50,3 +56,5 @@ export interface HealthCheck {
 export const ok = (reason: string): CheckOutcome => ({ state: 'ok', reason });
 export const warn = (reason: string): CheckOutcome => ({ state: 'warn', reason });
 export const fail = (reason: string): CheckOutcome => ({ state: 'fail', reason });
+/** A failure of the transient kind (see CheckOutcome.transient). */
+export const transientFail = (reason: string): CheckOutcome => ({ state: 'fail', reason, transient: true });

@@ -2,6 +2,7 @@ import t from 'tap';
 import { Daemon } from '../../../src/agent/daemon/daemon.js';
 import { callIpc } from '../../../src/agent/ipc.js';
 import { StateStore } from '../../../src/agent/state.js';
+import { transient } from '../../../src/agent/errors.js';
 import type { Task } from '../../../src/agent/task.js';
 import { healthChecks } from '../../../src/tasks/checks/index.js';
 import { makeTestContext } from '../../helpers/context.js';
@@ -43,7 +44,8 @@ async function setup(t: { teardown(fn: () => unknown): void }, over: Record<stri
         checks: checksConfig,
         unhealthyOn: ['domain-trust', 'sssd', 'share-mounted'],
       },
-      repair: { maxAttempts: 2, windowSec: 3600 },
+      // One failure repairs here (these tests are about the rate limit); the policy has its own test below.
+      repair: { maxAttempts: 2, windowSec: 3600, failuresBeforeRepair: 1, jitterSec: 0 },
       scheduledEvents: { enabled: false },
       ...over,
     },
@@ -149,6 +151,83 @@ t.test('a successful repair is checked again at once', async (t) => {
   const h = await s.health();
   t.equal(h.ApplicationHealthState, 'Healthy', 'the re-check after the remount cleared it');
   t.same(s.ops.calls, ['remountShare']);
+});
+
+t.test('a DC that stalls never starts a rejoin; a broken trust does, after N failures and a fresh testjoin', async (t) => {
+  const s = await setup(t, { repair: { maxAttempts: 3, windowSec: 3600, failuresBeforeRepair: 3, jitterSec: 0 } });
+  s.gated.release();
+  await s.daemon.firstBootSettled;
+  await s.settle();
+  const trust = async () => {
+    await s.daemon.runner.run('domain-trust');
+    await s.settle();
+  };
+  // The DC is silent: testjoin throws its transient error, or the check outlives its timeout.
+  s.ops.testJoin = async () => {
+    throw transient('adcli testjoin: timed out talking to the domain', { reason: 'dc-unreachable' });
+  };
+  for (let i = 0; i < 10; i++) await trust();
+  let rec = s.daemon.runner.records.get('domain-trust')!;
+  t.equal(rec.state, 'fail', 'health still shows the failure');
+  t.equal(rec.transient, true, 'classified transient');
+  t.same(s.ops.calls, [], 'ten transient failures: no repair');
+  // The DC answers that the machine account is refused, twice: below the threshold.
+  s.ops.joined = false;
+  s.ops.testJoin = async () => ({ ok: false, reason: 'the DC refused the machine account DSVM-1: Preauthentication failed' });
+  await trust();
+  await trust();
+  t.same(s.ops.calls, [], 'two hard failures: no repair yet');
+  // A transient failure in between breaks the row.
+  s.ops.testJoin = async () => {
+    throw transient('Cannot contact any KDC for realm CONTOSO.TEST');
+  };
+  await trust();
+  rec = s.daemon.runner.records.get('domain-trust')!;
+  t.equal(rec.hardFailures, undefined, 'the row starts again after a transient failure');
+  // Three hard failures in a row, and the fresh testjoin before the rejoin still says broken.
+  s.ops.testJoin = async () => ({ ok: false, reason: 'the DC refused the machine account DSVM-1: Preauthentication failed' });
+  await trust();
+  await trust();
+  t.same(s.ops.calls, [], 'two in a row again: still no repair');
+  await trust();
+  t.same(s.ops.calls, ['rejoin'], 'third hard failure in a row, confirmed by a fresh testjoin: one rejoin');
+  t.match(s.tc.logLines.join('\n'), /trying rejoin/);
+});
+
+t.test('the last look before a rejoin: a fresh testjoin that passes, or cannot reach the DC, stops it', async (t) => {
+  for (const c of [
+    {
+      name: 'trust fine again',
+      last: async () => ({ ok: true, reason: 'joined as DSVM-1' }),
+      log: /not starting rejoin: a fresh adcli testjoin says the trust is fine/,
+    },
+    {
+      name: 'DC unreachable',
+      last: async (): Promise<{ ok: boolean; reason: string }> => {
+        throw transient('adcli testjoin failed: Cannot contact any KDC');
+      },
+      log: /not starting rejoin: a fresh adcli testjoin could not ask the domain/,
+    },
+  ]) {
+    const s = await setup(t, { repair: { maxAttempts: 3, windowSec: 3600, failuresBeforeRepair: 1, jitterSec: 0 } });
+    s.gated.release();
+    await s.daemon.firstBootSettled;
+    await s.settle();
+    let calls = 0;
+    // The check's own run sees a broken trust; the repair's fresh look sees the other answer.
+    s.ops.testJoin = async () => (calls++ === 0 ? { ok: false, reason: 'the DC refused the machine account DSVM-1' } : c.last());
+    await s.daemon.runner.run('domain-trust');
+    await new Promise((r) => setTimeout(r, 100));
+    t.same(s.ops.calls, [], `${c.name}: no rejoin`);
+    t.match(s.tc.logLines.join('\n'), c.log, `${c.name}: says why`);
+    const m = parsePrometheus((await s.get('/metrics')).text);
+    t.equal(
+      m.samples.find((x) => x.name === 'dsvm_agent_repairs_total' && x.labels.action === 'rejoin' && x.labels.result === 'skipped')?.value,
+      1,
+      `${c.name}: counted as skipped`,
+    );
+    await s.daemon.stop();
+  }
 });
 
 t.test('no repairs during first boot or when disabled', async (t) => {
