@@ -1,8 +1,8 @@
 import type { Config } from '../../agent/config-schema.js';
-import type { Runner } from '../../agent/runner.js';
+import type { RunResult, Runner } from '../../agent/runner.js';
 import { summarize } from '../../agent/runner.js';
 import { checkName } from './names.js';
-import { isAllowed, parseGroupNames, parsePasswdLine, skipReason, type Account } from './plan.js';
+import { isAllowed, loginGroupNames, parseGroupEntryIds, parseGroupIds, parsePasswdLine, skipReason, type Account } from './plan.js';
 
 /** The account to act for, or why there is none. */
 export type Resolution = { ok: true; account: Account } | { ok: false; status: 'skipped' | 'failed'; reason: string; message: string };
@@ -17,6 +17,7 @@ export type Resolution = { ok: true; account: Account } | { ok: false; status: '
  * PAM account stack on purpose: pam_exec in the session stack cannot know
  * the account stack ran (pamtester, `su` from root, a JupyterHub that skips
  * it), and a folder on the team share is not for everyone NSS knows.
+ * Groups compare by gid, both sides resolved through NSS (see parseGroupIds).
  */
 export async function resolveAccount(
   run: Runner,
@@ -29,10 +30,11 @@ export async function resolveAccount(
   // getent looks a number up as a uid: "1001" would act for whoever has uid 1001.
   if (/^\d+$/.test(rawName))
     return { ok: false, status: 'failed', reason: 'bad-name', message: 'the user name is all digits (NSS would read it as a uid)' };
-  const wantGroups = cfg.domain.allowGroups.length > 0;
-  const [pw, groups] = await Promise.all([
+  const groupNames = loginGroupNames(cfg);
+  const [pw, groups, allowed] = await Promise.all([
     run({ file: 'getent', args: ['passwd', '--', rawName], timeoutMs }),
-    wantGroups ? run({ file: 'id', args: ['-Gn', '--', rawName], timeoutMs }) : undefined,
+    groupNames.length > 0 ? run({ file: 'id', args: ['-G', '--', rawName], timeoutMs }) : undefined,
+    groupNames.length > 0 ? run({ file: 'getent', args: ['group', '--', ...groupNames], timeoutMs }) : undefined,
   ]);
   if (pw.exitCode === 2)
     return {
@@ -52,17 +54,36 @@ export async function resolveAccount(
     };
   const system = skipReason(account, cfg);
   if (system) return { ok: false, status: 'skipped', reason: 'system-account', message: `${account.name}: ${system}` };
-  if (groups) {
-    if (groups.exitCode !== 0)
-      return { ok: false, status: 'failed', reason: 'nss-error', message: `id -Gn ${rawName}: ${summarize(groups)}` };
-    if (!isAllowed(parseGroupNames(groups.stdout), cfg)) {
-      return {
-        ok: false,
-        status: 'skipped',
-        reason: 'not-allowed',
-        message: `${account.name} is in none of domain.allowGroups/sudoGroups (${[...cfg.domain.allowGroups, ...cfg.domain.sudoGroups].join(', ')}): not a user of this VM`,
-      };
-    }
+  if (groups && allowed) {
+    const refusal = groupRefusal(account.name, rawName, groups, allowed, groupNames);
+    if (refusal) return refusal;
   }
   return { ok: true, account };
+}
+
+/** Why the user's groups keep them off this VM (or NSS failed to say), or undefined when they may use it. */
+function groupRefusal(
+  name: string,
+  rawName: string,
+  groups: RunResult,
+  allowed: RunResult,
+  groupNames: string[],
+): Extract<Resolution, { ok: false }> | undefined {
+  const userGids = groups.exitCode === 0 ? parseGroupIds(groups.stdout) : undefined;
+  if (!userGids) return { ok: false, status: 'failed', reason: 'nss-error', message: `id -G ${rawName}: ${summarize(groups)}` };
+  // getent exits 2 when some of the keys are not found and still prints the others.
+  if (allowed.exitCode !== 0 && allowed.exitCode !== 2)
+    return { ok: false, status: 'failed', reason: 'nss-error', message: `getent group (login groups): ${summarize(allowed)}` };
+  const allowedGids = parseGroupEntryIds(allowed.stdout);
+  if (isAllowed(userGids, allowedGids)) return undefined;
+  const list = groupNames.map((g) => `"${g}"`).join(', ');
+  return {
+    ok: false,
+    status: 'skipped',
+    reason: 'not-allowed',
+    message:
+      allowedGids.length === 0
+        ? `${name}: none of domain.allowGroups/sudoGroups (${list}) resolves through NSS (getent group): nobody may use this VM until they do`
+        : `${name} is in none of domain.allowGroups/sudoGroups (${list}): not a user of this VM`,
+  };
 }

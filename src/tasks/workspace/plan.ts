@@ -40,24 +40,52 @@ export function parsePasswdLine(line: string): Account | undefined {
   return { name, uid: Number(uid), gid: Number(gid), home };
 }
 
-/** Parse `id -Gn NAME`: group names separated by spaces (sssd names may not contain spaces unless overridden). */
-export function parseGroupNames(stdout: string): string[] {
-  return stdout.trim().split(/\s+/).filter(Boolean);
+/**
+ * Parse `id -G NAME`: the user's group ids, or undefined when the output is not
+ * a list of numbers. Numbers, not names: `id -Gn` separates names with spaces,
+ * so "AAD DC Administrators" never matched and "not dsvm-users" read as
+ * "dsvm-users"; and two trusted domains may each have a "dsvm-users".
+ */
+export function parseGroupIds(stdout: string): number[] | undefined {
+  const words = stdout.trim().split(/\s+/).filter(Boolean);
+  if (words.length === 0 || !words.every((w) => /^\d+$/.test(w))) return undefined;
+  return words.map(Number);
 }
 
 /**
- * Whether a user in `groups` may use this VM: `domain.allowGroups` plus the
- * sudo groups (admins log in too), as sssd's simple access provider is set
- * up by the join. Names compare case-insensitively and with or without the
- * "@domain" suffix sssd adds with fully qualified names. No allowGroups: any
- * account NSS knows (at or above minUid).
+ * The gids in `getent group A B ...` output (name:password:gid:members, one
+ * line per group found). Group names cannot hold ':' (it is the field
+ * separator of the group database) but may hold spaces.
  */
-export function isAllowed(groups: readonly string[], cfg: Pick<Config, 'domain'>): boolean {
-  const allowed = [...cfg.domain.allowGroups, ...cfg.domain.sudoGroups];
-  if (cfg.domain.allowGroups.length === 0) return true;
-  const norm = (g: string): string => g.toLowerCase().replace(/@.*$/, '');
-  const want = new Set(allowed.map(norm));
-  return groups.some((g) => want.has(norm(g)));
+export function parseGroupEntryIds(stdout: string): number[] {
+  const out: number[] = [];
+  for (const line of stdout.split('\n')) {
+    const f = line.split(':');
+    if (f.length >= 4 && /^\d+$/.test(f[2] ?? '')) out.push(Number(f[2]));
+  }
+  return out;
+}
+
+/**
+ * The names to resolve for the VM's login groups: domain.allowGroups plus the
+ * sudo groups (admins log in too), as sssd's simple access provider is set up
+ * by the join. With fully qualified names sssd knows groups only as
+ * name@domain, so a bare configured name gets this domain's suffix, the
+ * domain sssd.conf names. Empty: no group rule (every account NSS knows).
+ */
+export function loginGroupNames(cfg: Pick<Config, 'domain'>): string[] {
+  if (cfg.domain.allowGroups.length === 0) return [];
+  const names = [...cfg.domain.allowGroups, ...cfg.domain.sudoGroups];
+  const qualified = cfg.domain.fullyQualifiedNames
+    ? names.map((g) => (g.includes('@') ? g : `${g}@${cfg.domain.name.toLowerCase()}`))
+    : names;
+  return [...new Set(qualified)];
+}
+
+/** Whether a user with group ids `userGids` is in one of the allowed groups (resolved to `allowedGids`). */
+export function isAllowed(userGids: readonly number[], allowedGids: readonly number[]): boolean {
+  const want = new Set(allowedGids);
+  return userGids.some((g) => want.has(g));
 }
 
 /** Why a login does nothing for this account (a system account), or undefined. */

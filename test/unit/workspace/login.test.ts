@@ -79,8 +79,9 @@ const cases: Case[] = [
     name: 'user in no allowed group gets nothing',
     config: { domain: { allowGroups: ['dsvm-users'] } },
     commands: () => [
-      { file: 'getent', result: { stdout: 'mallory:x:1005:1005::/home/mallory:/bin/bash\n' } },
-      { file: 'id', args: ['-Gn', '--', 'mallory'], result: { stdout: 'mallory domain users\n' } },
+      { file: 'getent', args: ['passwd', '--', 'mallory'], result: { stdout: 'mallory:x:1005:1005::/home/mallory:/bin/bash\n' } },
+      { file: 'getent', args: ['group', '--', 'dsvm-users'], result: { stdout: 'dsvm-users:*:70012:alice\n' } },
+      { file: 'id', args: ['-G', '--', 'mallory'], result: { stdout: '1005 513\n' } },
     ],
     want: { status: 'skipped', reason: 'not-allowed' },
     calls: ['getent', 'id'],

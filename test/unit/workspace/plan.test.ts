@@ -4,7 +4,9 @@ import {
   bothDirectories,
   isAllowed,
   mountPoints,
-  parseGroupNames,
+  loginGroupNames,
+  parseGroupEntryIds,
+  parseGroupIds,
   parsePasswdLine,
   planUserLinks,
   skipReason,
@@ -31,19 +33,30 @@ t.test('parsePasswdLine', async (t) => {
   for (const c of cases) t.same(parsePasswdLine(c.line), c.want, c.name);
 });
 
-t.test('isAllowed', async (t) => {
-  const cfg = testConfig({ domain: { allowGroups: ['dsvm-users'], sudoGroups: ['DSVM Admins'] } });
-  const open = testConfig();
-  const cases: { name: string; groups: string[]; cfg: typeof cfg; want: boolean }[] = [
-    { name: 'member of an allowed group', groups: ['domain users', 'dsvm-users'], cfg, want: true },
-    { name: 'fully qualified group name', groups: ['dsvm-users@contoso.test'], cfg, want: true },
-    { name: 'case-insensitive', groups: ['DSVM-Users'], cfg, want: true },
-    { name: 'sudo group may log in too', groups: ['dsvm admins@contoso.test'], cfg, want: true },
-    { name: 'in no allowed group', groups: ['domain users'], cfg, want: false },
-    { name: 'no allowGroups: everyone', groups: ['domain users'], cfg: open, want: true },
+t.test('group parsing and the names to resolve', async (t) => {
+  t.same(parseGroupIds('1001 1002  70001\n'), [1001, 1002, 70001], 'id -G: numbers');
+  t.equal(parseGroupIds('alice dsvm-users\n'), undefined, 'names are not ids');
+  t.equal(parseGroupIds(''), undefined, 'nothing is not a list');
+  t.same(
+    parseGroupEntryIds('aad dc administrators:*:70010:bob\nnot dsvm-users:*:70011:\ndsvm-users:*:70012:alice,carol\n'),
+    [70010, 70011, 70012],
+    'getent group: the third field, names with spaces kept whole',
+  );
+  t.same(parseGroupEntryIds('garbage\n'), []);
+  const cfg = testConfig({ domain: { allowGroups: ['dsvm-users'], sudoGroups: ['AAD DC Administrators', 'dsvm-users'] } });
+  t.same(loginGroupNames(cfg), ['dsvm-users', 'AAD DC Administrators'], 'allow + sudo, once each');
+  const fq = testConfig({ domain: { allowGroups: ['dsvm-users', 'ops@fabrikam.test'], fullyQualifiedNames: true } });
+  t.same(loginGroupNames(fq), ['dsvm-users@contoso.test', 'ops@fabrikam.test'], 'qualified as sssd knows them');
+  t.same(loginGroupNames(testConfig({ domain: { sudoGroups: ['admins'] } })), [], 'no allowGroups: no group rule');
+});
+
+t.test('isAllowed compares gids', async (t) => {
+  const cases: { name: string; user: number[]; allowed: number[]; want: boolean }[] = [
+    { name: 'member of an allowed group', user: [1001, 70012], allowed: [70012], want: true },
+    { name: 'in no allowed group', user: [1001, 513], allowed: [70012], want: false },
+    { name: 'no allowed group resolved: nobody', user: [1001], allowed: [], want: false },
   ];
-  for (const c of cases) t.equal(isAllowed(c.groups, c.cfg), c.want, c.name);
-  t.same(parseGroupNames('alice dsvm-users\n'), ['alice', 'dsvm-users']);
+  for (const c of cases) t.equal(isAllowed(c.user, c.allowed), c.want, c.name);
 });
 
 t.test('skipReason: system accounts', async (t) => {
