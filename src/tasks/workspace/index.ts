@@ -6,7 +6,8 @@ import type { Runner } from '../../agent/runner.js';
 import { resolveAccount } from './account.js';
 import { ensureHomeLink, homeLinkInPlace, type HomeReport } from './home.js';
 import { InProcessChecks } from './in-process.js';
-import { mountPoints, planUserLinks, type UserLinksPlan } from './plan.js';
+import { mountPoints, planUserLinks, type Account, type UserLinksPlan } from './plan.js';
+import { oncePerUid } from './per-uid.js';
 import { ensureShareFolders, shareFoldersState, type ShareReport } from './share.js';
 
 /**
@@ -222,10 +223,25 @@ export async function runLogin(
   const resolved = await resolveAccount(deps.run, user, deps.cfg, left(NSS_CAP_MS));
   if (!resolved.ok) return finish({ status: resolved.status, reason: resolved.reason, message: resolved.message, changed: false });
   const { account } = resolved;
-  const plan = planUserLinks(account, deps.cfg, deps.paths);
-  if ('ok' in plan) return finish({ status: 'failed', reason: plan.reason, message: `${account.name}: ${plan.message}`, changed: false });
-  const who = { account: { name: account.name, uid: account.uid, home: account.home }, folder: plan.folder };
+  // One run per uid: a second spelling of the same account waits for the run in flight (per-uid.ts).
+  const { result, shared } = await oncePerUid(deps, account.uid, () => loginAs(deps, user, account, skip, deadline));
+  if (shared) log.debug(`${user}: joined the login of uid ${account.uid} already in flight`);
+  return finish(result);
+}
 
+/** The work for a resolved account: plan, share side, $HOME side. */
+async function loginAs(
+  deps: LoginDeps,
+  user: string,
+  account: Account,
+  skip: string | undefined,
+  deadline: number,
+): Promise<Omit<LoginOutcome, 'user' | 'durationMs'>> {
+  const log = deps.log.child('login');
+  const left = (cap: number): number => Math.max(1, Math.min(cap, deadline - Date.now()));
+  const plan = planUserLinks(account, deps.cfg, deps.paths);
+  if ('ok' in plan) return { status: 'failed', reason: plan.reason, message: `${account.name}: ${plan.message}`, changed: false };
+  const who = { account: { name: account.name, uid: account.uid, home: account.home }, folder: plan.folder };
   // Fast path: one `stat` as root and one `readlink` as the user, in parallel; no Node child, no write.
   const homeFast = homeLinkInPlace(deps.run, plan, left(CHILD_CAP_MS));
   // The share gets at most half of what is left: when it hangs, the $HOME
@@ -248,7 +264,7 @@ export async function runLogin(
   for (const c of [...share.changes, ...home.changes]) log.info(`${account.name}: ${c}`);
   const summary = summarizeOutcome(user, plan, share, home);
   rememberPlan(deps, user, summary.status === 'done' || summary.status === 'partial' ? plan : undefined);
-  return finish({ ...summary, ...who, share, home, changed });
+  return { ...summary, ...who, share, home, changed };
 }
 
 /**

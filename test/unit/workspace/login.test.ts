@@ -350,7 +350,11 @@ t.test('first logins of many users at once: at most 4 Node children run at a tim
     running--;
     return report(req.args![1]!.includes('statfsSync') ? 'created' : 'created', ['x']);
   };
-  tc.runner.on({ file: 'getent', result: (req) => ({ stdout: `${req.args![2]}:x:2000:2000::/home/${req.args![2]}:/bin/sh\n` }) });
+  const uid = (name: string) => 2000 + Number(name.replace('user', ''));
+  tc.runner.on({
+    file: 'getent',
+    result: (req) => ({ stdout: `${req.args![2]}:x:${uid(req.args![2]!)}:2000::/home/${req.args![2]}:/bin/sh\n` }),
+  });
   tc.runner.on({ file: 'stat', result: { exitCode: 1 } });
   tc.runner.on({ file: 'readlink', result: { exitCode: 1 } });
   tc.runner.on({ file: NODE, result: slowChild });
@@ -364,4 +368,52 @@ t.test('first logins of many users at once: at most 4 Node children run at a tim
   );
   t.equal(tc.runner.calls.filter((c) => c.file === NODE).length, 24, 'two children per first login');
   t.ok(peak <= 4, `peak ${peak} concurrent Node children`);
+});
+
+t.test('one user cannot fill the login slots with spellings of their name while their share stalls', async (t) => {
+  const tc = await makeTestContext();
+  // NSS folds case (as sssd does for AD): every spelling is mallory, uid 1005.
+  const accounts: Record<string, string> = {
+    mallory: 'mallory:x:1005:1005::/home/mallory:/bin/bash',
+    alice: 'alice:x:1001:1001::/home/alice:/bin/bash',
+  };
+  tc.runner.on({
+    file: 'getent',
+    args: (a) => a[0] === 'passwd',
+    result: (req) => ({ stdout: accounts[req.args![2]!.toLowerCase()]! + '\n' }),
+  });
+  tc.runner.on({ file: 'stat', result: { exitCode: 1 } });
+  tc.runner.on({ file: 'readlink', result: { exitCode: 1 } });
+  // mallory's share child stalls until its deadline (a hung mount of their own); everyone else's is quick.
+  let stalled = 0;
+  let releaseStalled: () => void = () => undefined;
+  const stall = new Promise<void>((r) => (releaseStalled = r));
+  tc.runner.on({
+    file: NODE,
+    result: async (req) => {
+      if (req.args!.some((a) => a.includes('/mallory'))) {
+        stalled++;
+        await stall;
+        return { exitCode: null, signal: 'SIGKILL', timedOut: true };
+      }
+      return report('created', ['x']);
+    },
+  });
+  t.teardown(() => releaseStalled());
+  const deps: LoginDeps = { cfg: tc.ctx.cfg, paths: tc.paths, run: tc.runner.run, log: tc.log, nodeBinary: NODE };
+  const spellings = ['mallory', 'MALLORY', 'Mallory', 'mAllory', 'maLlory', 'malLory', 'mallORY', 'MALLory'];
+  const mallory = spellings.map((u) => handleLogin(deps, u, { deadlineMs: 100, shareHealthy: true }));
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(stalled, 1, `one stalled child for ${spellings.length} spellings of one uid`);
+  const t0 = Date.now();
+  const alice = await handleLogin(deps, 'alice', { deadlineMs: 2000, shareHealthy: true });
+  t.equal(alice.status, 'done', `alice's first login is not starved (${alice.message})`);
+  t.ok(Date.now() - t0 < 1500, `within the bound (${Date.now() - t0} ms)`);
+  t.ok(
+    (await Promise.all(mallory)).every((o) => o.status === 'pending'),
+    "mallory's own logins wait (pending), nobody else's",
+  );
+  releaseStalled();
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(stalled, 1, 'still one run for the uid after the stall');
 });
