@@ -167,7 +167,83 @@ const groupNames = (what: string) =>
     .default([])
     .describe(what);
 
-export const checkIds = ['domain-trust', 'identity-lookup', 'sssd', 'share-mounted', 'share-quota', 'clock', 'disk-space'] as const;
+/**
+ * Who may use the VM's managed identity (issue 15, defect 8). IMDS hands a
+ * token to any local process, so any user on a shared VM could read the join
+ * password from Key Vault or list the storage keys through ARM. "auto" (the
+ * default) restricts IMDS to root and allowGroups exactly when the agent
+ * itself reads a secret through the identity (a keyVault or armListKeys
+ * reference): then the identity holds secrets that must not leak, and data
+ * scientists who need it are re-admitted by group. With only file secrets the
+ * agent does not know what the identity may do and leaves it open, as Azure
+ * does (notebooks using azure-identity keep working). docs/security.md.
+ */
+const imdsAccess = z
+  .object({
+    restrict: z
+      .union([z.boolean(), z.literal('auto')], {
+        error: 'must be auto, true or false: write one of them (auto restricts IMDS when a secret is read through the managed identity)',
+      })
+      .default('auto')
+      .describe(
+        'whether only root and allowGroups may reach IMDS: auto (when a secret reference uses the managed identity), true or false',
+      ),
+    allowGroups: z
+      .array(
+        z.union(
+          [
+            z.number().int().min(1, { error: 'must be a gid of 1 or more: remove 0 (root is always allowed)' }).max(4294967294),
+            z
+              .string()
+              .min(1, { error: 'is empty: write a group name or remove the item' })
+              // The name goes to getent as one argv item and only its numeric gid reaches the
+              // ruleset, but a control character is never a real group name: refuse it early.
+              .refine((v) => [...v].every((c) => c >= ' ' && c !== '\u007f'), {
+                error: 'must not contain control characters (newline, tab): write the group name',
+              }),
+          ],
+          { error: 'must be a group name or a numeric gid: write e.g. dsvm-identity-users or 2001' },
+        ),
+      )
+      .default([])
+      .describe(
+        "groups (names or gids) whose members may reach IMDS besides root; nftables matches the process's effective gid only, not supplementary groups",
+      ),
+  })
+  .strict()
+  .describe('who may reach the Instance Metadata Service (the managed identity) on this VM');
+
+const IMDS_ACCESS_DEFAULT = { restrict: 'auto' as const, allowGroups: [] as (string | number)[] };
+
+/** The firewall rule matches an IPv4 address and a TCP port: a host name cannot be guarded. */
+function imdsEndpointGuardable(a: { imdsEndpoint: string; imdsAccess: { restrict: boolean | 'auto' } }, ctx: z.RefinementCtx): void {
+  if (a.imdsAccess.restrict === false) return;
+  let host = '';
+  try {
+    host = new URL(a.imdsEndpoint).hostname;
+  } catch {
+    return; // imdsEndpoint's own rule reports it
+  }
+  if (!/^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/.test(host)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['imdsEndpoint'],
+      message:
+        'must name an IPv4 address while azure.imdsAccess.restrict is not false (the firewall rule matches an address): write e.g. http://169.254.169.254, or set azure.imdsAccess.restrict: false',
+    });
+  }
+}
+
+export const checkIds = [
+  'domain-trust',
+  'identity-lookup',
+  'sssd',
+  'share-mounted',
+  'share-quota',
+  'clock',
+  'disk-space',
+  'imds-guard',
+] as const;
 
 const checkId = z.enum(checkIds, { error: `must be a check id: use one of ${checkIds.join(', ')}` });
 
@@ -188,9 +264,15 @@ export const configSchema = z
       .object({
         imdsEndpoint: httpUrl('the Instance Metadata Service', 'http://169.254.169.254').default('http://169.254.169.254'),
         managementEndpoint: httpUrl('Azure Resource Manager', 'https://management.azure.com').default('https://management.azure.com'),
+        imdsAccess: imdsAccess.default(IMDS_ACCESS_DEFAULT),
       })
       .strict()
-      .default({ imdsEndpoint: 'http://169.254.169.254', managementEndpoint: 'https://management.azure.com' })
+      .superRefine(imdsEndpointGuardable)
+      .default({
+        imdsEndpoint: 'http://169.254.169.254',
+        managementEndpoint: 'https://management.azure.com',
+        imdsAccess: IMDS_ACCESS_DEFAULT,
+      })
       .describe("Azure endpoints; the defaults are Azure's public cloud"),
     domain: z
       .object({

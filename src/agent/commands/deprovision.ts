@@ -110,6 +110,7 @@ function intentions(ctx: TaskContext, opts: DeprovisionOptions, source: string, 
           `delete the computer account ${computer ?? `in ${shown(p, p.krb5Keytab)}`} from ${known ? realm : 'the domain'} (make sure no other VM uses that name)`,
         ]
       : []),
+    'remove the IMDS guard, if any: nftables table inet dsvm_agent, its boot unit and rule file (IMDS is then open to every local user again)',
     `remove the agent's state in ${shown(p, p.stateDir)}`,
   ];
   return existsSync(configFile) ? { steps, kept: `It keeps ${shown(p, configFile)} and the secret files it names.` } : { steps };

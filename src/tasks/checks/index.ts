@@ -2,6 +2,7 @@ import { clockCheck } from './clock.js';
 import { diskSpaceCheck } from './disk-space.js';
 import { domainTrustCheck } from './domain-trust.js';
 import { identityLookupCheck } from './identity-lookup.js';
+import { imdsGuardCheck } from './imds-guard.js';
 import { shareMountedCheck } from './share-mounted.js';
 import { shareQuotaCheck } from './share-quota.js';
 import { sssdCheck } from './sssd.js';
@@ -22,4 +23,5 @@ export const healthChecks: readonly HealthCheck[] = [
   shareQuotaCheck,
   clockCheck,
   diskSpaceCheck,
+  imdsGuardCheck,
 ];

@@ -59,7 +59,11 @@ function leaves(s: JsonSchema, path: (string | number)[] = []): Leaf[] {
 /** A config with every key set to a valid value, so that each leaf's parents exist. */
 const full = {
   identity: { clientId: '11111111-1111-1111-1111-111111111111' },
-  azure: { imdsEndpoint: 'http://127.0.0.1:9', managementEndpoint: 'https://127.0.0.1:9' },
+  azure: {
+    imdsEndpoint: 'http://127.0.0.1:9',
+    managementEndpoint: 'https://127.0.0.1:9',
+    imdsAccess: { restrict: 'auto', allowGroups: ['dsvm-identity'] },
+  },
   domain: {
     name: 'contoso.com',
     joinUser: 'dsvm-join',

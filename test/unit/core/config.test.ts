@@ -41,7 +41,7 @@ const listKeys = (extra: string) =>
 const SECRET_FORMS = '{file: /etc/dsvm-agent/NAME} (root-owned, mode 0600) or {keyVault: {vaultUrl: https://..., name: ...}}';
 const KEY_FORMS =
   '{file: /etc/dsvm-agent/NAME}, {keyVault: {vaultUrl: https://..., name: ...}} or {armListKeys: {subscriptionId: ..., resourceGroup: ...}}';
-const CHECK_IDS = 'domain-trust, identity-lookup, sssd, share-mounted, share-quota, clock, disk-space';
+const CHECK_IDS = 'domain-trust, identity-lookup, sssd, share-mounted, share-quota, clock, disk-space, imds-guard';
 
 // Each case: a config, the exact key path, the exact message, and the
 // offending value as shown (absent: no value is shown, e.g. for a secret).
