@@ -1,7 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { AgentError, ExitCode, exitCodeFor, messageOf } from './errors.js';
 import type { GlobalOptions } from './context.js';
-import { VERSION } from './version.js';
+import { VERSION, versionLine } from './version.js';
 
 /** Where the command line itself writes: help, usage errors, the version, fatal errors. */
 export interface CliOutput {
@@ -110,9 +110,9 @@ export function buildProgram(exit: (code: number) => void, io: CliOutput = proce
 
   program
     .command('version')
-    .description('print the version')
+    .description('print the version and the Node.js runtime it runs on')
     .action(() => {
-      io.out(`dsvm-agent ${VERSION}\n`);
+      io.out(`${versionLine()}\n`);
       exit(ExitCode.ok);
     });
 
