@@ -1,4 +1,3 @@
-import path from 'node:path';
 import { firstBootBackoff, type BackoffPolicy } from './backoff.js';
 import { AgentError } from './errors.js';
 import { acquireLock } from './lock.js';
@@ -8,8 +7,27 @@ import { runTasks, type Task, type TaskContext, type TaskOutcome } from './task.
 export interface FirstBootResult {
   ok: boolean;
   outcomes: TaskOutcome[];
+  /**
+   * Every task that failed or did not run, each by id with its reason (what
+   * status and /health show); its kind is the first failure's, for the exit code.
+   */
   failure?: AgentError;
   durationMs: number;
+}
+
+/** One error naming each failed task and its error, and each task that did not run because of it. */
+export function firstBootFailure(outcomes: readonly TaskOutcome[]): AgentError | undefined {
+  const failed = outcomes.filter((o) => o.status === 'failed');
+  const first = failed[0];
+  if (!first) return undefined;
+  const notRun = outcomes.flatMap((o) => (o.status === 'skipped' && o.reason.startsWith('not run:') ? [`${o.id} ${o.reason}`] : []));
+  const parts = [...failed.map((o) => `${o.id} failed: ${o.error.message}`), ...notRun];
+  const fixes = failed.filter((o) => o.error.fix).map((o) => (failed.length > 1 ? `${o.id}: ${o.error.fix!}` : o.error.fix!));
+  return new AgentError(first.error.kind, parts.join('; '), {
+    ...(fixes.length > 0 ? { fix: fixes.join('; ') } : {}),
+    ...(first.error.reason ? { reason: first.error.reason } : {}),
+    cause: first.error,
+  });
 }
 
 /**
@@ -22,7 +40,7 @@ export async function runFirstBoot(
   tasks: readonly Task[],
   opts: { backoff?: BackoffPolicy; onTask?: (task: Task, attempt: number) => void } = {},
 ): Promise<FirstBootResult> {
-  const release = await acquireLock(path.join(ctx.paths.runDir, 'first-boot.lock'), 'first boot');
+  const release = await acquireLock(ctx.paths.lockFile, 'first boot');
   const started = ctx.clock.now();
   try {
     ctx.state.firstBootStartedAt ??= new Date(started).toISOString();
@@ -33,7 +51,7 @@ export async function runFirstBoot(
       backoff: opts.backoff ?? firstBootBackoff,
       ...(opts.onTask ? { onTask: opts.onTask } : {}),
     });
-    const failed = outcomes.find((o) => o.status === 'failed');
+    const failed = firstBootFailure(outcomes);
     const durationMs = ctx.clock.now() - started;
     if (!failed) {
       if (!ctx.state.firstBootCompletedAt) {
@@ -42,9 +60,7 @@ export async function runFirstBoot(
       }
     }
     await store.write(ctx.state);
-    return failed && failed.status === 'failed'
-      ? { ok: false, outcomes, failure: failed.error, durationMs }
-      : { ok: true, outcomes, durationMs };
+    return failed ? { ok: false, outcomes, failure: failed, durationMs } : { ok: true, outcomes, durationMs };
   } finally {
     await release();
   }

@@ -43,6 +43,13 @@ export interface Task {
   description: string;
   /** A reason to skip this task under this config (e.g. no share configured), or undefined to run it. */
   skip?(ctx: TaskContext): string | undefined;
+  /**
+   * The ids of earlier tasks in the list this one needs under this config.
+   * When one of them failed (or did not run) this task does not run either;
+   * the others still do. Declared where the list is made (tasks/first-boot.ts);
+   * a task without it needs every task before it.
+   */
+  needs?(cfg: Config): readonly string[];
   check(ctx: TaskContext): Promise<CheckResult>;
   apply(ctx: TaskContext, found: CheckResult): Promise<void>;
   /** Remove every trace this task left (image capture). Must be a no-op when there is none. */
@@ -69,16 +76,32 @@ function asAgentError(err: unknown): AgentError {
 
 /**
  * Run tasks in order: check, apply what differs, check again to prove it
- * converged. Transient failures retry the task with backoff; a permanent
- * failure stops the list there, so later tasks never run on a half-made base.
- * Every line logged during a task names it, its commands' lines included.
+ * converged. Transient failures retry the task with backoff. A permanent
+ * failure does not stop the list: the tasks that need the failed one (see
+ * {@link Task.needs}) are not run, so none works on a half-made base, and
+ * the others still run (a join that failed must not leave a key-mounted
+ * share unmounted). Every line logged during a task names it, its
+ * commands' lines included.
  */
 export async function runTasks(tasks: readonly Task[], ctx: TaskContext, opts: RunTasksOptions): Promise<TaskOutcome[]> {
   const outcomes: TaskOutcome[] = [];
-  for (const task of tasks) {
+  const notDone = new Map<string, string>();
+  for (const [i, task] of tasks.entries()) {
+    const earlier = tasks.slice(0, i).map((t) => t.id);
+    const needs = task.needs ? task.needs(ctx.cfg) : earlier;
+    const unknown = needs.filter((id) => !earlier.includes(id));
+    if (unknown.length > 0) throw new Error(`internal: task ${task.id} needs ${unknown.join(', ')}, which do not come before it`);
+    const missing = needs.filter((id) => notDone.has(id));
+    if (missing.length > 0) {
+      const reason = `not run: needs ${missing.map((id) => `${id} (${notDone.get(id)!})`).join(', ')}`;
+      ctx.log.child(task.id).warn(reason);
+      outcomes.push({ id: task.id, status: 'skipped', reason });
+      notDone.set(task.id, 'not run');
+      continue;
+    }
     const outcome = await inTask(task.id, () => runTask(task, ctx, opts));
     outcomes.push(outcome);
-    if (outcome.status === 'failed') break;
+    if (outcome.status === 'failed') notDone.set(task.id, 'failed');
   }
   return outcomes;
 }

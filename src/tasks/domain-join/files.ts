@@ -1,4 +1,5 @@
 import { chmod, mkdir, readFile, rm, stat } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
 import path from 'node:path';
 import { readIfExists, writeFileAtomic } from '../../agent/fsutil.js';
 import type { TaskContext } from '../../agent/task.js';
@@ -25,8 +26,27 @@ export interface ManagedFile {
   label: string;
   path: string;
   content: string | undefined;
+  /** The mode the agent writes. */
   mode: number;
+  /**
+   * Other modes that are just as good, because another package's own tool
+   * sets them (see {@link SSSD_ACCEPTED}). Without them the check right after
+   * the agent's own apply sees that tool's change and never converges.
+   */
+  alsoModes?: readonly number[];
+  /** Group names, besides the agent's own group, that may own the file (same reason). */
+  alsoGroups?: readonly string[];
 }
+
+/**
+ * What sssd's own unit does to /etc/sssd before every start: Debian 13's
+ * sssd 2.10 (and upstream's unit since 2.9, which Ubuntu 24.04 ships) runs
+ * `chown -R root:root /etc/sssd` (`root:sssd` where sssd is built to run as
+ * the sssd user) and `chmod -R g+r /etc/sssd`. The agent writes 0600 root:root,
+ * which every sssd accepts (older ones refuse anything else), and accepts the
+ * unit's 0640 with group root or sssd: still no world access, no group write.
+ */
+export const SSSD_ACCEPTED = { alsoModes: [0o640], alsoGroups: ['sssd'] } as const;
 
 /** What the files should look like, computed from what is on disk now (for the files the agent shares). */
 export async function desiredFiles(ctx: TaskContext, facts: JoinFacts): Promise<{ files: ManagedFile[]; nsswitchAdded: string[] }> {
@@ -36,7 +56,14 @@ export async function desiredFiles(ctx: TaskContext, facts: JoinFacts): Promise<
   const ns = addSssToNsswitch((await readIfExists(p.nsswitchConf)) ?? '');
   const realmd = setMarkedBlock((await readIfExists(p.realmdConf)) ?? '', renderRealmdBlock(d, facts));
   const files: ManagedFile[] = [
-    { label: 'sssd.conf', path: p.sssdConf, content: renderSssdConf(d, facts), mode: 0o600 },
+    { label: 'sssd.conf', path: p.sssdConf, content: renderSssdConf(d, facts), mode: 0o600, ...SSSD_ACCEPTED },
+    // The others have one exact mode: no package's unit or tool rewrites their
+    // mode or owner. krb5.conf, nsswitch.conf and realmd.conf are edited in
+    // place by admins and their packages' maintainer scripts (content, which
+    // the marked blocks handle); sshd reads its drop-ins, visudo and sudo
+    // only check the sudoers drop-in (sudo refuses a world-writable one);
+    // pam-auth-update reads the profile and writes common-* files the agent
+    // does not manage; systemd only reads the unit drop-in.
     { label: 'krb5.conf', path: p.krb5Conf, content: krb5, mode: 0o644 },
     { label: 'nsswitch.conf', path: p.nsswitchConf, content: ns.text, mode: 0o644 },
     { label: 'realmd.conf', path: p.realmdConf, content: realmd, mode: 0o644 },
@@ -66,18 +93,73 @@ Wants=network-online.target
 After=network-online.target
 `;
 
-/** Files whose content or mode differs from what is wanted. */
-export async function differingFiles(files: ManagedFile[]): Promise<ManagedFile[]> {
-  const out: ManagedFile[] = [];
+/** A managed file that differs, with what differs, for plan output and the re-check after apply. */
+export type DifferingFile = ManagedFile & { differs: string };
+
+/** Who the agent is when it writes: the owner and group of every file it writes (root on a VM). */
+export interface Writer {
+  uid: number;
+  gid: number;
+  /** gid of a group name from /etc/group, when the system has it. */
+  gidOf(name: string): number | undefined;
+}
+
+const octal = (mode: number): string => `0${(mode & 0o777).toString(8).padStart(3, '0')}`;
+
+/**
+ * What differs between a file on disk and what is wanted: the attribute
+ * and the value on each side (`mode 0644, want 0600`), undefined when the
+ * file is as wanted. Content is described by size and first differing
+ * line, never quoted: the value could be anything a person put there.
+ */
+export function fileDifference(
+  f: ManagedFile,
+  current: { content: string; st: Pick<Stats, 'mode' | 'uid' | 'gid'> } | undefined,
+  writer: Writer,
+): string | undefined {
+  if (current === undefined) return f.content === undefined ? undefined : 'missing';
+  if (f.content === undefined) return 'exists, want it removed';
+  if (current.content !== f.content) {
+    const have = current.content.split('\n');
+    const want = f.content.split('\n');
+    let line = 0;
+    while (line < have.length && have[line] === want[line]) line++;
+    return `content ${Buffer.byteLength(current.content)} bytes, want ${Buffer.byteLength(f.content)} bytes (first difference at line ${line + 1})`;
+  }
+  const mode = current.st.mode & 0o777;
+  const modes = [f.mode, ...(f.alsoModes ?? [])];
+  if (!modes.includes(mode)) return `mode ${octal(mode)}, want ${modes.map(octal).join(' or ')}`;
+  if (current.st.uid !== writer.uid) return `owner uid ${current.st.uid}, want ${writer.uid}`;
+  const groups = [writer.gid, ...(f.alsoGroups ?? []).flatMap((g) => writer.gidOf(g) ?? [])];
+  if (!groups.includes(current.st.gid)) return `group gid ${current.st.gid}, want ${groups.join(' or ')}`;
+  return undefined;
+}
+
+/** Files whose content, mode, owner or group differs from what is wanted, each with what differs. */
+export async function differingFiles(files: ManagedFile[], writer: Writer): Promise<DifferingFile[]> {
+  const out: DifferingFile[] = [];
   for (const f of files) {
-    const current = await readIfExists(f.path);
-    if (current !== f.content) {
-      out.push(f);
-      continue;
-    }
-    if (current !== undefined && ((await stat(f.path)).mode & 0o777) !== f.mode) out.push(f);
+    const content = await readIfExists(f.path);
+    const current = content === undefined ? undefined : { content, st: await stat(f.path) };
+    const differs = fileDifference(f, current, writer);
+    if (differs !== undefined) out.push({ ...f, differs });
   }
   return out;
+}
+
+/**
+ * The agent's own uid and gid (it writes every file itself: atomic
+ * rename, so a rewritten file is owned by the writer), and group names
+ * from `groupFile` (/etc/group under the paths root).
+ */
+export async function currentWriter(groupFile: string): Promise<Writer> {
+  const text = (await readIfExists(groupFile)) ?? '';
+  const gids = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const [name, , gid] = line.split(':');
+    if (name && gid && /^\d+$/.test(gid)) gids.set(name, Number(gid));
+  }
+  return { uid: process.geteuid?.() ?? 0, gid: process.getegid?.() ?? 0, gidOf: (name) => gids.get(name) };
 }
 
 /** A file's state before the agent touched it, to put it back on failure. */

@@ -21,7 +21,16 @@ import {
 import { candidateNames, judgeExisting, primaryComputerName, stampedVmId, vmIdStamp, type ExistingComputer } from './computer-name.js';
 import { kdcSaysNoAccount } from './kdc-probe.js';
 import { recentDomainController } from '../preflight/index.js';
-import { desiredFiles, differingFiles, FileTransaction, sssdDropInFile, sudoersFile, validateSudoers, type ManagedFile } from './files.js';
+import {
+  currentWriter,
+  desiredFiles,
+  differingFiles,
+  FileTransaction,
+  sssdDropInFile,
+  sudoersFile,
+  validateSudoers,
+  type DifferingFile,
+} from './files.js';
 import {
   joinFacts,
   MKHOMEDIR_PROFILE,
@@ -198,7 +207,7 @@ interface Plan {
   facts: JoinFacts;
   join: boolean;
   why: string;
-  files: ManagedFile[];
+  files: DifferingFile[];
   nsswitchAdded: string[];
   pamEnable: boolean;
   sssdActive: boolean;
@@ -253,7 +262,7 @@ async function plan(ctx: TaskContext): Promise<Plan> {
     facts,
     join,
     why,
-    files: await differingFiles(files),
+    files: await differingFiles(files, await currentWriter(ctx.paths.under('/etc/group'))),
     nsswitchAdded,
     pamEnable: !(await pamEnabled(ctx)),
     sssdActive: await ctx.services.isActive(SSSD),
@@ -266,9 +275,16 @@ function changesOf(p: Plan, ctx: TaskContext): string[] {
     out.push(
       `join ${p.facts.realm} as ${p.facts.computerName}${ctx.cfg.domain.computerOu ? ` in ${ctx.cfg.domain.computerOu}` : ''} (${p.why})`,
     );
-  for (const f of p.files) out.push(f.content === undefined ? `remove ${f.path}` : `write ${f.path}`);
+  // Each file change says what differs (attribute, value on each side): after
+  // an apply it is what the engine's "still differs after apply" shows.
+  for (const f of p.files) out.push(`${f.content === undefined ? 'remove' : 'write'} ${f.path} (${f.differs})`);
   if (p.pamEnable) out.push(`enable pam profile ${MKHOMEDIR_PROFILE} (home directories, umask 0077)`);
-  if (!p.sssdActive || p.join || p.files.some((f) => f.path === ctx.paths.sssdConf)) out.push('(re)start sssd');
+  const restart = [
+    ...(p.sssdActive ? [] : ['sssd is not running']),
+    ...(p.join ? ['new join'] : []),
+    ...(p.files.some((f) => f.path === ctx.paths.sssdConf) ? ['sssd.conf changes'] : []),
+  ];
+  if (restart.length > 0) out.push(`(re)start sssd (${restart.join(', ')})`);
   return out;
 }
 

@@ -63,7 +63,7 @@ function fakeTask(id: string, script: (attempt: number) => 'ok' | 'change' | Err
   };
 }
 
-t.test('transient errors retry with backoff, permanent ones stop the list', async (t) => {
+t.test('transient errors retry with backoff, permanent ones stop what needs them', async (t) => {
   const cases = [
     {
       name: 'transient then success',
@@ -76,9 +76,9 @@ t.test('transient errors retry with backoff, permanent ones stop the list', asyn
       attemptsA: 3,
     },
     {
-      name: 'permanent stops at once',
+      name: 'permanent stops at once; a task without declared needs needs every earlier one: not run',
       tasks: (a: string[]) => [fakeTask('a', () => permanent('bad password', { fix: 'fix it' }), a), fakeTask('b', () => 'change', a)],
-      statuses: ['failed'],
+      statuses: ['failed', 'skipped'],
       applied: [],
       attemptsA: 1,
     },
@@ -109,6 +109,57 @@ t.test('transient errors retry with backoff, permanent ones stop the list', asyn
     t.same(applied, c.applied, `${c.name}: applied`);
     t.equal(outcomes[0] && 'attempts' in outcomes[0] ? outcomes[0].attempts : 0, c.attemptsA, `${c.name}: attempts`);
   }
+});
+
+t.test('declared needs: a failed task stops only the tasks that need it, and those that need them', async (t) => {
+  const { ctx } = await makeTestContext();
+  const applied: string[] = [];
+  const needing = (task: Task, needs: string[]): Task => ({ ...task, needs: () => needs });
+  const outcomes = await runTasks(
+    [
+      needing(
+        fakeTask('preflight', () => 'ok', applied),
+        [],
+      ),
+      needing(
+        fakeTask('join', () => permanent('re-check failed'), applied),
+        ['preflight'],
+      ),
+      needing(
+        fakeTask('kerberos-thing', () => 'change', applied),
+        ['join'],
+      ),
+      needing(
+        fakeTask('after-that', () => 'change', applied),
+        ['kerberos-thing'],
+      ),
+      needing(
+        fakeTask('share', () => 'change', applied),
+        [],
+      ),
+    ],
+    ctx,
+    { backoff: policy },
+  );
+  t.same(
+    outcomes.map((o) => [o.id, o.status, o.status === 'skipped' ? o.reason : '']),
+    [
+      ['preflight', 'ok', ''],
+      ['join', 'failed', ''],
+      ['kerberos-thing', 'skipped', 'not run: needs join (failed)'],
+      ['after-that', 'skipped', 'not run: needs kerberos-thing (not run)'],
+      ['share', 'ok', ''],
+    ],
+  );
+  t.same(applied, ['share'], 'the task that needs nothing of the failed one still ran');
+  const bad = needing(
+    fakeTask('x', () => 'ok', applied),
+    ['later'],
+  );
+  await t.rejects(
+    runTasks([bad, fakeTask('later', () => 'ok', applied)], ctx, { backoff: policy }),
+    /needs later, which do not come before it/,
+  );
 });
 
 t.test('apply that does not converge is a failure', async (t) => {
