@@ -26,7 +26,7 @@ export function buildProgram(exit: (code: number) => void, io: CliOutput = proce
     .description("Joins this VM to Active Directory, mounts the team share and prepares each user's notebooks.")
     .version(VERSION, '--version', 'print the version')
     .option('-c, --config <path>', 'config file', '/etc/dsvm-agent/config.yaml')
-    .addOption(new Option('--root <dir>', 'prefix for every system path (tests, offline image trees)').env('DSVM_AGENT_ROOT'))
+    .option('--root <dir>', 'prefix for every system path (tests, offline image trees); never read from the environment')
     .addOption(new Option('--log-level <level>', 'log level').choices(['error', 'warn', 'info', 'debug']).env('DSVM_AGENT_LOG_LEVEL'))
     .showHelpAfterError('(run with --help for usage)')
     .configureHelp({ showGlobalOptions: true })

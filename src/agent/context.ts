@@ -29,7 +29,10 @@ export interface Base {
 }
 
 export function createBase(opts: GlobalOptions, overrides: Partial<Base> = {}): Base {
-  const paths = overrides.paths ?? makePaths(opts.root ?? process.env.DSVM_AGENT_ROOT ?? '/');
+  // The root prefix comes only from `--root`, never from the environment: an
+  // inherited variable that moves every path is invisible in `ps` and reaches
+  // root processes whose environment others fill (pam_exec, docs/security.md).
+  const paths = overrides.paths ?? makePaths(opts.root ?? '/');
   const redactor = overrides.redactor ?? new Redactor();
   const envLevel = process.env.DSVM_AGENT_LOG_LEVEL as LogLevel | undefined;
   const log = overrides.log ?? createLogger({ level: opts.logLevel ?? envLevel ?? 'info', redactor });

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { mkdir, open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 
 export interface WriteOptions {
@@ -9,17 +10,52 @@ export interface WriteOptions {
 }
 
 /**
- * Write a file atomically: temp file in the same directory, fsync, rename,
- * fsync the directory. Readers see the old or the new content, never half;
- * a crash leaves at most a stray temp file, which is removed on error.
+ * O_EXCL makes open(2) fail on any existing name, a symlink included (even a
+ * dangling one), so a name someone planted is never written through;
+ * O_NOFOLLOW says the same once more in case a flag is ever dropped.
  */
-export async function writeFileAtomic(file: string, content: string | Buffer, opts: WriteOptions = {}): Promise<void> {
+const CREATE_NEW = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+/** Fresh names tried before giving up: a collision of 96 random bits means someone fills the directory on purpose. */
+const TEMP_ATTEMPTS = 8;
+
+/** The hidden temp name next to `file`: unpredictable, so nobody can plant anything there in advance. */
+function tempName(file: string): string {
+  return path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(12).toString('hex')}.tmp`);
+}
+
+/** Create a new temp file next to `file` with O_EXCL|O_NOFOLLOW, retrying on a name that exists. */
+async function createTemp(file: string, mode: number, name: (file: string) => string): Promise<{ tmp: string; handle: FileHandle }> {
+  for (let attempt = 1; ; attempt++) {
+    const tmp = name(file);
+    try {
+      return { tmp, handle: await open(tmp, CREATE_NEW, mode) };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= TEMP_ATTEMPTS) throw err;
+    }
+  }
+}
+
+/**
+ * The one way the agent (root) writes a file: a new temp file in the same
+ * directory (random name, O_EXCL|O_NOFOLLOW), fsync, rename over the
+ * target, fsync the directory. Readers see the old or the new content,
+ * never half; nothing planted in the directory (a symlink at a guessed temp
+ * name) is ever followed, and rename(2) replaces a symlink at the target
+ * itself rather than writing where it points. A failure removes the temp
+ * file. `tempNames` exists for tests that plant files at the names it will
+ * try.
+ */
+export async function writeFileAtomic(
+  file: string,
+  content: string | Buffer,
+  opts: WriteOptions = {},
+  tempNames: (file: string) => string = tempName,
+): Promise<void> {
   const dir = path.dirname(file);
   await mkdir(dir, { recursive: true });
-  const tmp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
   const mode = opts.mode ?? 0o644;
-  // Create with the final mode so a secret is never briefly world-readable.
-  const handle = await open(tmp, 'wx', mode);
+  // Created with the final mode so a secret is never briefly world-readable.
+  const { tmp, handle } = await createTemp(file, mode, tempNames);
   try {
     await handle.writeFile(content);
     await handle.chmod(mode);
@@ -37,7 +73,7 @@ export async function writeFileAtomic(file: string, content: string | Buffer, op
     await rm(tmp, { force: true });
     throw err;
   }
-  const dirHandle = await open(dir, 'r');
+  const dirHandle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
     await dirHandle.sync();
   } finally {
@@ -59,8 +95,16 @@ export async function readIfExists(file: string): Promise<string | undefined> {
 export async function writeIfChanged(file: string, content: string, opts: WriteOptions = {}): Promise<boolean> {
   const current = await readIfExists(file);
   if (current === content) {
-    if (opts.mode !== undefined) await chmod(file, opts.mode);
-    if (opts.uid !== undefined || opts.gid !== undefined) await chown(file, opts.uid ?? -1, opts.gid ?? -1);
+    if (opts.mode !== undefined || opts.uid !== undefined || opts.gid !== undefined) {
+      // Through a handle opened without following a symlink: chmod(2)/chown(2) on the name would follow one.
+      const handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+      try {
+        if (opts.mode !== undefined) await handle.chmod(opts.mode);
+        if (opts.uid !== undefined || opts.gid !== undefined) await handle.chown(opts.uid ?? -1, opts.gid ?? -1);
+      } finally {
+        await handle.close();
+      }
+    }
     return false;
   }
   await writeFileAtomic(file, content, opts);

@@ -1,42 +1,113 @@
-import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { execa, type Options } from 'execa';
 import { notReady } from './errors.js';
 
 /**
- * An exclusive pid lock file: `provision` from cloud-init and the daemon's
- * background first boot must never run the same tasks at once. A lock whose
- * owner is dead is stale and taken over.
+ * The lock every writer of system configuration holds: first boot
+ * (`provision`, the daemon's background run), the daemon's repairs,
+ * `deprovision` and the scale-in clean-up. It must exclude for real: two
+ * joins at once reset the machine password twice, two fstab edits lose one.
+ *
+ * Why flock(2), not a pid file: a pid file is written after it is created,
+ * so another process can read it empty and call it stale; taking a stale one
+ * over is a remove-then-create race; a recycled pid looks alive; a release
+ * can remove a lock that is no longer ours. flock(2) has none of these: the
+ * kernel grants the lock to one open file description at a time and drops
+ * it when the holder closes it or dies, however it dies. Nobody ever takes
+ * a lock over and nobody removes the file, so there is nothing to race.
+ *
+ * Node has no flock binding, so util-linux's flock(1) (Essential on Debian
+ * and Ubuntu) takes it on our descriptor: the child gets the same open file
+ * description as fd 3, locks it and exits; the lock stays with the
+ * description, which this process keeps open until release. Node opens
+ * every descriptor close-on-exec, so no other child inherits it. The child
+ * is started with execa directly, not the shared runner: the runner has no
+ * way to hand a child an open descriptor.
+ *
+ * The file stays empty: the lock is the kernel's, not the file's content,
+ * and a file that never changes keeps a second `deprovision` (or any re-run)
+ * from changing anything in /var/lib/dsvm-agent.
  */
-export async function acquireLock(file: string, what: string): Promise<() => Promise<void>> {
-  await mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const h = await open(file, 'wx', 0o644);
-      await h.writeFile(`${process.pid}\n`);
-      await h.close();
-      return async () => {
-        await rm(file, { force: true });
-      };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim());
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
-        throw notReady(`${what} is already running (pid ${pid})`, {
-          fix: 'wait for it to finish; `dsvm-agent status` shows progress',
-          reason: 'locked',
-        });
-      }
-      await rm(file, { force: true });
-    }
-  }
-  throw notReady(`${what}: could not take the lock ${file}`);
+
+/** flock(1)'s exit code when the lock is busy (-E): told apart from its own errors. */
+const BUSY_EXIT = 75;
+/** How often a waiter says it is still waiting. */
+const DEFAULT_PROGRESS_MS = 5000;
+
+export interface LockWait {
+  /** How long to wait for a busy lock (0: do not wait, the default). */
+  waitMs?: number;
+  /** Called about every `progressMs` while waiting. */
+  onWait?: (waitedMs: number) => void;
+  progressMs?: number;
 }
 
-function isAlive(pid: number): boolean {
+/** Release a held lock. Closing the descriptor is the release: the file stays, so no release removes another's lock. */
+export type ReleaseLock = () => Promise<void>;
+
+/** One flock(1) run on fd 3: true when we hold the lock, false when it stayed busy for `waitSec`. */
+async function flockOn(handle: FileHandle, waitSec: number): Promise<boolean> {
+  const how = waitSec > 0 ? ['--wait', String(waitSec)] : ['--nonblock'];
+  // execa hands an integer on as that very descriptor; its types list only 0-2 for it.
+  const stdio = ['ignore', 'ignore', 'pipe', handle.fd] as unknown as Options['stdio'];
+  const r = await execa('flock', ['--exclusive', ...how, '--conflict-exit-code', String(BUSY_EXIT), '3'], {
+    stdio,
+    reject: false,
+    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+    extendEnv: false,
+  });
+  if (r.exitCode === 0) return true;
+  if (r.exitCode === BUSY_EXIT) return false;
+  throw new Error(`flock(1) failed (exit ${r.exitCode ?? r.signal}): ${String(r.stderr).trim() || r.message}`);
+}
+
+/**
+ * Take the exclusive lock `file` for `what` (a few words: "provision",
+ * "repair rejoin"). Busy: waits up to `wait.waitMs`, then throws notReady
+ * with reason "locked". The lock file stays in place for
+ * good: removing it while someone waits on the old inode would let two
+ * processes lock two different files.
+ */
+export async function acquireLock(file: string, what: string, wait: LockWait = {}): Promise<ReleaseLock> {
+  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  const handle = await open(file, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
   try {
-    process.kill(pid, 0);
-    return true;
+    const waitMs = wait.waitMs ?? 0;
+    const progressMs = wait.progressMs ?? DEFAULT_PROGRESS_MS;
+    const started = Date.now();
+    let held = await flockOn(handle, 0);
+    while (!held && Date.now() - started < waitMs) {
+      wait.onWait?.(Date.now() - started);
+      const slice = Math.min(progressMs, waitMs - (Date.now() - started));
+      held = await flockOn(handle, Math.max(0.01, slice / 1000));
+    }
+    if (!held) {
+      const waited = waitMs > 0 ? ` (waited ${Math.round(waitMs / 1000)} s)` : '';
+      throw notReady(`${what}: another run (first boot, a repair, deprovision) holds the lock ${file}${waited}`, {
+        fix: 'wait for it to finish; `dsvm-agent status` shows progress',
+        reason: 'locked',
+      });
+    }
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    await handle.close();
+    throw err;
+  }
+  let released = false;
+  return async () => {
+    if (released) return;
+    released = true;
+    await handle.close();
+  };
+}
+
+/** Run `fn` holding the lock; the lock goes whatever `fn` does. */
+export async function withLock<T>(file: string, what: string, fn: () => Promise<T>, wait: LockWait = {}): Promise<T> {
+  const release = await acquireLock(file, what, wait);
+  try {
+    return await fn();
+  } finally {
+    await release();
   }
 }

@@ -15,6 +15,12 @@ export interface Paths {
   readonly configDir: string;
   readonly stateDir: string;
   readonly stateFile: string;
+  /**
+   * The lock every writer of system configuration holds (agent/lock.ts). In
+   * the state directory, not the runtime one: systemd empties
+   * RuntimeDirectory= at every stop and restart, under a holder's feet.
+   */
+  readonly lockFile: string;
   readonly runDir: string;
   readonly socketFile: string;
   /** The login hook's cache of config values it needs before any big import (see tasks/workspace/request.ts). */
@@ -60,6 +66,7 @@ export function makePaths(root = '/'): Paths {
     configDir: under('/etc/dsvm-agent'),
     stateDir: under('/var/lib/dsvm-agent'),
     stateFile: under('/var/lib/dsvm-agent/state.json'),
+    lockFile: under('/var/lib/dsvm-agent/agent.lock'),
     runDir: under('/run/dsvm-agent'),
     socketFile: under('/run/dsvm-agent/agent.sock'),
     loginSettingsFile: under('/run/dsvm-agent/login-settings.json'),

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
@@ -201,6 +201,19 @@ async function undoTasks(ctx: TaskContext, opts: DeprovisionOptions, io: Deprovi
   return { removed, failed };
 }
 
+/**
+ * Remove the state directory's content but the lock we hold: removing a
+ * held lock file would let a `provision` started now lock a new file while
+ * this run still works. The empty lock file carries nothing of this VM.
+ * Whether there was any state.
+ */
+async function removeStateKeepingLock(stateDir: string, lock: string): Promise<boolean> {
+  const entries = await readdir(stateDir).catch(() => [] as string[]);
+  const state = entries.filter((e) => path.join(stateDir, e) !== lock);
+  for (const e of state) await rm(path.join(stateDir, e), { recursive: true, force: true });
+  return state.length > 0;
+}
+
 /** `dsvm-agent deprovision` as the command line calls it. */
 export async function deprovisionCommand(g: GlobalOptions, opts: DeprovisionOptions): Promise<number> {
   return deprovision(g, opts);
@@ -225,8 +238,8 @@ export async function deprovision(g: GlobalOptions, opts: DeprovisionOptions, de
 
   io.out(`config: ${source}\n`);
   const stopped = await stopDaemon(ctx, io.out);
-  const lock = path.join(ctx.paths.runDir, 'first-boot.lock');
-  const release = await acquireLock(lock, 'first boot (`dsvm-agent provision` or the daemon)');
+  const lock = ctx.paths.lockFile;
+  const release = await acquireLock(lock, 'deprovision');
   try {
     io.out(`lock: holding ${shown(ctx.paths, lock)}: no provision or first boot starts until this ends\n`);
     const { removed, failed } = await undoTasks(ctx, opts, io);
@@ -234,8 +247,7 @@ export async function deprovision(g: GlobalOptions, opts: DeprovisionOptions, de
       io.err('deprovision incomplete: state kept so the remaining steps can run again\n');
       return ExitCode.failed;
     }
-    const hadState = existsSync(ctx.paths.stateDir);
-    await rm(ctx.paths.stateDir, { recursive: true, force: true });
+    const hadState = await removeStateKeepingLock(ctx.paths.stateDir, lock);
     io.out(hadState ? `- state: removed ${shown(ctx.paths, ctx.paths.stateDir)}\n` : '= state: nothing to remove\n');
     if (existsSync(configFile))
       io.out(

@@ -6,6 +6,7 @@ import * as shareMount from '../../tasks/share-mount/index.js';
 import type { CheckDeps, ShareProbe } from '../../tasks/checks/types.js';
 import { firstBootBackoff } from '../backoff.js';
 import { notImplemented, permanent, transient } from '../errors.js';
+import { withLock } from '../lock.js';
 import { summarize } from '../runner.js';
 import { runTasks, type Task, type TaskContext } from '../task.js';
 
@@ -126,8 +127,11 @@ export function loadDaemonOps(): DaemonOps {
     probeShare: (ctx, o) => probeShare(ctx, o) as Promise<ShareProbe>,
     shareUsage: (ctx) => shareUsage(ctx) as Promise<{ usedBytes: number; quotaBytes: number }>,
     clockOffset: async (ctx) => normalizeOffset(await (clockOffset(ctx) as Promise<unknown>)),
-    remountShare: async (ctx) => void (await remountShare(ctx)),
-    rejoin: async (ctx) => void (await rejoin(ctx)),
+    // Repairs write fstab, units, sssd and krb5 files like first boot does: under the same lock, never
+    // during an admin's `provision` or `deprovision`. Busy means skipped (not ready), and the next failing
+    // check tries again; waiting would only queue a repair behind a run that may fix the same thing.
+    remountShare: (ctx) => withLock(ctx.paths.lockFile, 'repair remount-share', async () => void (await remountShare(ctx))),
+    rejoin: (ctx) => withLock(ctx.paths.lockFile, 'repair rejoin', async () => void (await rejoin(ctx))),
     restartSssd: (ctx) => ctx.services.restart('sssd'),
     closeHandlesAndUnmount: async (ctx) => void (await closeHandlesAndUnmount(ctx)),
     leaveDomain: async (ctx) => void (await leaveDomain(ctx)),

@@ -1,4 +1,5 @@
 import { messageOf } from '../../agent/errors.js';
+import { acquireLock, type ReleaseLock } from '../../agent/lock.js';
 import type { Logger } from '../../agent/log.js';
 import type { TaskContext } from '../../agent/task.js';
 
@@ -135,11 +136,29 @@ export class ScheduledEventsWatcher {
     return p;
   }
 
+  /**
+   * The clean-up unmounts and leaves the domain: it holds the lock every
+   * writer of system configuration holds, so it never runs into a
+   * `provision` or a repair halfway. Busy beyond a quarter of the budget,
+   * it goes on without: the platform deletes the VM at NotBefore anyway, and
+   * a computer account left behind is the harm this clean-up exists to avoid.
+   */
+  private async lockFor(event: ScheduledEvent, deadline: number): Promise<ReleaseLock> {
+    const waitMs = Math.max(0, (deadline - this.now()) * LOCK_SHARE_OF_BUDGET);
+    try {
+      return await acquireLock(this.d.ctx.paths.lockFile, `scale-in clean-up (${event.EventId})`, { waitMs });
+    } catch (err) {
+      this.d.log.error(`Terminate ${event.EventId}: cleaning up without the lock: ${messageOf(err)}`);
+      return noRelease;
+    }
+  }
+
   private async handle(event: ScheduledEvent): Promise<void> {
     const log = this.d.log;
     const deadline = this.now() + cleanupBudgetMs(event, this.now());
     log.info(`Terminate ${event.EventId} for this VM (NotBefore ${event.NotBefore || 'now'}): cleaning up before approving`);
     let cleanupOk = true;
+    const release = await this.lockFor(event, deadline);
     const steps: Array<[string, (ctx: TaskContext) => Promise<void>]> = [
       ['closing share handles and unmounting', (c) => this.d.ops.closeHandlesAndUnmount(c)],
       ['leaving the domain', (c) => this.d.ops.leaveDomain(c)],
@@ -154,6 +173,7 @@ export class ScheduledEventsWatcher {
         log.error(`Terminate ${event.EventId}: ${step} ${r === 'timeout' ? 'did not finish before NotBefore' : `failed: ${r}`}`);
       }
     }
+    await release();
     this.d.onStep?.(event.EventId, 'approving');
     // Approve even after a failed step: the platform deletes the VM at NotBefore anyway, and waiting only delays the scale-in.
     await this.d.ctx.imds.request('POST', SCHEDULED_EVENTS_PATH, { StartRequests: [{ EventId: event.EventId }] });
@@ -161,6 +181,11 @@ export class ScheduledEventsWatcher {
     this.d.onApproved?.(event.EventId, cleanupOk);
   }
 }
+
+/** Time the clean-up waits for the lock: a share of its budget, so the steps keep most of it. */
+const LOCK_SHARE_OF_BUDGET = 0.25;
+
+async function noRelease(): Promise<void> {}
 
 async function within(p: Promise<void>, ms: number): Promise<'ok' | 'timeout' | string> {
   let timer: NodeJS.Timeout | undefined;

@@ -1,6 +1,4 @@
 import { readFileSync, statSync } from 'node:fs';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { callIpc, isDaemonAbsent } from '../../agent/ipc.js';
 import { makePaths, type Paths } from '../../agent/paths.js';
 import type { LoginOutcome } from './index.js';
@@ -85,13 +83,17 @@ export async function cachedBound(paths: Paths, configFile: string): Promise<{ t
   return { key };
 }
 
+/**
+ * Root writes this file at login, in a process whose environment a user may
+ * have filled: it goes through the one atomic writer (random temp name,
+ * O_EXCL|O_NOFOLLOW), never a predictable `<pid>.tmp` that someone could
+ * have planted a symlink at. Loaded only when writing (rarely), so the
+ * hook's hot path does not load node:crypto.
+ */
 export async function writeSettingsCache(paths: Paths, cache: SettingsCache): Promise<void> {
   if (process.getuid?.() !== 0) return;
-  const dir = path.dirname(paths.loginSettingsFile);
-  await mkdir(dir, { recursive: true, mode: 0o755 });
-  const tmp = `${paths.loginSettingsFile}.${process.pid}.tmp`;
-  await writeFile(tmp, JSON.stringify(cache), { mode: 0o644 });
-  await rename(tmp, paths.loginSettingsFile);
+  const { writeFileAtomic } = await import('../../agent/fsutil.js');
+  await writeFileAtomic(paths.loginSettingsFile, JSON.stringify(cache), { mode: 0o644 });
 }
 
 export function pending(user: string, message: string, started: number): LoginOutcome {
@@ -117,7 +119,8 @@ export function after<T>(ms: number, value: () => T): { promise: Promise<T>; can
  */
 export async function requestLogin(req: LoginRequest): Promise<LoginReply> {
   const started = performance.timeOrigin;
-  const paths = makePaths(req.root ?? process.env.DSVM_AGENT_ROOT ?? '/');
+  // Never from the environment: pam_exec passes one a user may have filled (see src/entry.ts).
+  const paths = makePaths(req.root ?? '/');
   const bad = checkName(req.user);
   if (bad)
     return {

@@ -6,7 +6,7 @@
 import t, { type Test } from 'tap';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { makeTestContext, type TestContext } from '../../helpers/context.js';
@@ -152,7 +152,9 @@ t.test('deprovision after a join and a mount removes every trace, once', async (
   t.equal(first.code, 0, `first run: exit 0 (${first.err})`);
   t.equal(mounts.state, 'findmnt-not-mounted.json', 'the share is unmounted');
   for (const f of agentFiles) t.notOk(existsSync(f), `after: ${path.relative(tc.root, f)} is gone`);
-  t.notOk(existsSync(tc.paths.stateDir), 'the state directory is gone');
+  // The lock file stays (empty): removing a held lock would let a new provision lock another file meanwhile.
+  t.same(await readdir(tc.paths.stateDir).catch(() => []), ['agent.lock'], 'nothing left of the state but the empty lock file');
+  t.equal(await readFile(tc.paths.lockFile, 'utf8'), '', 'the lock file is empty');
   t.notOk(existsSync(path.join(tc.paths.smbCredentialsDir, 'contosofiles.cred')), 'no storage key left on disk');
 
   const read = (file: string): Promise<string> => readFile(tc.paths.under(file), 'utf8');

@@ -6,7 +6,7 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { stringify } from 'yaml';
@@ -14,6 +14,7 @@ import { makeTestContext, type TestContext } from '../../helpers/context.js';
 import type { FakeCommand } from '../../helpers/fake-runner.js';
 import { FakeMounts } from '../share-mount/helpers.js';
 import { deprovision } from '../../../src/agent/commands/deprovision.js';
+import { acquireLock } from '../../../src/agent/lock.js';
 import { hashTree } from '../../helpers/tree.js';
 
 const SHARE = { account: 'contosofiles', name: 'workspace', key: { file: '/etc/dsvm-agent/k' } };
@@ -88,7 +89,7 @@ t.test('without a config file', async (t) => {
     const first = await run(tc);
     t.equal(first.code, 0, `${c.name}: exit 0 (${first.err})`);
     t.match(first.out, c.expect, `${c.name}: output`);
-    t.notOk(existsSync(tc.paths.stateDir), `${c.name}: state removed`);
+    t.same(await readdir(tc.paths.stateDir).catch(() => []), ['agent.lock'], `${c.name}: state removed, the empty lock file stays`);
     t.notOk(existsSync(path.join(tc.root, CREDS)), `${c.name}: no credentials left`);
     const second = await run(tc);
     t.equal(second.code, 0, `${c.name}: second run exit 0`);
@@ -148,7 +149,7 @@ t.test('asks before it acts', async (t) => {
 });
 
 t.test('stops the daemon first and holds the first-boot lock while it works', async (t) => {
-  const seen: { lock?: string; stopped?: boolean }[] = [];
+  const seen: { held?: boolean; stopped?: boolean }[] = [];
   let look = async (): Promise<void> => undefined;
   const findmnt: FakeCommand = {
     file: 'findmnt',
@@ -156,9 +157,11 @@ t.test('stops the daemon first and holds the first-boot lock while it works', as
   };
   const tc = await world({ config: true, state: true, credentials: true }, [findmnt]);
   tc.services.active.add('dsvm-agent.service');
-  const lock = path.join(tc.paths.runDir, 'first-boot.lock');
+  const lock = tc.paths.lockFile;
+  // flock(1) -n on the same file from outside: exit 1 while deprovision holds the lock, 0 once free.
+  const busy = (): boolean => spawnSync('flock', ['--exclusive', '--nonblock', lock, 'true']).status === 1;
   look = async () => {
-    seen.push({ lock: await readFile(lock, 'utf8').catch(() => undefined), stopped: !tc.services.active.has('dsvm-agent.service') });
+    seen.push({ held: busy(), stopped: !tc.services.active.has('dsvm-agent.service') });
   };
   const r = await run(tc);
   t.equal(r.code, 0, r.err);
@@ -170,20 +173,21 @@ t.test('stops the daemon first and holds the first-boot lock while it works', as
   t.match(r.out, /stopped dsvm-agent\.service/, 'says it stopped the daemon');
   t.ok(seen.length > 0, 'the share was looked at');
   for (const s of seen) {
-    t.equal(s.lock, `${process.pid}\n`, 'the lock is held while the tasks undo');
+    t.ok(s.held, 'the lock is held while the tasks undo');
     t.ok(s.stopped, 'the daemon was already stopped');
   }
-  t.notOk(existsSync(lock), 'the lock is released');
+  t.notOk(busy(), 'the lock is released');
+  t.ok(existsSync(lock), 'and its file stays: nobody can lock a second file meanwhile');
   t.match(r.out, /kept \/etc\/dsvm-agent\/config\.yaml/, 'says the config stays');
 });
 
 t.test('refuses while something else works on this machine', async (t) => {
   await t.test('a provision or first boot holds the lock', async (t) => {
     const tc = await world({ config: true, state: true, credentials: true });
-    await mkdir(tc.paths.runDir, { recursive: true });
-    // The tap runner (our parent) is alive: its pid stands for a running `provision`.
-    await writeFile(path.join(tc.paths.runDir, 'first-boot.lock'), `${process.ppid}\n`);
-    await t.rejects(run(tc), { name: 'AgentError', kind: 'notReady', message: /already running \(pid \d+\)/ });
+    // A running `provision` holds the lock: this test holds it, on its own open file.
+    const release = await acquireLock(tc.paths.lockFile, 'provision');
+    t.teardown(release);
+    await t.rejects(run(tc), { name: 'AgentError', kind: 'notReady', reason: 'locked', message: /holds the lock/ });
     t.ok(existsSync(path.join(tc.root, CREDS)), 'nothing removed');
     t.ok(existsSync(tc.paths.stateFile), 'state kept');
   });

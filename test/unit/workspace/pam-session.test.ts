@@ -63,7 +63,7 @@ t.test(
   async (t) => {
     for (const c of cases) {
       const dir = await root(c.config);
-      const r = await runHook({ ...c.env, DSVM_AGENT_ROOT: dir });
+      const r = await runHook(c.env, ['--root', dir, 'pam-session']);
       t.equal(r.code, 0, `${c.name}: exit 0`);
       t.equal(r.stdout, '', `${c.name}: nothing on stdout`);
       if (c.stderr) t.match(r.stderr, c.stderr, `${c.name}: says why on stderr`);
@@ -88,21 +88,21 @@ t.test(
       { warn: () => undefined, debug: () => undefined },
     );
     t.teardown(() => server.close());
-    const first = await runHook({ PAM_TYPE: 'open_session', PAM_USER: 'alice', DSVM_AGENT_ROOT: dir });
+    const first = await runHook({ PAM_TYPE: 'open_session', PAM_USER: 'alice' }, ['--root', dir, 'pam-session']);
     t.same([first.code, first.stdout, first.stderr], [0, '', ''], 'answered: exit 0, silent');
     for (const run of ['hung daemon', 'hung daemon again']) {
       // This machine's cost of starting Node at all, measured now: the bound counts from process start.
       const t0 = Date.now();
       await new Promise((r) => spawn(process.execPath, ['-e', '0']).on('close', r));
       const nodeStart = Date.now() - t0;
-      const r = await runHook({ PAM_TYPE: 'open_session', PAM_USER: 'alice', DSVM_AGENT_ROOT: dir });
+      const r = await runHook({ PAM_TYPE: 'open_session', PAM_USER: 'alice' }, ['--root', dir, 'pam-session']);
       t.equal(r.code, 0, `${run}: exit 0`);
       t.equal(r.stdout, '');
       t.match(r.stderr, /still working on it/);
       // The bound counts from the hook's own start; spawning it is the caller's cost (pam_exec's fork+exec).
       t.ok(r.ms < 400 + 2 * nodeStart + 300, `${run}: returned in ${r.ms} ms (bound 400, node start-up ${nodeStart} ms)`);
     }
-    const login = await runHook({ DSVM_AGENT_ROOT: dir }, ['login', '--user', 'alice', '--json']);
+    const login = await runHook({}, ['--root', dir, 'login', '--user', 'alice', '--json']);
     if (process.getuid!() === 0) {
       t.equal(login.code, 3, 'login: 3 = not finished yet, retry');
       t.match(JSON.parse(login.stdout), { via: 'daemon', status: 'pending' });
