@@ -25,6 +25,7 @@ BASE_PACKAGES_COMMON=(
   ifupdown isc-dhcp-client iproute2 netbase sudo procps e2fsprogs
   ca-certificates python3-cffi-backend
   libstdc++6 libgcc-s1 libpam-runtime curl
+  ldap-utils libsasl2-modules-gssapi-mit
 )
 
 # base_packages SUITE: the list debootstrap gets for that suite.
