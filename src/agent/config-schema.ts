@@ -1,4 +1,12 @@
 import { z } from 'zod';
+import {
+  controlCharProblem,
+  groupNameProblem,
+  metricsTextfileProblem,
+  MIN_USER_UID,
+  systemDirProblem,
+  worldWritableProblem,
+} from './config-values.js';
 
 /**
  * The one schema of /etc/dsvm-agent/config.yaml. The CLI validates with it and
@@ -11,11 +19,20 @@ import { z } from 'zod';
 // number out of range) is worded from the issue in config.ts, which uses the
 // descriptions below to name what belongs there.
 
+/** A check from config-values.ts (shared with the renderers) as a schema rule. */
+const rule =
+  (problem: (v: string) => string | undefined) =>
+  (v: string, ctx: z.RefinementCtx): void => {
+    const message = problem(v);
+    if (message) ctx.addIssue({ code: 'custom', message });
+  };
+
 const absolutePath = (what: string) =>
   z
     .string()
     .regex(/^\/[^\0]*$/, { error: `must be an absolute path: write the full path to ${what}, starting with "/"` })
     .refine((p) => !p.split('/').includes('..'), { error: `must not contain ".." segments: write the real path to ${what}` })
+    .superRefine(rule((p) => controlCharProblem(p, 'the files it is written to')))
     .describe(`the absolute path to ${what}`);
 
 const httpUrl = (what: string, example: string) =>
@@ -146,7 +163,11 @@ const octalMode = z
 
 const idOrName = (what: string) =>
   z.union(
-    [z.number().int().min(0), z.string().regex(/^[^\s:/]+$/, { error: `must be a ${what} name or id: remove spaces, ":" and "/"` })],
+    [
+      z.number().int().min(0),
+      // "," and "=" would add mount options (uid=x,setuids) to the share's mount unit.
+      z.string().regex(/^[^\s:/,=]+$/, { error: `must be a ${what} name or id: remove spaces, ",", "=", ":" and "/"` }),
+    ],
     { error: `must be a numeric ${what} id or a ${what} name: write e.g. ${what === 'user' ? '1000 or root' : '1000 or dsvm-users'}` },
   );
 
@@ -163,7 +184,7 @@ const listen = z
 
 const groupNames = (what: string) =>
   z
-    .array(z.string().min(1, { error: 'is empty: write a group name or remove the item' }))
+    .array(z.string().min(1, { error: 'is empty: write a group name or remove the item' }).superRefine(rule(groupNameProblem)))
     .default([])
     .describe(what);
 
@@ -305,6 +326,7 @@ export const configSchema = z
         homeTemplate: z
           .string()
           .regex(/^\/\S*$/, { error: 'must be an absolute path template: write e.g. /home/%u' })
+          .superRefine(rule((v) => controlCharProblem(v, 'sssd.conf')))
           .default('/home/%u')
           .describe('the home directory of domain users, e.g. /home/%u (%u: user, %d: domain)'),
         shell: absolutePath('the login shell').default('/bin/bash').describe('the login shell of domain users, e.g. /bin/bash'),
@@ -352,7 +374,10 @@ export const configSchema = z
           .describe(
             'the Azure Files REST endpoint for usage and folder creation (default: https://ACCOUNT.file.ENDPOINTSUFFIX; path-style https://HOST:PORT/ACCOUNT for a local test server)',
           ),
-        mountPoint: absolutePath('the mount point').default('/data/workspace'),
+        mountPoint: absolutePath('the mount point')
+          .superRefine(rule(systemDirProblem))
+          .default('/data/workspace')
+          .describe('the absolute path to the mount point'),
         auth: z
           .enum(['key', 'kerberos'], { error: 'must be key or kerberos: pick one' })
           .default('key')
@@ -360,8 +385,14 @@ export const configSchema = z
         key: storageKeyRef.optional(),
         uid: idOrName('user').default(0).describe('the owner of the files of a key-mounted share: a user name or uid'),
         gid: idOrName('group').optional().describe('the group of the files of a key-mounted share: a group name or gid'),
-        dirMode: octalMode.default('0775').describe('the mode of directories on a key-mounted share, quoted, e.g. "0775"'),
-        fileMode: octalMode.default('0664').describe('the mode of files on a key-mounted share, quoted, e.g. "0664"'),
+        dirMode: octalMode
+          .superRefine(rule(worldWritableProblem))
+          .default('0775')
+          .describe('the mode of directories on a key-mounted share, quoted, e.g. "0775"'),
+        fileMode: octalMode
+          .superRefine(rule(worldWritableProblem))
+          .default('0664')
+          .describe('the mode of files on a key-mounted share, quoted, e.g. "0664"'),
         options: z
           .array(
             z.string().regex(/^[a-z_0-9]+(=[^,\s]+)?$/, {
@@ -406,7 +437,10 @@ export const configSchema = z
       .describe('the Azure Files share; without it, workspaces are local folders'),
     workspace: z
       .object({
-        root: absolutePath('the workspace root').default('/data/workspace'),
+        root: absolutePath('the workspace root')
+          .superRefine(rule(systemDirProblem))
+          .default('/data/workspace')
+          .describe('the absolute path to the workspace root'),
         notebooks: z
           .string()
           .regex(/^[^/\0]+$/, { error: 'must be a single folder name: remove "/", e.g. notebooks' })
@@ -424,7 +458,11 @@ export const configSchema = z
         minUid: z
           .number()
           .int()
-          .min(1, { error: 'must be at least 1 (never act for root): use the first uid of domain users, e.g. 1000' })
+          // Fixed, not read from this machine's /etc/login.defs: `config check` must say the same on the
+          // build machine as on the VM. Domain uids from sssd's id mapping are far above it.
+          .min(MIN_USER_UID, {
+            error: `must be at least ${MIN_USER_UID} (uids below that are system accounts on Debian and Ubuntu, SYS_UID_MAX 999 in /etc/login.defs, and the agent never acts for them): raise it to ${MIN_USER_UID} or more`,
+          })
           .default(1000)
           .describe('the lowest uid the agent acts for'),
         loginTimeoutMs: z
@@ -478,6 +516,7 @@ export const configSchema = z
           .default({})
           .describe('per check id: schedule and enabled'),
         metricsTextfile: absolutePath('the node-exporter textfile')
+          .superRefine(rule(metricsTextfileProblem))
           .optional()
           .describe('the file Prometheus metrics are written to (default: /var/lib/prometheus/node-exporter/dsvm-agent.prom)'),
       })

@@ -2,6 +2,7 @@ import { access } from 'node:fs/promises';
 import path from 'node:path';
 import type { BackoffPolicy } from '../backoff.js';
 import type { CheckId } from '../config-schema.js';
+import { metricsTextfileProblem } from '../config-values.js';
 import { AgentError, messageOf } from '../errors.js';
 import { runFirstBoot } from '../first-boot.js';
 import { writeFileAtomic } from '../fsutil.js';
@@ -393,6 +394,12 @@ export class Daemon {
     const { ctx } = this.o;
     const configured = ctx.cfg.health.metricsTextfile;
     const file = configured ? ctx.paths.under(configured) : ctx.paths.metricsTextfile;
+    // The schema refuses a system file here; replacing one every few seconds must not depend on that alone.
+    const refused = configured ? metricsTextfileProblem(configured) : undefined;
+    if (refused) {
+      this.log.warn(`health.metricsTextfile ${configured}: ${refused}; not written`);
+      return;
+    }
     try {
       // Without node-exporter's textfile directory there is no reader: do not create it.
       if (!configured) await access(path.dirname(file));

@@ -1,4 +1,6 @@
 import type { Config } from '../../agent/config-schema.js';
+import { controlCharProblem, groupNameProblem } from '../../agent/config-values.js';
+import { configError } from '../../agent/errors.js';
 import { BLOCK_BEGIN, BLOCK_END, getMarkedBlock, setMarkedBlock } from '../../agent/fsutil.js';
 
 /**
@@ -51,8 +53,32 @@ export function loginGroups(d: Pick<DomainConfig, 'allowGroups' | 'sudoGroups'>)
   return out;
 }
 
+/**
+ * The values sssd.conf and sudoers take from the config, checked again here
+ * (the schema checks them first): one newline, "," or "[" in a group name
+ * would add lines, groups or sections to a root-owned file.
+ */
+export function assertRenderable(d: Pick<DomainConfig, 'allowGroups' | 'sudoGroups' | 'shell' | 'homeTemplate'>): void {
+  const groups: [string, string][] = [
+    ...d.allowGroups.map((g, i): [string, string] => [`domain.allowGroups[${i}]`, g]),
+    ...d.sudoGroups.map((g, i): [string, string] => [`domain.sudoGroups[${i}]`, g]),
+  ];
+  for (const [key, g] of groups) {
+    const problem = groupNameProblem(g);
+    if (problem) throw configError(`${key}: ${JSON.stringify(g)} ${problem}`, { reason: 'unrenderable-value' });
+  }
+  for (const [key, v] of [
+    ['domain.shell', d.shell],
+    ['domain.homeTemplate', d.homeTemplate],
+  ] as const) {
+    const problem = controlCharProblem(v, 'sssd.conf');
+    if (problem) throw configError(`${key}: ${JSON.stringify(v)} ${problem}`, { reason: 'unrenderable-value' });
+  }
+}
+
 /** /etc/sssd/sssd.conf (mode 0600, whole file). */
 export function renderSssdConf(d: DomainConfig, f: JoinFacts): string {
+  assertRenderable(d);
   const groups = loginGroups(d);
   const lines = [
     HEADER.trimEnd(),
@@ -215,6 +241,7 @@ export function sudoersGroup(group: string, d: Pick<DomainConfig, 'fullyQualifie
 /** /etc/sudoers.d/dsvm-agent (0440), or undefined when no sudoGroups are configured. */
 export function renderSudoers(d: DomainConfig, f: JoinFacts): string | undefined {
   if (d.sudoGroups.length === 0) return undefined;
+  assertRenderable(d);
   return (
     HEADER +
     '# Members of domain.sudoGroups may run any command after entering their own password.\n' +

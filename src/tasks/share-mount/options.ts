@@ -1,4 +1,5 @@
 import type { ShareConfig } from '../../agent/config-schema.js';
+import { worldWritableProblem } from '../../agent/config-values.js';
 import { configError } from '../../agent/errors.js';
 
 /** How the share is mounted: the three modes of the product. */
@@ -41,6 +42,13 @@ export interface MountOptionInput {
 }
 
 /** "775" or "0775" → "0775": mount.cifs reads the value as octal either way; the leading 0 makes that visible. */
+/** The schema refuses world-writable modes; so does the renderer, whatever reached it. */
+function checkedMode(key: string, mode: string): string {
+  const problem = worldWritableProblem(mode);
+  if (problem) throw configError(`${key}: "${mode}" ${problem}`, { reason: 'world-writable-mode' });
+  return mode;
+}
+
 function octal(mode: string): string {
   return mode.length === 3 ? `0${mode}` : mode;
 }
@@ -77,8 +85,8 @@ export function mountOptions(input: MountOptionInput): string[] {
       // anyone's notebooks; the defaults are 0775/0664 and owner/group are set.
       `uid=${input.uid}`,
       `gid=${input.gid}`,
-      `dir_mode=${octal(input.share.dirMode)}`,
-      `file_mode=${octal(input.share.fileMode)}`,
+      `dir_mode=${octal(checkedMode('share.dirMode', input.share.dirMode))}`,
+      `file_mode=${octal(checkedMode('share.fileMode', input.share.fileMode))}`,
       ...SMB_COMMON,
       ...NON_BLOCKING,
     ];

@@ -1,4 +1,5 @@
 import type { ShareConfig } from '../../agent/config-schema.js';
+import { systemDirProblem } from '../../agent/config-values.js';
 import { configError } from '../../agent/errors.js';
 import { fsType, type ShareMode } from './options.js';
 
@@ -32,6 +33,9 @@ export function escapeUnitPath(absolutePath: string): string {
     throw configError(`share.mountPoint: "${absolutePath}" must be an absolute path`, { fix: 'use a path such as /data/workspace' });
   const parts = absolutePath.split('/').filter((p) => p !== '' && p !== '.');
   if (parts.includes('..')) throw configError(`share.mountPoint: "${absolutePath}" must not contain ".."`, { fix: 'write the real path' });
+  // "/" would render "-.mount", the root file system's own unit; /home or /etc would hide the system.
+  const system = systemDirProblem(absolutePath);
+  if (system) throw configError(`share.mountPoint: "${absolutePath}" ${system}`, { reason: 'system-mount-point' });
   if (parts.length === 0) return '-';
   const bytes = Buffer.from(parts.join('/'), 'utf8');
   let out = '';

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import type { Config } from '../../agent/config-schema.js';
+import { systemDirProblem } from '../../agent/config-values.js';
 import type { Paths } from '../../agent/paths.js';
 import { checkName, folderNameFor, type NameRefusal } from './names.js';
 
@@ -11,6 +12,13 @@ export interface Account {
   gid: number;
   /** pw_dir, as a system path (not yet under a test root). */
   home: string;
+}
+
+/** workspace.root is a system directory: nothing is made there for anyone. */
+export interface RootRefusal {
+  ok: false;
+  reason: 'bad-root';
+  message: string;
 }
 
 /** Everything one login should make, computed without touching the system. */
@@ -98,9 +106,16 @@ export function skipReason(account: Account, cfg: Pick<Config, 'workspace'>): st
  * The pure plan for one user: where the share folder goes, where the link
  * goes and what it points to. Refuses names that cannot be a folder.
  */
-export function planUserLinks(account: Account, cfg: Pick<Config, 'workspace'>, paths: Pick<Paths, 'under'>): UserLinksPlan | NameRefusal {
+export function planUserLinks(
+  account: Account,
+  cfg: Pick<Config, 'workspace'>,
+  paths: Pick<Paths, 'under'>,
+): UserLinksPlan | NameRefusal | RootRefusal {
   const bad = checkName(account.name);
   if (bad) return bad;
+  // The schema refuses it; the plan does too: root makes folders here for every user.
+  const system = systemDirProblem(cfg.workspace.root);
+  if (system) return { ok: false, reason: 'bad-root', message: `workspace.root ${cfg.workspace.root} ${system}` };
   const mapped = folderNameFor(account.name);
   if (!mapped.ok) return mapped;
   const root = paths.under(cfg.workspace.root);

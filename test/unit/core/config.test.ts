@@ -45,6 +45,25 @@ const CHECK_IDS = 'domain-trust, identity-lookup, sssd, share-mounted, share-quo
 
 // Each case: a config, the exact key path, the exact message, and the
 // offending value as shown (absent: no value is shown, e.g. for a secret).
+
+/** The wording of config-values.ts, spelled out: the table asserts exact messages. */
+const GROUP_CHAR = (c: string) =>
+  `must not contain "${c}" (AD does not allow " / \\ [ ] : ; | = , + * ? < > in a group name, and in sssd.conf or sudoers it would change the line): write the group's name as AD shows it, one group per list item`;
+const SYSTEM_DIR = (d: string) =>
+  `must not be ${d} itself (a mount there hides everything it holds): use a directory below it of its own, e.g. /data/workspace`;
+const SYSTEM_TREE = (d: string) =>
+  `must not be in ${d} (a system directory: a mount or user folders there would hide or change the system): use a directory of its own, e.g. /data/workspace`;
+const TEXTFILE_PLACE =
+  'must be under /var/lib/prometheus/, /var/lib/node_exporter/, /var/lib/dsvm-agent/, /run/ (the daemon replaces this file every few seconds, so any other file there would be destroyed): use e.g. /var/lib/prometheus/node-exporter/dsvm-agent.prom';
+const WORLD_WRITABLE =
+  'must not be world-writable (every local user could delete or replace other users\' notebooks): drop the "other" write bit, e.g. "0770" or "0775"';
+/** Nine levels of nine aliases: 9^9 nodes if expanded. */
+const LAUGHS = [
+  'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
+  ...'bcdefghi'.split('').map((c, i) => `${c}: &${c} [${Array(9).fill(`*${'abcdefghi'[i]}`).join(',')}]`),
+  D,
+].join('\n');
+
 const cases: { name: string; yaml: string; path: string; message: string; got?: string }[] = [
   {
     name: 'missing domain name',
@@ -360,7 +379,8 @@ const cases: { name: string; yaml: string; path: string; message: string; got?: 
     name: 'minUid zero',
     yaml: `${D}\nworkspace: { minUid: 0 }`,
     path: 'workspace.minUid',
-    message: 'must be at least 1 (never act for root): use the first uid of domain users, e.g. 1000',
+    message:
+      'must be at least 1000 (uids below that are system accounts on Debian and Ubuntu, SYS_UID_MAX 999 in /etc/login.defs, and the agent never acts for them): raise it to 1000 or more',
     got: '0',
   },
   {
@@ -468,6 +488,136 @@ const cases: { name: string; yaml: string; path: string; message: string; got?: 
     message: 'must be error, warn, info or debug: pick one',
     got: '"verbose"',
   },
+  // Issue 15, defect 5: values rendered into files are checked against that file's syntax.
+  {
+    name: 'newline in a group name (sssd.conf injection)',
+    yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p }, allowGroups: ["dsvm-users\\n[domain/evil]"] }',
+    path: 'domain.allowGroups[0]',
+    message:
+      'must not contain a newline, tab or other control character (it would start a new line in sssd.conf and sudoers): write it on one line',
+    got: '"dsvm-users\\n[domain/evil]"',
+  },
+  {
+    name: 'comma in a group name (one more allowed group)',
+    yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p }, allowGroups: ["dsvm-users, domain users"] }',
+    path: 'domain.allowGroups[0]',
+    message: GROUP_CHAR(','),
+    got: '"dsvm-users, domain users"',
+  },
+  {
+    name: 'bracket in a sudo group name (an sssd.conf section)',
+    yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p }, sudoGroups: ["[sssd]"] }',
+    path: 'domain.sudoGroups[0]',
+    message: GROUP_CHAR('['),
+    got: '"[sssd]"',
+  },
+  {
+    name: 'all-digit group name (a gid to NSS)',
+    yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p }, allowGroups: ["1000"] }',
+    path: 'domain.allowGroups[0]',
+    message: 'must not be only digits (NSS reads a number as a gid): write the group name',
+    got: '"1000"',
+  },
+  {
+    name: 'newline in domain.shell',
+    yaml: 'domain: { name: c.com, joinUser: j, joinPassword: { file: /etc/p }, shell: "/bin/bash\\nsimple_allow_users = mallory" }',
+    path: 'domain.shell',
+    message:
+      'must not contain a newline, tab or other control character (it would start a new line in the files it is written to): write it on one line',
+    got: '"/bin/bash\\nsimple_allow_users = mallory"',
+  },
+  {
+    name: 'share mounted on / (renders -.mount)',
+    yaml: share('key: { file: /etc/k }, mountPoint: /'),
+    path: 'share.mountPoint',
+    message: SYSTEM_DIR('/'),
+    got: '"/"',
+  },
+  {
+    name: 'share mounted on /home (hides every home)',
+    yaml: share('key: { file: /etc/k }, mountPoint: /home/'),
+    path: 'share.mountPoint',
+    message: SYSTEM_DIR('/home'),
+    got: '"/home/"',
+  },
+  {
+    name: 'share mounted in /usr',
+    yaml: share('key: { file: /etc/k }, mountPoint: /usr/local/share/ws'),
+    path: 'share.mountPoint',
+    message: SYSTEM_TREE('/usr'),
+    got: '"/usr/local/share/ws"',
+  },
+  {
+    name: 'workspace root in /etc',
+    yaml: `${D}\nworkspace: { root: /etc/dsvm }`,
+    path: 'workspace.root',
+    message: SYSTEM_TREE('/etc'),
+    got: '"/etc/dsvm"',
+  },
+  {
+    name: "workspace root in the agent's own state",
+    yaml: `${D}\nworkspace: { root: /var/lib/dsvm-agent/ws }`,
+    path: 'workspace.root',
+    message: SYSTEM_TREE('/var/lib/dsvm-agent'),
+    got: '"/var/lib/dsvm-agent/ws"',
+  },
+  {
+    name: 'metrics textfile on /etc/passwd',
+    yaml: `${D}\nhealth: { metricsTextfile: /etc/passwd }`,
+    path: 'health.metricsTextfile',
+    message: TEXTFILE_PLACE,
+    got: '"/etc/passwd"',
+  },
+  {
+    name: 'metrics textfile that node-exporter would not read',
+    yaml: `${D}\nhealth: { metricsTextfile: /var/lib/prometheus/node-exporter/dsvm-agent.txt }`,
+    path: 'health.metricsTextfile',
+    message:
+      "must end in .prom (the only files node-exporter's textfile collector reads): use e.g. /var/lib/prometheus/node-exporter/dsvm-agent.prom",
+    got: '"/var/lib/prometheus/node-exporter/dsvm-agent.txt"',
+  },
+  {
+    name: 'world-writable share directories',
+    yaml: share('key: { file: /etc/k }, dirMode: "0777"'),
+    path: 'share.dirMode',
+    message: WORLD_WRITABLE,
+    got: '"0777"',
+  },
+  {
+    name: 'world-writable share files',
+    yaml: share('key: { file: /etc/k }, fileMode: "0666"'),
+    path: 'share.fileMode',
+    message: WORLD_WRITABLE,
+    got: '"0666"',
+  },
+  {
+    name: 'minUid in the system range',
+    yaml: `${D}\nworkspace: { minUid: 999 }`,
+    path: 'workspace.minUid',
+    message:
+      'must be at least 1000 (uids below that are system accounts on Debian and Ubuntu, SYS_UID_MAX 999 in /etc/login.defs, and the agent never acts for them): raise it to 1000 or more',
+    got: '999',
+  },
+  {
+    name: 'share uid with a comma (one more mount option)',
+    yaml: share('key: { file: /etc/k }, uid: "alice,setuids"'),
+    path: 'share.uid',
+    message: 'must be a user name or id: remove spaces, ",", "=", ":" and "/"',
+    got: '"alice,setuids"',
+  },
+  {
+    name: 'YAML alias expansion (billion laughs)',
+    yaml: LAUGHS,
+    path: '',
+    message:
+      'YAML aliases expand to more than 100 nodes (a resource exhaustion attack, or a mistake): write the values out instead of repeating *aliases',
+  },
+  {
+    name: 'a config over 1 MiB',
+    yaml: `# ${'x'.repeat(1024 * 1024)}`,
+    path: '',
+    message: 'is 1048578 bytes, over the 1048576 byte (1 MiB) limit: a config is a few kilobytes; check that --config names the right file',
+  },
   {
     name: 'duplicate YAML key',
     yaml: `${D}\ndomain: {}`,
@@ -477,7 +627,7 @@ const cases: { name: string; yaml: string; path: string; message: string; got?: 
 ];
 
 t.test('bad configs name the key path, the problem, the fix and the offending value', async (t) => {
-  t.ok(cases.length >= 20, 'at least 20 cases');
+  t.ok(cases.length >= 40, 'at least 40 cases');
   for (const c of cases) {
     const issues = issuesOf(c.yaml);
     const hit = issues.find((i) => i.path === c.path);

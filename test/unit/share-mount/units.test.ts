@@ -138,7 +138,6 @@ t.test('unit names follow systemd-escape --path', async (t) => {
     { name: 'space escaped', path: '/srv/work space', want: 'srv-work\\x20space' },
     { name: 'leading dot escaped, inner dot kept', path: '/.hidden/a.b', want: '\\x2ehidden-a.b' },
     { name: 'non-ASCII escaped by byte', path: '/données', want: 'donn\\xc3\\xa9es' },
-    { name: 'root', path: '/', want: '-' },
   ];
   const real = existsSync('/usr/bin/systemd-escape');
   for (const c of cases) {
@@ -150,6 +149,8 @@ t.test('unit names follow systemd-escape --path', async (t) => {
   t.same(unitNames('/data/workspace'), { mount: 'data-workspace.mount', automount: 'data-workspace.automount' });
   t.throws(() => escapeUnitPath('data'), { name: 'AgentError', kind: 'config' });
   t.throws(() => escapeUnitPath('/data/../etc'), { name: 'AgentError', kind: 'config' });
+  // "-.mount" is the root file system's own unit: a share is never mounted there.
+  t.throws(() => escapeUnitPath('/'), { name: 'AgentError', kind: 'config' });
 });
 
 t.test(
