@@ -4,7 +4,8 @@
  * NOTIFY_SOCKET receiver, health turning Unhealthy within one check interval
  * when sssd stops and Healthy again when it returns, self-repair restarting
  * sssd, `status --json` matching /health, /health under 200 req/s while the
- * checks run, and a SIGTERM stop under 5 s.
+ * checks run, a SIGTERM stop under 5 s, and a DC that stalls for 60 s
+ * setting off no rejoin (the keytab stays as it was).
  *
  * The share checks are not exercised here: the host kernel has no cifs, so
  * no client VM can mount the share; the VM-image e2e covers them. First boot
@@ -66,7 +67,10 @@ if (skip) {
   const waitForCheck = (id: string, state: string, limitMs: number): Promise<number> =>
     waitUntil(`b.checks.some((c) => c.id === ${JSON.stringify(id)} && c.state === ${JSON.stringify(state)})`, limitMs);
   let daemon: ChildProcess | undefined;
-  const startDaemon = async (repair: boolean): Promise<void> => {
+  const startDaemon = async (
+    repair: boolean,
+    o: { trustSchedule?: string; failuresBeforeRepair?: number; jitterSec?: number } = {},
+  ): Promise<void> => {
     const urls = fakesUrls(CLIENT);
     const config = [
       `azure: { imdsEndpoint: "${urls.imds}" }`,
@@ -78,8 +82,8 @@ if (skip) {
       '  checks:',
       "    sssd: { schedule: '*/2 * * * * *' }",
       "    identity-lookup: { schedule: '*/2 * * * * *' }",
-      "    domain-trust: { schedule: '*/10 * * * * *' }",
-      `repair: { enabled: ${repair}, maxAttempts: 3, windowSec: 600 }`,
+      `    domain-trust: { schedule: '${o.trustSchedule ?? '*/10 * * * * *'}' }`,
+      `repair: { enabled: ${repair}, maxAttempts: 3, windowSec: 600, failuresBeforeRepair: ${o.failuresBeforeRepair ?? 3}, jitterSec: ${o.jitterSec ?? 0} }`,
       'scheduledEvents: { pollSec: 1 }',
     ].join('\n');
     // Read now: the client (and its vmId) appeared after this file started.
@@ -277,7 +281,8 @@ with open(sys.argv[2], "a") as f:
   });
 
   t.test('self-repair restarts sssd, rate limited and counted', async (t) => {
-    await startDaemon(true);
+    // Two failures in a row (sssd is checked every 2 s) and no jitter: the policy's own numbers are unit-tested.
+    await startDaemon(true, { failuresBeforeRepair: 2, jitterSec: 0 });
     t.ok((await waitFor('Healthy', 20_000)) >= 0, 'Healthy');
     await must(
       t,
@@ -286,7 +291,11 @@ with open(sys.argv[2], "a") as f:
         'kill "$(cat /run/sssd.pid)"; for i in $(seq 50); do kill -0 "$(cat /run/sssd.pid)" 2>/dev/null || exit 0; sleep 0.1; done; exit 1',
       ),
     );
-    await new Promise((r) => setTimeout(r, 8000));
+    const repaired = await waitUntil(
+      `b.ApplicationHealthState === 'Healthy' && b.repairs.some((r) => r.action === 'restart-sssd' && r.succeeded >= 1)`,
+      20_000,
+    );
+    t.ok(repaired >= 0, `repaired and Healthy after ${repaired} ms`);
     const body = await health();
     t.equal(body.ApplicationHealthState, 'Healthy', 'the daemon restarted sssd itself');
     const repair = (body.repairs as Array<Record<string, unknown>>).find((r) => r.action === 'restart-sssd');
@@ -294,6 +303,41 @@ with open(sys.argv[2], "a") as f:
     const m = await node(`console.log(await (await fetch('http://127.0.0.1:8642/metrics')).text())`);
     t.match(m.stdout, /dsvm_agent_repairs_total\{action="restart-sssd",result="ok"\} [1-9]/, 'counted in metrics');
     await must(t, 'sssd runs', sh('kill -0 "$(cat /run/sssd.pid)"'));
+    t.ok((await stopDaemon()) < 5000, 'stops under 5 s');
+  });
+
+  t.test('the DC stalls for 60 s, then answers again: no rejoin, the keytab is untouched', async (t) => {
+    // domain-trust every 5 s and a repair after 2 failures in a row without jitter: one bad
+    // run classified as a real failure would start a rejoin well within the minute.
+    await startDaemon(true, { trustSchedule: '*/5 * * * * *', failuresBeforeRepair: 2, jitterSec: 0 });
+    t.ok((await waitForCheck('domain-trust', 'ok', 30_000)) >= 0, 'domain-trust ok before');
+    const keytab = async () => (await must(t, 'keytab hash', sh('sha256sum /etc/krb5.keytab'))).stdout.split(' ')[0];
+    const before = await keytab();
+    const frozen = await lab(['dc-freeze']);
+    if (frozen.exitCode !== 0) t.fail(describeResult('dc-freeze', frozen));
+    const t0 = Date.now();
+    try {
+      const failing = await waitForCheck('domain-trust', 'fail', 55_000);
+      t.ok(failing >= 0, `domain-trust failed while the DC was stalled (after ${failing} ms)`);
+      const during = (await health()).checks as Array<{ id: string; transient?: boolean; reason: string }>;
+      t.comment(`during the stall: ${JSON.stringify(during.find((c) => c.id === 'domain-trust'))}`);
+      await new Promise((r) => setTimeout(r, Math.max(0, 60_000 - (Date.now() - t0))));
+    } finally {
+      const thawed = await lab(['dc-thaw']);
+      if (thawed.exitCode !== 0) t.fail(describeResult('dc-thaw', thawed));
+    }
+    t.ok((await waitForCheck('domain-trust', 'ok', 90_000)) >= 0, 'domain-trust ok again once the DC answers');
+    const m = await node(`console.log(await (await fetch('http://127.0.0.1:8642/metrics')).text())`);
+    const started = m.stdout
+      .split('\n')
+      .filter((l) => /^dsvm_agent_repairs_total\{action="rejoin",result="(ok|failed|gave-up)"\} [1-9]/.test(l));
+    t.same(started, [], 'zero rejoins started');
+    const body = await health();
+    t.notOk(
+      (body.repairs as Array<Record<string, unknown>>).some((r) => r.action === 'rejoin' && Number(r.succeeded) + Number(r.failed) > 0),
+      'no rejoin in the repair records',
+    );
+    t.equal(await keytab(), before, 'the keytab (machine password) is the one from before the stall');
     t.ok((await stopDaemon()) < 5000, 'stops under 5 s');
   });
 }
