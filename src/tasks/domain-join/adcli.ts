@@ -26,7 +26,8 @@ export interface JoinArgs {
   ou?: string;
   osName?: string;
   osVersion?: string;
-  description: string;
+  /** The vmId stamp; left out for an adcli without --description (0.9.0: see adcli-compat.ts). */
+  description?: string;
   credentials: JoinCredentials;
   /** Talk to this DC only (adcli --domain-controller) instead of discovering one. */
   domainController?: string;
@@ -51,7 +52,7 @@ export function joinArgv(a: JoinArgs): string[] {
     ...(a.ou ? [`--domain-ou=${a.ou}`] : []),
     ...(a.osName ? [`--os-name=${a.osName}`] : []),
     ...(a.osVersion ? [`--os-version=${a.osVersion}`] : []),
-    `--description=${a.description}`,
+    ...(a.description !== undefined ? [`--description=${a.description}`] : []),
     ...loginArgs(a.credentials),
     '--show-details',
   ];

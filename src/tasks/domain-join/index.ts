@@ -20,6 +20,7 @@ import {
 } from './adcli.js';
 import { candidateNames, judgeExisting, primaryComputerName, stampedVmId, vmIdStamp, type ExistingComputer } from './computer-name.js';
 import { kdcSaysNoAccount } from './kdc-probe.js';
+import { detectAdcli, lookupComputerOverLdap, stampDescriptionOverLdap, type AdcliFeatures, type DirectoryLogin } from './adcli-compat.js';
 import { recentDomainController } from '../preflight/index.js';
 import {
   currentWriter,
@@ -127,18 +128,52 @@ async function joinSecret(ctx: TaskContext): Promise<{ kind: 'user' | 'computer'
   return { kind: 'user', password: await ctx.secret(d.joinPassword, 'domain.joinPassword'), user: d.joinUser };
 }
 
+/** What this machine's adcli can do, asked at most once per check (plan) and passed along explicitly. */
+type AdcliAsk = () => Promise<AdcliFeatures>;
+
+function askAdcliOnce(ctx: TaskContext): AdcliAsk {
+  let answer: Promise<AdcliFeatures> | undefined;
+  return () => (answer ??= detectAdcli(ctx));
+}
+
+/**
+ * The DC the LDAP fallback talks to: this run's preflight's, else the one
+ * the last preflight recorded (a daemon repair long after first boot).
+ */
+function directoryDc(ctx: TaskContext, features: AdcliFeatures, what: string): string {
+  const recorded = ctx.state.facts.domainController as { host?: unknown } | undefined;
+  const dc = recentDomainController(ctx) ?? (typeof recorded?.host === 'string' ? recorded.host : undefined);
+  if (dc) return dc;
+  throw permanent(`${what}: adcli ${features.label} cannot do it and no domain controller is known for the LDAP fallback`, {
+    reason: 'adcli-too-old',
+    fix: 'run `dsvm-agent provision` (its preflight finds a DC), or install adcli 0.9.1 or newer',
+  });
+}
+
 /**
  * The existing computer object called `name`, or undefined. The KDC is asked
  * first (no credentials, one round trip): when it knows no such account the
- * name is free; otherwise the join account reads the object (read-only LDAP).
+ * name is free; otherwise the join account reads the object (read-only LDAP):
+ * `adcli show-computer`, or an LDAP search where adcli has no show-computer
+ * (0.9.0, see adcli-compat.ts).
  */
-async function lookupComputer(ctx: TaskContext, name: string): Promise<ExistingComputer | undefined> {
+async function lookupComputer(ctx: TaskContext, name: string, adcli: AdcliAsk): Promise<ExistingComputer | undefined> {
   if (ctx.cfg.domain.oneTimePassword) return undefined;
   const dc = recentDomainController(ctx);
   if (dc && (await kdcSaysNoAccount(ctx, name, dc))) return undefined;
   const secret = await joinSecret(ctx);
   if (secret.kind !== 'user') return undefined;
   const domain = ctx.cfg.domain.name.toLowerCase();
+  const features = await adcli();
+  if (!features.showComputer) {
+    const login = {
+      realm: domain.toUpperCase(),
+      dc: directoryDc(ctx, features, `name check of ${name}`),
+      user: secret.user!,
+      password: secret.password,
+    };
+    return lookupComputerOverLdap(ctx, login, name);
+  }
   const r = await ctx.run({
     file: 'adcli',
     args: showComputerArgv(domain, domain.toUpperCase(), secret.user!, name, dc),
@@ -170,14 +205,14 @@ async function nameSources(ctx: TaskContext): Promise<Parameters<typeof primaryC
  * first alternate no other live VM holds (see computer-name.ts and
  * docs/domain-join.md for the rule).
  */
-export async function chooseComputerName(ctx: TaskContext): Promise<{ name: string; why: string }> {
+export async function chooseComputerName(ctx: TaskContext, adcli: AdcliAsk = askAdcliOnce(ctx)): Promise<{ name: string; why: string }> {
   const primary = primaryComputerName(await nameSources(ctx));
   const explicit = primary.source === 'explicit';
   if (ctx.cfg.domain.oneTimePassword) return { name: primary.name, why: `pre-staged account ${primary.name}` };
   const vmId = ctx.state.vmId;
   const taken: string[] = [];
   for (const name of candidateNames(primary, vmId)) {
-    const verdict = judgeExisting(await lookupComputer(ctx, name), vmId, ctx.clock.now(), explicit);
+    const verdict = judgeExisting(await lookupComputer(ctx, name, adcli), vmId, ctx.clock.now(), explicit);
     if (verdict.use)
       return { name, why: `${primary.source} name ${name} (${verdict.why}${primary.shortened ? `, shortened from ${primary.from}` : ''})` };
     taken.push(`${name} (held by ${verdict.holder})`);
@@ -196,9 +231,9 @@ export async function chooseComputerName(ctx: TaskContext): Promise<{ name: stri
  * beyond the stale limit) another took the name over by the rule, and
  * taking it back would break that one, which would take it back in turn.
  */
-async function stillOurs(ctx: TaskContext, name: string): Promise<boolean> {
+async function stillOurs(ctx: TaskContext, name: string, adcli: AdcliAsk): Promise<boolean> {
   const explicit = ctx.cfg.domain.computerName !== 'auto';
-  const verdict = judgeExisting(await lookupComputer(ctx, name), ctx.state.vmId, ctx.clock.now(), explicit);
+  const verdict = judgeExisting(await lookupComputer(ctx, name, adcli), ctx.state.vmId, ctx.clock.now(), explicit);
   if (!verdict.use) ctx.log.warn(`${name} is now held by ${verdict.holder}: joining under another name`);
   return verdict.use;
 }
@@ -211,6 +246,8 @@ interface Plan {
   nsswitchAdded: string[];
   pamEnable: boolean;
   sssdActive: boolean;
+  /** What adcli can do (asked once per check; apply reuses the answer). */
+  adcli: AdcliAsk;
 }
 
 async function pamEnabled(ctx: TaskContext): Promise<boolean> {
@@ -230,6 +267,7 @@ async function osFacts(ctx: TaskContext): Promise<{ osName?: string; osVersion?:
 }
 
 async function plan(ctx: TaskContext): Promise<Plan> {
+  const adcli = askAdcliOnce(ctx);
   const status = await joinStatusForPlan(ctx);
   let name: string;
   let join = !status.ok;
@@ -240,19 +278,23 @@ async function plan(ctx: TaskContext): Promise<Plan> {
     // that VM's id; sharing one account between two machines breaks both.
     name = status.computerName;
     if (ctx.state.facts.computerName !== name && ctx.cfg.domain.joinPassword) {
-      const holder = stampedVmId((await lookupComputer(ctx, name))?.description);
+      const holder = stampedVmId((await lookupComputer(ctx, name, adcli))?.description);
       if (holder !== undefined && holder !== ctx.state.vmId.toLowerCase()) {
         ctx.log.warn(`the keytab's account ${name} belongs to VM ${holder} (copied image?): joining under a new name`);
-        name = (await chooseComputerName(ctx)).name;
+        name = (await chooseComputerName(ctx, adcli)).name;
         join = true;
         why = `keytab belongs to VM ${holder}`;
       }
     }
-  } else if (status.computerName && ctx.state.facts.computerName === status.computerName && (await stillOurs(ctx, status.computerName))) {
+  } else if (
+    status.computerName &&
+    ctx.state.facts.computerName === status.computerName &&
+    (await stillOurs(ctx, status.computerName, adcli))
+  ) {
     // This VM's own join broke (account deleted or password reset): rejoin under the same name.
     name = status.computerName;
   } else {
-    const chosen = await chooseComputerName(ctx);
+    const chosen = await chooseComputerName(ctx, adcli);
     name = chosen.name;
     why = `${status.reason}; will join as ${chosen.why}`;
   }
@@ -266,6 +308,7 @@ async function plan(ctx: TaskContext): Promise<Plan> {
     nsswitchAdded,
     pamEnable: !(await pamEnabled(ctx)),
     sssdActive: await ctx.services.isActive(SSSD),
+    adcli,
   };
 }
 
@@ -289,12 +332,16 @@ function changesOf(p: Plan, ctx: TaskContext): string[] {
 }
 
 /**
- * `adcli join`, ready to start: everything it needs (secret, OS facts) is
- * gathered first, so the call that spawns it does nothing else.
+ * `adcli join`, ready to start: everything it needs (secret, OS facts, what
+ * this adcli can do) is gathered first, so the call that spawns it does
+ * nothing else. An adcli without `join --description` (0.9.0) joins without
+ * it, and the vmId stamp is written over LDAP right after (adcli-compat.ts).
  */
-async function prepareJoin(ctx: TaskContext, facts: JoinFacts): Promise<() => Promise<void>> {
+async function prepareJoin(ctx: TaskContext, facts: JoinFacts, adcli: AdcliAsk): Promise<() => Promise<void>> {
   const secret = await joinSecret(ctx);
   const dc = recentDomainController(ctx);
+  const features = await adcli();
+  const description = vmIdStamp(ctx.state.vmId);
   const args = joinArgv({
     domain: facts.domain,
     realm: facts.realm,
@@ -303,11 +350,22 @@ async function prepareJoin(ctx: TaskContext, facts: JoinFacts): Promise<() => Pr
     keytab: ctx.paths.krb5Keytab,
     ...(ctx.cfg.domain.computerOu ? { ou: ctx.cfg.domain.computerOu } : {}),
     ...(await osFacts(ctx)),
-    description: vmIdStamp(ctx.state.vmId),
+    ...(features.joinDescription ? { description } : {}),
     credentials: secret.kind === 'user' ? { kind: 'user', user: secret.user! } : { kind: 'computer' },
     // The DC that answered the name check, when there was one (kdc-probe.ts).
     ...(dc ? { domainController: dc } : {}),
   });
+  const login: DirectoryLogin | undefined =
+    features.joinDescription || secret.kind !== 'user'
+      ? undefined
+      : { realm: facts.realm, dc: directoryDc(ctx, features, 'the vmId stamp'), user: secret.user!, password: secret.password };
+  if (!features.joinDescription && secret.kind !== 'user')
+    // The stamp only tells a live VM's name from a stale one for the name
+    // rule, which pre-staged accounts never go through; without a join account
+    // nothing may write it (a computer's SELF has no write on description).
+    ctx.log.warn(
+      `adcli ${features.label} has no join --description: the pre-staged account ${facts.computerName} gets no vmId stamp (install adcli 0.9.1 or newer to have it)`,
+    );
   return async () => {
     const r = await ctx.run({ file: 'adcli', args, input: secret.password, timeoutMs: ADCLI_TIMEOUT_MS });
     ctx.log.debug(`adcli join: exit ${r.exitCode} in ${r.durationMs} ms`, { stderr: r.stderr.slice(-2000) });
@@ -316,6 +374,7 @@ async function prepareJoin(ctx: TaskContext, facts: JoinFacts): Promise<() => Pr
         ...(secret.user ? { user: secret.user } : { prestaged: facts.computerName }),
         ...(ctx.cfg.domain.computerOu ? { ou: ctx.cfg.domain.computerOu } : {}),
       });
+    if (login) await stampDescriptionOverLdap(ctx, login, facts.computerName, description);
   };
 }
 
@@ -353,7 +412,7 @@ async function applyPlan(ctx: TaskContext, p: Plan): Promise<void> {
     const profile = p.pamEnable ? p.files.find((f) => f.path === path.join(ctx.paths.pamConfigsDir, MKHOMEDIR_PROFILE)) : undefined;
     if (profile) await tx.write(profile);
     if (p.join) {
-      const join = await prepareJoin(ctx, p.facts);
+      const join = await prepareJoin(ctx, p.facts, p.adcli);
       // adcli adds to an existing keytab: a stale one (another name) must go, or two accounts would be in it.
       await tx.remove(ctx.paths.krb5Keytab);
       joinStep = join();

@@ -14,7 +14,7 @@ t.test('fresh VM: joins, writes every file, starts sssd; a second run changes no
   t.equal(out[0]?.status, 'ok', JSON.stringify(out[0]));
   t.equal(w.joinedAs, primary, 'joined under the derived name');
   t.same(tc.runner.unexpected, [], 'no unexpected command');
-  const join = tc.runner.calls.find((c) => c.args?.[0] === 'join')!;
+  const join = tc.runner.calls.find((c) => c.args?.[0] === 'join' && !c.args.includes('--help'))!;
   t.equal(join.input, PASSWORD, 'password on stdin');
   t.notOk(
     tc.runner.calls.some((c) => (c.args ?? []).some((a) => a.includes(PASSWORD))),
@@ -38,7 +38,14 @@ t.test('fresh VM: joins, writes every file, starts sssd; a second run changes no
     'password in no log line',
   );
   t.same(
-    tc.runner.calls.filter((c) => c.file === 'adcli' || c.file === 'pam-auth-update').map((c) => `${c.file} ${c.args?.[0]}`),
+    tc.runner.calls.filter((c) => c.args?.includes('--help')).map((c) => c.args!.join(' ')),
+    ['--help', 'join --help'],
+    'what this adcli can do is asked once, from its help (local, no network), and only because it joins',
+  );
+  t.same(
+    tc.runner.calls
+      .filter((c) => (c.file === 'adcli' && !c.args?.includes('--help')) || c.file === 'pam-auth-update')
+      .map((c) => `${c.file} ${c.args?.[0]}`),
     ['adcli join', 'pam-auth-update --package'],
     'the KDC says the name is free (no LDAP look-up); adcli starts first, home creation is enabled while it joins; the check after the join asks the DC nothing more',
   );

@@ -6,6 +6,7 @@ import type { FakeCommand } from '../../helpers/fake-runner.js';
 import { AgentError } from '../../../src/agent/errors.js';
 import { primaryComputerName } from '../../../src/tasks/domain-join/computer-name.js';
 import { rememberDomainController } from '../../../src/tasks/preflight/index.js';
+import { versionCommands, type LdapWorld } from './world-adcli-0.9.0.js';
 
 /**
  * The domain-join tests' world: a DC (KDC, adcli 0.9.1's LDAP look-ups and
@@ -34,6 +35,8 @@ export interface World {
   /** The KDC each kinit was sent to (from its krb5.conf). */
   kdcAsked?: string[];
   existing: Record<string, string>;
+  /** adcli 0.9.0 (Debian 11, Ubuntu 20.04) or 0.9.1 (the default), and what the LDAP fallback did. */
+  ldap?: LdapWorld;
 }
 
 export function adcliCommands(keytab: string, w: World, commonSession: string): FakeCommand[] {
@@ -91,6 +94,8 @@ export function adcliCommands(keytab: string, w: World, commonSession: string): 
         const name = req.args!.find((a) => a.startsWith('--computer-name='))!.split('=')[1]!;
         await writeFile(keytab, 'keytab-bytes', { mode: 0o600 });
         w.joinedAs = name;
+        const description = req.args!.find((a) => a.startsWith('--description='))?.slice('--description='.length);
+        if (w.ldap) w.ldap.joined = { name, ...(description !== undefined ? { description } : {}) };
         return { stdout: '[computer]\ncomputer-name = ' + name + '\n' };
       },
     },
@@ -126,6 +131,9 @@ export async function setup(w: World, config: Record<string, unknown> = {}, opts
   await writeFile(tc.paths.krb5Conf, '[libdefaults]\n\tdefault_realm = ATHENA.MIT.EDU\n');
   await writeFile(tc.paths.nsswitchConf, 'passwd: files systemd\ngroup: files systemd\nshadow: files\n');
   tc.ctx.state.facts.hostname = 'dsvm-lab-client-0001';
+  // The version-specific answers first: the fake runner takes the first match.
+  w.ldap ??= {};
+  for (const c of versionCommands(w.ldap, w.existing, PASSWORD)) tc.runner.on(c);
   for (const c of adcliCommands(tc.paths.krb5Keytab, w, path.join(tc.paths.pamDir, 'common-session'))) tc.runner.on(c);
   if (opts.preflightDc !== false) rememberDomainController(tc.ctx, DC);
   return tc;
