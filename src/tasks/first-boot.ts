@@ -1,6 +1,7 @@
 import type { Config } from '../agent/config-schema.js';
 import type { Task } from '../agent/task.js';
 import { domainJoinTask } from './domain-join/index.js';
+import { imdsGuardTask } from './imds-guard/index.js';
 import { preflightTask } from './preflight/index.js';
 import { shareMountTask } from './share-mount/index.js';
 import { shareMode } from './share-mount/options.js';
@@ -41,5 +42,6 @@ export function shareNeedsJoin(cfg: Config): boolean {
 export const firstBootTasks: readonly Task[] = [
   step(preflightTask, () => []),
   step(domainJoinTask, () => ['preflight']),
+  step(imdsGuardTask, (cfg) => (cfg.azure.imdsAccess.allowGroups.some((g) => typeof g === 'string') ? ['domain-join'] : [])),
   step(shareMountTask, (cfg) => (shareNeedsJoin(cfg) ? ['domain-join'] : [])),
 ];

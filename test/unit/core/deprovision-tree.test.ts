@@ -122,6 +122,12 @@ function fakeSystem(tc: TestContext): FakeMounts {
       return {};
     },
   });
+  // The IMDS guard's undo: no table in this kernel.
+  tc.runner.on({
+    file: 'nft',
+    args: ['delete', 'table', 'inet', 'dsvm_agent'],
+    result: { exitCode: 1, stderr: 'Error: No such file or directory\n' },
+  });
   tc.services.active.add('sssd');
   tc.services.active.add('dsvm-agent.service');
   return mounts;

@@ -18,6 +18,7 @@ const PROGRAMS: Record<string, string> = {
   klist: "the keytab's machine principal",
   mkhomedir_helper: 'home creation where no PAM session ran (JupyterHub)',
   mount: 'mounting without systemd (containers, the lab)',
+  nft: 'the IMDS guard (azure.imdsAccess): list, load and delete table inet dsvm_agent',
   'pam-auth-update': 'the home-creation PAM profile',
   readlink: "the home link, read with the user's privileges",
   stat: 'share folders and file-system types, without blocking the event loop on a hung share',
