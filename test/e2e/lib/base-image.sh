@@ -18,6 +18,9 @@ BASE_IMAGE_VERSION=3
 # (0.105), bookworm and trixie as polkitd. trixie still has ifupdown and
 # isc-dhcp-client; cloud-init renders the seed's static address for ifupdown
 # on every suite, so the network is set up the same way everywhere.
+# ldap-utils and libsasl2-modules-gssapi-mit are Depends of the package (the
+# adcli 0.9.0 fallback); nftables is what the IMDS guard runs (`nft`), which
+# the agent's own error text says the package depends on.
 BASE_PACKAGES_COMMON=(
   systemd systemd-sysv udev dbus kmod cloud-init cifs-utils keyutils
   openssh-server sssd sssd-tools adcli realmd libpam-systemd
@@ -25,7 +28,7 @@ BASE_PACKAGES_COMMON=(
   ifupdown isc-dhcp-client iproute2 netbase sudo procps e2fsprogs
   ca-certificates python3-cffi-backend
   libstdc++6 libgcc-s1 libpam-runtime curl
-  ldap-utils libsasl2-modules-gssapi-mit
+  ldap-utils libsasl2-modules-gssapi-mit nftables
 )
 
 # base_packages SUITE: the list debootstrap gets for that suite.
