@@ -151,6 +151,8 @@ async function main(): Promise<void> {
     { name: machineNode, run: () => timeRun(process.execPath, ['-e', '0'], {}) },
     { name: 'sh: mkdir -p + ln -s', run: () => timeRun('/bin/sh', [sh], {}) },
     { name: 'pam-session (daemon)', run: () => timeRun(agent, hook(root), hookEnv) },
+    // The launcher's share: the same login with the runtime started on the bundle directly.
+    { name: 'pam-session, no launcher', run: () => timeRun(runtime, [cli, ...hook(root)], hookEnv) },
     // The floor of the hook: the same process with nothing to do (what start-up and the entry cost).
     { name: 'pam-session close_session', run: () => timeRun(agent, hook(root), { ...hookEnv, PAM_TYPE: 'close_session' }) },
     // The floor of any Node hook that hands the login to the daemon: the runtime, node:net and the
