@@ -14,54 +14,15 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { acquireLock } from '../../../src/agent/lock.js';
 import { makePaths } from '../../../src/agent/paths.js';
-
-const worker = fileURLToPath(new URL('./lock-race/worker.ts', import.meta.url));
+import { overlapping, race } from './lock-race/race.js';
 
 /** Whether someone holds `file`, asked from outside with flock(1). */
 const heldByAnyone = (file: string): boolean => spawnSync('flock', ['--exclusive', '--nonblock', file, 'true']).status === 1;
 
-interface Report {
-  pid: number;
-  spans: [string, string][];
-  overlaps: number;
-  busy: number;
-}
-
-/** Race `racers` processes for the lock, `rounds` acquisitions each; every interval and marker check. */
-export async function race(dir: string, racers: number, rounds: number): Promise<Report[]> {
-  const lock = path.join(dir, 'agent.lock');
-  const marker = path.join(dir, 'holder');
-  const runs = Array.from({ length: racers }, (_, i) => {
-    const out = path.join(dir, `racer-${i}.json`);
-    const child = spawn(process.execPath, ['--import', 'tsx', worker, lock, marker, String(rounds), out], {
-      stdio: ['ignore', 'inherit', 'inherit'],
-    });
-    return new Promise<Report>((resolve, reject) =>
-      child.on('close', (code) =>
-        code === 0 ? readFile(out, 'utf8').then((s) => resolve(JSON.parse(s) as Report), reject) : reject(new Error(`racer exit ${code}`)),
-      ),
-    );
-  });
-  return Promise.all(runs);
-}
-
-/** Pairs of holding intervals (from different processes) that overlap in time. */
-export function overlapping(reports: Report[]): string[] {
-  const spans = reports.flatMap((r) => r.spans.map(([a, b]) => ({ pid: r.pid, a: BigInt(a), b: BigInt(b) })));
-  spans.sort((x, y) => (x.a < y.a ? -1 : x.a > y.a ? 1 : 0));
-  const bad: string[] = [];
-  for (let i = 1; i < spans.length; i++) {
-    const prev = spans[i - 1]!;
-    const cur = spans[i]!;
-    if (cur.a < prev.b) bad.push(`pid ${prev.pid} held until ${prev.b}, pid ${cur.pid} from ${cur.a}`);
-  }
-  return bad;
-}
-
 t.test('exclusion: 4 processes, 30 acquisitions each, never two holders', async (t) => {
   const dir = await mkdtemp(path.join(tmpdir(), 'dsvm-lock-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const reports = await race(dir, 4, 30);
+  const reports = await race(path.join(dir, 'agent.lock'), dir, 4, 30);
   const acquisitions = reports.reduce((n, r) => n + r.spans.length, 0);
   t.ok(acquisitions >= 100, `${acquisitions} racing acquisitions`);
   t.equal(
