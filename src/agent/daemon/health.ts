@@ -71,6 +71,8 @@ export interface CheckView {
   durationMs: number | null;
   affectsHealth: boolean;
   lastRepair: { action: string; at: string; result: string | null; gaveUp: boolean } | null;
+  /** Present when the latest failure is of the transient kind (a timeout, the DC unreachable): it sets off no repair. */
+  transient?: true;
 }
 
 /**
@@ -131,5 +133,6 @@ function checkView(c: CheckRecord, snap: DaemonSnapshot, repairs: Map<string, Re
     durationMs: c.lastDurationMs ?? null,
     affectsHealth: snap.unhealthyOn.includes(c.id),
     lastRepair: r?.lastAttemptAt ? { action: r.action, at: r.lastAttemptAt, result: r.lastResult ?? null, gaveUp: r.gaveUp } : null,
+    ...(c.state === 'fail' && c.transient ? { transient: true as const } : {}),
   };
 }

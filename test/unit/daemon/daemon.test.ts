@@ -170,6 +170,8 @@ t.test('a DC that stalls never starts a rejoin; a broken trust does, after N fai
   let rec = s.daemon.runner.records.get('domain-trust')!;
   t.equal(rec.state, 'fail', 'health still shows the failure');
   t.equal(rec.transient, true, 'classified transient');
+  const view = ((await s.health()).checks as Array<Record<string, unknown>>).find((c) => c.id === 'domain-trust');
+  t.equal(view?.transient, true, 'health says the failure is transient');
   t.same(s.ops.calls, [], 'ten transient failures: no repair');
   // The DC answers that the machine account is refused, twice: below the threshold.
   s.ops.joined = false;
