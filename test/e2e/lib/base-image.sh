@@ -31,6 +31,14 @@ BASE_PACKAGES_COMMON=(
   ldap-utils libsasl2-modules-gssapi-mit nftables
 )
 
+# The packages above that are in the image only because the agent needs
+# them (not the harness, not LAB.md's set): the package's Depends must name
+# each, or an image that lacks one breaks at first boot while this tier,
+# whose base image has it anyway, would not notice. A check compares.
+BASE_PACKAGES_FOR_DEB=(
+  libstdc++6 libgcc-s1 libpam-runtime ldap-utils libsasl2-modules-gssapi-mit nftables
+)
+
 # base_packages SUITE: the list debootstrap gets for that suite.
 base_packages() {
   printf '%s\n' "${BASE_PACKAGES_COMMON[@]}"

@@ -226,9 +226,25 @@ vm_versions() {
   while IFS= read -r line; do note "$line"; done <<<"$out"
 }
 
+# deb_depends_cover_base DEB: every package the base image carries for the
+# agent alone is named in the .deb's Depends (any alternative counts).
+deb_depends_cover_base() {
+  local deps missing=() p
+  deps="$(dpkg-deb -f "$1" Depends | tr ',|' '\n\n' | sed -E 's/^ *//; s/[ (:].*//' | sort -u)"
+  for p in "${BASE_PACKAGES_FOR_DEB[@]}"; do
+    grep -qxF "$p" <<<"$deps" || missing+=("$p")
+  done
+  ((${#missing[@]} == 0)) && return 0
+  echo "not in Depends: ${missing[*]} (the base image pre-installs them because the agent runs them)"
+  echo "Depends: $(dpkg-deb -f "$1" Depends)"
+  return 1
+}
+
 # --- phases ---------------------------------------------------------------
 
 checks_image() {
+  check "image build: the .deb's Depends name what the base image pre-installs for the agent (${BASE_PACKAGES_FOR_DEB[*]})" \
+    deb_depends_cover_base "$1"
   if grep -q '^== dsvm-agent deprovision$' "$WORK/image.log"; then
     if grep -q '^deprovision: exit 0$' "$WORK/image.log"; then
       pass "image build: dsvm-agent deprovision succeeds in the chroot before capture"
@@ -244,17 +260,17 @@ checks_image() {
 
 checks_first_boot() {
   check "cloud-init finished without errors" \
-    vm_ssh 'timeout 300 cloud-init status --wait >/dev/null; cloud-init status --long; cloud-init status | grep -q "status: done"'
+    vm_ssh_ro 'timeout 300 cloud-init status --wait >/dev/null; cloud-init status --long; cloud-init status | grep -q "status: done"'
 
   check "systemd loaded the packaged unit: notify, watchdog 30s, restart on failure, enabled" \
-    vm_ssh 'p=$(systemctl show dsvm-agent -p Type -p WatchdogUSec -p Restart -p UnitFileState -p FragmentPath); echo "$p"
+    vm_ssh_ro 'p=$(systemctl show dsvm-agent -p Type -p WatchdogUSec -p Restart -p UnitFileState -p FragmentPath); echo "$p"
       for want in Type=notify WatchdogUSec=30s Restart=on-failure UnitFileState=enabled; do
         printf "%s\n" "$p" | grep -qx "$want" || exit 1; done'
 
   # The join restarts sshd (its drop-in allows password logins): wait it out.
   vm_wait_ssh 120 || true
   check "cloud-init ran the agent (runcmd: config check, then enable --now)" \
-    vm_ssh 'grep -q "dsvm-agent config check" /var/lib/cloud/instance/scripts/runcmd || exit 1
+    vm_ssh_ro 'grep -q "dsvm-agent config check" /var/lib/cloud/instance/scripts/runcmd || exit 1
       grep -E "scripts-user|runcmd" /var/log/cloud-init.log | grep -iE "fail|error" && exit 1
       test "$(systemctl show dsvm-agent -p ActiveEnterTimestampMonotonic --value)" != 0 ||
         { echo "the unit never became active"; systemctl status dsvm-agent --no-pager | head -n 12; exit 1; }'
@@ -263,7 +279,7 @@ checks_first_boot() {
 
   vm_wait_ssh 120 || true
   check "the PAM profile is active: pam_exec dsvm-agent line in common-session" \
-    vm_ssh 'grep -E "pam_exec\.so.*dsvm-agent" /etc/pam.d/common-session'
+    vm_ssh_ro 'grep -E "pam_exec\.so.*dsvm-agent" /etc/pam.d/common-session'
 
   # First boot runs in the daemon's background: Initializing until done.
   check "first boot completes: /health says Healthy" wait_health Healthy 420
@@ -273,7 +289,7 @@ checks_first_boot() {
   bail_if_vm_gone
   local out name="the daemon runs with the unit's runtime settings, under 80 MB after first boot and a share-quota check"
   if out="$(daemon_runtime_and_rss 2>&1)"; then pass "$name (VmRSS $(tail -n 1 <<<"$out"))"; else fail "$name" "$out"; fi
-  check "realm list shows $LAB_DOMAIN" vm_ssh "realm list --name-only | grep -qxi '$LAB_DOMAIN'"
+  check "realm list shows $LAB_DOMAIN" vm_ssh_ro "realm list --name-only | grep -qxi '$LAB_DOMAIN'"
 
   local principal
   principal="$(vm_keytab_principal 2>/dev/null || true)"

@@ -126,6 +126,22 @@ vm_ssh() {
     -i "$WORK/id_ed25519" "root@$VM_IP" "$@"
 }
 
+# vm_ssh for read-only probes during first boot: the join restarts sshd (its
+# drop-in allows password logins) at a moment the harness cannot see, so a
+# connection refused or reset (ssh's own exit 255) is tried again a few times.
+# Only for commands that change nothing: a retried command may have run.
+vm_ssh_ro() {
+  local i rc
+  for ((i = 0; i < 4; i++)); do
+    rc=0
+    vm_ssh "$@" || rc=$?
+    ((rc == 255)) || return "$rc"
+    vm_running || return "$rc"
+    sleep 5
+  done
+  return "$rc"
+}
+
 # ssh as a domain user with a password from a root-only file: sshpass reads
 # it from the environment (-e), never from argv.
 vm_ssh_password() {
