@@ -35,6 +35,7 @@ const PROGRAMS: Record<string, string> = {
  */
 const INDIRECT: Record<string, string> = {
   'systemd-notify': 'the daemon notifier (daemon/notify.ts: `binary ?? ...`)',
+  flock: 'the config-writer lock (agent/lock.ts runs it with execa directly, to hand it a descriptor)',
   'mount.cifs': 'what mount(8) and PID 1 run for an SMB share',
   sssd: 'started directly where there is no systemd (service-manager.ts)',
   ldapsearch: "the computer object's attributes where adcli 0.9.0 has no show-computer (Ubuntu 20.04, Debian 11)",
