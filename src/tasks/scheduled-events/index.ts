@@ -2,66 +2,38 @@ import { messageOf } from '../../agent/errors.js';
 import { acquireLock, type ReleaseLock } from '../../agent/lock.js';
 import type { Logger } from '../../agent/log.js';
 import type { TaskContext } from '../../agent/task.js';
+import { removeOwnDnsRecord } from './dns-record.js';
+import {
+  cleanupBudgetMs,
+  leavingEventsFor,
+  ownResourceNames,
+  SCHEDULED_EVENTS_PATH,
+  type ScheduledEvent,
+  type ScheduledEventsDoc,
+} from './events.js';
+import { JournalStore, type Journal } from './journal.js';
 
 /**
- * Scale-in and delete: IMDS Scheduled Events announce `Terminate` 5-15
- * minutes ahead (the scale set's terminate notification). In that window
- * this VM closes its own handles on the share, unmounts, deletes its
- * computer account, and then approves the event so the platform need not
- * wait out the timeout. No stale computer objects, no orphaned handles.
+ * Scale-in, delete and Spot eviction: IMDS Scheduled Events announce
+ * `Terminate` 5-15 minutes ahead (the scale set's terminate notification)
+ * and `Preempt` 30 s ahead. In that window this VM closes its own handles
+ * on the share, unmounts, removes its DNS record and its computer account,
+ * and then approves the event so the platform need not wait out the
+ * timeout. No stale computer objects, no orphaned handles or records.
+ * What was done is journaled per EventId (journal.ts): a restarted daemon
+ * resumes, and an event is approved once.
  */
 
-export const SCHEDULED_EVENTS_PATH = '/metadata/scheduledevents?api-version=2020-07-01';
-
-export interface ScheduledEvent {
-  EventId: string;
-  EventType: string;
-  ResourceType?: string;
-  Resources: string[];
-  EventStatus: string;
-  NotBefore?: string;
-  EventSource?: string;
-  DurationInSeconds?: number;
-}
-
-export interface ScheduledEventsDoc {
-  DocumentIncarnation: number;
-  Events: ScheduledEvent[];
-}
+export * from './events.js';
+export { JournalStore, JOURNAL_FILE, parseJournal, type Journal, type JournalEntry } from './journal.js';
+export { deleteRecordScript, registeredName, removeOwnDnsRecord } from './dns-record.js';
 
 /** What the cleanup needs; the share and join modules provide it. */
 export interface TerminateOps {
   closeHandlesAndUnmount(ctx: TaskContext): Promise<void>;
   leaveDomain(ctx: TaskContext): Promise<void>;
-}
-
-/**
- * The names this VM goes by in `Resources`: `<scaleset>_<instanceId>`,
- * which is the compute name in a uniform scale set, and the plain VM name
- * (flexible orchestration, single VMs). Compared case-insensitively, as
- * Azure resource names are.
- */
-export function ownResourceNames(compute: { name: string; vmScaleSetName: string }): string[] {
-  return [compute.name].filter((n) => n !== '').map((n) => n.toLowerCase());
-}
-
-/**
- * Pure: the Terminate events naming this VM. An approval releases the event
- * for every resource it lists, so events naming only other VMs are never
- * ours to approve.
- */
-export function terminateEventsFor(doc: ScheduledEventsDoc, names: readonly string[]): ScheduledEvent[] {
-  const own = new Set(names.map((n) => n.toLowerCase()));
-  return (doc.Events ?? []).filter(
-    (e) => e.EventType === 'Terminate' && Array.isArray(e.Resources) && e.Resources.some((r) => own.has(String(r).toLowerCase())),
-  );
-}
-
-/** Time left before NotBefore, minus a margin for the approval itself; a default when NotBefore is empty (already Started). */
-export function cleanupBudgetMs(event: ScheduledEvent, now: number, opts = { marginMs: 10_000, defaultMs: 60_000, minMs: 5_000 }): number {
-  const notBefore = event.NotBefore ? Date.parse(event.NotBefore) : NaN;
-  if (!Number.isFinite(notBefore)) return opts.defaultMs;
-  return Math.max(opts.minMs, notBefore - now - opts.marginMs);
+  /** Default: {@link removeOwnDnsRecord} (nsupdate -g as the machine). */
+  removeDnsRecord?(ctx: TaskContext): Promise<unknown>;
 }
 
 export interface WatcherDeps {
@@ -70,23 +42,41 @@ export interface WatcherDeps {
   log: Logger;
   pollMs: number;
   now?: () => number;
+  /** Default: scheduled-events.json in the state directory. */
+  journal?: JournalStore;
   /** Told about each step (health detail, STATUS=). */
   onStep?(eventId: string, step: string): void;
   /** Told when an event has been approved. */
   onApproved?(eventId: string, cleanupOk: boolean): void;
 }
 
-/** Polls Scheduled Events and handles each Terminate for this VM once per EventId. */
+interface Step {
+  id: string;
+  label: string;
+  run(ctx: TaskContext): Promise<unknown>;
+}
+
+/** Polls Scheduled Events and handles each Terminate or Preempt for this VM once per EventId. */
 export class ScheduledEventsWatcher {
   private timer: NodeJS.Timeout | undefined;
   private names: string[] | undefined;
-  private readonly handled = new Map<string, Promise<void>>();
+  private readonly inFlight = new Map<string, Promise<void>>();
   private polling = false;
   private lastError = '';
   private readonly now: () => number;
+  private readonly journal: JournalStore;
+  private readonly steps: Step[];
 
   constructor(private readonly d: WatcherDeps) {
     this.now = d.now ?? Date.now;
+    this.journal = d.journal ?? new JournalStore(d.ctx.paths.stateDir);
+    // In this order: unmount before closing handles (the kernel flushes first, see
+    // closeHandlesAndUnmount); the DNS record before the account, whose keytab signs its removal.
+    this.steps = [
+      { id: 'share', label: 'closing share handles and unmounting', run: (c) => d.ops.closeHandlesAndUnmount(c) },
+      { id: 'dns', label: 'removing the DNS record', run: (c) => (d.ops.removeDnsRecord ?? removeOwnDnsRecord)(c) },
+      { id: 'domain', label: 'leaving the domain', run: (c) => d.ops.leaveDomain(c) },
+    ];
   }
 
   start(): void {
@@ -103,7 +93,7 @@ export class ScheduledEventsWatcher {
     this.timer = undefined;
   }
 
-  /** One poll; resolves when any Terminate it found has been handled. */
+  /** One poll; resolves when any event it found for this VM has been handled. */
   async pollOnce(): Promise<void> {
     if (this.polling) return;
     this.polling = true;
@@ -111,7 +101,7 @@ export class ScheduledEventsWatcher {
       this.names ??= ownResourceNames(await this.d.ctx.imds.compute());
       const doc = await this.d.ctx.imds.getJson<ScheduledEventsDoc>(SCHEDULED_EVENTS_PATH);
       this.lastError = '';
-      const mine = terminateEventsFor(doc, this.names);
+      const mine = leavingEventsFor(doc, this.names);
       await Promise.all(mine.map((e) => this.handleOnce(e)));
     } catch (err) {
       // IMDS hiccups are routine; say it once per distinct error, not every poll.
@@ -124,14 +114,14 @@ export class ScheduledEventsWatcher {
   }
 
   private handleOnce(event: ScheduledEvent): Promise<void> {
-    let p = this.handled.get(event.EventId);
+    let p = this.inFlight.get(event.EventId);
     if (!p) {
-      // A failed approval is retried at the next poll: the cleanup steps are idempotent.
+      // A failed approval is retried at the next poll: the journal keeps the steps already done.
       p = this.handle(event).catch((err: unknown) => {
-        this.handled.delete(event.EventId);
+        this.inFlight.delete(event.EventId);
         throw err;
       });
-      this.handled.set(event.EventId, p);
+      this.inFlight.set(event.EventId, p);
     }
     return p;
   }
@@ -148,37 +138,54 @@ export class ScheduledEventsWatcher {
     try {
       return await acquireLock(this.d.ctx.paths.lockFile, `scale-in clean-up (${event.EventId})`, { waitMs });
     } catch (err) {
-      this.d.log.error(`Terminate ${event.EventId}: cleaning up without the lock: ${messageOf(err)}`);
+      this.d.log.error(`${event.EventType} ${event.EventId}: cleaning up without the lock: ${messageOf(err)}`);
       return noRelease;
     }
   }
 
   private async handle(event: ScheduledEvent): Promise<void> {
     const log = this.d.log;
+    const id = event.EventId;
+    const before = (await this.journal.read()).events[id];
+    // Approved before (this run or an earlier daemon): IMDS lists it as Started until the VM is gone.
+    if (before?.approvedAt) return;
     const deadline = this.now() + cleanupBudgetMs(event, this.now());
-    log.info(`Terminate ${event.EventId} for this VM (NotBefore ${event.NotBefore || 'now'}): cleaning up before approving`);
-    let cleanupOk = true;
+    const resumed = before ? ` (resuming: ${Object.keys(before.steps).join(', ') || 'no step'} seen before a restart)` : '';
+    log.info(`${event.EventType} ${id} for this VM (NotBefore ${event.NotBefore || 'now'}): cleaning up before approving${resumed}`);
+    let journal = await this.journal.update((j) => {
+      j.events[id] ??= { eventType: event.EventType, firstSeenAt: new Date(this.now()).toISOString(), steps: {} };
+    });
     const release = await this.lockFor(event, deadline);
-    const steps: Array<[string, (ctx: TaskContext) => Promise<void>]> = [
-      ['closing share handles and unmounting', (c) => this.d.ops.closeHandlesAndUnmount(c)],
-      ['leaving the domain', (c) => this.d.ops.leaveDomain(c)],
-    ];
-    for (const [step, fn] of steps) {
-      this.d.onStep?.(event.EventId, step);
-      const left = deadline - this.now();
-      // Each step runs even if the one before failed: a stuck unmount must not leave a stale computer account.
-      const r = await within(fn(this.d.ctx), left);
-      if (r !== 'ok') {
-        cleanupOk = false;
-        log.error(`Terminate ${event.EventId}: ${step} ${r === 'timeout' ? 'did not finish before NotBefore' : `failed: ${r}`}`);
-      }
+    try {
+      for (const step of this.steps) journal = await this.runStep(event, step, deadline, journal);
+    } finally {
+      await release();
     }
-    await release();
-    this.d.onStep?.(event.EventId, 'approving');
+    const cleanupOk = Object.values(journal.events[id]?.steps ?? {}).every((s) => s === 'done');
+    this.d.onStep?.(id, 'approving');
     // Approve even after a failed step: the platform deletes the VM at NotBefore anyway, and waiting only delays the scale-in.
-    await this.d.ctx.imds.request('POST', SCHEDULED_EVENTS_PATH, { StartRequests: [{ EventId: event.EventId }] });
-    log.info(`approved Terminate ${event.EventId}${cleanupOk ? '' : ' (cleanup incomplete, see above)'}`);
-    this.d.onApproved?.(event.EventId, cleanupOk);
+    await this.d.ctx.imds.request('POST', SCHEDULED_EVENTS_PATH, { StartRequests: [{ EventId: id }] });
+    await this.journal.update((j) => {
+      const e = j.events[id];
+      if (e) Object.assign(e, { approvedAt: new Date(this.now()).toISOString(), cleanupOk });
+    });
+    log.info(`approved ${event.EventType} ${id}${cleanupOk ? '' : ' (cleanup incomplete, see above)'}`);
+    this.d.onApproved?.(id, cleanupOk);
+  }
+
+  /** One step, unless the journal says it was done; its outcome is journaled before the next starts. */
+  private async runStep(event: ScheduledEvent, step: Step, deadline: number, journal: Journal): Promise<Journal> {
+    const id = event.EventId;
+    if (journal.events[id]?.steps[step.id] === 'done') return journal;
+    this.d.onStep?.(id, step.label);
+    // Each step runs even if the one before failed: a stuck unmount must not leave a stale computer account.
+    const r = await within(step.run(this.d.ctx), deadline - this.now());
+    if (r !== 'ok')
+      this.d.log.error(`${event.EventType} ${id}: ${step.label} ${r === 'timeout' ? 'did not finish before NotBefore' : `failed: ${r}`}`);
+    return this.journal.update((j) => {
+      const e = j.events[id];
+      if (e) e.steps[step.id] = r === 'ok' ? 'done' : 'failed';
+    });
   }
 }
 
@@ -187,7 +194,7 @@ const LOCK_SHARE_OF_BUDGET = 0.25;
 
 async function noRelease(): Promise<void> {}
 
-async function within(p: Promise<void>, ms: number): Promise<'ok' | 'timeout' | string> {
+async function within(p: Promise<unknown>, ms: number): Promise<'ok' | 'timeout' | string> {
   let timer: NodeJS.Timeout | undefined;
   try {
     return await Promise.race([

@@ -109,7 +109,11 @@ t.test('Terminate flow against the IMDS fake', async (t) => {
       `${c.name}: approvals (idempotent per EventId)`,
     );
     if (c.wantApproved.length)
-      t.same(steps, ['closing share handles and unmounting', 'leaving the domain', 'approving'], `${c.name}: steps reported`);
+      t.same(
+        steps,
+        ['closing share handles and unmounting', 'removing the DNS record', 'leaving the domain', 'approving'],
+        `${c.name}: steps reported`,
+      );
     const gets = fakes.requests.imds.filter((r) => r.route === 'imds.scheduledEvents');
     t.ok(
       gets.every((r) => r.headers.metadata === 'true' && r.query['api-version'] === '2020-07-01'),
@@ -139,8 +143,8 @@ t.test('an approval that fails is retried at the next poll', async (t) => {
   );
   t.same(
     ops.calls,
-    ['closeHandlesAndUnmount', 'leaveDomain', 'closeHandlesAndUnmount', 'leaveDomain'],
-    'cleanup is idempotent and simply re-run',
+    ['closeHandlesAndUnmount', 'leaveDomain'],
+    'the steps journaled as done are not run again; only the approval is retried',
   );
 });
 

@@ -1,0 +1,101 @@
+import { Resolver } from 'node:dns/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { permanent, transient } from '../../agent/errors.js';
+import { summarize } from '../../agent/runner.js';
+import type { TaskContext } from '../../agent/task.js';
+import { keytabComputerName } from '../domain-join/adcli.js';
+import { probeKrb5Conf } from '../domain-join/kdc-probe.js';
+
+/**
+ * sssd registers `<computer>.<domain>` in AD's DNS (dyndns_update, on by
+ * default for id_provider = ad) and never removes it; `adcli
+ * delete-computer` deletes the computer object only. A scaled-in VM would
+ * leave its A record behind, pointing at an address the next VM may get.
+ *
+ * The record is removed the way sssd wrote it: a GSS-TSIG signed update
+ * (nsupdate -g) as the machine itself (HOST$ from the keytab), since AD
+ * makes the writer of a record its owner and a join account usually has no
+ * rights on the zone. So it must run before the computer account is deleted:
+ * afterwards the keytab no longer authenticates.
+ */
+
+const DNS_TIMEOUT_MS = 20_000;
+
+/** The name sssd registers: the host FQDN the join wrote (render.ts: computer name, lower case, in the domain). */
+export function registeredName(computerName: string, domain: string): string {
+  return `${computerName.toLowerCase()}.${domain.toLowerCase()}`;
+}
+
+/** Pure: nsupdate's script deleting the A and AAAA records of `fqdn` at `server`. */
+export function deleteRecordScript(server: string, realm: string, zone: string, fqdn: string): string {
+  for (const v of [server, realm, zone, fqdn]) if (!/^[A-Za-z0-9.-]+$/.test(v)) throw new Error(`internal: bad DNS name "${v}"`);
+  return [
+    `server ${server}`,
+    `realm ${realm.toUpperCase()}`,
+    `zone ${zone.toLowerCase()}`,
+    `update delete ${fqdn}. A`,
+    `update delete ${fqdn}. AAAA`,
+    'send',
+    '',
+  ].join('\n');
+}
+
+/** The first domain controller from DNS SRV, as preflight finds it. */
+async function firstDc(domain: string): Promise<string> {
+  const resolver = new Resolver({ timeout: 3000, tries: 2 });
+  const records = await resolver.resolveSrv(`_ldap._tcp.${domain}`).catch(() => []);
+  records.sort((a, b) => a.priority - b.priority || b.weight - a.weight);
+  const dc = records[0]?.name;
+  if (!dc) throw transient(`no _ldap._tcp.${domain} SRV record`, { fix: "check the VM's DNS servers point at the domain's DNS" });
+  return dc;
+}
+
+/**
+ * Delete this VM's A/AAAA records; returns what was removed, or undefined
+ * when the machine has no keytab (never joined, or already left).
+ */
+export async function removeOwnDnsRecord(ctx: TaskContext): Promise<string | undefined> {
+  const domain = ctx.cfg.domain.name.toLowerCase();
+  const realm = domain.toUpperCase();
+  const keytab = ctx.paths.krb5Keytab;
+  if (!(await stat(keytab).catch(() => undefined))) return undefined;
+  const klist = await ctx.run({ file: 'klist', args: ['-k', keytab], timeoutMs: 10_000 });
+  const name = klist.exitCode === 0 ? keytabComputerName(klist.stdout, realm) : undefined;
+  if (!name) return undefined;
+  const fqdn = registeredName(name, domain);
+  const dc = await firstDc(domain);
+  const dir = await mkdtemp(path.join(tmpdir(), 'dsvm-agent-dns-'));
+  try {
+    const conf = path.join(dir, 'krb5.conf');
+    await writeFile(conf, probeKrb5Conf(realm, dc), { mode: 0o600 });
+    const env = { KRB5_CONFIG: conf, KRB5CCNAME: `FILE:${path.join(dir, 'ccache')}` };
+    const kinit = await ctx.run({ file: 'kinit', args: ['-k', '-t', keytab, `${name}$@${realm}`], env, timeoutMs: DNS_TIMEOUT_MS });
+    if (kinit.exitCode !== 0)
+      throw transient(`DNS record ${fqdn}: kinit as ${name}$ with ${keytab}: ${summarize(kinit)}`, {
+        reason: 'dns-kinit-failed',
+        fix: `delete the A record ${fqdn} in the zone ${domain} by hand if the VM is gone`,
+      });
+    const r = await ctx.run({
+      file: 'nsupdate',
+      args: ['-g'],
+      input: deleteRecordScript(dc, realm, domain, fqdn),
+      env,
+      timeoutMs: DNS_TIMEOUT_MS,
+    });
+    if (r.startError)
+      throw permanent(`DNS record ${fqdn}: cannot run nsupdate (${r.startError})`, {
+        reason: 'nsupdate-missing',
+        fix: 'install bind9-dnsutils (dnsutils on older releases)',
+      });
+    if (r.exitCode !== 0)
+      throw transient(`DNS record ${fqdn}: nsupdate -g at ${dc}: ${summarize(r)}`, {
+        reason: 'dns-update-failed',
+        fix: `check that ${name}$ may update its own record in ${domain} (secure dynamic updates), or delete it by hand`,
+      });
+    return `DNS record ${fqdn} (A, AAAA) at ${dc}`;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
