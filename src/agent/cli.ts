@@ -98,6 +98,13 @@ export function buildProgram(exit: (code: number) => void, io: CliOutput = proce
     .option('-y, --yes', 'act without asking (required when stdin is not a terminal)')
     .action(action(async () => (await import('./commands/deprovision.js')).deprovisionCommand));
 
+  program
+    .command('sweep')
+    .description('delete the computer objects of VMs of this pool that no longer exist (run by one VM of the pool)')
+    .option('--dry-run', 'list what would be deleted, changing nothing')
+    .option('--json', 'print the report as JSON')
+    .action(action(async () => (await import('./commands/sweep.js')).sweepCommand));
+
   const config = program.command('config').description('configuration commands');
   config
     .command('check')

@@ -568,12 +568,34 @@ export const configSchema = z
         enabled: z
           .boolean()
           .default(true)
-          .describe('whether the agent handles Terminate for this VM: close handles, unmount, leave the domain, approve'),
+          .describe(
+            'whether the agent handles Terminate and Preempt for this VM: close handles, unmount, remove its DNS record, leave the domain, approve',
+          ),
         pollSec: z.number().int().min(1).max(300).default(10).describe('the seconds between polls of scheduled events'),
       })
       .strict()
       .default({ enabled: true, pollSec: 10 })
-      .describe('scale-in handling (Terminate)'),
+      .describe('scale-in and eviction handling (Terminate, Preempt)'),
+    sweep: z
+      .object({
+        namePrefix: z
+          .string()
+          .regex(/^[A-Za-z0-9][A-Za-z0-9-]{0,14}$/, {
+            error: 'must be the start of a computer name: use 1-15 letters, digits or "-", e.g. DSVMPOOL-',
+          })
+          .optional()
+          .describe('the start every computer name of this pool shares, e.g. DSVMPOOL- (default: this VM\'s name up to its last "-")'),
+        maxPasswordAgeDays: z
+          .number()
+          .int()
+          .min(31, { error: "must be above sssd's 30-day machine password renewal: use 31 or more (45 is the default)" })
+          .max(3650)
+          .default(45)
+          .describe('without ARM rights: a pool object whose machine password is older than this many days is stale'),
+      })
+      .strict()
+      .default({ maxPasswordAgeDays: 45 })
+      .describe('dsvm-agent sweep: deleting the computer objects of VMs of this pool that no longer exist'),
     logging: z
       .object({
         level: z

@@ -9,6 +9,14 @@ export interface Identity {
   systemAssigned: boolean;
   secrets: string[] | '*';
   storageAccounts: string[] | '*';
+  scaleSets: string[] | '*';
+}
+
+export interface ScaleSet {
+  name: string;
+  subscriptionId?: string | undefined;
+  resourceGroup?: string | undefined;
+  vms: Array<{ instanceId: string; vmId: string }>;
 }
 
 export interface SecretVersion {
@@ -111,6 +119,7 @@ export class FakeState {
   identities = new Map<string, Identity>();
   secrets = new Map<string, SecretVersion[]>();
   accounts = new Map<string, StorageAccount>();
+  scaleSets = new Map<string, ScaleSet>();
   instance: { compute: Record<string, unknown>; network: unknown } = { compute: defaultCompute(), network: { interface: [] } };
   documentIncarnation = 0;
   events: ScheduledEvent[] = [];
@@ -133,6 +142,7 @@ export class FakeState {
     this.identities.clear();
     this.secrets.clear();
     this.accounts.clear();
+    this.scaleSets.clear();
     this.instance = { compute: defaultCompute(), network: { interface: [] } };
     this.documentIncarnation = 0;
     this.events = [];
@@ -162,6 +172,7 @@ export class FakeState {
         systemAssigned: id.systemAssigned ?? false,
         secrets: id.secrets ?? [],
         storageAccounts: id.storageAccounts ?? [],
+        scaleSets: id.scaleSets ?? [],
       });
     }
     for (const [name, secret] of Object.entries(seed.secrets ?? {})) this.putSecret(name, secret);
@@ -175,6 +186,14 @@ export class FakeState {
         if (s.quotaGiB !== undefined) share.quotaGiB = s.quotaGiB;
         if (s.usageBytes !== undefined) share.usageBytes = s.usageBytes;
       }
+    }
+    for (const ss of seed.scaleSets ?? []) {
+      this.scaleSets.set(ss.name.toLowerCase(), {
+        name: ss.name,
+        subscriptionId: ss.subscriptionId,
+        resourceGroup: ss.resourceGroup,
+        vms: ss.vms.map((v) => ({ ...v })),
+      });
     }
     if (seed.vm?.compute) deepMerge(this.instance.compute, seed.vm.compute);
     if (seed.vm?.network !== undefined) this.instance.network = seed.vm.network;
@@ -248,6 +267,12 @@ export class FakeState {
     return grants === '*' || grants.includes(account);
   }
 
+  mayListScaleSet(token: IssuedToken, name: string): boolean {
+    if (this.permissive) return true;
+    const grants = this.identityFor(token.clientId)?.scaleSets ?? [];
+    return grants === '*' || grants.some((g) => g.toLowerCase() === name.toLowerCase());
+  }
+
   /** Non-secret view for the control API and assertions. */
   summary(): Record<string, unknown> {
     return {
@@ -264,6 +289,7 @@ export class FakeState {
         root: a.root,
         shares: [...a.shares.entries()].map(([name, s]) => ({ name, quotaGiB: s.quotaGiB, root: s.root, dirs: [...s.dirs] })),
       })),
+      scaleSets: [...this.scaleSets.values()],
       compute: this.instance.compute,
       documentIncarnation: this.documentIncarnation,
       scheduledEvents: this.events,

@@ -16,6 +16,7 @@ export const ROUTES = [
   'imds.scheduledEventsApprove',
   'keyVault.getSecret',
   'arm.listKeys',
+  'arm.listScaleSetVms',
   'files.createDirectory',
   'files.directoryProperties',
   'files.shareProperties',
@@ -37,6 +38,16 @@ export const identitySeed = z.object({
   secrets: grants.optional(),
   /** Storage account names whose keys this identity may list ("*" = all). Default: none. */
   storageAccounts: grants.optional(),
+  /** Scale set names whose VMs this identity may list (Reader on the scale set; "*" = all). Default: none. */
+  scaleSets: grants.optional(),
+});
+
+/** A scale set ARM lists the VMs of (GET .../virtualMachineScaleSets/{name}/virtualMachines). */
+export const scaleSetSeed = z.object({
+  name: z.string().min(1),
+  subscriptionId: z.string().optional(),
+  resourceGroup: z.string().optional(),
+  vms: z.array(z.object({ instanceId: z.string().min(1), vmId: z.string().min(1) })),
 });
 
 const secretSeed = z.union([
@@ -108,6 +119,8 @@ export const seedSchema = z
     secrets: z.record(z.string().regex(/^[0-9a-zA-Z-]{1,127}$/), secretSeed).optional(),
     /** Upserted by name; shares are merged, given keys replace the old ones. */
     storageAccounts: z.array(storageAccountSeed).optional(),
+    /** Upserted by name: the VM list replaces the old one (a VM that "vanished" is one left out). */
+    scaleSets: z.array(scaleSetSeed).optional(),
     /** Deep-merged into the instance metadata document. */
     vm: z.object({ compute: z.record(z.string(), z.unknown()).optional(), network: z.unknown().optional() }).optional(),
     /** Replaces the event list and bumps DocumentIncarnation. */

@@ -43,7 +43,7 @@ export function deleteRecordScript(server: string, realm: string, zone: string, 
 }
 
 /** The first domain controller from DNS SRV, as preflight finds it. */
-async function firstDc(domain: string): Promise<string> {
+export async function firstDc(domain: string): Promise<string> {
   const resolver = new Resolver({ timeout: 3000, tries: 2 });
   const records = await resolver.resolveSrv(`_ldap._tcp.${domain}`).catch(() => []);
   records.sort((a, b) => a.priority - b.priority || b.weight - a.weight);
