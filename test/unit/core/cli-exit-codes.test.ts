@@ -166,7 +166,7 @@ t.test('config check: 0 when valid, 2 with every problem when not', async (t) =>
       '  domain.computerName: is longer than 15 characters (the NetBIOS limit): choose a shorter name or use auto (got "ABCDEFGHIJKLMNOP")',
       '  share.mountPoint: must be an absolute path: write the full path to the mount point, starting with "/" (got "data/ws")',
       '  workspace.minUid: must be a whole number: drop the fraction (got 1.5)',
-      '  extras: unknown key: remove it or fix its spelling (known here: identity, azure, domain, share, workspace, health, repair, scheduledEvents, logging)',
+      '  extras: unknown key: remove it or fix its spelling (known here: identity, azure, domain, share, workspace, health, repair, scheduledEvents, sweep, logging)',
       '',
     ].join('\n'),
     'every problem, each with its key path, value and fix',
