@@ -104,7 +104,7 @@ const cases: { name: string; yaml: string; path: string; message: string; got?: 
     yaml: '- domain: c.com',
     path: '',
     message:
-      'must be a mapping of keys, not a list: write its keys below it, indented (identity, azure, domain, share, workspace, health, repair, scheduledEvents, logging)',
+      'must be a mapping of keys, not a list: write its keys below it, indented (identity, azure, domain, share, workspace, health, repair, scheduledEvents, sweep, logging)',
     got: '[{"domain":"c.com"}]',
   },
   {
@@ -264,7 +264,7 @@ const cases: { name: string; yaml: string; path: string; message: string; got?: 
     yaml: `${D}\nextras: {}`,
     path: 'extras',
     message:
-      'unknown key: remove it or fix its spelling (known here: identity, azure, domain, share, workspace, health, repair, scheduledEvents, logging)',
+      'unknown key: remove it or fix its spelling (known here: identity, azure, domain, share, workspace, health, repair, scheduledEvents, sweep, logging)',
   },
   {
     name: 'relative mount point',
