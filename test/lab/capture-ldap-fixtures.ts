@@ -60,7 +60,10 @@ async function main(): Promise<void> {
   try {
     save('kinit-join-user', await inClient(['kinit', `${env.JOIN_USER}@${env.REALM}`], { input: `${password}\n`, env: kenv }));
     save('search-computer-ok', await inClient(['ldapsearch', ...searchComputerArgv(env.DC_HOSTNAME, env.REALM, COMPUTER)], { env: kenv }));
-    save('search-computer-missing', await inClient(['ldapsearch', ...searchComputerArgv(env.DC_HOSTNAME, env.REALM, 'NOSUCH01')], { env: kenv }));
+    save(
+      'search-computer-missing',
+      await inClient(['ldapsearch', ...searchComputerArgv(env.DC_HOSTNAME, env.REALM, 'NOSUCH01')], { env: kenv }),
+    );
     const dn = `CN=${COMPUTER},${env.JOIN_OU}`;
     save(
       'modify-description-ok',
@@ -69,17 +72,26 @@ async function main(): Promise<void> {
         env: kenv,
       }),
     );
-    save('search-computer-stamped', await inClient(['ldapsearch', ...searchComputerArgv(env.DC_HOSTNAME, env.REALM, COMPUTER)], { env: kenv }));
+    save(
+      'search-computer-stamped',
+      await inClient(['ldapsearch', ...searchComputerArgv(env.DC_HOSTNAME, env.REALM, COMPUTER)], { env: kenv }),
+    );
     save(
       'kinit-wrong-password',
-      await inClient(['kinit', `${env.JOIN_USER}@${env.REALM}`], { input: 'not-the-password\n', env: { ...kenv, KRB5CCNAME: `FILE:${DIR}/cc2` } }),
+      await inClient(['kinit', `${env.JOIN_USER}@${env.REALM}`], {
+        input: 'not-the-password\n',
+        env: { ...kenv, KRB5CCNAME: `FILE:${DIR}/cc2` },
+      }),
     );
     // SELF: the machine's own keytab, writing its own description.
     const self = { ...kenv, KRB5CCNAME: `FILE:${DIR}/ccself` };
     save('kinit-machine-keytab', await inClient(['kinit', '-k', '-t', KEYTAB, `${COMPUTER}$@${env.REALM}`], { env: self }));
     save(
       'modify-description-self',
-      await inClient(['ldapmodify', ...modifyArgv(env.DC_HOSTNAME)], { input: descriptionLdif(dn, 'written by the machine itself'), env: self }),
+      await inClient(['ldapmodify', ...modifyArgv(env.DC_HOSTNAME)], {
+        input: descriptionLdif(dn, 'written by the machine itself'),
+        env: self,
+      }),
     );
     save(
       'search-unreachable-dc',

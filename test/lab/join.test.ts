@@ -183,6 +183,62 @@ async function main(): Promise<void> {
     t.equal(obj.operatingSystemVersion, osVersion, 'operatingSystemVersion from os-release');
   });
 
+  t.test("adcli 0.9.0's fallback, for real: the vmId stamp and the name check over LDAP at the DC", async (t) => {
+    // The lab's adcli is 0.9.1; 0.9.0's path is what adcli's help decides in
+    // production, so here its functions run directly, inside the client, with
+    // the agent's runner: a join without --description (all 0.9.0 can do),
+    // then the stamp and the look-up, checked on the DC itself.
+    const name = 'FALLBK090';
+    const stamp = `dsvm-agent vmId=${vmId}`;
+    const password = readLabSecret('join-password');
+    const driver = (op: string, ...args: string[]): Promise<ExecResult> =>
+      clientExec(
+        C1,
+        [
+          `${PROJECT_ROOT}/node_modules/.bin/tsx`,
+          `${PROJECT_ROOT}/test/lab/adcli-compat-driver.ts`,
+          op,
+          env.REALM,
+          env.DC_HOSTNAME,
+          env.JOIN_USER,
+          name,
+          ...args,
+        ],
+        { input: password, timeoutMs: 120_000 },
+      );
+    const adcli = (args: string[]): Promise<ExecResult> =>
+      clientExec(C1, ['adcli', ...args, `--domain=${env.DOMAIN}`, `--login-user=${env.JOIN_USER}`, '--stdin-password'], {
+        input: password,
+      });
+    await must(
+      t,
+      'adcli join without --description',
+      adcli([
+        'join',
+        `--computer-name=${name}`,
+        `--host-fqdn=${name.toLowerCase()}.${env.DOMAIN}`,
+        `--domain-ou=${env.JOIN_OU}`,
+        '--host-keytab=/tmp/fallbk090.keytab',
+      ]),
+    );
+    try {
+      t.equal((await computerObject(name)).description, undefined, 'joined without a description');
+      const stamped = await must(t, 'stamp over LDAP', driver('stamp', stamp));
+      t.notOk((stamped.stdout + stamped.stderr).includes(password), 'the password in no output');
+      t.equal((await computerObject(name)).description, stamp, 'the DC has the stamp');
+      const found = JSON.parse((await must(t, 'look-up over LDAP', driver('lookup'))).stdout) as {
+        existing: { description?: string; pwdLastSet?: number };
+      };
+      t.equal(found.existing.description, stamp, 'the look-up reads it back');
+      t.ok((found.existing.pwdLastSet ?? 0) > Date.parse('2020-01-01'), 'and the password age the name rule needs');
+      const tmp = await clientExec(C1, ['sh', '-c', 'ls -d /tmp/dsvm-agent-ldap-* 2>/dev/null || true']);
+      t.equal(tmp.stdout.trim(), '', 'no ticket cache left behind');
+    } finally {
+      await adcli(['delete-computer', name]);
+      await clientExec(C1, ['rm', '-f', '/tmp/fallbk090.keytab']);
+    }
+  });
+
   t.test('provision again changes nothing', async (t) => {
     const files = await fingerprint(C1);
     const obj = await computerObject(expected);

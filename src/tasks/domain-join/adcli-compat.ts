@@ -37,7 +37,7 @@ export function adcliFeatures(help: string, joinHelp: string): AdcliFeatures {
 }
 
 /** Ask this machine's adcli (two local runs, no network). */
-export async function detectAdcli(ctx: TaskContext): Promise<AdcliFeatures> {
+export async function detectAdcli(ctx: DirectoryDoors): Promise<AdcliFeatures> {
   const [help, joinHelp] = await Promise.all([
     ctx.run({ file: 'adcli', args: ['--help'], timeoutMs: 10_000 }),
     ctx.run({ file: 'adcli', args: ['join', '--help'], timeoutMs: 10_000 }),
@@ -48,6 +48,9 @@ export async function detectAdcli(ctx: TaskContext): Promise<AdcliFeatures> {
   ctx.log.debug(`adcli ${features.label}: join --description ${features.joinDescription}, show-computer ${features.showComputer}`);
   return features;
 }
+
+/** The only doors the LDAP fallback uses (a lab test drives it inside a lab client with the real runner). */
+export type DirectoryDoors = Pick<TaskContext, 'run' | 'log'>;
 
 /** The join account and the DC the fallback talks to: the one this run's preflight found. */
 export interface DirectoryLogin {
@@ -153,7 +156,7 @@ export function parseLdif(stdout: string): LdifEntry[] {
  * goes when `use` ends.
  */
 export async function withJoinTicket<T>(
-  ctx: TaskContext,
+  ctx: DirectoryDoors,
   login: DirectoryLogin,
   use: (env: Record<string, string>) => Promise<T>,
 ): Promise<T> {
@@ -205,7 +208,7 @@ export function directoryError(what: string, r: RunResult, credentialsFix: strin
 
 /** Search the computer NAME$ with an existing ticket; undefined when there is none. */
 async function searchComputer(
-  ctx: TaskContext,
+  ctx: DirectoryDoors,
   login: DirectoryLogin,
   env: Record<string, string>,
   name: string,
@@ -216,7 +219,11 @@ async function searchComputer(
 }
 
 /** adcli show-computer's stand-in: the computer NAME$ as the name rule sees it, or undefined. */
-export async function lookupComputerOverLdap(ctx: TaskContext, login: DirectoryLogin, name: string): Promise<ExistingComputer | undefined> {
+export async function lookupComputerOverLdap(
+  ctx: DirectoryDoors,
+  login: DirectoryLogin,
+  name: string,
+): Promise<ExistingComputer | undefined> {
   const entry = await withJoinTicket(ctx, login, (env) => searchComputer(ctx, login, env, name));
   return entry ? existingFromShow(entry.attrs) : undefined;
 }
@@ -228,7 +235,12 @@ export async function lookupComputerOverLdap(ctx: TaskContext, login: DirectoryL
  * gives a computer's SELF no write on description, and neither does
  * Samba's default ACL; see docs/domain-join.md). Read back to prove it.
  */
-export async function stampDescriptionOverLdap(ctx: TaskContext, login: DirectoryLogin, name: string, description: string): Promise<void> {
+export async function stampDescriptionOverLdap(
+  ctx: DirectoryDoors,
+  login: DirectoryLogin,
+  name: string,
+  description: string,
+): Promise<void> {
   await withJoinTicket(ctx, login, async (env) => {
     const entry = await searchComputer(ctx, login, env, name);
     if (!entry)
