@@ -89,8 +89,10 @@ export async function runTasks(tasks: readonly Task[], ctx: TaskContext, opts: R
   for (const [i, task] of tasks.entries()) {
     const earlier = tasks.slice(0, i).map((t) => t.id);
     const needs = task.needs ? task.needs(ctx.cfg) : earlier;
-    const unknown = needs.filter((id) => !earlier.includes(id));
-    if (unknown.length > 0) throw new Error(`internal: task ${task.id} needs ${unknown.join(', ')}, which do not come before it`);
+    // A need later in the list is a mistake in the list; one not in it at all
+    // is fine (a task re-run alone, as the daemon's repairs do).
+    const later = needs.filter((id) => tasks.slice(i).some((t) => t.id === id));
+    if (later.length > 0) throw new Error(`internal: task ${task.id} needs ${later.join(', ')}, which do not come before it`);
     const missing = needs.filter((id) => notDone.has(id));
     if (missing.length > 0) {
       const reason = `not run: needs ${missing.map((id) => `${id} (${notDone.get(id)!})`).join(', ')}`;
