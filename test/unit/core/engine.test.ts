@@ -160,6 +160,17 @@ t.test('declared needs: a failed task stops only the tasks that need it, and tho
     runTasks([bad, fakeTask('later', () => 'ok', applied)], ctx, { backoff: policy }),
     /needs later, which do not come before it/,
   );
+  const [alone] = await runTasks(
+    [
+      needing(
+        fakeTask('share', () => 'ok', applied),
+        ['join'],
+      ),
+    ],
+    ctx,
+    { backoff: policy },
+  );
+  t.equal(alone?.status, 'ok', 'a task re-run alone (a daemon repair) runs: what it needs is not in this list');
 });
 
 t.test('apply that does not converge is a failure', async (t) => {
