@@ -19,6 +19,7 @@
  * /root, /usr, /var (overlays) and /run, /data (tmpfs), like login.test.ts.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { lchownSync, readFileSync, symlinkSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -28,7 +29,7 @@ import t from 'tap';
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const VICTIM = 'victim: root-owned, must never change\n';
 /** How many pids after the current one get a planted symlink at `<cache>.<pid>.tmp`. */
-const PLANTED = 3000;
+const PLANTED = 20_000;
 
 const SETUP = String.raw`
 set -euo pipefail
@@ -71,16 +72,19 @@ const must = (script: string, ...args: string[]): string => {
 };
 const pamLogin = (user: string) => ns(['pamtester', 'dsvm-hostile', user, 'open_session', 'close_session']);
 
-/** Symlinks at `<file>.<pid>.tmp` for the next PLANTED pids, made by `owner`: every name the old cache writer could pick. */
+/**
+ * Symlinks at `<file>.<pid>.tmp` for the next PLANTED pids, owned by `owner`: every name the old
+ * cache writer could pick. Made from this process through the namespace's root in /proc, without
+ * a fork per link: forks would use up the very pids planted for.
+ */
 function plant(file: string, target: string, owner: string): void {
-  must(
-    `next=$(cat /proc/sys/kernel/ns_last_pid)
-setpriv --reuid="$1" --regid="$1" --init-groups sh -c 'i=$1; end=$(($1 + $4)); while [ $i -le $end ]; do ln -s "$2" "$3.$i.tmp"; i=$((i + 1)); done' sh "$next" "$2" "$3" "$4"`,
-    owner,
-    target,
-    file,
-    String(PLANTED),
-  );
+  const uid = Number(must('id -u "$1"', owner).trim());
+  const next = Number(readFileSync('/proc/sys/kernel/ns_last_pid', 'utf8').trim()) + 1;
+  const inNs = `/proc/${holder.pid}/root${file}`;
+  for (let pid = next; pid < next + PLANTED; pid++) {
+    symlinkSync(target, `${inNs}.${pid}.tmp`);
+    lchownSync(`${inNs}.${pid}.tmp`, uid, uid);
+  }
 }
 
 /** A process in the namespace, in its own process group (killed as a whole). */

@@ -9,6 +9,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const worker = fileURLToPath(new URL('./worker.ts', import.meta.url));
+// By URL: a racer started through nsenter runs in "/", where a bare `--import tsx` is not found.
+const tsx = import.meta.resolve('tsx');
 
 export interface RacerReport {
   pid: number;
@@ -32,7 +34,7 @@ export async function race(
   const marker = path.join(outDir, 'holder');
   const runs = Array.from({ length: racers }, (_, i) => {
     const out = path.join(outDir, `racer-${i}.json`);
-    const argv = [...prefix, process.execPath, '--import', 'tsx', worker, lockFile, marker, String(rounds), out];
+    const argv = [...prefix, process.execPath, '--import', tsx, worker, lockFile, marker, String(rounds), out];
     const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'inherit', 'inherit'], cwd: path.dirname(worker) });
     return new Promise<RacerReport>((resolve, reject) =>
       child.on('close', (code) =>
