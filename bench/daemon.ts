@@ -149,10 +149,16 @@ async function notifyCost(): Promise<number> {
 const dir = await mkdtemp(path.join(tmpdir(), 'dsvm-bench-build-'));
 try {
   const childFile = path.join(dir, 'daemon-child.mjs');
+  // Split like scripts/build.mjs: what the daemon imports lazily (the Azure
+  // SDKs behind shareUsage and AzureChild) stays in chunks it never loads at
+  // start, as in dist/cli.mjs; one file would parse it all up front.
   await build({
     ...(agentBuildOptions('bench') as object),
-    entryPoints: [path.join(here, 'daemon-child.ts')],
-    outfile: childFile,
+    entryPoints: { 'daemon-child': path.join(here, 'daemon-child.ts') },
+    outdir: dir,
+    splitting: true,
+    outExtension: { '.js': '.mjs' },
+    chunkNames: 'chunks/[name]-[hash]',
     logLevel: 'error',
   });
   const baselineFile = path.join(dir, 'baseline.cjs');

@@ -1,3 +1,4 @@
+import { nodeHttp, nodeHttps } from '../node-http.js';
 import { transient } from '../errors.js';
 
 /** The compute part of IMDS instance metadata we use. */
@@ -60,7 +61,7 @@ export class ImdsClient {
   }
 
   private async send(method: string, url: URL, body: string | undefined): Promise<ImdsResponse> {
-    const mod = url.protocol === 'https:' ? await import('node:https') : await import('node:http');
+    const mod = url.protocol === 'https:' ? nodeHttps() : nodeHttp();
     return new Promise<ImdsResponse>((resolve, reject) => {
       const req = mod.request(
         url,

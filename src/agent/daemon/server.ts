@@ -1,6 +1,6 @@
-import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { configError } from '../errors.js';
+import { nodeHttp } from '../node-http.js';
 
 /** HOST:PORT from health.listen ("[::1]:8642" for IPv6). */
 export function parseListen(listen: string): { host: string; port: number } {
@@ -34,7 +34,7 @@ export async function startHealthServer(
       fix: 'use 127.0.0.1:PORT, or set health.allowNonLoopback: true deliberately',
     });
   }
-  const server = http.createServer((req, res) => {
+  const server = nodeHttp().createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');

@@ -167,7 +167,7 @@ daemon_runtime_and_rss() {
   vm_ssh 'pid=$(systemctl show dsvm-agent -p MainPID --value)
     [ "${pid:-0}" -gt 0 ] || { echo "no main PID"; exit 1; }
     cmd=$(tr "\0" " " < /proc/$pid/cmdline); echo "cmdline: $cmd"
-    case "$cmd" in "/usr/lib/dsvm-agent/node --max-semi-space-size=1 --no-opt /usr/lib/dsvm-agent/dist/cli.mjs run"*) ;; *) exit 1 ;; esac
+    case "$cmd" in "/usr/lib/dsvm-agent/node --max-semi-space-size=1 --no-opt --no-maglev --memory-saver-mode /usr/lib/dsvm-agent/dist/cli.mjs run"*) ;; *) exit 1 ;; esac
     tr "\0" "\n" < /proc/$pid/environ | grep -qx MALLOC_ARENA_MAX=2 || { echo "MALLOC_ARENA_MAX=2 not in its environment"; exit 1; }
     quota=$(curl -sS --max-time 3 http://127.0.0.1:'"$E2E_HEALTH_PORT"'/health | python3 -c "import json,sys; c=[c for c in json.load(sys.stdin)[\"checks\"] if c[\"id\"]==\"share-quota\"][0]; print(c[\"state\"], c[\"lastRunAt\"] is not None, c[\"reason\"])")
     echo "share-quota: $quota"
