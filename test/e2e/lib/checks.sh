@@ -21,15 +21,27 @@ vm_health_state() {
   }
   printf '%s' "$body" | node -e '
     let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
-      try { process.stdout.write(String(JSON.parse(s).ApplicationHealthState)); }
-      catch { process.stdout.write("unparsable: " + s.slice(0, 200)); process.exit(1); } });'
+      try {
+        const h = JSON.parse(s);
+        // A failed first boot is final until someone restarts the agent.
+        const fb = h.firstBoot && h.firstBoot.state === "failed" ? " (first boot failed)" : "";
+        process.stdout.write(String(h.ApplicationHealthState) + fb);
+      } catch { process.stdout.write("unparsable: " + s.slice(0, 200)); process.exit(1); } });'
 }
 
-# wait_health STATE SECONDS
+# wait_health STATE SECONDS. Gives up early on Healthy once first boot has
+# said "failed" for a minute: the daemon does not run it again by itself
+# (its journal says to restart it), so waiting longer only costs TCG time.
 wait_health() {
-  local want="$1" deadline=$((SECONDS + $2)) state=""
+  local want="$1" deadline=$((SECONDS + $2)) state="" failed_since=""
   while :; do
-    if state="$(vm_health_state 2>&1)" && [[ "$state" == "$want" ]]; then return 0; fi
+    if state="$(vm_health_state 2>&1)" && [[ "${state% (first boot failed)}" == "$want" ]]; then return 0; fi
+    if [[ "$want" == Healthy && "$state" == *"(first boot failed)" ]]; then
+      failed_since="${failed_since:-$SECONDS}"
+      ((SECONDS - failed_since < 60)) || break
+    else
+      failed_since=""
+    fi
     ((SECONDS < deadline)) || break
     vm_running || break
     sleep 5
