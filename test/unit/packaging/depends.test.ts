@@ -17,7 +17,10 @@ const PROGRAMS: Record<string, string> = {
   kinit: 'the KDC name probe',
   klist: "the keytab's machine principal",
   mkhomedir_helper: 'home creation where no PAM session ran (JupyterHub)',
+  ldapmodify: "the computer object's description where adcli 0.9.0 has no join --description",
+  ldapsearch: "the computer object's attributes where adcli 0.9.0 has no show-computer (Ubuntu 20.04, Debian 11); the pool's objects for sweep",
   mount: 'mounting without systemd (containers, the lab)',
+  nsupdate: "removing this VM's DNS record on scale-in (GSS-TSIG, signed with the machine keytab)",
   nft: 'the IMDS guard (azure.imdsAccess): list, load and delete table inet dsvm_agent',
   'pam-auth-update': 'the home-creation PAM profile',
   readlink: "the home link, read with the user's privileges",
@@ -38,8 +41,6 @@ const INDIRECT: Record<string, string> = {
   flock: 'the config-writer lock (agent/lock.ts runs it with execa directly, to hand it a descriptor)',
   'mount.cifs': 'what mount(8) and PID 1 run for an SMB share',
   sssd: 'started directly where there is no systemd (service-manager.ts)',
-  ldapsearch: "the computer object's attributes where adcli 0.9.0 has no show-computer (Ubuntu 20.04, Debian 11)",
-  ldapmodify: "the computer object's description where adcli 0.9.0 has no join --description",
 };
 
 /** `file: '...'` literals that are not programs. */
