@@ -20,7 +20,8 @@ BASE_IMAGE_VERSION=3
 # on every suite, so the network is set up the same way everywhere.
 # ldap-utils and libsasl2-modules-gssapi-mit are Depends of the package (the
 # adcli 0.9.0 fallback); nftables is what the IMDS guard runs (`nft`), which
-# the agent's own error text says the package depends on.
+# the agent's own error text says the package depends on; bind9-dnsutils
+# brings nsupdate (the VM's DNS record removed on scale-in).
 BASE_PACKAGES_COMMON=(
   systemd systemd-sysv udev dbus kmod cloud-init cifs-utils keyutils
   openssh-server sssd sssd-tools adcli realmd libpam-systemd
@@ -28,7 +29,7 @@ BASE_PACKAGES_COMMON=(
   ifupdown isc-dhcp-client iproute2 netbase sudo procps e2fsprogs
   ca-certificates python3-cffi-backend
   libstdc++6 libgcc-s1 libpam-runtime curl
-  ldap-utils libsasl2-modules-gssapi-mit nftables
+  ldap-utils libsasl2-modules-gssapi-mit nftables bind9-dnsutils
 )
 
 # The packages above that are in the image only because the agent needs
@@ -36,7 +37,7 @@ BASE_PACKAGES_COMMON=(
 # each, or an image that lacks one breaks at first boot while this tier,
 # whose base image has it anyway, would not notice. A check compares.
 BASE_PACKAGES_FOR_DEB=(
-  libstdc++6 libgcc-s1 libpam-runtime ldap-utils libsasl2-modules-gssapi-mit nftables
+  libstdc++6 libgcc-s1 libpam-runtime ldap-utils libsasl2-modules-gssapi-mit nftables bind9-dnsutils
 )
 
 # base_packages SUITE: the list debootstrap gets for that suite.
