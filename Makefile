@@ -27,13 +27,14 @@ schema: node_modules/.package-lock.json ## regenerate packaging/config.schema.js
 test: build ## unit tests (tap); no root, no network beyond loopback
 	scripts/offline npx tap
 
-test-all: deps ## everything CI runs: check, unit tests, the demo, the lab tier twice, VM-image tier
+test-all: deps ## everything CI runs: check, unit tests, the demo, the lab tier twice, VM-image tier (bookworm), the clean room
 	$(MAKE) check
 	$(MAKE) test
 	$(MAKE) demo
 	test/lab/lab down
 	$(MAKE) lab-cycle
-	$(MAKE) e2e
+	$(MAKE) e2e SUITE=bookworm
+	$(MAKE) clean-room
 
 typecheck: node_modules/.package-lock.json ## TypeScript type check only
 	npx tsc -p tsconfig.json
