@@ -18,7 +18,8 @@ const PROGRAMS: Record<string, string> = {
   klist: "the keytab's machine principal",
   mkhomedir_helper: 'home creation where no PAM session ran (JupyterHub)',
   ldapmodify: "the computer object's description where adcli 0.9.0 has no join --description",
-  ldapsearch: "the computer object's attributes where adcli 0.9.0 has no show-computer (Ubuntu 20.04, Debian 11); the pool's objects for sweep",
+  ldapsearch:
+    "the computer object's attributes where adcli 0.9.0 has no show-computer (Ubuntu 20.04, Debian 11); the pool's objects for sweep",
   mount: 'mounting without systemd (containers, the lab)',
   nsupdate: "removing this VM's DNS record on scale-in (GSS-TSIG, signed with the machine keytab)",
   nft: 'the IMDS guard (azure.imdsAccess): list, load and delete table inet dsvm_agent',
