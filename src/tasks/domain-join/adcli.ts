@@ -63,6 +63,11 @@ export function testJoinArgv(domain: string, keytab: string): string[] {
   return ['testjoin', `--domain=${domain}`, `--host-keytab=${keytab}`];
 }
 
+/** `kinit -k`: authenticates the keytab's machine key for NAME$ (the trust check where adcli's testjoin cannot name the machine). */
+export function keytabLoginArgv(keytab: string, computerName: string, realm: string): string[] {
+  return ['-k', '-t', keytab, `${computerName}$@${realm}`];
+}
+
 /** `adcli show-computer NAME` with the join account (read-only LDAP), optionally at one DC. */
 export function showComputerArgv(domain: string, realm: string, user: string, computerName: string, domainController?: string): string[] {
   return [

@@ -6,9 +6,18 @@ import { readIfExists, setMarkedBlock, writeFileAtomic } from '../../agent/fsuti
 import { summarize } from '../../agent/runner.js';
 import { retryTransient, type CheckResult, type Task, type TaskContext } from '../../agent/task.js';
 import { leaveBackoff } from '../../agent/backoff.js';
-import { adcliWords, deleteComputerArgv, isNoSuchComputer, joinArgv, keytabComputerName, parseAdcliError, testJoinArgv } from './adcli.js';
+import {
+  adcliWords,
+  deleteComputerArgv,
+  isNoSuchComputer,
+  joinArgv,
+  keytabComputerName,
+  keytabLoginArgv,
+  parseAdcliError,
+  testJoinArgv,
+} from './adcli.js';
 import { candidateNames, judgeExisting, primaryComputerName, stampedVmId, vmIdStamp } from './computer-name.js';
-import { stampDescriptionOverLdap, type DirectoryLogin } from './adcli-compat.js';
+import { detectAdcli, stampDescriptionOverLdap, type DirectoryLogin } from './adcli-compat.js';
 import { ADCLI_TIMEOUT_MS, askAdcliOnce, directoryDc, joinSecret, lookupComputer, type AdcliAsk } from './lookup.js';
 import { recentDomainController } from '../preflight/index.js';
 import {
@@ -60,11 +69,24 @@ export async function testJoin(ctx: TaskContext): Promise<JoinStatus> {
   const realm = ctx.cfg.domain.name.toUpperCase();
   const name = await keytabName(ctx, realm);
   if (name === undefined) return { ok: false, reason: `no machine account for ${realm} in ${ctx.paths.krb5Keytab}` };
-  const r = await ctx.run({
-    file: 'adcli',
-    args: testJoinArgv(ctx.cfg.domain.name.toLowerCase(), ctx.paths.krb5Keytab),
-    timeoutMs: ADCLI_TIMEOUT_MS,
-  });
+  // adcli 0.9.0's testjoin has no way to name the machine: it looks for the
+  // host name's principal in the keytab ("Keytab contains no suitable keys
+  // for HOSTNAME$"), which is not the agent's computer name. There the same
+  // proof (the KDC accepts the keytab's machine key) comes from kinit -k.
+  const features = await detectAdcli(ctx);
+  const r = features.showComputer
+    ? await ctx.run({
+        file: 'adcli',
+        args: testJoinArgv(ctx.cfg.domain.name.toLowerCase(), ctx.paths.krb5Keytab),
+        timeoutMs: ADCLI_TIMEOUT_MS,
+      })
+    : await ctx.run({
+        file: 'kinit',
+        args: keytabLoginArgv(ctx.paths.krb5Keytab, name, realm),
+        input: '',
+        env: { KRB5CCNAME: 'MEMORY:' },
+        timeoutMs: ADCLI_TIMEOUT_MS,
+      });
   if (r.exitCode === 0) return { ok: true, reason: `joined as ${name}`, computerName: name };
   const err = parseAdcliError('testjoin', r);
   if (err.kind === 'transient') throw err;

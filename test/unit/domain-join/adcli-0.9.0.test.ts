@@ -2,7 +2,7 @@ import t from 'tap';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { runTasks } from '../../../src/agent/task.js';
-import { domainJoinTask } from '../../../src/tasks/domain-join/index.js';
+import { domainJoinTask, testJoin } from '../../../src/tasks/domain-join/index.js';
 import { vmIdStamp } from '../../../src/tasks/domain-join/computer-name.js';
 import { adcliFeatures, directoryError, joinPrincipal, parseLdif } from '../../../src/tasks/domain-join/adcli-compat.js';
 import type { RunResult } from '../../../src/agent/runner.js';
@@ -165,3 +165,31 @@ t.test('adcli 0.9.0 with a pre-staged account: joins, and says the stamp is miss
     /adcli 0\.9\.0 or older has no join --description: the pre-staged account PRESTAGED01 gets no vmId stamp/,
   );
 });
+
+t.test(
+  "adcli 0.9.0: the trust check authenticates the keytab's machine key with kinit -k, not testjoin (which names the machine after the host)",
+  async (t) => {
+    const w: World = { existing: {}, ldap: { adcli: '0.9.0' } };
+    const tc = await setup(w);
+    const [out] = await runTasks([domainJoinTask], tc.ctx, { backoff });
+    t.equal(out?.status, 'ok');
+    const ok = await testJoin(tc.ctx);
+    t.same({ ok: ok.ok, computerName: ok.computerName }, { ok: true, computerName: primary }, 'joined, as the computer name in the keytab');
+    t.same(w.ldap?.keytabLogins, [`${primary}$@CONTOSO.TEST`], "kinit -k for the keytab's own principal");
+    t.notOk(
+      tc.runner.calls.some((c) => c.args?.[0] === 'testjoin'),
+      'no adcli testjoin',
+    );
+    const kinit = tc.runner.calls.find((c) => c.file === 'kinit' && c.args?.[0] === '-k')!;
+    t.same(kinit.args, ['-k', '-t', tc.paths.krb5Keytab, `${primary}$@CONTOSO.TEST`]);
+    t.equal(kinit.env?.KRB5CCNAME, 'MEMORY:', 'the ticket stays in the process and is gone with it');
+    w.ldap!.keytabRefused = true;
+    const refused = await testJoin(tc.ctx);
+    t.equal(refused.ok, false, 'a refused machine key: not joined');
+    t.match(refused.reason, /Preauthentication failed/);
+    w.ldap!.keytabRefused = false;
+    w.ldap!.kdcDown = true;
+    const down = await caught(testJoin(tc.ctx));
+    t.equal(down.kind, 'transient', 'no KDC: transient, never "not joined" (no rejoin during an outage)');
+  },
+);

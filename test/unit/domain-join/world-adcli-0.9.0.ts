@@ -29,6 +29,12 @@ export interface LdapWorld {
   tickets?: { ccache: string; dirMode: number; stdin: boolean }[];
   /** Each ldapmodify's LDIF. */
   modified?: string[];
+  /** The principals the trust check's kinit -k authenticated. */
+  keytabLogins?: string[];
+  /** The KDC refuses the keytab's key (a reset machine password). */
+  keytabRefused?: boolean;
+  /** No KDC answers. */
+  kdcDown?: boolean;
 }
 
 const DN = (name: string): string => `CN=${name},OU=DSVM,DC=contoso,DC=test`;
@@ -59,6 +65,19 @@ export function versionCommands(w: LdapWorld, existing: Record<string, string>, 
         const r = captured('adcli-0.9.0', 'join-description');
         const given = req.args!.find((x) => x.startsWith('--description'))!;
         return { ...r, stderr: (r.stderr ?? '').replace("'--description=dsvm-agent'", `'${given}'`) };
+      },
+    },
+    {
+      // The trust check's kinit -k with the machine keytab (adcli 0.9.0's testjoin cannot name the machine).
+      file: 'kinit',
+      args: (a) => a[0] === '-k',
+      result: (req) => {
+        (w.keytabLogins ??= []).push(req.args!.at(-1)!);
+        if (w.kdcDown)
+          return { exitCode: 1, stderr: "kinit: Cannot contact any KDC for realm 'CONTOSO.TEST' while getting initial credentials\n" };
+        return w.keytabRefused
+          ? { exitCode: 1, stderr: 'kinit: Preauthentication failed while getting initial credentials\n' }
+          : { exitCode: 0 };
       },
     },
     {
