@@ -175,13 +175,35 @@ unit_active_with_status() {
 # and stays under 80 MB resident after first boot and a share-quota check:
 # both call Azure (Key Vault, ARM, Files REST), through child processes, so
 # the SDKs never stay loaded in the daemon (src/agent/azure/child.ts).
+# The IMDS guard (azure.imdsAccess, on here: the join password and the
+# storage key come through the managed identity): root gets a token from the
+# VM's IMDS fake at the configured address, any other user is reset at once.
+imds_guard_in_vm() {
+  vm_ssh 'imds=$(sed -n "s/^ *imdsEndpoint: *//p" /etc/dsvm-agent/config.yaml | head -n 1)
+    [ -n "$imds" ] || { echo "no azure.imdsEndpoint in the config"; exit 1; }
+    url="$imds/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fvault.azure.net"
+    nft list table inet dsvm_agent | grep -q "reject with tcp reset" || { echo "no dsvm_agent table with a reset rule:"; nft list ruleset; exit 1; }
+    code=$(curl -s -o /dev/null -w "%{http_code}" --max-time 10 -H "Metadata: true" "$url"); echo "root: HTTP $code"
+    [ "$code" = 200 ] || exit 1
+    start=$(date +%s%N)
+    if setpriv --reuid=65534 --regid=65534 --clear-groups -- curl -s -o /dev/null --max-time 10 -H "Metadata: true" "$url"; then
+      echo "uid 65534 got an answer from IMDS"; exit 1
+    fi
+    ms=$(( ($(date +%s%N) - start) / 1000000 )); echo "uid 65534 refused in ${ms} ms"
+    [ "$ms" -lt 5000 ]'
+}
+
 daemon_runtime_and_rss() {
   vm_ssh 'pid=$(systemctl show dsvm-agent -p MainPID --value)
     [ "${pid:-0}" -gt 0 ] || { echo "no main PID"; exit 1; }
     cmd=$(tr "\0" " " < /proc/$pid/cmdline); echo "cmdline: $cmd"
     case "$cmd" in "/usr/lib/dsvm-agent/node --max-semi-space-size=1 --no-opt --no-maglev --memory-saver-mode /usr/lib/dsvm-agent/dist/cli.mjs run"*) ;; *) exit 1 ;; esac
     tr "\0" "\n" < /proc/$pid/environ | grep -qx MALLOC_ARENA_MAX=2 || { echo "MALLOC_ARENA_MAX=2 not in its environment"; exit 1; }
-    quota=$(curl -sS --max-time 3 http://127.0.0.1:'"$E2E_HEALTH_PORT"'/health | python3 -c "import json,sys; c=[c for c in json.load(sys.stdin)[\"checks\"] if c[\"id\"]==\"share-quota\"][0]; print(c[\"state\"], c[\"lastRunAt\"] is not None, c[\"reason\"])")
+    for i in $(seq 36); do
+      quota=$(curl -sS --max-time 3 http://127.0.0.1:'"$E2E_HEALTH_PORT"'/health | python3 -c "import json,sys; c=[c for c in json.load(sys.stdin)[\"checks\"] if c[\"id\"]==\"share-quota\"][0]; print(c[\"state\"], c[\"lastRunAt\"] is not None, c[\"reason\"])")
+      case "$quota" in "ok True "*) break ;; esac
+      sleep 5
+    done
     echo "share-quota: $quota"
     case "$quota" in "ok True "*) ;; *) echo "the share-quota check (Files REST) has not run ok"; exit 1 ;; esac
     rss=$(awk "/^VmRSS:/ {print \$2}" /proc/$pid/status); echo "VmRSS ${rss} kB (after first boot and a share-quota check)"
@@ -301,6 +323,9 @@ checks_first_boot() {
   bail_if_vm_gone
   local out name="the daemon runs with the unit's runtime settings, under 80 MB after first boot and a share-quota check"
   if out="$(daemon_runtime_and_rss 2>&1)"; then pass "$name (VmRSS $(tail -n 1 <<<"$out"))"; else fail "$name" "$out"; fi
+  check "core dumps are off for the daemon: systemctl show says LimitCORE=0" \
+    vm_ssh_ro "systemctl show -p LimitCORE dsvm-agent | grep -qx 'LimitCORE=0'"
+  check "the IMDS guard: root gets a token, a non-root user is refused at once" imds_guard_in_vm
   check "realm list shows $LAB_DOMAIN" vm_ssh_ro "realm list --name-only | grep -qxi '$LAB_DOMAIN'"
 
   local principal
