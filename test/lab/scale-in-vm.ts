@@ -101,14 +101,22 @@ export async function prepare(vm: ScaleInVm, tag: string): Promise<{ ownHandles:
   const sssd = await startLabSssd(vm.client, fqdnOf(vm));
   if (sssd.exitCode !== 0) throw new Error(describeResult('sssd', sssd));
   // sssd's dyndns update, done by hand (startLabSssd turns it off): the same signed update as the machine.
+  // Samba's internal DNS applies it but signs its reply in a way nsupdate
+  // rejects ("tsig verify failure", exit 2). Only then, the DC itself must
+  // answer with the new address, or the step fails.
   await must(
     'nsupdate -g (register)',
     sh(
       vm,
       `export KRB5CCNAME=FILE:/run/dsvm-lab-dns.cc
 kinit -k -t /etc/krb5.keytab '${vm.computer}$@${env.REALM}'
-nsupdate -g
-kdestroy`,
+rc=0; out=$(nsupdate -g 2>&1) || rc=$?
+kdestroy
+if ((rc != 0)); then
+  printf '%s\n' "$out" >&2
+  grep -qi 'tsig verify failure' <<<"$out" || exit "$rc"
+  [[ $(dig +short @${env.DC_IP} ${fqdnOf(vm)} A) == '${vm.ip}' ]] || { echo "the DC has no A ${vm.ip} for ${fqdnOf(vm)}" >&2; exit "$rc"; }
+fi`,
       {
         input: `server ${env.DC_HOSTNAME}\nrealm ${env.REALM}\nzone ${env.DOMAIN}\nupdate delete ${fqdnOf(vm)}. A\nupdate add ${fqdnOf(vm)}. 3600 A ${vm.ip}\nsend\n`,
       },

@@ -45,18 +45,53 @@ export function deleteRecordScript(server: string, realm: string, zone: string, 
 /** The first domain controller from DNS SRV, as preflight finds it. */
 export async function firstDc(domain: string): Promise<string> {
   const resolver = new Resolver({ timeout: 3000, tries: 2 });
-  const records = await resolver.resolveSrv(`_ldap._tcp.${domain}`).catch(() => []);
+  let why = '';
+  const records = await resolver.resolveSrv(`_ldap._tcp.${domain}`).catch((e: NodeJS.ErrnoException) => {
+    // The resolver's code (ENOTFOUND, ETIMEOUT, ECONNREFUSED...) tells a missing record from an unreachable DNS server.
+    why = ` (${e.code ?? e.message} from ${resolver.getServers().join(', ') || 'no DNS server'})`;
+    return [];
+  });
   records.sort((a, b) => a.priority - b.priority || b.weight - a.weight);
   const dc = records[0]?.name;
-  if (!dc) throw transient(`no _ldap._tcp.${domain} SRV record`, { fix: "check the VM's DNS servers point at the domain's DNS" });
+  if (!dc) throw transient(`no _ldap._tcp.${domain} SRV record${why}`, { fix: "check the VM's DNS servers point at the domain's DNS" });
   return dc;
 }
+
+/**
+ * nsupdate's words when the server's signed answer does not verify. The
+ * request went out signed and was answered: Samba's internal DNS applies a
+ * GSS-TSIG update and then signs its reply in a way BIND's nsupdate rejects
+ * (exit 2). Whether the update took effect is then a question for the DC.
+ */
+const UNVERIFIED_REPLY = /tsig verify failure/i;
+
+/** The A and AAAA addresses `fqdn` has at the DC itself (asked directly, not through a cache). */
+export async function addressesAtDc(dc: string, fqdn: string): Promise<string[]> {
+  const resolver = new Resolver({ timeout: 3000, tries: 2 });
+  resolver.setServers(await resolver.resolve4(dc));
+  const out: string[] = [];
+  for (const query of [(n: string) => resolver.resolve4(n), (n: string) => resolver.resolve6(n)]) {
+    try {
+      out.push(...(await query(fqdn)));
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'ENOTFOUND' && code !== 'ENODATA') throw e;
+    }
+  }
+  return out;
+}
+
+export interface DnsRecordDeps {
+  firstDc: (domain: string) => Promise<string>;
+  addressesAtDc: (dc: string, fqdn: string) => Promise<string[]>;
+}
+const realDeps: DnsRecordDeps = { firstDc, addressesAtDc };
 
 /**
  * Delete this VM's A/AAAA records; returns what was removed, or undefined
  * when the machine has no keytab (never joined, or already left).
  */
-export async function removeOwnDnsRecord(ctx: TaskContext): Promise<string | undefined> {
+export async function removeOwnDnsRecord(ctx: TaskContext, deps: DnsRecordDeps = realDeps): Promise<string | undefined> {
   const domain = ctx.cfg.domain.name.toLowerCase();
   const realm = domain.toUpperCase();
   const keytab = ctx.paths.krb5Keytab;
@@ -65,7 +100,7 @@ export async function removeOwnDnsRecord(ctx: TaskContext): Promise<string | und
   const name = klist.exitCode === 0 ? keytabComputerName(klist.stdout, realm) : undefined;
   if (!name) return undefined;
   const fqdn = registeredName(name, domain);
-  const dc = await firstDc(domain);
+  const dc = await deps.firstDc(domain);
   const dir = await mkdtemp(path.join(tmpdir(), 'dsvm-agent-dns-'));
   try {
     const conf = path.join(dir, 'krb5.conf');
@@ -89,8 +124,20 @@ export async function removeOwnDnsRecord(ctx: TaskContext): Promise<string | und
         reason: 'nsupdate-missing',
         fix: 'install bind9-dnsutils (dnsutils on older releases)',
       });
+    let checked = '';
+    if (r.exitCode !== 0 && UNVERIFIED_REPLY.test(`${r.stdout}\n${r.stderr}`)) {
+      // Only the DC's own answer decides: gone means the delete was applied.
+      const left = await deps.addressesAtDc(dc, fqdn).catch((e: Error) => `cannot ask ${dc}: ${e.message}`);
+      if (Array.isArray(left) && left.length === 0) {
+        ctx.log.warn(
+          `DNS record ${fqdn}: ${dc}'s signed answer did not verify (tsig verify failure), but ${dc} has no A/AAAA for it any more`,
+        );
+        return `DNS record ${fqdn} (A, AAAA) at ${dc}`;
+      }
+      checked = Array.isArray(left) ? `; ${dc} still answers ${left.join(', ')}` : `; ${left}`;
+    }
     if (r.exitCode !== 0)
-      throw transient(`DNS record ${fqdn}: nsupdate -g at ${dc}: ${summarize(r)}`, {
+      throw transient(`DNS record ${fqdn}: nsupdate -g at ${dc}: ${summarize(r)}${checked}`, {
         reason: 'dns-update-failed',
         fix: `check that ${name}$ may update its own record in ${domain} (secure dynamic updates), or delete it by hand`,
       });
