@@ -100,6 +100,16 @@ export async function prepare(vm: ScaleInVm, tag: string): Promise<{ ownHandles:
   );
   const sssd = await startLabSssd(vm.client, fqdnOf(vm));
   if (sssd.exitCode !== 0) throw new Error(describeResult('sssd', sssd));
+  // The previous case's clean-up left this name's DNS node tombstoned, owned
+  // by the deleted computer account: Samba refuses the new account's update
+  // of it (SERVFAIL). AD scavenges such tombstones after days; the lab
+  // removes it now, as a VM taking over a name after that time would find.
+  const node = `DC=${fqdnOf(vm).split('.')[0]},DC=${env.DOMAIN},CN=MicrosoftDNS,DC=DomainDnsZones,${env.BASE_DN}`;
+  const sam = `${env.LAB_DIR}/dc/samba/private/sam.ldb`;
+  if ((await dcDnsRecord(fqdnOf(vm).split('.')[0]!)).node) {
+    const del = await dcExec(['ldbdel', '-H', sam, node]);
+    if (del.exitCode !== 0) throw new Error(describeResult('ldbdel the old DNS node', del));
+  }
   // sssd's dyndns update, done by hand (startLabSssd turns it off): the same signed update as the machine.
   // Samba's internal DNS applies it but signs its reply in a way nsupdate
   // rejects ("tsig verify failure", exit 2). Only then, the DC itself must
