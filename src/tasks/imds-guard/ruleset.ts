@@ -113,10 +113,12 @@ function foldMatch(rule: GuardRule, m: Record<string, Json>): void {
     if (left.meta.key === 'skuid') return void (rule.skuid = right);
     if (left.meta.key === 'skgid') return void (rule.skgid = right);
   }
-  // tcp flags & (syn | ack) == syn
+  // tcp flags & (syn | ack) == syn. nftables 1.0 (Debian 12) lists the mask
+  // as a list, ["syn", "ack"]; 1.1 (Debian 13) as {"|": ["syn", "ack"]}.
   if (isObj(left) && Array.isArray(left['&']) && right === 'syn') {
     const [flags, mask] = left['&'] as Json[];
-    const maskSet = Array.isArray(mask) ? [...(mask as Json[])].map(String).sort().join(',') : '';
+    const bits = Array.isArray(mask) ? mask : isObj(mask) && Array.isArray(mask['|']) ? mask['|'] : [];
+    const maskSet = [...(bits as Json[])].map(String).sort().join(',');
     if (
       isObj(flags) &&
       isObj(flags.payload) &&

@@ -70,6 +70,17 @@ t.test('parseGuardTable: the table nft lists after loading the rendered script',
   t.same(guardDifferences(table, desiredTable(FIXTURE_SPEC)), [], 'no differences');
 });
 
+t.test('parseGuardTable: nftables 1.1 (Debian 13) lists the flags mask as {"|": [...]}: the same table', async (t) => {
+  // Captured in the Debian 13 VM test (nftables 1.1.3): root only, the IMDS fake at 10.77.0.5:41957.
+  const spec: GuardSpec = { address: '10.77.0.5', port: 41957, gids: [] };
+  const table = parseGuardTable(fixture('nft-1.1.3-list-guard.json'));
+  t.same(guardDifferences(table, desiredTable(spec)), [], 'no differences');
+  t.ok(
+    table.rules.every((r) => r.synOnly && r.foreign.length === 0),
+    'every rule matches SYN only, nothing foreign',
+  );
+});
+
 t.test('guardDifferences: what plan says for each kind of drift', async (t) => {
   const listed = parseGuardTable(fixture('nft-list-guard.json'));
   const cases: { name: string; actual: ReturnType<typeof parseGuardTable>; wanted: GuardSpec; says: RegExp[] }[] = [
