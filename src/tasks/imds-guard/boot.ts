@@ -12,7 +12,7 @@ import type { Paths } from '../../agent/paths.js';
  */
 export const GUARD_UNIT = 'dsvm-agent-imds-guard.service';
 
-/** The rule file the unit loads: the same script `apply` feeds to `nft -f -`. */
+/** The rule file the unit loads: the same script `apply` loads with `nft -f`. */
 export function guardRulesFile(paths: Paths): string {
   return path.join(paths.configDir, 'imds-guard.nft');
 }

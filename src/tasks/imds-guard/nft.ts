@@ -1,3 +1,6 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { permanent } from '../../agent/errors.js';
 import { summarize, type Runner } from '../../agent/runner.js';
 import { GUARD_FAMILY, GUARD_TABLE, parseGuardTable, type GuardTable } from './ruleset.js';
@@ -33,15 +36,27 @@ export async function listGuard(run: Runner): Promise<GuardListing> {
   }
 }
 
-/** Load a script atomically: nft applies the whole of stdin as one transaction or nothing. */
+/**
+ * Load a script atomically: nft applies the whole file as one transaction or
+ * nothing. The script goes through a file in a private directory, not
+ * `nft -f -`: nftables 0.9 (Debian 11, Ubuntu 20.04) opens /dev/stdin by
+ * path, which fails with ENXIO on the socket a Node child gets as its stdin.
+ */
 export async function loadGuard(run: Runner, script: string): Promise<void> {
-  const r = await run({ file: 'nft', args: ['-f', '-'], input: script, timeoutMs: NFT_TIMEOUT_MS });
-  if (r.startError === 'ENOENT') throw permanent('nft is not installed: the IMDS guard cannot be loaded', installNftables);
-  if (r.exitCode !== 0) {
-    throw permanent(`nft -f - (the IMDS guard): ${summarize(r)}`, {
-      fix: 'check that the kernel has nf_tables with the inet family and REJECT support (nft_reject_inet)',
-      reason: 'nft-failed',
-    });
+  const dir = await mkdtemp(path.join(tmpdir(), 'dsvm-agent-nft-'));
+  try {
+    const file = path.join(dir, 'imds-guard.nft');
+    await writeFile(file, script, { mode: 0o600, flag: 'wx' });
+    const r = await run({ file: 'nft', args: ['-f', file], timeoutMs: NFT_TIMEOUT_MS });
+    if (r.startError === 'ENOENT') throw permanent('nft is not installed: the IMDS guard cannot be loaded', installNftables);
+    if (r.exitCode !== 0) {
+      throw permanent(`nft -f (the IMDS guard): ${summarize(r)}`, {
+        fix: 'check that the kernel has nf_tables with the inet family and REJECT support (nft_reject_inet)',
+        reason: 'nft-failed',
+      });
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 }
 

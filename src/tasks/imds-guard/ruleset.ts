@@ -64,7 +64,7 @@ export function desiredTable(spec: GuardSpec): GuardTable {
 const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
 
 /**
- * The script for `nft -f -`. One transaction: the empty `table` line makes
+ * The script for `nft -f`. One transaction: the empty `table` line makes
  * the `delete` valid when the table does not exist yet, so a re-run replaces
  * the table atomically and no moment exists without the guard or with two.
  * Only connection attempts are matched (SYN, no ACK): that alone decides who

@@ -2,7 +2,7 @@
 // what apply runs (the rule set on nft's stdin, atomically), what it writes for
 // the next boot, what undo removes, and the errors that name the key and fix.
 import t from 'tap';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AgentError } from '../../../src/agent/errors.js';
@@ -42,41 +42,59 @@ const listPresent: FakeCommand = {
   args: ['-j', 'list', 'table', 'inet', 'dsvm_agent'],
   result: { stdout: fixture('nft-list-guard.json') },
 };
-const load: FakeCommand = { file: 'nft', args: ['-f', '-'] };
+/** Each script nft -f loaded, read from its file while nft runs (the file is removed afterwards). */
+const loaded: string[] = [];
+const load: FakeCommand = {
+  file: 'nft',
+  args: (a) => a[0] === '-f',
+  result: (req) => {
+    loaded.push(readFileSync(req.args![1]!, 'utf8'));
+    return {};
+  },
+};
 const nftMissing: FakeCommand = { file: 'nft', result: { exitCode: null, startError: 'ENOENT' } };
 
 const argv = (calls: RunRequest[]): string[] => calls.map((c) => [c.file, ...(c.args ?? [])].join(' '));
 
-t.test('guard on, nothing installed: check lists every change; apply loads the table on stdin and writes the boot unit', async (t) => {
-  const { ctx, runner, services, paths } = await kvContext({
-    config: GUARDED,
-    commands: [{ ...listAbsent, times: 1 }, getentGroup, load, listPresent],
-  });
-  t.equal(imdsGuardTask.skip?.(ctx), undefined, 'not skipped: the join password comes from Key Vault');
-  const found = await imdsGuardTask.check(ctx);
-  t.match(
-    found.changes.join('\n'),
-    /install nftables table inet dsvm_agent: root and 1234, dsvm identity users \(gid 1234, 1800000513\) may reach 169\.254\.169\.254:80/,
-  );
-  t.match(found.changes.join('\n'), /domain\.joinPassword is read through the managed identity/);
-  t.match(found.changes.join('\n'), /write \/etc\/dsvm-agent\/imds-guard\.nft/);
-  t.match(found.changes.join('\n'), /write and enable \/etc\/systemd\/system\/dsvm-agent-imds-guard\.service/);
-  await imdsGuardTask.apply(ctx, found);
-  const loads = runner.calls.filter((c) => c.file === 'nft' && c.args?.[0] === '-f');
-  t.equal(loads.length, 1, 'one nft -f - transaction');
-  const script = renderGuardScript({ address: '169.254.169.254', port: 80, gids: [1234, 1800000513] });
-  t.equal(loads[0]?.input, script, 'the rule set went on stdin');
-  t.equal(await readFile(path.join(paths.configDir, 'imds-guard.nft'), 'utf8'), script, 'the boot rule file is the same script');
-  const unit = await readFile(path.join(paths.systemdUnitDir, 'dsvm-agent-imds-guard.service'), 'utf8');
-  t.match(unit, /ExecStart=\/usr\/sbin\/nft -f \/etc\/dsvm-agent\/imds-guard\.nft/, 'the unit loads it by its system path');
-  t.match(unit, /After=nftables\.service/, 'after nftables.service, whose flush ruleset would wipe it');
-  t.match(unit, /Before=network-pre\.target/, 'before the network');
-  t.same(services.actions, ['daemon-reload', 'enable dsvm-agent-imds-guard.service']);
-  t.same(ctx.state.facts.imdsGuard, { address: '169.254.169.254', port: 80, gids: [1234, 1800000513] }, 'state records what was installed');
-  const again = await imdsGuardTask.check(ctx);
-  t.same(again.changes, [], 'converged: the listed table (fixture) matches, the files are current');
-  t.same(runner.unexpected, [], 'no unexpected command');
-});
+t.test(
+  'guard on, nothing installed: check lists every change; apply loads the table from a private file and writes the boot unit',
+  async (t) => {
+    const { ctx, runner, services, paths } = await kvContext({
+      config: GUARDED,
+      commands: [{ ...listAbsent, times: 1 }, getentGroup, load, listPresent],
+    });
+    t.equal(imdsGuardTask.skip?.(ctx), undefined, 'not skipped: the join password comes from Key Vault');
+    const found = await imdsGuardTask.check(ctx);
+    t.match(
+      found.changes.join('\n'),
+      /install nftables table inet dsvm_agent: root and 1234, dsvm identity users \(gid 1234, 1800000513\) may reach 169\.254\.169\.254:80/,
+    );
+    t.match(found.changes.join('\n'), /domain\.joinPassword is read through the managed identity/);
+    t.match(found.changes.join('\n'), /write \/etc\/dsvm-agent\/imds-guard\.nft/);
+    t.match(found.changes.join('\n'), /write and enable \/etc\/systemd\/system\/dsvm-agent-imds-guard\.service/);
+    await imdsGuardTask.apply(ctx, found);
+    const loads = runner.calls.filter((c) => c.file === 'nft' && c.args?.[0] === '-f');
+    t.equal(loads.length, 1, 'one nft -f transaction');
+    t.not(loads[0]?.args?.[1], '-', 'from a file, not stdin (nftables 0.9 cannot open a socket as /dev/stdin)');
+    t.notOk(existsSync(path.dirname(loads[0]!.args![1]!)), 'its private directory is gone afterwards');
+    const script = renderGuardScript({ address: '169.254.169.254', port: 80, gids: [1234, 1800000513] });
+    t.equal(loaded.at(-1), script, 'the rule set is what nft loaded');
+    t.equal(await readFile(path.join(paths.configDir, 'imds-guard.nft'), 'utf8'), script, 'the boot rule file is the same script');
+    const unit = await readFile(path.join(paths.systemdUnitDir, 'dsvm-agent-imds-guard.service'), 'utf8');
+    t.match(unit, /ExecStart=\/usr\/sbin\/nft -f \/etc\/dsvm-agent\/imds-guard\.nft/, 'the unit loads it by its system path');
+    t.match(unit, /After=nftables\.service/, 'after nftables.service, whose flush ruleset would wipe it');
+    t.match(unit, /Before=network-pre\.target/, 'before the network');
+    t.same(services.actions, ['daemon-reload', 'enable dsvm-agent-imds-guard.service']);
+    t.same(
+      ctx.state.facts.imdsGuard,
+      { address: '169.254.169.254', port: 80, gids: [1234, 1800000513] },
+      'state records what was installed',
+    );
+    const again = await imdsGuardTask.check(ctx);
+    t.same(again.changes, [], 'converged: the listed table (fixture) matches, the files are current');
+    t.same(runner.unexpected, [], 'no unexpected command');
+  },
+);
 
 t.test('guard on, table flushed by a firewall reload: only the table is reloaded', async (t) => {
   const first = await kvContext({ config: GUARDED, commands: [{ ...listAbsent, times: 1 }, getentGroup, load, listPresent] });
