@@ -15,7 +15,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import t from 'tap';
 import { LAB_SCRIPT, PROJECT_ROOT, clientExec, describeResult, fakesUrls, lab, labEnv, labSkipReason, readLabSecret } from './harness.js';
-import { startLabSssd, stopLabSssd } from './sssd.js';
+import { stopLabSssd, upJoinedClient } from './sssd.js';
 
 const CLIENT = 'c6';
 const IP = '10.77.0.16';
@@ -143,25 +143,7 @@ if (skip) {
   };
 
   t.before(async () => {
-    const up = await lab(['client-up', CLIENT, IP, HOSTNAME], { timeoutMs: 120_000 });
-    if (up.exitCode !== 0) throw new Error(describeResult('client-up', up));
-    const join = await clientExec(
-      CLIENT,
-      [
-        'adcli',
-        'join',
-        `--domain=${env.DOMAIN}`,
-        `--login-user=${env.JOIN_USER}`,
-        '--stdin-password',
-        `--computer-name=${COMPUTER}`,
-        `--host-fqdn=${COMPUTER.toLowerCase()}.${env.DOMAIN}`,
-        `--domain-ou=${env.JOIN_OU}`,
-      ],
-      { input: `${readLabSecret('join-password')}\n` },
-    );
-    if (join.exitCode !== 0) throw new Error(describeResult('adcli join', join));
-    const sssd = await startLabSssd(CLIENT, `${COMPUTER.toLowerCase()}.${env.DOMAIN}`);
-    if (sssd.exitCode !== 0) throw new Error(describeResult('sssd', sssd));
+    await upJoinedClient(CLIENT, IP, HOSTNAME, COMPUTER);
     // A NOTIFY_SOCKET receiver standing in for systemd: it logs every datagram (fds passed for BARRIER=1 are dropped, which releases the barrier).
     await sh(
       `rm -f ${NOTIFY_SOCKET} ${NOTIFY_LOG}; setsid /usr/bin/python3 -c 'import socket,sys

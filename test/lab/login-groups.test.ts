@@ -11,7 +11,7 @@
  */
 import t from 'tap';
 import { clientExec, dcExec, describeResult, lab, labEnv, labSkipReason, PROJECT_ROOT, readLabSecret, type ExecResult } from './harness.js';
-import { startLabSssd, stopLabSssd } from './sssd.js';
+import { stopLabSssd, upJoinedClient } from './sssd.js';
 
 const CLIENT = 'c8';
 const IP = '10.77.0.18';
@@ -63,25 +63,7 @@ if (skip) {
     await dc(['user', 'create', 'carol', '--random-password', '--given-name=Carol', '--surname=Admin']);
     await dc(['group', 'addmembers', SPACED, 'carol']);
     await dc(['group', 'addmembers', LOOKALIKE, 'mallory']);
-    const up = await lab(['client-up', CLIENT, IP, HOSTNAME], { timeoutMs: 120_000 });
-    if (up.exitCode !== 0) throw new Error(describeResult('client-up', up));
-    const join = await clientExec(
-      CLIENT,
-      [
-        'adcli',
-        'join',
-        `--domain=${env.DOMAIN}`,
-        `--login-user=${env.JOIN_USER}`,
-        '--stdin-password',
-        `--computer-name=${COMPUTER}`,
-        `--host-fqdn=${COMPUTER.toLowerCase()}.${env.DOMAIN}`,
-        `--domain-ou=${env.JOIN_OU}`,
-      ],
-      { input: `${readLabSecret('join-password')}\n` },
-    );
-    if (join.exitCode !== 0) throw new Error(describeResult('adcli join', join));
-    const sssd = await startLabSssd(CLIENT, `${COMPUTER.toLowerCase()}.${env.DOMAIN}`);
-    if (sssd.exitCode !== 0) throw new Error(describeResult('sssd', sssd));
+    await upJoinedClient(CLIENT, IP, HOSTNAME, COMPUTER);
     const config = [
       `domain: { name: ${env.DOMAIN}, joinUser: ${env.JOIN_USER}, joinPassword: { file: /etc/dsvm-agent/join-password }, allowGroups: [${env.USERS_GROUP}], sudoGroups: ["${SPACED}"] }`,
       // The first NSS answer for a new user comes from the DC: give the local login time for it.

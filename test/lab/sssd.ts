@@ -5,12 +5,41 @@
  * next test finds the client as it was. The VM must already be joined, with
  * its keytab at /etc/krb5.keytab.
  */
-import { clientExec, labEnv, type ExecResult } from './harness.js';
+import { clientExec, describeResult, lab, labEnv, readLabSecret, type ExecResult } from './harness.js';
 
 /** Writes sssd.conf, krb5.conf and nsswitch, starts sssd, waits for alice. */
 export function startLabSssd(client: string, hostFqdn: string): Promise<ExecResult> {
   const env = labEnv();
   return clientExec(client, ['bash', '-c', SSSD_SETUP, 'sssd-setup', hostFqdn, env.DOMAIN, env.REALM]);
+}
+
+/**
+ * A client VM joined for real, as the lab tests that need AD users start:
+ * `client-up`, a raw `adcli join` into the lab's OU (the join password on
+ * stdin), then this sssd. Throws with the failing step's output.
+ */
+export async function upJoinedClient(client: string, ip: string, hostname: string, computer: string): Promise<void> {
+  const env = labEnv();
+  const up = await lab(['client-up', client, ip, hostname], { timeoutMs: 120_000 });
+  if (up.exitCode !== 0) throw new Error(describeResult('client-up', up));
+  const hostFqdn = `${computer.toLowerCase()}.${env.DOMAIN}`;
+  const join = await clientExec(
+    client,
+    [
+      'adcli',
+      'join',
+      `--domain=${env.DOMAIN}`,
+      `--login-user=${env.JOIN_USER}`,
+      '--stdin-password',
+      `--computer-name=${computer}`,
+      `--host-fqdn=${hostFqdn}`,
+      `--domain-ou=${env.JOIN_OU}`,
+    ],
+    { input: `${readLabSecret('join-password')}\n` },
+  );
+  if (join.exitCode !== 0) throw new Error(describeResult('adcli join', join));
+  const sssd = await startLabSssd(client, hostFqdn);
+  if (sssd.exitCode !== 0) throw new Error(describeResult('sssd', sssd));
 }
 
 /** Stops that sssd (by pid: other client VMs may run one), clears its caches, restores the files. */
