@@ -147,8 +147,13 @@ export class ScheduledEventsWatcher {
     const log = this.d.log;
     const id = event.EventId;
     const before = (await this.journal.read()).events[id];
-    // Approved before (this run or an earlier daemon): IMDS lists it as Started until the VM is gone.
-    if (before?.approvedAt) return;
+    // Approved before (an earlier daemon): IMDS lists it as Started until the VM is gone. Said once
+    // all the same, so this daemon too knows it is leaving: a repair now would rejoin the domain
+    // and leave the very computer account the clean-up removed.
+    if (before?.approvedAt) {
+      this.d.onStep?.(id, `approved at ${before.approvedAt}; waiting for the platform to delete the VM`);
+      return;
+    }
     const deadline = this.now() + cleanupBudgetMs(event, this.now());
     const resumed = before ? ` (resuming: ${Object.keys(before.steps).join(', ') || 'no step'} seen before a restart)` : '';
     log.info(`${event.EventType} ${id} for this VM (NotBefore ${event.NotBefore || 'now'}): cleaning up before approving${resumed}`);

@@ -73,7 +73,8 @@ async function setup(t: TapTest, events: EventSeed[]) {
       ops.calls.push('removeDnsRecord');
     },
   });
-  const watcher = () => new ScheduledEventsWatcher({ ctx: tc.ctx, ops: withDns, log: tc.log, pollMs: 1000 });
+  const watcher = (onStep?: (eventId: string, step: string) => void) =>
+    new ScheduledEventsWatcher({ ctx: tc.ctx, ops: withDns, log: tc.log, pollMs: 1000, ...(onStep ? { onStep } : {}) });
   const journalFile = path.join(tc.ctx.paths.stateDir, JOURNAL_FILE);
   return { fakes, tc, ops, watcher, journalFile };
 }
@@ -109,9 +110,12 @@ t.test('a new daemon resumes after the steps journaled as done, and approves onc
   t.match(tc.logLines.join('\n'), /resuming: share seen before a restart/);
   // Two more daemons, each polling twice: the event is still listed (Started) but journaled as approved.
   for (let i = 0; i < 2; i++) {
-    const w = watcher();
+    const told: string[] = [];
+    const w = watcher((eventId, step) => told.push(`${eventId}: ${step}`));
     await w.pollOnce();
     await w.pollOnce();
+    t.match(told, [/^ours: approved at .*; waiting for the platform/], `daemon ${i + 2} is told once that it is leaving (no repairs)`);
+    t.equal(told.length, 1, `daemon ${i + 2}: told once`);
   }
   t.same(ops.calls, ['removeDnsRecord', 'leaveDomain'], 'never handled again');
   t.same(
