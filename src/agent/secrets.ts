@@ -15,6 +15,8 @@ export interface SecretDeps {
   redactor: Redactor;
   /** Set in the daemon: Key Vault reads run in a child process (see azure/child.ts). */
   azureChild?: AzureChild | undefined;
+  /** The owner a secret file must have: root (0) unless set; only tests set it (see readSecretFile). */
+  secretFileOwnerUid?: number;
 }
 
 /**
@@ -25,7 +27,7 @@ export interface SecretDeps {
 export async function readSecret(ref: SecretRef, keyPath: string, deps: SecretDeps): Promise<string> {
   const value =
     'file' in ref
-      ? await readSecretFile(ref.file, keyPath, deps.paths)
+      ? await readSecretFile(ref.file, keyPath, deps.paths, { ownerUid: deps.secretFileOwnerUid ?? 0 })
       : deps.azureChild
         ? await deps.azureChild.call<string>({ op: 'keyvault-secret', ref, keyPath })
         : await readKeyVaultSecret(ref.keyVault, keyPath, deps);

@@ -26,6 +26,8 @@ export interface TaskContext {
   clock: { now(): number; sleep(ms: number): Promise<void> };
   /** Set in the daemon: Azure SDK calls run in a child process (see azure/child.ts); in-process otherwise. */
   azureChild?: AzureChild | undefined;
+  /** The owner a secret file must have: root (0) unless set; only tests set it (see readSecretFile). */
+  secretFileOwnerUid?: number;
 }
 
 /** What `check` found: what `apply` would change. `changes` empty means up to date. */

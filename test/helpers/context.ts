@@ -90,6 +90,7 @@ export async function makeTestContext(
   const services = new FakeServices();
   const cfg = testConfig(opts.config ?? {});
   let now = Date.parse('2026-01-01T00:00:00Z');
+  const secretFileOwnerUid = process.geteuid?.() ?? 0;
   const ctx: TaskContext = {
     cfg,
     paths,
@@ -99,7 +100,9 @@ export async function makeTestContext(
     imds: new ImdsClient(cfg.azure.imdsEndpoint, 500),
     services,
     state: emptyState('00000000-0000-0000-0000-000000000001', 'test'),
-    secret: (ref, keyPath) => readSecret(ref, keyPath, { cfg, paths, log, redactor }),
+    secret: (ref, keyPath) => readSecret(ref, keyPath, { cfg, paths, log, redactor, secretFileOwnerUid }),
+    // Only root can make the root-owned secret files the agent requires; without root the test's own uid stands in.
+    secretFileOwnerUid,
     clock: {
       now: () => now,
       sleep: async (ms) => {
@@ -110,7 +113,7 @@ export async function makeTestContext(
   return { ctx, root, paths, runner, services, logLines, log };
 }
 
-/** Write a root-owned 0600 secret file under the test root. */
+/** Write a 0600 secret file under the test root, owned by the test's uid (root's in production: see the context's `secret`). */
 export async function writeSecretFile(paths: Paths, file: string, value: string): Promise<void> {
   const real = paths.under(file);
   await mkdir(path.dirname(real), { recursive: true });

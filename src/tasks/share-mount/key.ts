@@ -73,7 +73,14 @@ export function refreshStorageKey(ctx: TaskContext, opts: AzureHttpOptions = {})
   const fresh =
     'armListKeys' in ref
       ? fetchKey(ctx, share, ref, opts)
-      : readSecret(ref, 'share.key', { cfg: ctx.cfg, paths: ctx.paths, log: ctx.log, redactor: ctx.redactor, azureChild: ctx.azureChild });
+      : readSecret(ref, 'share.key', {
+          cfg: ctx.cfg,
+          paths: ctx.paths,
+          log: ctx.log,
+          redactor: ctx.redactor,
+          azureChild: ctx.azureChild,
+          secretFileOwnerUid: ctx.secretFileOwnerUid,
+        });
   const p = fresh.then((key) => {
     ctx.redactor.add(key);
     return key.trim();

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { chmod, chown, mkdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { readSecretFile } from '../../../src/agent/secrets.js';
+import { readSecret, readSecretFile } from '../../../src/agent/secrets.js';
 import { makeTestContext } from '../../helpers/context.js';
 
 // Without root a test cannot make root-owned files: the cases that need the
@@ -111,6 +111,19 @@ t.test('a secret file not owned by root is refused, with the fix', async (t) => 
     'chown root:root /etc/dsvm-agent/not-root && chmod 0600 /etc/dsvm-agent/not-root, and rotate the secret: its owner could read or replace it',
   );
   t.equal(r.error!.reason, 'secret-insecure');
+});
+
+t.test('readSecret, the door tasks and the daemon read through, requires root unless a test names the owner', async (t) => {
+  const { ctx } = await makeTestContext();
+  const { paths, write } = await secretDir();
+  const f = await write('key', 'x-secret\n');
+  const owner = asRoot ? 65534 : me;
+  if (asRoot) await chown(f, owner, owner);
+  const ref = { file: '/etc/dsvm-agent/key' };
+  const deps = { cfg: ctx.cfg, paths, log: ctx.log, redactor: ctx.redactor };
+  const r = await outcome(() => readSecret(ref, 'share.key', deps));
+  t.match(r.error, { reason: 'secret-insecure', message: `secret file ${ref.file} is owned by uid ${owner}, not root` }, 'root by default');
+  t.equal(await readSecret(ref, 'share.key', { ...deps, secretFileOwnerUid: owner }), 'x-secret', 'the owner a test names');
 });
 
 t.test('the owner is root unless a test says otherwise', { skip: asRoot ? false : 'needs root to make a root-owned file' }, async (t) => {

@@ -1,12 +1,13 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { serveIpc } from '../../../src/agent/ipc.js';
 import { makePaths } from '../../../src/agent/paths.js';
+import { cachedBound } from '../../../src/tasks/workspace/request.js';
 
 /** The real entry point, as pam_exec starts it (needs `make build`, which `make test` runs first). */
 // The shipped entry, as /usr/sbin/dsvm-agent runs it: the hook in one CommonJS file.
@@ -90,6 +91,19 @@ t.test(
     t.teardown(() => server.close());
     const first = await runHook({ PAM_TYPE: 'open_session', PAM_USER: 'alice' }, ['--root', dir, 'pam-session']);
     t.same([first.code, first.stdout, first.stderr], [0, '', ''], 'answered: exit 0, silent');
+    if (process.getuid!() === 0) {
+      t.match(
+        JSON.parse(await readFile(paths.loginSettingsFile, 'utf8')),
+        { loginTimeoutMs: 400 },
+        "root's hook cached the daemon's bound",
+      );
+    } else {
+      // Only root's hook writes the cache (it lives in a root-only directory on a VM): write what root's would have.
+      t.notOk(existsSync(paths.loginSettingsFile), 'not root: the hook wrote no cache');
+      const { key } = await cachedBound(paths, paths.configFile);
+      await writeFile(paths.loginSettingsFile, JSON.stringify({ key, loginTimeoutMs: 400 }));
+      t.same(await cachedBound(paths, paths.configFile), { key, timeoutMs: 400 }, 'the cache as root would have written it');
+    }
     for (const run of ['hung daemon', 'hung daemon again']) {
       // This machine's cost of starting Node at all, measured now: the bound counts from process start.
       const t0 = Date.now();
