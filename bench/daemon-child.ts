@@ -1,7 +1,7 @@
 /**
  * The daemon under measurement, in its own process (bench/daemon.ts bundles
  * and forks it, so its RSS and CPU are the daemon's alone). Real health
- * server, control socket, check runner with real node-cron schedules and the
+ * server, control socket, check runner with real cron schedules (croner) and the
  * real command runner; the capabilities that would need a domain or a share
  * (testJoin, share probe, clock) answer from memory, and identity-lookup
  * runs the real `getent`.

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import {
   controlCharProblem,
+  cronPatternProblem,
   groupNameProblem,
   metricsTextfileProblem,
   MIN_USER_UID,
@@ -173,7 +174,13 @@ const idOrName = (what: string) =>
 
 const cronSchedule = z
   .string()
-  .regex(/^(\S+\s+){4,5}\S+$/, { error: 'must be a cron schedule with 5 or 6 fields: write e.g. "*/30 * * * * *" (in quotes)' })
+  .regex(/^(\S+\s+){4,5}\S+$/, {
+    error: 'must be a cron schedule with 5 or 6 fields: write e.g. "*/30 * * * * *" (in quotes)',
+    abort: true,
+  })
+  // The pattern as the daemon's scheduler reads it: a field out of range
+  // ("*/90" seconds, month 13) fails here, not when the daemon starts.
+  .superRefine(rule(cronPatternProblem))
   .describe('a cron schedule, e.g. "*/30 * * * * *" (5 or 6 fields, seconds first when 6)');
 
 const listen = z

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { Cron } from 'croner';
 
 /**
  * Rules for config values that end up inside other files (sssd.conf,
@@ -123,3 +124,17 @@ export function worldWritableProblem(mode: string): string | undefined {
 
 /** workspace.minUid: uids below this are system accounts on Debian and Ubuntu (SYS_UID_MAX 999 in /etc/login.defs). */
 export const MIN_USER_UID = 1000;
+
+/**
+ * A check's schedule as the daemon's scheduler (croner) parses it: 5 or 6
+ * fields, seconds first when 6. A paused job arms no timer; it only parses.
+ */
+export function cronPatternProblem(pattern: string): string | undefined {
+  try {
+    new Cron(pattern, { paused: true }).stop();
+    return undefined;
+  } catch (err) {
+    const why = err instanceof Error ? err.message.replace(/^CronPattern: /, '') : String(err);
+    return `is not a valid cron schedule (${why}): write 5 or 6 fields, seconds first when 6, e.g. "*/30 * * * * *" (in quotes)`;
+  }
+}

@@ -44,7 +44,7 @@ export interface CheckDeps {
 export interface HealthCheck {
   id: CheckId;
   description: string;
-  /** node-cron schedule (6 fields, seconds first) used when health.checks.<id>.schedule is unset. */
+  /** cron schedule (croner) (6 fields, seconds first) used when health.checks.<id>.schedule is unset. */
   defaultSchedule: string;
   /** The scheduler gives up on a run after this long and records a failure. */
   timeoutMs: number;

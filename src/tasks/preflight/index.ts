@@ -80,9 +80,14 @@ export function classifySrvError(record: string, domain: string, err: unknown): 
   });
 }
 
-/** Order SRV targets by priority, then higher weight first (RFC 2782 without randomness: the result is stable). */
+/**
+ * Order SRV targets by priority, then higher weight first (RFC 2782 without
+ * randomness: the result is stable), then by name in code-unit order: host
+ * names are ASCII, and localeCompare would map ICU's collation data into the
+ * daemon (~3 MB resident for the life of the process) for no better order.
+ */
 export function orderSrv(records: readonly SrvTarget[]): SrvTarget[] {
-  return [...records].sort((a, b) => a.priority - b.priority || b.weight - a.weight || a.name.localeCompare(b.name));
+  return [...records].sort((a, b) => a.priority - b.priority || b.weight - a.weight || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
 /** Classify the clock offset: over 5 minutes breaks Kerberos (permanent), over 1 minute is a warning. */

@@ -34,7 +34,8 @@ export function poolComputers(entries: DirectoryEntry[], prefix: string): PoolCo
     if (!name.startsWith(prefix.toUpperCase()) || !vmId) continue;
     out.push({ dn: e.dn, name, vmId, passwordSetAt: fileTimeToMs(e.attrs.pwdlastset?.[0]) });
   }
-  return out.sort((a, b) => a.name.localeCompare(b.name));
+  // Code-unit order (names are upper-cased ASCII): no ICU collation data in the daemon.
+  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
 /** How existence was decided: ARM's VM list, or the machine password's age. */

@@ -446,6 +446,14 @@ const cases: { name: string; yaml: string; path: string; message: string; got?: 
     got: '"every minute"',
   },
   {
+    name: 'cron schedule with a field out of range',
+    yaml: `${D}\nhealth: { checks: { clock: { schedule: "*/90 * * * * *" } } }`,
+    path: 'health.checks.clock.schedule',
+    message:
+      'is not a valid cron schedule (Syntax error, steps cannot be greater than maximum value of part (60)): write 5 or 6 fields, seconds first when 6, e.g. "*/30 * * * * *" (in quotes)',
+    got: '"*/90 * * * * *"',
+  },
+  {
     name: 'repair switch as a string',
     yaml: `${D}\nrepair: { enabled: "off" }`,
     path: 'repair.enabled',
