@@ -9,7 +9,10 @@
  * - `dsvm-agent pam-session` on the fast path (everything in place), with a
  *   daemon answering on the control socket: the production path;
  * - the same with no daemon (the hook does the work itself, in children);
- * - the hook on close_session, which does nothing: its start-up floor.
+ * - the hook on close_session, which does nothing: its start-up floor;
+ * - the floor of any Node hook that asks the daemon: a file of the same
+ *   runtime sending the same one-line request on node:net, nothing else,
+ *   started directly and through the package's launcher (sh + env -i).
  *
  * Each run is a cold process, started as pam_exec starts it (env PAM_TYPE,
  * PAM_USER), through the package's own /usr/sbin/dsvm-agent
@@ -60,8 +63,12 @@ function timeRun(file: string, args: string[], env: Record<string, string>): Pro
   });
 }
 
-/** The smallest client of the daemon's socket (src/agent/ipc.ts: one JSON line each way). */
-const ONE_REQUEST = `const s = require('node:net').connect(process.argv[1]);
+/**
+ * The smallest client of the daemon's socket (src/agent/ipc.ts: one JSON line
+ * each way), run from a file like the hook's bundle (`node -e` loads three
+ * more modules than a file does). SOCKET is replaced by the socket's path.
+ */
+const ONE_REQUEST = `const s = require('node:net').connect(SOCKET);
 s.on('connect', () => s.write(JSON.stringify({ op: 'login', user: 'nobody', deadlineMs: 2900, service: 'sshd' }) + '\\n'));
 let b = '';
 s.on('data', (d) => (b += d));
@@ -138,6 +145,10 @@ async function main(): Promise<void> {
     sh,
     `mkdir -p "${shDir}/data/workspace/nobody/notebooks" "${shDir}/home/notebooks"\nln -sfn "${shDir}/data/workspace/nobody/notebooks" "${shDir}/home/notebooks/remote"\n`,
   );
+  const floorFile = path.join(root, 'one-request.cjs');
+  await writeFile(floorFile, ONE_REQUEST.replace('SOCKET', JSON.stringify(paths.socketFile)));
+  const floorAgent = path.join(root, 'dsvm-agent-floor');
+  await writeFile(floorAgent, launcher.replaceAll(PACKAGED.entry, floorFile).replaceAll(PACKAGED.node, runtime), { mode: 0o755 });
   const noDaemonRoot = await mkdtemp(path.join(tmpdir(), 'dsvm-bench-login-nd-'));
 
   dbg('daemon up');
@@ -157,7 +168,9 @@ async function main(): Promise<void> {
     { name: 'pam-session close_session', run: () => timeRun(agent, hook(root), { ...hookEnv, PAM_TYPE: 'close_session' }) },
     // The floor of any Node hook that hands the login to the daemon: the runtime, node:net and the
     // same request and answer on the socket, nothing else (no launcher, no file read, no checks).
-    { name: 'floor: node + 1 request', run: () => timeRun(runtime, ['-e', ONE_REQUEST, paths.socketFile], {}) },
+    { name: 'floor: node + 1 request', run: () => timeRun(runtime, [floorFile], {}) },
+    // The same through the package's launcher (sh, env -i): the floor of the hook as pam_exec starts it.
+    { name: 'floor: launcher + 1 request', run: () => timeRun(floorAgent, ['pam-session'], hookEnv) },
   ];
   // The no-daemon path: same tree without a socket.
   await rm(noDaemonRoot, { recursive: true });
@@ -203,6 +216,7 @@ async function main(): Promise<void> {
   });
   const hookRow = rows.find((r) => r.name === 'pam-session (daemon)')!;
   const floor = rows.find((r) => r.name === 'pam-session close_session')!;
+  const launchedFloor = rows.find((r) => r.name === 'floor: launcher + 1 request')!;
   const verdict = {
     target: `pam-session (daemon) p50 <= 1.3 x node -e 0 (both on the shipped runtime, ${runtimeVersion})`,
     ratio: hookRow.p50VsNode,
@@ -210,6 +224,7 @@ async function main(): Promise<void> {
     floor: floor.p50VsNode,
     cpuRatio: hookRow.cpuVsNode,
     cpuFloor: floor.cpuVsNode,
+    launchedFloor: launchedFloor.p50VsNode,
   };
   if (JSON_OUT) {
     process.stdout.write(
@@ -233,6 +248,9 @@ async function main(): Promise<void> {
   const floorIpc = rows.find((r) => r.name === 'floor: node + 1 request')!;
   console.log(
     `floor of any Node hook asking the daemon (runtime + node:net + one request): ${floorIpc.p50VsNode.toFixed(2)} x node -e 0 (cpu ${floorIpc.cpuVsNode.toFixed(2)} x); the daemon's own handling p50 ${pct(daemonMs, 50).toFixed(1)} ms`,
+  );
+  console.log(
+    `floor of such a hook as pam_exec starts it (the package's launcher: sh + env -i, then the same): ${launchedFloor.p50VsNode.toFixed(2)} x node -e 0 (cpu ${launchedFloor.cpuVsNode.toFixed(2)} x)`,
   );
   console.log(
     `floor: the same hook with nothing to do (close_session): ${verdict.floor.toFixed(2)} x node -e 0 (cpu ${verdict.cpuFloor.toFixed(2)} x)`,
