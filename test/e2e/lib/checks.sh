@@ -309,8 +309,6 @@ checks_first_boot() {
       test "$(systemctl show dsvm-agent -p ActiveEnterTimestampMonotonic --value)" != 0 ||
         { echo "the unit never became active"; systemctl status dsvm-agent --no-pager | head -n 12; exit 1; }'
 
-  check "the unit's hardening: PID 1's mounts reach the daemon, its unmounts reach everyone, mount.cifs keeps its capabilities" unit_sandbox_allows_mounts
-
   vm_wait_ssh 120 || true
   check "the PAM profile is active: pam_exec dsvm-agent line in common-session" \
     vm_ssh_ro 'grep -E "pam_exec\.so.*dsvm-agent" /etc/pam.d/common-session'
@@ -320,6 +318,9 @@ checks_first_boot() {
   E2E_HEALTHY_ONCE=$CHECK_OK
 
   check "dsvm-agent is active and reports a StatusText" unit_active_with_status
+  # After first boot, not during it: the probe mounts and unmounts, so it is
+  # not retried, and the join's sshd restart would cut its ssh session.
+  check "the unit's hardening: PID 1's mounts reach the daemon, its unmounts reach everyone, mount.cifs keeps its capabilities" unit_sandbox_allows_mounts
   bail_if_vm_gone
   local out name="the daemon runs with the unit's runtime settings, under 80 MB after first boot and a share-quota check"
   if out="$(daemon_runtime_and_rss 2>&1)"; then pass "$name (VmRSS $(tail -n 1 <<<"$out"))"; else fail "$name" "$out"; fi
