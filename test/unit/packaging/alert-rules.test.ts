@@ -35,19 +35,22 @@ async function readRules(): Promise<RulesDoc> {
 }
 const alertsOf = (doc: RulesDoc): AlertRule[] => doc.groups.flatMap((g) => g.rules).filter((r) => r.alert !== undefined);
 
+// Missing promtool fails (it is in .ci/apt-packages.txt), it never skips: a
+// skipped rules test would let broken alerts through.
+const promtoolVersion = await promtool(['--version']);
+const hasPromtool = promtoolVersion.exitCode === 0;
+
 t.test('promtool is installed', async (t) => {
-  const r = await promtool(['--version']).catch((err: unknown) => ({ exitCode: -1, all: String(err) }));
-  t.equal(r.exitCode, 0, `promtool --version runs (${INSTALL}): ${r.all ?? ''}`);
-  if (r.exitCode !== 0) t.bailout(`promtool is missing: ${INSTALL}`);
+  t.ok(hasPromtool, `promtool --version runs (${INSTALL}): ${promtoolVersion.failed ? promtoolVersion.message : ''}`);
 });
 
-t.test('promtool check rules accepts the rules', async (t) => {
+t.test('promtool check rules accepts the rules', { skip: !hasPromtool && 'failed above: promtool is missing' }, async (t) => {
   const r = await promtool(['check', 'rules', rulesFile]);
   t.equal(r.exitCode, 0, r.all);
   t.match(r.all, /SUCCESS: \d+ rules found/);
 });
 
-t.test('promtool test rules passes', async (t) => {
+t.test('promtool test rules passes', { skip: !hasPromtool && 'failed above: promtool is missing' }, async (t) => {
   const r = await promtool(['test', 'rules', rulesTestFile]);
   t.equal(r.exitCode, 0, r.all);
   t.match(r.all, /SUCCESS/);
@@ -92,7 +95,7 @@ t.test('each alert is tested firing and not firing', async (t) => {
  * fire for everything, and (when it has one) stripped of its `for:`, must
  * make `promtool test rules` fail, on that alert.
  */
-t.test('the rule tests fail when a rule is broken', async (t) => {
+t.test('the rule tests fail when a rule is broken', { skip: !hasPromtool && 'failed above: promtool is missing' }, async (t) => {
   const dir = await mkdtemp(path.join(tmpdir(), 'alert-rules-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   await copyFile(rulesTestFile, path.join(dir, path.basename(rulesTestFile)));
@@ -166,6 +169,7 @@ t.test('the dashboard is JSON whose queries parse and use only metrics the agent
     t.ok(metric && agent.names.has(metric), `variable ${v.name}: ${query}`);
   }
   // promtool parses each query as a recording rule: PromQL syntax errors fail here.
+  if (!hasPromtool) return;
   const dir = await mkdtemp(path.join(tmpdir(), 'dashboard-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const rules = exprs.map(({ expr }, i) => ({ record: `dashboard:query_${i}`, expr: substituteGrafanaVariables(expr) }));
