@@ -32,7 +32,11 @@ export interface PreflightDeps {
 export function systemPreflightDeps(): PreflightDeps {
   // A fresh resolver per run reads /etc/resolv.conf as it is now: at boot
   // the DHCP-provided DNS may have arrived after the agent started.
-  const resolver = (): Resolver => new Resolver({ timeout: 2000, tries: 2 });
+  // Three tries (c-ares lengthens each round: about 2, 4 and 8 s): a DC
+  // busy with a burst of joins answers its own SRV records late, not never
+  // (seen in the lab with five VMs joining at once); an unreachable DNS
+  // still fails within about 14 s, and first boot retries with backoff.
+  const resolver = (): Resolver => new Resolver({ timeout: 2000, tries: 3 });
   return {
     resolveSrv: (name) => resolver().resolveSrv(name),
     resolve4: (name) => resolver().resolve4(name),
