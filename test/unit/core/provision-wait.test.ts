@@ -58,7 +58,8 @@ t.test('the other run completes: provision waits, says so, and exits 0 with its 
   t.equal(code, 0, 'exit 0: the VM is provisioned');
   t.ok(Date.now() - t0 >= 1000, 'it waited for the other run');
   t.match(o.out.join(''), /first boot was done by the other run/);
-  t.ok(o.err.length >= 3, `progress lines while waiting (${o.err.length})`);
+  // The first line at once, then one per 200 ms slice that ran (a loaded machine runs fewer in the 1 s).
+  t.ok(o.err.length >= 2, `progress lines while waiting (${o.err.length})`);
   t.match(o.err[0], /waiting for it .*dsvm-agent status/);
 });
 
