@@ -1,5 +1,5 @@
 import t from 'tap';
-import { Daemon } from '../../../src/agent/daemon/daemon.js';
+import { Daemon } from '../../../src/app/daemon/daemon.js';
 import { callIpc } from '../../../src/agent/ipc.js';
 import { StateStore } from '../../../src/agent/state.js';
 import { transient } from '../../../src/agent/errors.js';
@@ -324,7 +324,7 @@ t.test('login over the socket reaches the handler and is measured', async (t) =>
 });
 
 t.test('refuses a non-loopback listen address unless allowed', async (t) => {
-  const { startHealthServer } = await import('../../../src/agent/daemon/server.js');
+  const { startHealthServer } = await import('../../../src/app/daemon/server.js');
   await t.rejects(
     startHealthServer('10.0.0.1:8642', { allowNonLoopback: false }, { health: () => ({}), metrics: () => '' }),
     /not a loopback address/,

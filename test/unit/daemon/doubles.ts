@@ -1,5 +1,5 @@
-import type { Notifier } from '../../../src/agent/daemon/notify.js';
-import type { DaemonOps } from '../../../src/agent/daemon/ops.js';
+import type { Notifier } from '../../../src/app/daemon/notify.js';
+import type { DaemonOps } from '../../../src/app/daemon/ops.js';
 import type { CheckDeps } from '../../../src/tasks/checks/types.js';
 
 /** A notifier that records every message, for sequence assertions. */

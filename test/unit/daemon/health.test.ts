@@ -1,9 +1,9 @@
 import t from 'tap';
-import { declareMetrics, renderMetrics } from '../../../src/agent/daemon/agent-metrics.js';
-import type { CheckRecord } from '../../../src/agent/daemon/check-state.js';
-import { evaluateHealth, healthBody, type DaemonSnapshot } from '../../../src/agent/daemon/health.js';
-import { Metrics } from '../../../src/agent/daemon/metrics.js';
-import { newRepairRecord } from '../../../src/agent/daemon/repair.js';
+import { declareMetrics, renderMetrics } from '../../../src/app/daemon/agent-metrics.js';
+import type { CheckRecord } from '../../../src/app/daemon/check-state.js';
+import { evaluateHealth, healthBody, type DaemonSnapshot } from '../../../src/app/daemon/health.js';
+import { Metrics } from '../../../src/app/daemon/metrics.js';
+import { newRepairRecord } from '../../../src/app/daemon/repair.js';
 import type { CheckId } from '../../../src/agent/config-schema.js';
 import { extensionView, parsePrometheus } from './parse.js';
 

@@ -1,7 +1,7 @@
 import t from 'tap';
-import { CheckRunner } from '../../../src/agent/daemon/check-runner.js';
-import { advance, pendingRecord, type CheckRecord } from '../../../src/agent/daemon/check-state.js';
-import { confirmRepair, repairJitterMs, shouldRepair } from '../../../src/agent/daemon/repair-policy.js';
+import { CheckRunner } from '../../../src/app/daemon/check-runner.js';
+import { advance, pendingRecord, type CheckRecord } from '../../../src/app/daemon/check-state.js';
+import { confirmRepair, repairJitterMs, shouldRepair } from '../../../src/app/daemon/repair-policy.js';
 import { permanent, transient } from '../../../src/agent/errors.js';
 import { isTransientError, isTransientReason } from '../../../src/tasks/checks/transient.js';
 import type { CheckOutcome, HealthCheck } from '../../../src/tasks/checks/types.js';

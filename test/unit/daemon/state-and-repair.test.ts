@@ -1,6 +1,6 @@
 import t from 'tap';
-import { advance, pendingRecord, type CheckRecord } from '../../../src/agent/daemon/check-state.js';
-import { newRepairRecord, RepairLimiter } from '../../../src/agent/daemon/repair.js';
+import { advance, pendingRecord, type CheckRecord } from '../../../src/app/daemon/check-state.js';
+import { newRepairRecord, RepairLimiter } from '../../../src/app/daemon/repair.js';
 import type { CheckState } from '../../../src/tasks/checks/types.js';
 
 const T0 = Date.parse('2026-01-01T00:00:00Z');

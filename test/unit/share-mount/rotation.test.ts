@@ -9,7 +9,7 @@ import type { Fakes } from '../../fakes/index.js';
 import { writeSecretFile } from '../../helpers/context.js';
 import { FakeRunner } from '../../helpers/fake-runner.js';
 import { runTasks, type TaskContext } from '../../../src/agent/task.js';
-import { loadDaemonOps } from '../../../src/agent/daemon/ops.js';
+import { loadDaemonOps } from '../../../src/app/daemon/ops.js';
 import { remountShare } from '../../../src/tasks/share-mount/index.js';
 import {
   KEY,

@@ -7,10 +7,10 @@
 // 5- or 6-field patterns (seconds first), and its validation is reused by
 // the config schema so a bad schedule fails `config check`, not the daemon.
 import { Cron } from 'croner';
-import type { CheckId } from '../config-schema.js';
-import { AgentError, messageOf } from '../errors.js';
-import type { Logger } from '../log.js';
-import type { TaskContext } from '../task.js';
+import type { CheckId } from '../../agent/config-schema.js';
+import { AgentError, messageOf } from '../../agent/errors.js';
+import type { Logger } from '../../agent/log.js';
+import type { TaskContext } from '../../agent/task.js';
 import { isTransientError } from '../../tasks/checks/transient.js';
 import type { CheckDeps, CheckOutcome, HealthCheck } from '../../tasks/checks/types.js';
 import { advance, pendingRecord, type CheckRecord } from './check-state.js';

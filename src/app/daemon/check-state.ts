@@ -1,4 +1,4 @@
-import type { CheckId } from '../config-schema.js';
+import type { CheckId } from '../../agent/config-schema.js';
 import type { CheckOutcome, CheckState } from '../../tasks/checks/types.js';
 
 /** A check's record as health, status and metrics show it. `pending`: no result yet. */

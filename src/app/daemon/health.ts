@@ -1,4 +1,4 @@
-import type { CheckId, Config } from '../config-schema.js';
+import type { CheckId, Config } from '../../agent/config-schema.js';
 import type { CheckRecord } from './check-state.js';
 import { repairFor, type RepairRecord } from './repair.js';
 

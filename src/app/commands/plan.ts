@@ -1,6 +1,6 @@
-import { ExitCode } from '../errors.js';
-import type { GlobalOptions } from '../context.js';
-import { planTasks, type PlanEntry } from '../task.js';
+import { ExitCode } from '../../agent/errors.js';
+import type { GlobalOptions } from '../../agent/context.js';
+import { planTasks, type PlanEntry } from '../../agent/task.js';
 import { firstBootContext } from './shared.js';
 
 const PENDING = 'pending (first boot not done: runs at next provision)';

@@ -1,4 +1,4 @@
-import type { GlobalOptions } from '../context.js';
+import type { GlobalOptions } from '../../agent/context.js';
 
 /**
  * `dsvm-agent pam-session`: the entry for

@@ -1,6 +1,6 @@
-import { ConfigInvalid, loadConfig } from '../config.js';
-import { configPath, createBase, type GlobalOptions } from '../context.js';
-import { ExitCode } from '../errors.js';
+import { ConfigInvalid, loadConfig } from '../../agent/config.js';
+import { configPath, createBase, type GlobalOptions } from '../../agent/context.js';
+import { ExitCode } from '../../agent/errors.js';
 
 /** `dsvm-agent config check [FILE]`: every problem with its key path, exit 2 when invalid. */
 export async function configCheckCommand(g: GlobalOptions, file?: string): Promise<number> {

@@ -1,6 +1,6 @@
 import { sweep, type SweepReport } from '../../tasks/sweep/index.js';
-import { createBase, createTaskContext, loadConfigFor, type GlobalOptions } from '../context.js';
-import { ExitCode } from '../errors.js';
+import { createBase, createTaskContext, loadConfigFor, type GlobalOptions } from '../../agent/context.js';
+import { ExitCode } from '../../agent/errors.js';
 
 /**
  * `dsvm-agent sweep [--dry-run] [--json]`: delete the computer objects of

@@ -1,10 +1,10 @@
-import type { GlobalOptions } from '../context.js';
-import { AgentError, ExitCode, exitCodeFor } from '../errors.js';
-import { acquireLock } from '../lock.js';
-import type { AgentState } from '../state.js';
-import { runFirstBoot, type FirstBootResult } from '../first-boot.js';
-import type { Redactor } from '../redact.js';
-import type { TaskOutcome } from '../task.js';
+import type { GlobalOptions } from '../../agent/context.js';
+import { AgentError, ExitCode, exitCodeFor } from '../../agent/errors.js';
+import { acquireLock } from '../../agent/lock.js';
+import type { AgentState } from '../../agent/state.js';
+import { runFirstBoot, type FirstBootResult } from '../../agent/first-boot.js';
+import type { Redactor } from '../../agent/redact.js';
+import type { TaskOutcome } from '../../agent/task.js';
 import { firstBootContext } from './shared.js';
 
 function renderOutcome(o: TaskOutcome): string {

@@ -1,4 +1,4 @@
-import type { CheckId } from '../config-schema.js';
+import type { CheckId } from '../../agent/config-schema.js';
 
 /** What the daemon can do about a failing check. */
 export type RepairAction = 'remount-share' | 'restart-sssd' | 'rejoin';

@@ -1,11 +1,11 @@
 import { healthChecks } from '../../tasks/checks/index.js';
-import { createBase, createTaskContext, loadConfigFor, type GlobalOptions } from '../context.js';
+import { createBase, createTaskContext, loadConfigFor, type GlobalOptions } from '../../agent/context.js';
 import { CheckRunner } from '../daemon/check-runner.js';
 import { healthBody, type CheckView, type DaemonSnapshot, type FirstBootView } from '../daemon/health.js';
 import { loadDaemonOps } from '../daemon/ops.js';
-import { ExitCode, messageOf } from '../errors.js';
-import { callIpc, isDaemonAbsent } from '../ipc.js';
-import type { TaskContext } from '../task.js';
+import { ExitCode, messageOf } from '../../agent/errors.js';
+import { callIpc, isDaemonAbsent } from '../../agent/ipc.js';
+import type { TaskContext } from '../../agent/task.js';
 
 const DAEMON_TIMEOUT_MS = 5000;
 

@@ -1,6 +1,6 @@
 import type { AddressInfo } from 'node:net';
-import { configError } from '../errors.js';
-import { nodeHttp } from '../node-http.js';
+import { configError } from '../../agent/errors.js';
+import { nodeHttp } from '../../agent/node-http.js';
 
 /** HOST:PORT from health.listen ("[::1]:8642" for IPv6). */
 export function parseListen(listen: string): { host: string; port: number } {

@@ -1,7 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
-import { AgentError, ExitCode, exitCodeFor, messageOf } from './errors.js';
-import type { GlobalOptions } from './context.js';
-import { VERSION, versionLine } from './version.js';
+import { AgentError, ExitCode, exitCodeFor, messageOf } from '../agent/errors.js';
+import type { GlobalOptions } from '../agent/context.js';
+import { VERSION, versionLine } from '../agent/version.js';
 
 /** Where the command line itself writes: help, usage errors, the version, fatal errors. */
 export interface CliOutput {

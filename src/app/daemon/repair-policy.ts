@@ -1,4 +1,4 @@
-import { messageOf } from '../errors.js';
+import { messageOf } from '../../agent/errors.js';
 import { isTransientReason } from '../../tasks/checks/transient.js';
 import type { CheckRecord } from './check-state.js';
 import type { RepairAction } from './repair.js';

@@ -3,14 +3,14 @@ import { readdir, readFile, rm } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
-import { ConfigInvalid, loadConfig, validateConfig } from '../config.js';
-import type { Config } from '../config-schema.js';
-import { configPath, createBase, createTaskContext, type Base, type GlobalOptions } from '../context.js';
-import { ExitCode, messageOf, notReady } from '../errors.js';
-import { acquireLock } from '../lock.js';
-import type { Paths } from '../paths.js';
-import type { ServiceManager } from '../service-manager.js';
-import type { TaskContext } from '../task.js';
+import { ConfigInvalid, loadConfig, validateConfig } from '../../agent/config.js';
+import type { Config } from '../../agent/config-schema.js';
+import { configPath, createBase, createTaskContext, type Base, type GlobalOptions } from '../../agent/context.js';
+import { ExitCode, messageOf, notReady } from '../../agent/errors.js';
+import { acquireLock } from '../../agent/lock.js';
+import type { Paths } from '../../agent/paths.js';
+import type { ServiceManager } from '../../agent/service-manager.js';
+import type { TaskContext } from '../../agent/task.js';
 import { firstBootTasks } from '../../tasks/first-boot.js';
 
 /** The agent's own unit: its daemon repairs (rejoins, remounts) and writes state, which deprovision must not race. */

@@ -1,4 +1,4 @@
-import type { Config } from '../config-schema.js';
+import type { Config } from '../../agent/config-schema.js';
 import { evaluateHealth, type DaemonSnapshot } from './health.js';
 import type { Metrics } from './metrics.js';
 

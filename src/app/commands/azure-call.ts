@@ -1,10 +1,10 @@
-import type { AzureReply, AzureRequest, ShareCall } from '../azure/child.js';
-import type { TaskContext } from '../task.js';
-import { replyForError } from '../azure/child.js';
-import type { LogLevel } from '../log.js';
-import { createBase, createTaskContext } from '../context.js';
-import { configError, ExitCode } from '../errors.js';
-import { readSecret } from '../secrets.js';
+import type { AzureReply, AzureRequest, ShareCall } from '../../agent/azure/child.js';
+import type { TaskContext } from '../../agent/task.js';
+import { replyForError } from '../../agent/azure/child.js';
+import type { LogLevel } from '../../agent/log.js';
+import { createBase, createTaskContext } from '../../agent/context.js';
+import { configError, ExitCode } from '../../agent/errors.js';
+import { readSecret } from '../../agent/secrets.js';
 import { primeStorageKey, storageKey } from '../../tasks/share-mount/key.js';
 import { closeOwnHandles, ensureShareFolderRest, shareUsageRest, verifyShareKey } from '../../tasks/share-mount/rest.js';
 

@@ -1,11 +1,11 @@
 import { firstBootTasks } from '../../tasks/first-boot.js';
 import { finishDeferredLogins, handleLogin } from '../../tasks/workspace/index.js';
-import { createBase, createTaskContext, loadConfigFor, type GlobalOptions } from '../context.js';
-import { AzureChild } from '../azure/child.js';
+import { createBase, createTaskContext, loadConfigFor, type GlobalOptions } from '../../agent/context.js';
+import { AzureChild } from '../../agent/azure/child.js';
 import { Daemon } from '../daemon/daemon.js';
 import { notifierFromEnv, watchdogIntervalMs } from '../daemon/notify.js';
 import { loadDaemonOps } from '../daemon/ops.js';
-import { ExitCode } from '../errors.js';
+import { ExitCode } from '../../agent/errors.js';
 
 /** systemd sends SIGKILL after TimeoutStopSec; the daemon stops well before. */
 const STOP_LIMIT_MS = 4000;

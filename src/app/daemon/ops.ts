@@ -4,11 +4,11 @@ import * as preflight from '../../tasks/preflight/index.js';
 import * as ldapTime from '../../tasks/preflight/ldap-time.js';
 import * as shareMount from '../../tasks/share-mount/index.js';
 import type { CheckDeps, ShareProbe } from '../../tasks/checks/types.js';
-import { firstBootBackoff } from '../backoff.js';
-import { notImplemented, permanent, transient } from '../errors.js';
-import { withLock } from '../lock.js';
-import { summarize } from '../runner.js';
-import { runTasks, type Task, type TaskContext } from '../task.js';
+import { firstBootBackoff } from '../../agent/backoff.js';
+import { notImplemented, permanent, transient } from '../../agent/errors.js';
+import { withLock } from '../../agent/lock.js';
+import { summarize } from '../../agent/runner.js';
+import { runTasks, type Task, type TaskContext } from '../../agent/task.js';
 
 /**
  * Everything the daemon borrows from the first-boot tasks: checks, repairs

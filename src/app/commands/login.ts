@@ -1,4 +1,4 @@
-import type { GlobalOptions } from '../context.js';
+import type { GlobalOptions } from '../../agent/context.js';
 
 /**
  * `dsvm-agent login --user NAME [--json]`: the per-login work for callers
@@ -14,7 +14,7 @@ export async function loginCommand(g: GlobalOptions, opts: { user: string; json?
     import('../../tasks/workspace/exit-code.js'),
   ]);
   if (process.getuid?.() !== 0) {
-    const { configError } = await import('../errors.js');
+    const { configError } = await import('../../agent/errors.js');
     throw configError('login must run as root (it creates folders on the share and acts as the user in $HOME)', {
       fix: 'run it as root; JupyterHub must run as root, or call it through a sudo rule for exactly this command',
       reason: 'not-root',

@@ -1,6 +1,6 @@
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import type { Logger } from '../log.js';
-import { summarize, type Runner } from '../runner.js';
+import type { Logger } from '../../agent/log.js';
+import { summarize, type Runner } from '../../agent/runner.js';
 
 /**
  * The daemon's one door to the service manager's notification socket
