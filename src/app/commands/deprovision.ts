@@ -3,15 +3,15 @@ import { readdir, readFile, rm } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
+import { deprovisionPartsOf, shownPath as shown } from '../../agent/capability.js';
 import { ConfigInvalid, loadConfig, validateConfig } from '../../agent/config.js';
 import type { Config } from '../../agent/config-schema.js';
 import { configPath, createBase, createTaskContext, type Base, type GlobalOptions } from '../../agent/context.js';
 import { ExitCode, messageOf, notReady } from '../../agent/errors.js';
 import { acquireLock } from '../../agent/lock.js';
-import type { Paths } from '../../agent/paths.js';
 import type { ServiceManager } from '../../agent/service-manager.js';
 import type { TaskContext } from '../../agent/task.js';
-import { firstBootTasks } from '../../tasks/first-boot.js';
+import { capabilities } from '../capabilities.js';
 
 /** The agent's own unit: its daemon repairs (rejoins, remounts) and writes state, which deprovision must not race. */
 const AGENT_UNIT = 'dsvm-agent.service';
@@ -87,30 +87,16 @@ function processIo(): DeprovisionIo {
   };
 }
 
-/** A path as the running system names it (the test root stripped). */
-function shown(paths: Paths, real: string): string {
-  return paths.root !== '/' && real.startsWith(`${paths.root}/`) ? real.slice(paths.root.length) : real;
-}
-
-/** What is about to happen, in the words an admin checks before saying yes. */
+/**
+ * What is about to happen, in the words an admin checks before saying yes:
+ * each capability's own description of its undo, in the order undoTasks runs them.
+ */
 function intentions(ctx: TaskContext, opts: DeprovisionOptions, source: string, configFile: string): { steps: string[]; kept?: string } {
   const p = ctx.paths;
-  const share = ctx.cfg.share;
-  const realm = ctx.cfg.domain.name.toUpperCase();
-  const computer = typeof ctx.state.facts.computerName === 'string' ? ctx.state.facts.computerName : undefined;
-  const known = source !== BUILT_IN;
+  const described = { leaveDomain: opts.leaveDomain === true, configKnown: source !== BUILT_IN };
   const steps = [
     `stop ${AGENT_UNIT} (it stays enabled: each VM made from this image starts it at its first boot)`,
-    ...(share
-      ? [`unmount ${share.mountPoint}, remove its mount units and ${shown(p, path.join(p.smbCredentialsDir, `${share.account}.cred`))}`]
-      : []),
-    `remove the domain join${known ? ` with ${ctx.cfg.domain.name}` : ''}: ${shown(p, p.krb5Keytab)}, sssd.conf and cache, the agent's krb5, realmd, sudo, sshd, nsswitch and PAM settings`,
-    ...(opts.leaveDomain
-      ? [
-          `delete the computer account ${computer ?? `in ${shown(p, p.krb5Keytab)}`} from ${known ? realm : 'the domain'} (make sure no other VM uses that name)`,
-        ]
-      : []),
-    'remove the IMDS guard, if any: nftables table inet dsvm_agent, its boot unit and rule file (IMDS is then open to every local user again)',
+    ...deprovisionPartsOf(capabilities).flatMap((part) => part.describe(ctx, described)),
     `remove the agent's state in ${shown(p, p.stateDir)}`,
   ];
   return existsSync(configFile) ? { steps, kept: `It keeps ${shown(p, configFile)} and the secret files it names.` } : { steps };
@@ -182,20 +168,19 @@ async function stopDaemon(ctx: TaskContext, out: (s: string) => void): Promise<b
   return stopped;
 }
 
-/** Each first-boot task removes what it left, in reverse order (the share before the join it may depend on). */
+/** Each capability removes what it left, in the reverse of first-boot order (the share before the join it may depend on). */
 async function undoTasks(ctx: TaskContext, opts: DeprovisionOptions, io: DeprovisionIo): Promise<{ removed: number; failed: boolean }> {
   let removed = 0;
   let failed = false;
-  for (const task of [...firstBootTasks].reverse()) {
-    if (!task.undo) continue;
+  for (const part of deprovisionPartsOf(capabilities)) {
     try {
-      const done = await task.undo(ctx, { leaveDomain: opts.leaveDomain === true });
-      for (const r of done) io.out(`- ${task.id}: removed ${r}\n`);
-      if (done.length === 0) io.out(`= ${task.id}: nothing to remove\n`);
+      const done = await part.undo(ctx, { leaveDomain: opts.leaveDomain === true });
+      for (const r of done) io.out(`- ${part.id}: removed ${r}\n`);
+      if (done.length === 0) io.out(`= ${part.id}: nothing to remove\n`);
       removed += done.length;
     } catch (err) {
       failed = true;
-      io.err(`! ${task.id}: ${messageOf(err)}\n`);
+      io.err(`! ${part.id}: ${messageOf(err)}\n`);
     }
   }
   return { removed, failed };

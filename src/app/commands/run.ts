@@ -1,10 +1,9 @@
-import { firstBootTasks } from '../../tasks/first-boot.js';
 import { finishDeferredLogins, handleLogin } from '../../tasks/workspace/index.js';
+import { capabilities } from '../capabilities.js';
 import { createBase, createTaskContext, loadConfigFor, type GlobalOptions } from '../../agent/context.js';
 import { AzureChild } from '../../agent/azure/child.js';
 import { Daemon } from '../daemon/daemon.js';
 import { notifierFromEnv, watchdogIntervalMs } from '../daemon/notify.js';
-import { loadDaemonOps } from '../daemon/ops.js';
 import { ExitCode } from '../../agent/errors.js';
 
 /** systemd sends SIGKILL after TimeoutStopSec; the daemon stops well before. */
@@ -45,8 +44,7 @@ export async function runCommand(g: GlobalOptions, _opts: unknown): Promise<numb
   const daemon = await Daemon.start({
     ctx,
     store,
-    firstBootTasks,
-    ops: loadDaemonOps(),
+    capabilities,
     notifier: notifierFromEnv(process.env, { run: base.run, log: base.log.child('notify'), pid: process.pid }),
     watchdogMs: watchdogIntervalMs(process.env, process.pid),
     // The same ctx object every time: handleLogin joins concurrent logins of one user per deps object.

@@ -1,7 +1,7 @@
-import { firstBootTasks } from '../../tasks/first-boot.js';
 import { createBase, createTaskContext, loadConfigFor, type GlobalOptions } from '../../agent/context.js';
 import type { Task, TaskContext } from '../../agent/task.js';
 import type { StateStore } from '../../agent/state.js';
+import { firstBootTasks } from '../capabilities.js';
 
 /**
  * Load config, state and doors for a command that works on the first-boot

@@ -1,11 +1,11 @@
-import { healthChecks } from '../../tasks/checks/index.js';
+import { checksOf } from '../../agent/capability.js';
 import { createBase, createTaskContext, loadConfigFor, type GlobalOptions } from '../../agent/context.js';
 import { CheckRunner } from '../daemon/check-runner.js';
 import { healthBody, type CheckView, type DaemonSnapshot, type FirstBootView } from '../daemon/health.js';
-import { loadDaemonOps } from '../daemon/ops.js';
 import { ExitCode, messageOf } from '../../agent/errors.js';
 import { callIpc, isDaemonAbsent } from '../../agent/ipc.js';
 import type { TaskContext } from '../../agent/task.js';
+import { capabilities } from '../capabilities.js';
 
 const DAEMON_TIMEOUT_MS = 5000;
 
@@ -39,7 +39,7 @@ export async function statusCommand(g: GlobalOptions, opts: { json?: boolean }):
 
 /** Run every check once here and build the same body the daemon serves. */
 export async function computeLocally(ctx: TaskContext, now: () => number = Date.now): Promise<Record<string, unknown>> {
-  const runner = new CheckRunner({ ctx, deps: loadDaemonOps(), checks: healthChecks, log: ctx.log.child('checks'), now });
+  const runner = new CheckRunner({ ctx, checks: checksOf(capabilities), log: ctx.log.child('checks'), now });
   await runner.runAll();
   const firstBoot: FirstBootView = ctx.state.firstBootCompletedAt
     ? {
@@ -52,6 +52,7 @@ export async function computeLocally(ctx: TaskContext, now: () => number = Date.
   const snap: DaemonSnapshot = {
     checks: runner.list(),
     repairs: [],
+    repairFor: new Map(),
     firstBoot,
     graceAnchor: anchor,
     unhealthyOn: ctx.cfg.health.unhealthyOn.filter((id) => runner.active.some((c) => c.id === id)),

@@ -8,16 +8,15 @@
 // the config schema so a bad schedule fails `config check`, not the daemon.
 import { Cron } from 'croner';
 import type { CheckId } from '../../agent/config-schema.js';
-import { AgentError, messageOf } from '../../agent/errors.js';
+import { messageOf } from '../../agent/errors.js';
 import type { Logger } from '../../agent/log.js';
 import type { TaskContext } from '../../agent/task.js';
-import { isTransientError } from '../../tasks/checks/transient.js';
-import type { CheckDeps, CheckOutcome, HealthCheck } from '../../tasks/checks/types.js';
+import type { CheckOutcome, HealthCheck } from '../../agent/check.js';
+import { isTransientError } from '../../agent/transient.js';
 import { advance, pendingRecord, type CheckRecord } from './check-state.js';
 
 export interface CheckRunnerDeps {
   ctx: TaskContext;
-  deps: CheckDeps;
   checks: readonly HealthCheck[];
   log: Logger;
   now?: () => number;
@@ -104,7 +103,7 @@ export class CheckRunner {
       return running.promise;
     }
     const startedAt = this.now();
-    const raw = (async () => check.run(this.d.ctx, this.d.deps))();
+    const raw = (async () => check.run(this.d.ctx))();
     // The slot is free only when the check itself settles, not at its timeout.
     const slot = { promise: this.record(check, startedAt, raw), startedAt };
     this.inFlight.set(id, slot);
@@ -132,8 +131,7 @@ export class CheckRunner {
 }
 
 /**
- * A check's run as an outcome: thrown errors and timeouts become `fail`, a
- * missing capability `warn`. A timeout, and a thrown error classified as
+ * A check's run as an outcome: thrown errors and timeouts become `fail`. A timeout, and a thrown error classified as
  * transient, are transient failures: they never count towards a repair.
  */
 async function withTimeout(check: HealthCheck, run: Promise<CheckOutcome>): Promise<CheckOutcome> {
@@ -146,11 +144,11 @@ async function withTimeout(check: HealthCheck, run: Promise<CheckOutcome>): Prom
   });
   try {
     return await Promise.race([
-      run.catch((err: unknown): CheckOutcome => {
-        // A capability this build lacks is not the VM's fault: never Unhealthy for it.
-        if (err instanceof AgentError && err.kind === 'notImplemented') return { state: 'warn', reason: err.message };
-        return { state: 'fail', reason: messageOf(err), ...(isTransientError(err) ? { transient: true } : {}) };
-      }),
+      run.catch((err: unknown): CheckOutcome => ({
+        state: 'fail',
+        reason: messageOf(err),
+        ...(isTransientError(err) ? { transient: true } : {}),
+      })),
       timeout,
     ]);
   } finally {

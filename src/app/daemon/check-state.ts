@@ -1,5 +1,5 @@
 import type { CheckId } from '../../agent/config-schema.js';
-import type { CheckOutcome, CheckState } from '../../tasks/checks/types.js';
+import type { CheckOutcome, CheckState } from '../../agent/check.js';
 
 /** A check's record as health, status and metrics show it. `pending`: no result yet. */
 export interface CheckRecord {
@@ -13,7 +13,7 @@ export interface CheckRecord {
   /** Runs in a row with the same state. */
   streak: number;
   runs: number;
-  /** The latest failure was of the transient kind (timeout, DC unreachable): see tasks/checks/transient.ts. */
+  /** The latest failure was of the transient kind (timeout, DC unreachable): see agent/transient.ts. */
   transient?: boolean;
   /**
    * Failures of the non-transient kind in a row. A transient failure breaks

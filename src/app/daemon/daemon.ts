@@ -1,6 +1,8 @@
 import { access } from 'node:fs/promises';
 import path from 'node:path';
 import type { BackoffPolicy } from '../../agent/backoff.js';
+import { checksOf, firstBootTasksOf, repairsByCheck, terminateStepsOf, type Capability, type Repair } from '../../agent/capability.js';
+import type { HealthCheck } from '../../agent/check.js';
 import type { CheckId } from '../../agent/config-schema.js';
 import { metricsTextfileProblem } from '../../agent/config-values.js';
 import { AgentError, messageOf } from '../../agent/errors.js';
@@ -10,7 +12,6 @@ import { serveIpc, type IpcRequest } from '../../agent/ipc.js';
 import type { Logger } from '../../agent/log.js';
 import type { StateStore } from '../../agent/state.js';
 import type { Task, TaskContext } from '../../agent/task.js';
-import { healthChecks, type HealthCheck } from '../../tasks/checks/index.js';
 import { ScheduledEventsWatcher } from '../../tasks/scheduled-events/index.js';
 import type { CheckRecord } from './check-state.js';
 import { CheckRunner } from './check-runner.js';
@@ -18,8 +19,7 @@ import { evaluateHealth, healthBody, type DaemonSnapshot, type FirstBootView } f
 import { declareMetrics, renderMetrics, type LoginOutcome } from './agent-metrics.js';
 import { Metrics } from './metrics.js';
 import { Watchdog, type Notifier } from './notify.js';
-import type { DaemonOps } from './ops.js';
-import { newRepairRecord, repairFor, RepairLimiter, type RepairAction, type RepairRecord } from './repair.js';
+import { newRepairRecord, RepairLimiter, type RepairRecord } from './repair.js';
 import { confirmRepair, repairJitterMs, shouldRepair, type Confirmation } from './repair-policy.js';
 import { startHealthServer } from './server.js';
 
@@ -29,9 +29,8 @@ export type LoginHandler = (user: string, opts: { deadlineMs: number; shareHealt
 export interface DaemonOptions {
   ctx: TaskContext;
   store: StateStore;
-  firstBootTasks: readonly Task[];
-  checks?: readonly HealthCheck[];
-  ops: DaemonOps;
+  /** What the agent does (src/app/capabilities.ts): first boot, checks, repairs, the scale-in clean-up. */
+  capabilities: readonly Capability[];
   notifier: Notifier;
   /** Ping interval (half of WATCHDOG_USEC), undefined when systemd set no watchdog. */
   watchdogMs?: number;
@@ -59,8 +58,10 @@ export class Daemon {
   readonly metrics = new Metrics();
   readonly runner: CheckRunner;
   private readonly limiter: RepairLimiter;
-  private readonly repairs = new Map<RepairAction, RepairRecord>();
-  private readonly repairing = new Set<RepairAction>();
+  private readonly firstBootTasks: readonly Task[];
+  private readonly repairFor: ReadonlyMap<CheckId, Repair>;
+  private readonly repairs = new Map<string, RepairRecord>();
+  private readonly repairing = new Set<string>();
   private readonly recheckNoRepair = new Set<CheckId>();
   private firstBoot: FirstBootView = { state: 'waiting' };
   private terminating: DaemonSnapshot['terminating'];
@@ -80,10 +81,11 @@ export class Daemon {
     this.startedAt = this.now();
     this.log = o.ctx.log.child('daemon');
     this.limiter = new RepairLimiter(o.ctx.cfg.repair.maxAttempts, o.ctx.cfg.repair.windowSec * 1000);
+    this.firstBootTasks = firstBootTasksOf(o.capabilities);
+    this.repairFor = repairsByCheck(o.capabilities);
     this.runner = new CheckRunner({
       ctx: o.ctx,
-      deps: o.ops,
-      checks: o.checks ?? healthChecks,
+      checks: checksOf(o.capabilities),
       log: o.ctx.log.child('checks'),
       now: this.now,
       onResult: (check, rec, prev) => this.onCheckResult(check, rec, prev),
@@ -104,7 +106,6 @@ export class Daemon {
 
   private async serve(): Promise<void> {
     const { ctx } = this.o;
-    if (this.o.ops.fallbacks.length > 0) this.log.info(`using fallbacks for: ${this.o.ops.fallbacks.join('; ')}`);
     const http = await startHealthServer(
       ctx.cfg.health.listen,
       { allowNonLoopback: ctx.cfg.health.allowNonLoopback },
@@ -141,7 +142,7 @@ export class Daemon {
     if (this.o.scheduledEvents !== false && ctx.cfg.scheduledEvents.enabled) {
       const w = new ScheduledEventsWatcher({
         ctx,
-        ops: this.o.ops,
+        steps: terminateStepsOf(this.o.capabilities),
         log: ctx.log.child('scheduled-events'),
         pollMs: ctx.cfg.scheduledEvents.pollSec * 1000,
         now: this.now,
@@ -175,7 +176,7 @@ export class Daemon {
       try {
         log.info('first boot is not complete: running it in the background');
         this.firstBoot = { state: 'running' };
-        const result = await runFirstBoot(ctx, store, this.o.firstBootTasks, {
+        const result = await runFirstBoot(ctx, store, this.firstBootTasks, {
           ...(this.o.firstBootBackoff ? { backoff: this.o.firstBootBackoff } : {}),
           onTask: (task, attempt) => {
             this.firstBoot = {
@@ -226,6 +227,7 @@ export class Daemon {
     return {
       checks: this.runner.list(),
       repairs: [...this.repairs.values()],
+      repairFor: new Map([...this.repairFor].map(([id, r]) => [id, r.action])),
       firstBoot: this.firstBoot,
       graceAnchor: Number.isFinite(anchor) ? anchor : this.startedAt,
       unhealthyOn: ctx.cfg.health.unhealthyOn.filter((id) => this.runner.active.some((c) => c.id === id)),
@@ -250,7 +252,7 @@ export class Daemon {
   private async onIpc(req: IpcRequest): Promise<unknown> {
     if (req.op === 'status') return this.healthBody();
     const login = this.o.login;
-    if (!login) throw new Error('login handling is not available in this build of the daemon: run `dsvm-agent login --user NAME` directly');
+    if (!login) throw new Error('this daemon was started without login handling: run `dsvm-agent login --user NAME` directly');
     const t0 = this.now();
     const share = this.runner.records.get('share-mounted');
     try {
@@ -271,26 +273,28 @@ export class Daemon {
     if (check.id === 'share-mounted' && rec.state === 'ok' && prev.state === 'fail' && this.o.onShareRecovered) {
       this.o.onShareRecovered().catch((err: unknown) => this.log.warn(`finishing deferred logins: ${messageOf(err)}`));
     }
-    const action = repairFor[check.id];
-    if (!action) return;
-    const repair = this.repairs.get(action);
-    if (rec.state === 'ok' && repair) {
-      if (repair.gaveUp) this.log.info(`${check.id} recovered: ${action} repairs enabled again`);
-      this.limiter.recovered(repair);
+    const repair = this.repairFor.get(check.id);
+    if (!repair) return;
+    const { action } = repair;
+    const record = this.repairs.get(action);
+    if (rec.state === 'ok' && record) {
+      if (record.gaveUp) this.log.info(`${check.id} recovered: ${action} repairs enabled again`);
+      this.limiter.recovered(record);
     }
     if (this.recheckNoRepair.delete(check.id)) return;
-    if (shouldRepair(rec, this.o.ctx.cfg.repair)) void this.maybeRepair(check.id, action);
+    if (shouldRepair(rec, this.o.ctx.cfg.repair)) void this.maybeRepair(check.id, repair);
   }
 
   private repairsAllowed(): boolean {
     return this.o.ctx.cfg.repair.enabled && this.firstBoot.state === 'done' && !this.terminating && !this.stopping;
   }
 
-  private async maybeRepair(id: CheckId, action: RepairAction): Promise<void> {
+  private async maybeRepair(id: CheckId, repair: Repair): Promise<void> {
+    const { action } = repair;
     if (!this.repairsAllowed() || this.repairing.has(action)) return;
     // The jitter and the last look (repair-policy.ts); the action is held meanwhile so only one waits.
     this.repairing.add(action);
-    const go = await this.confirmRepair(id, action).finally(() => this.repairing.delete(action));
+    const go = await this.confirmRepair(id, repair).finally(() => this.repairing.delete(action));
     if (!go.go) {
       this.log.info(`${id}: not starting ${action}: ${go.reason}`);
       this.metrics.inc('dsvm_agent_repairs_total', { action, result: 'skipped' });
@@ -316,7 +320,7 @@ export class Daemon {
     );
     let error: string | undefined;
     try {
-      await withDeadline(this.runRepair(action), REPAIR_TIMEOUT_MS, `${action} did not finish within ${REPAIR_TIMEOUT_MS / 1000} s`);
+      await withDeadline(repair.run(this.o.ctx), REPAIR_TIMEOUT_MS, `${action} did not finish within ${REPAIR_TIMEOUT_MS / 1000} s`);
     } catch (err) {
       error = messageOf(err);
     } finally {
@@ -331,7 +335,8 @@ export class Daemon {
     await this.runner.run(id).catch(() => undefined);
   }
 
-  private async confirmRepair(id: CheckId, action: RepairAction): Promise<Confirmation> {
+  private async confirmRepair(id: CheckId, repair: Repair): Promise<Confirmation> {
+    const { action } = repair;
     const wait = repairJitterMs(this.o.ctx.cfg.repair);
     if (wait > 0) {
       this.log.info(`${id} failing: ${action} in ${Math.ceil(wait / 1000)} s unless it recovers (spread across the pool)`);
@@ -342,22 +347,11 @@ export class Daemon {
       this.recheckNoRepair.add(id);
       return this.runner.run(id);
     };
-    return confirmRepair(action, { recheck, testJoin: () => this.o.ops.testJoin(this.o.ctx) }).catch((err: unknown): Confirmation => ({
+    const trust = repair.trust;
+    return confirmRepair({ recheck, ...(trust ? { trust: () => trust(this.o.ctx) } : {}) }).catch((err: unknown): Confirmation => ({
       go: false,
       reason: messageOf(err),
     }));
-  }
-
-  private runRepair(action: RepairAction): Promise<void> {
-    const { ops, ctx } = this.o;
-    switch (action) {
-      case 'remount-share':
-        return ops.remountShare(ctx);
-      case 'restart-sssd':
-        return ops.restartSssd(ctx);
-      case 'rejoin':
-        return ops.rejoin(ctx);
-    }
   }
 
   /** STATUS= for systemctl status: the current task or state, sent only when it changes. */

@@ -1,6 +1,6 @@
 import type { CheckId, Config } from '../../agent/config-schema.js';
 import type { CheckRecord } from './check-state.js';
-import { repairFor, type RepairRecord } from './repair.js';
+import type { RepairRecord } from './repair.js';
 
 /** First boot as the daemon sees it. */
 export interface FirstBootView {
@@ -18,6 +18,8 @@ export interface FirstBootView {
 export interface DaemonSnapshot {
   checks: readonly CheckRecord[];
   repairs: readonly RepairRecord[];
+  /** The repair action that answers each check (from the capabilities' manifests), for its last repair. */
+  repairFor: ReadonlyMap<CheckId, string>;
   firstBoot: FirstBootView;
   /** When the Initializing grace started (first boot's persisted start, else daemon start). */
   graceAnchor: number;
@@ -122,7 +124,7 @@ export function healthBody(
 }
 
 function checkView(c: CheckRecord, snap: DaemonSnapshot, repairs: Map<string, RepairRecord>): CheckView {
-  const action = repairFor[c.id];
+  const action = snap.repairFor.get(c.id);
   const r = action ? repairs.get(action) : undefined;
   return {
     id: c.id,

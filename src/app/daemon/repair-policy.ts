@@ -1,7 +1,6 @@
 import { messageOf } from '../../agent/errors.js';
-import { isTransientReason } from '../../tasks/checks/transient.js';
+import { isTransientReason } from '../../agent/transient.js';
 import type { CheckRecord } from './check-state.js';
-import type { RepairAction } from './repair.js';
 
 /**
  * When a failing check may start a repair. One bad run never does: a DC that
@@ -10,13 +9,14 @@ import type { RepairAction } from './repair.js';
  * rejoin together (a rejoin resets the machine password and replaces the
  * keytab). The rules:
  * 1. only failures of the non-transient kind count (timeouts, an unreachable
- *    DC or KDC are transient: tasks/checks/transient.ts), and only
+ *    DC or KDC are transient: agent/transient.ts), and only
  *    `failuresBeforeRepair` of them in a row;
  * 2. each VM then waits a random part of `jitterSec`, so a pool that does see
  *    a real fault together does not hit the DC together;
- * 3. the failure must still be there after that wait, and a rejoin needs a
- *    fresh `adcli testjoin` saying the trust is broken: not "fine", not
- *    "cannot reach the DC".
+ * 3. the failure must still be there after that wait, and a repair that
+ *    asks the domain first (a rejoin: Repair.trust) needs a fresh
+ *    `adcli testjoin` saying the trust is broken: not "fine", not "cannot
+ *    reach the DC".
  */
 export interface RepairPolicy {
   failuresBeforeRepair: number;
@@ -35,25 +35,25 @@ export function repairJitterMs(policy: RepairPolicy, random: () => number = Math
 
 export type Confirmation = { go: true } | { go: false; reason: string };
 
-/** What rule 3 asks: the check run again, and the DC's own word on the trust. */
+/** What rule 3 asks: the check run again, or, for a repair that asks the domain first, the DC's own word on the trust. */
 export interface ConfirmDeps {
   recheck(): Promise<Pick<CheckRecord, 'state' | 'transient' | 'reason'>>;
-  testJoin(): Promise<{ ok: boolean; reason: string }>;
+  trust?(): Promise<{ ok: boolean; reason: string }>;
 }
 
 /** Rule 3: the last look before a repair starts. */
-export async function confirmRepair(action: RepairAction, d: ConfirmDeps): Promise<Confirmation> {
-  if (action === 'rejoin') return confirmRejoin(d);
+export async function confirmRepair(d: ConfirmDeps): Promise<Confirmation> {
+  if (d.trust) return confirmTrust(d.trust);
   const again = await d.recheck();
   if (again.state !== 'fail') return { go: false, reason: `the check passed again (${again.reason})` };
   if (again.transient) return { go: false, reason: `the latest failure is transient (${again.reason})` };
   return { go: true };
 }
 
-async function confirmRejoin(d: ConfirmDeps): Promise<Confirmation> {
+async function confirmTrust(testJoin: () => Promise<{ ok: boolean; reason: string }>): Promise<Confirmation> {
   let trust: { ok: boolean; reason: string };
   try {
-    trust = await d.testJoin();
+    trust = await testJoin();
   } catch (err) {
     // testJoin throws when it cannot reach the DC: nothing says the trust broke.
     return {

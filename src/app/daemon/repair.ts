@@ -1,23 +1,6 @@
-import type { CheckId } from '../../agent/config-schema.js';
-
-/** What the daemon can do about a failing check. */
-export type RepairAction = 'remount-share' | 'restart-sssd' | 'rejoin';
-
-/**
- * Which repair answers which failing check. identity-lookup maps to a sssd
- * restart: a lookup that fails while sssd runs is most often sssd stuck
- * offline, which a restart clears; a broken trust is domain-trust's to fix.
- */
-export const repairFor: Partial<Record<CheckId, RepairAction>> = {
-  'share-mounted': 'remount-share',
-  sssd: 'restart-sssd',
-  'identity-lookup': 'restart-sssd',
-  'domain-trust': 'rejoin',
-};
-
-/** Per action: attempts since the last recovery, and whether the daemon gave up. */
+/** Per action (a capability's Repair.action): attempts since the last recovery, and whether the daemon gave up. */
 export interface RepairRecord {
-  action: RepairAction;
+  action: string;
   /** Start times (ms) of attempts not followed by a recovery, within the window. */
   attempts: number[];
   gaveUp: boolean;
@@ -29,7 +12,7 @@ export interface RepairRecord {
   failed: number;
 }
 
-export function newRepairRecord(action: RepairAction): RepairRecord {
+export function newRepairRecord(action: string): RepairRecord {
   return { action, attempts: [], gaveUp: false, succeeded: 0, failed: 0 };
 }
 

@@ -415,9 +415,6 @@ export const domainJoinTask: Task = {
     const p = (found.detail?.plan as Plan | undefined) ?? (await plan(ctx));
     await applyPlan(ctx, p);
   },
-  async undo(ctx, opts) {
-    return undoJoin(ctx, opts);
-  },
 };
 
 /** Rejoin under the same name (trust broken: account deleted or password reset); used by the daemon's repair. */

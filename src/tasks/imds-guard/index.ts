@@ -119,7 +119,7 @@ async function removeBootFiles(ctx: TaskContext): Promise<string[]> {
 }
 
 /** Deprovision: the table, the boot unit and its rule file, whatever the config says now. */
-async function undo(ctx: TaskContext): Promise<string[]> {
+export async function undoImdsGuard(ctx: TaskContext): Promise<string[]> {
   const removed: string[] = [];
   if (await deleteGuard(ctx.run)) removed.push(TABLE);
   removed.push(...(await removeBootFiles(ctx)));
@@ -142,5 +142,4 @@ export const imdsGuardTask: Task = {
   },
   check,
   apply,
-  undo,
 };

@@ -230,3 +230,19 @@ export function createPreflightTask(deps: PreflightDeps = systemPreflightDeps())
 
 /** DNS, ports, clock and secrets the join needs. */
 export const preflightTask: Task = createPreflightTask();
+
+/**
+ * The clock check's reading: the offset of the first domain controller in
+ * preflight's SRV order (orderSrv), read from its LDAP rootDSE. No port
+ * probe: the check runs every few minutes, and a DC that does not answer
+ * LDAP fails the read anyway.
+ */
+export async function clockOffset(
+  ctx: TaskContext,
+  deps: PreflightDeps = systemPreflightDeps(),
+): Promise<{ offsetMs: number; source: string }> {
+  const record = `_ldap._tcp.${ctx.cfg.domain.name}`;
+  const dc = orderSrv(await deps.resolveSrv(record))[0]?.name;
+  if (!dc) throw transient(`no ${record} SRV record`, { fix: "check the VM's DNS servers point at the domain's DNS" });
+  return { offsetMs: await deps.clockOffset(dc), source: dc };
+}

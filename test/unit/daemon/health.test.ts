@@ -21,6 +21,7 @@ const rec = (id: CheckId, state: CheckRecord['state'], reason = `${id} ${state}`
 const snap = (over: Partial<DaemonSnapshot> = {}): DaemonSnapshot => ({
   checks: [rec('domain-trust', 'ok'), rec('sssd', 'ok'), rec('share-mounted', 'ok'), rec('share-quota', 'ok'), rec('clock', 'ok')],
   repairs: [],
+  repairFor: new Map([['share-mounted', 'remount-share']]),
   firstBoot: { state: 'done' },
   graceAnchor: T0,
   unhealthyOn: ['domain-trust', 'sssd', 'share-mounted'],

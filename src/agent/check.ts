@@ -1,5 +1,5 @@
-import type { CheckId } from '../../agent/config-schema.js';
-import type { TaskContext } from '../../agent/task.js';
+import type { CheckId } from './config-schema.js';
+import type { TaskContext } from './task.js';
 
 /** What a check saw: `warn` never makes the VM Unhealthy; `fail` may (health.unhealthyOn). */
 export type CheckState = 'ok' | 'warn' | 'fail';
@@ -16,30 +16,10 @@ export interface CheckOutcome {
   transient?: boolean;
 }
 
-/** The result of the share's killable probe (share-mount owns it). */
-export interface ShareProbe {
-  mounted: boolean;
-  responsive: boolean;
-  source?: string;
-  reason: string;
-}
-
 /**
- * The capabilities checks borrow from the first-boot tasks. They come in as
- * one injected object so a check is a pure function of (ctx, deps) and unit
- * tests replace them without touching modules.
- */
-export interface CheckDeps {
-  testJoin(ctx: TaskContext): Promise<{ ok: boolean; reason: string }>;
-  probeShare(ctx: TaskContext, opts: { timeoutMs: number }): Promise<ShareProbe>;
-  shareUsage(ctx: TaskContext): Promise<{ usedBytes: number; quotaBytes: number }>;
-  /** Local clock minus the DC's clock, in ms, and where the DC's time came from. */
-  clockOffset(ctx: TaskContext): Promise<{ offsetMs: number; source: string }>;
-}
-
-/**
- * One periodic check. Checks do not depend on each other: each reads the
- * system on its own, so the scheduler may run them in any order, at once.
+ * One periodic check, declared by the capability it watches (its manifest's
+ * `checks`). Checks do not depend on each other: each reads the system on
+ * its own, so the scheduler may run them in any order, at once.
  */
 export interface HealthCheck {
   id: CheckId;
@@ -50,7 +30,7 @@ export interface HealthCheck {
   timeoutMs: number;
   /** A reason this check does not apply under this config (no share configured), or undefined. */
   skip?(ctx: TaskContext): string | undefined;
-  run(ctx: TaskContext, deps: CheckDeps): Promise<CheckOutcome>;
+  run(ctx: TaskContext): Promise<CheckOutcome>;
 }
 
 export const ok = (reason: string): CheckOutcome => ({ state: 'ok', reason });

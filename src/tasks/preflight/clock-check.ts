@@ -1,4 +1,5 @@
-import { fail, ok, warn, type HealthCheck } from './types.js';
+import { fail, ok, warn, type HealthCheck } from '../../agent/check.js';
+import type { TaskContext } from '../../agent/task.js';
 
 /** Kerberos refuses tickets beyond 5 minutes of skew (MIT default clockskew). */
 export const CLOCK_FAIL_MS = 5 * 60_000;
@@ -14,13 +15,17 @@ export function clockVerdict(offsetMs: number, source: string) {
   return ok(text);
 }
 
-export const clockCheck: HealthCheck = {
+/** Local clock against the DC's, and where the DC's time came from (see clockOffset in index.ts). */
+export type ReadClockOffset = (ctx: TaskContext) => Promise<{ offsetMs: number; source: string }>;
+
+/** The clock check over a way to read the offset (tests give a fixed one). */
+export const clockCheck = (clockOffset: ReadClockOffset): HealthCheck => ({
   id: 'clock',
   description: 'the clock is within Kerberos skew of the domain controller',
   defaultSchedule: '30 */10 * * * *',
   timeoutMs: 20_000,
-  async run(ctx, deps) {
-    const c = await deps.clockOffset(ctx);
+  async run(ctx) {
+    const c = await clockOffset(ctx);
     return clockVerdict(c.offsetMs, c.source);
   },
-};
+});

@@ -1,4 +1,5 @@
-import { fail, ok, warn, type HealthCheck } from './types.js';
+import { fail, ok, warn, type HealthCheck } from '../../agent/check.js';
+import type { TaskContext } from '../../agent/task.js';
 
 /** Warn from this fraction of the quota on: a full share fails every user's writes at once. */
 export const QUOTA_WARN_RATIO = 0.9;
@@ -16,7 +17,7 @@ export function quotaVerdict(usedBytes: number, quotaBytes: number) {
 }
 
 /** Usage against quota through the Files REST API (share stats + properties), not the mount. */
-export const shareQuotaCheck: HealthCheck = {
+export const shareQuotaCheck = (shareUsage: (ctx: TaskContext) => Promise<{ usedBytes: number; quotaBytes: number }>): HealthCheck => ({
   id: 'share-quota',
   description: 'share usage is below 90 % of its quota',
   defaultSchedule: '0 */15 * * * *',
@@ -26,8 +27,8 @@ export const shareQuotaCheck: HealthCheck = {
     // NFS shares have no file data-plane REST to ask.
     return ctx.cfg.share.type === 'nfs' ? 'NFS shares have no Files REST usage API' : undefined;
   },
-  async run(ctx, deps) {
-    const u = await deps.shareUsage(ctx);
+  async run(ctx) {
+    const u = await shareUsage(ctx);
     return quotaVerdict(u.usedBytes, u.quotaBytes);
   },
-};
+});

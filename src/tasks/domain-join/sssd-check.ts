@@ -1,4 +1,4 @@
-import { fail, ok, type HealthCheck } from './types.js';
+import { fail, ok, type HealthCheck } from '../../agent/check.js';
 
 /** The unit name sssd runs under (systemd) and the key the direct service manager knows. */
 export const SSSD_UNIT = 'sssd';

@@ -1,5 +1,5 @@
 import { statfs } from 'node:fs/promises';
-import { fail, ok, warn, type HealthCheck } from './types.js';
+import { fail, ok, warn, type HealthCheck } from '../../agent/check.js';
 
 const MIB = 2 ** 20;
 

@@ -1,6 +1,6 @@
 import { summarize } from '../../agent/runner.js';
 import type { TaskContext } from '../../agent/task.js';
-import { fail, ok, transientFail, type HealthCheck } from './types.js';
+import { fail, ok, transientFail, type HealthCheck } from '../../agent/check.js';
 
 /** The name to resolve: the configured probe, else the first allowed group. */
 export function identityTarget(ctx: TaskContext): { name: string; db: 'passwd' | 'group' } | undefined {

@@ -1,9 +1,9 @@
 import { messageOf } from '../../agent/errors.js';
 import type { TaskContext } from '../../agent/task.js';
-import { guardWanted, listGuard } from '../imds-guard/index.js';
-import { guardSpec } from '../imds-guard/desired.js';
-import { desiredTable, guardDifferences, type GuardSpec } from '../imds-guard/ruleset.js';
-import { fail, ok, type HealthCheck } from './types.js';
+import { fail, ok, type HealthCheck } from '../../agent/check.js';
+import { guardSpec, guardWanted } from './desired.js';
+import { listGuard } from './nft.js';
+import { desiredTable, guardDifferences, type GuardSpec } from './ruleset.js';
 
 const FIX = 'fix: `systemctl restart dsvm-agent-imds-guard` or `dsvm-agent provision` reloads it';
 

@@ -1,4 +1,4 @@
-import { AgentError } from '../../agent/errors.js';
+import { AgentError } from './errors.js';
 
 /**
  * What a failing check is allowed to set off. A repair (restart sssd,
