@@ -23,8 +23,12 @@ import { newRepairRecord, RepairLimiter, type RepairRecord } from './repair.js';
 import { confirmRepair, repairJitterMs, shouldRepair, type Confirmation } from './repair-policy.js';
 import { startHealthServer } from './server.js';
 
-/** The login work the daemon serves over its socket (the workspace module's handleLogin). */
-export type LoginHandler = (user: string, opts: { deadlineMs: number; shareHealthy: boolean | undefined }) => Promise<unknown>;
+/** The login work the daemon serves over its socket (the workspace capability's LoginService, one per daemon). */
+export interface Logins {
+  handle(user: string, opts: { deadlineMs: number; shareHealthy: boolean | undefined }): Promise<unknown>;
+  /** Called when the share-mounted check turns ok again: finish the logins deferred while it was down. */
+  finishDeferred(): Promise<unknown>;
+}
 
 export interface DaemonOptions {
   ctx: TaskContext;
@@ -34,9 +38,7 @@ export interface DaemonOptions {
   notifier: Notifier;
   /** Ping interval (half of WATCHDOG_USEC), undefined when systemd set no watchdog. */
   watchdogMs?: number;
-  login?: LoginHandler;
-  /** Called when the share-mounted check turns ok again (finish logins deferred while it was down). */
-  onShareRecovered?(): Promise<unknown>;
+  logins?: Logins;
   /** Serve the control socket (tests may run several daemons in one process). */
   ipc?: boolean;
   scheduledEvents?: boolean;
@@ -251,12 +253,15 @@ export class Daemon {
 
   private async onIpc(req: IpcRequest): Promise<unknown> {
     if (req.op === 'status') return this.healthBody();
-    const login = this.o.login;
-    if (!login) throw new Error('this daemon was started without login handling: run `dsvm-agent login --user NAME` directly');
+    const logins = this.o.logins;
+    if (!logins) throw new Error('this daemon was started without login handling: run `dsvm-agent login --user NAME` directly');
     const t0 = this.now();
     const share = this.runner.records.get('share-mounted');
     try {
-      const result = await login(req.user, { deadlineMs: req.deadlineMs, shareHealthy: share ? share.state !== 'fail' : undefined });
+      const result = await logins.handle(req.user, {
+        deadlineMs: req.deadlineMs,
+        shareHealthy: share ? share.state !== 'fail' : undefined,
+      });
       const status = (result as { status?: unknown } | null)?.status;
       this.recordLogin(this.now() - t0, typeof status === 'string' ? status : 'unknown');
       return result;
@@ -270,8 +275,8 @@ export class Daemon {
     this.metrics.inc('dsvm_agent_check_runs_total', { check: check.id, state: rec.state });
     this.scheduleTextfile();
     if (rec.state !== prev.state) this.updateStatus();
-    if (check.id === 'share-mounted' && rec.state === 'ok' && prev.state === 'fail' && this.o.onShareRecovered) {
-      this.o.onShareRecovered().catch((err: unknown) => this.log.warn(`finishing deferred logins: ${messageOf(err)}`));
+    if (check.id === 'share-mounted' && rec.state === 'ok' && prev.state === 'fail' && this.o.logins) {
+      this.o.logins.finishDeferred().catch((err: unknown) => this.log.warn(`finishing deferred logins: ${messageOf(err)}`));
     }
     const repair = this.repairFor.get(check.id);
     if (!repair) return;

@@ -316,9 +316,12 @@ t.test('login over the socket reaches the handler and is measured', async (t) =>
     store: new StateStore(tc.paths.stateFile, tc.log),
     capabilities: new FakeOps().capabilities(),
     notifier: new RecordingNotifier(),
-    login: async (user, opts) => {
-      seen.push([user, opts]);
-      return { user, status: 'done' };
+    logins: {
+      handle: async (user, opts) => {
+        seen.push([user, opts]);
+        return { user, status: 'done' };
+      },
+      finishDeferred: async () => [],
     },
   });
   t.teardown(() => d.stop());
