@@ -26,7 +26,7 @@ const realDoors: DomainJoinDoors = {
 /** What deprovision says it removes, in the order undoJoin does it. */
 function describe(ctx: TaskContext, o: DescribeOptions): string[] {
   const p = ctx.paths;
-  const computer = typeof ctx.state.facts.computerName === 'string' ? ctx.state.facts.computerName : undefined;
+  const computer = ctx.state.facts.computerName;
   const keytab = shownPath(p, p.krb5Keytab);
   return [
     ...(o.leaveDomain

@@ -140,7 +140,7 @@ async function nameSources(ctx: TaskContext): Promise<Parameters<typeof primaryC
   } catch (err) {
     ctx.log.debug(`IMDS compute unavailable, naming from the host name: ${(err as Error).message}`);
   }
-  const hostname = typeof ctx.state.facts.hostname === 'string' ? ctx.state.facts.hostname : osHostname();
+  const hostname = ctx.state.facts.hostname ?? osHostname();
   return { configured: ctx.cfg.domain.computerName, vmScaleSetName, vmName, hostname };
 }
 
@@ -376,7 +376,7 @@ async function applyPlan(ctx: TaskContext, p: Plan): Promise<void> {
     for (const f of p.files) if (f !== profile) await tx.write(f);
     if (p.files.some((f) => f.path === sssdDropInFile(ctx))) await ctx.services.daemonReload();
     if (p.nsswitchAdded.length > 0) {
-      const prev = Array.isArray(ctx.state.facts.nsswitchAdded) ? (ctx.state.facts.nsswitchAdded as string[]) : [];
+      const prev = ctx.state.facts.nsswitchAdded ?? [];
       ctx.state.facts.nsswitchAdded = [...new Set([...prev, ...p.nsswitchAdded])];
     }
     if (p.join || p.files.some((f) => f.path === ctx.paths.sssdConf) || !(await ctx.services.isActive(SSSD))) {
@@ -420,8 +420,7 @@ export const domainJoinTask: Task = {
 /** Rejoin under the same name (trust broken: account deleted or password reset); used by the daemon's repair. */
 export async function rejoin(ctx: TaskContext): Promise<void> {
   const realm = ctx.cfg.domain.name.toUpperCase();
-  const name =
-    (await keytabName(ctx, realm)) ?? (typeof ctx.state.facts.computerName === 'string' ? ctx.state.facts.computerName : undefined);
+  const name = (await keytabName(ctx, realm)) ?? ctx.state.facts.computerName;
   if (name) ctx.state.facts.computerName = name;
   const p = await plan(ctx);
   await applyPlan(ctx, { ...p, join: true });
@@ -435,9 +434,7 @@ export async function rejoin(ctx: TaskContext): Promise<void> {
 export async function leaveDomain(ctx: TaskContext): Promise<string | undefined> {
   const d = ctx.cfg.domain;
   const domain = d.name.toLowerCase();
-  const name =
-    (await keytabName(ctx, domain.toUpperCase())) ??
-    (typeof ctx.state.facts.computerName === 'string' ? ctx.state.facts.computerName : undefined);
+  const name = (await keytabName(ctx, domain.toUpperCase())) ?? ctx.state.facts.computerName;
   if (!name) return undefined;
   if (!d.joinUser || !d.joinPassword) {
     throw permanent(
@@ -507,7 +504,7 @@ export async function undoJoin(ctx: TaskContext, opts: { leaveDomain: boolean })
     else await writeBack(p.realmdConf, rest);
     removed.push(`${p.realmdConf} (agent block)`);
   }
-  const added = Array.isArray(ctx.state.facts.nsswitchAdded) ? (ctx.state.facts.nsswitchAdded as string[]) : [];
+  const added = ctx.state.facts.nsswitchAdded ?? [];
   const ns = await readIfExists(p.nsswitchConf);
   if (ns !== undefined && added.length > 0 && removeSssFromNsswitch(ns, added) !== ns) {
     await writeBack(p.nsswitchConf, removeSssFromNsswitch(ns, added));

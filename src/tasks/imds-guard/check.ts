@@ -9,10 +9,7 @@ const FIX = 'fix: `systemctl restart dsvm-agent-imds-guard` or `dsvm-agent provi
 
 /** The spec first boot installed (state), so the check needs no NSS lookup; the config's own otherwise. */
 async function installedSpec(ctx: TaskContext): Promise<GuardSpec> {
-  const fact = ctx.state.facts.imdsGuard as Partial<GuardSpec> | undefined;
-  if (fact && typeof fact.address === 'string' && typeof fact.port === 'number' && Array.isArray(fact.gids))
-    return { address: fact.address, port: fact.port, gids: fact.gids };
-  return guardSpec(ctx.cfg, ctx.run);
+  return ctx.state.facts.imdsGuard ?? guardSpec(ctx.cfg, ctx.run);
 }
 
 /**

@@ -3,7 +3,14 @@ import net from 'node:net';
 import { makeTestContext, writeSecretFile } from '../../helpers/context.js';
 import { AgentError } from '../../../src/agent/errors.js';
 import { runTasks } from '../../../src/agent/task.js';
-import { clockOffset, createPreflightTask, runPreflight, type PreflightDeps, type SrvTarget } from '../../../src/tasks/preflight/index.js';
+import {
+  clockOffset,
+  createPreflightTask,
+  recentDomainController,
+  runPreflight,
+  type PreflightDeps,
+  type SrvTarget,
+} from '../../../src/tasks/preflight/index.js';
 import { parseGeneralizedTime, parseRootDseTime, readDcClockOffset, rootDseTimeRequest } from '../../../src/tasks/preflight/ldap-time.js';
 
 const dnsError = (code: string): Error => Object.assign(new Error(`query failed ${code}`), { code });
@@ -225,4 +232,26 @@ t.test("the clock check reads the first DC in preflight's own SRV order", async 
     t.same(asked, [c.want], `${c.name}: only that DC is asked`);
   }
   await t.rejects(clockOffset(tc.ctx, withDcs([])), { kind: 'transient', message: /no _ldap\._tcp\.contoso\.test SRV record/ });
+});
+
+t.test('the DC preflight found reaches the join through the state, while it is recent', async (t) => {
+  const tc = await ctxWithSecret();
+  let now = Date.parse('2026-12-06T05:00:00Z');
+  tc.ctx.clock = { now: () => now, sleep: async () => undefined };
+  const [outcome] = await runTasks([createPreflightTask(fakeDeps())], tc.ctx, {
+    backoff: { initialMs: 1, factor: 1, maxDelayMs: 1, maxAttempts: 1, maxElapsedMs: 1000 },
+  });
+  t.equal(outcome?.status, 'ok');
+  t.same(tc.ctx.state.facts.domainController, {
+    host: 'dc1.contoso.test',
+    address: '10.77.0.2',
+    clockOffsetMs: 1200,
+    foundAt: '2026-12-06T05:00:00.000Z',
+  });
+  t.equal(recentDomainController(tc.ctx), 'dc1.contoso.test', 'right after preflight: that DC');
+  now += 10 * 60_000 + 1;
+  t.equal(recentDomainController(tc.ctx), undefined, 'found more than 10 minutes ago: adcli discovers one');
+  delete tc.ctx.state.facts.domainController?.foundAt;
+  now -= 10 * 60_000;
+  t.equal(recentDomainController(tc.ctx), undefined, 'a DC recorded without when (an older state file): not assumed');
 });
