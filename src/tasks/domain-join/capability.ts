@@ -2,9 +2,11 @@ import { shownPath, underFirstBootLock, type Capability, type DescribeOptions } 
 import type { TaskContext } from '../../agent/task.js';
 import { removeOwnDnsRecord } from '../scheduled-events/dns-record.js';
 import { identityLookupCheck } from './identity-check.js';
-import { domainJoinTask, leaveDomain, rejoin, testJoin, undoJoin } from './index.js';
+import { domainJoinTask, rejoin } from './index.js';
 import { SSSD_UNIT, sssdCheck } from './sssd-check.js';
+import { testJoin } from './status.js';
 import { domainTrustCheck } from './trust-check.js';
+import { leaveDomain, undoJoin } from './undo.js';
 
 /** What the domain-join capability does outside its task; tests replace them. */
 export interface DomainJoinDoors {
