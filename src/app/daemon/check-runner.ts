@@ -8,6 +8,7 @@
 // the config schema so a bad schedule fails `config check`, not the daemon.
 import { Cron } from 'croner';
 import type { CheckId } from '../../agent/config-schema.js';
+import { settleWithin } from '../../agent/deadline.js';
 import { messageOf } from '../../agent/errors.js';
 import type { Logger } from '../../agent/log.js';
 import type { TaskContext } from '../../agent/task.js';
@@ -134,24 +135,15 @@ export class CheckRunner {
  * A check's run as an outcome: thrown errors and timeouts become `fail`. A timeout, and a thrown error classified as
  * transient, are transient failures: they never count towards a repair.
  */
-async function withTimeout(check: HealthCheck, run: Promise<CheckOutcome>): Promise<CheckOutcome> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<CheckOutcome>((resolve) => {
-    timer = setTimeout(
-      () => resolve({ state: 'fail', reason: `no answer within ${check.timeoutMs} ms`, transient: true }),
-      check.timeoutMs,
-    );
-  });
-  try {
-    return await Promise.race([
-      run.catch((err: unknown): CheckOutcome => ({
-        state: 'fail',
-        reason: messageOf(err),
-        ...(isTransientError(err) ? { transient: true } : {}),
-      })),
-      timeout,
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
+function withTimeout(check: HealthCheck, run: Promise<CheckOutcome>): Promise<CheckOutcome> {
+  const outcome = run.catch((err: unknown): CheckOutcome => ({
+    state: 'fail',
+    reason: messageOf(err),
+    ...(isTransientError(err) ? { transient: true } : {}),
+  }));
+  return settleWithin(outcome, check.timeoutMs, (): CheckOutcome => ({
+    state: 'fail',
+    reason: `no answer within ${check.timeoutMs} ms`,
+    transient: true,
+  }));
 }

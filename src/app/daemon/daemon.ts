@@ -1,6 +1,7 @@
 import { access } from 'node:fs/promises';
 import path from 'node:path';
 import type { BackoffPolicy } from '../../agent/backoff.js';
+import { settleWithin } from '../../agent/deadline.js';
 import { checksOf, firstBootTasksOf, repairsByCheck, terminateStepsOf, type Capability, type Repair } from '../../agent/capability.js';
 import type { HealthCheck } from '../../agent/check.js';
 import type { CheckId } from '../../agent/config-schema.js';
@@ -325,7 +326,9 @@ export class Daemon {
     );
     let error: string | undefined;
     try {
-      await withDeadline(repair.run(this.o.ctx), REPAIR_TIMEOUT_MS, `${action} did not finish within ${REPAIR_TIMEOUT_MS / 1000} s`);
+      await settleWithin(repair.run(this.o.ctx), REPAIR_TIMEOUT_MS, () => {
+        throw new Error(`${action} did not finish within ${REPAIR_TIMEOUT_MS / 1000} s`);
+      });
     } catch (err) {
       error = messageOf(err);
     } finally {
@@ -411,22 +414,13 @@ export class Daemon {
   /** SIGTERM: STOPPING=1, then close servers, schedules and pollers; bounded so systemd never has to SIGKILL. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
-      await withDeadline(this.o.notifier.notify({ STOPPING: '1', STATUS: 'stopping' }), 2500, '').catch(() => undefined);
+      await settleWithin(this.o.notifier.notify({ STOPPING: '1', STATUS: 'stopping' }), 2500, () => undefined).catch(() => undefined);
       clearTimeout(this.textfileTimer);
       for (const close of this.closers.reverse()) {
-        await withDeadline(Promise.resolve(close()), 1500, '').catch(() => undefined);
+        await settleWithin(Promise.resolve(close()), 1500, () => undefined).catch(() => undefined);
       }
       this.closers = [];
     })();
     return this.stopping;
-  }
-}
-
-async function withDeadline<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([p, new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))]);
-  } finally {
-    clearTimeout(timer);
   }
 }

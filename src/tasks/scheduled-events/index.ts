@@ -1,4 +1,5 @@
 import type { TerminateStep } from '../../agent/capability.js';
+import { settleWithin } from '../../agent/deadline.js';
 import { messageOf } from '../../agent/errors.js';
 import { acquireLock, type ReleaseLock } from '../../agent/lock.js';
 import type { Logger } from '../../agent/log.js';
@@ -181,19 +182,10 @@ const LOCK_SHARE_OF_BUDGET = 0.25;
 
 async function noRelease(): Promise<void> {}
 
-async function within(p: Promise<unknown>, ms: number): Promise<'ok' | 'timeout' | string> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      p.then(
-        () => 'ok' as const,
-        (err: unknown) => messageOf(err),
-      ),
-      new Promise<'timeout'>((resolve) => {
-        timer = setTimeout(() => resolve('timeout'), Math.max(0, ms));
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
+function within(p: Promise<unknown>, ms: number): Promise<'ok' | 'timeout' | string> {
+  const settled = p.then(
+    () => 'ok' as const,
+    (err: unknown) => messageOf(err),
+  );
+  return settleWithin(settled, ms, () => 'timeout' as const);
 }

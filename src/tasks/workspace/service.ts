@@ -1,3 +1,4 @@
+import { settleWithin } from '../../agent/deadline.js';
 import { BACKGROUND_LIMIT_MS, LoginMemory, runLogin, type LoginDeps, type LoginOutcome } from './index.js';
 
 /**
@@ -50,14 +51,9 @@ export class LoginService {
         .finally(() => this.inflight.delete(user));
       this.inflight.set(user, work);
     }
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<'late'>((resolve) => {
-      // The caller's wait, but never longer than this VM's own bound (a hook
-      // that could not read the config yet asks with the default).
-      timer = setTimeout(() => resolve('late'), Math.max(0, Math.min(opts.deadlineMs, deps.cfg.workspace.loginTimeoutMs)));
-    });
-    const first = await Promise.race([work, late]);
-    clearTimeout(timer);
+    // The caller's wait, but never longer than this VM's own bound (a hook
+    // that could not read the config yet asks with the default).
+    const first = await settleWithin(work, Math.min(opts.deadlineMs, deps.cfg.workspace.loginTimeoutMs), () => 'late' as const);
     const boundMs = deps.cfg.workspace.loginTimeoutMs;
     if (first !== 'late') return { ...first, boundMs };
     const log = deps.log.child('login');
