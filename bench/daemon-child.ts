@@ -11,27 +11,39 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { validateConfig } from '../src/agent/config.js';
 import { createBase, createTaskContext } from '../src/agent/context.js';
-import { Daemon } from '../src/agent/daemon/daemon.js';
-import { nullNotifier } from '../src/agent/daemon/notify.js';
-import type { DaemonOps } from '../src/agent/daemon/ops.js';
+import { Daemon } from '../src/app/daemon/daemon.js';
+import { nullNotifier } from '../src/app/daemon/notify.js';
 import type { ServiceManager } from '../src/agent/service-manager.js';
 import { StateStore } from '../src/agent/state.js';
 import { AzureChild } from '../src/agent/azure/child.js';
 import { shareUsage } from '../src/tasks/share-mount/index.js';
+import type { Capability } from '../src/agent/capability.js';
+import { domainJoinCapability } from '../src/tasks/domain-join/capability.js';
+import { host } from '../src/tasks/host/capability.js';
+import { imdsGuard } from '../src/tasks/imds-guard/capability.js';
+import { preflightCapability } from '../src/tasks/preflight/capability.js';
+import { shareMountCapability } from '../src/tasks/share-mount/capability.js';
 import type { TaskContext } from '../src/agent/task.js';
 
-const ops: DaemonOps = {
-  fallbacks: [],
-  testJoin: async () => ({ ok: true, reason: 'joined' }),
-  probeShare: async () => ({ mounted: true, responsive: true, reason: '' }),
-  shareUsage: async () => ({ usedBytes: 1, quotaBytes: 100 }),
-  clockOffset: async () => ({ offsetMs: 3, source: 'dc' }),
-  remountShare: async () => undefined,
-  rejoin: async () => undefined,
-  restartSssd: async () => undefined,
-  closeHandlesAndUnmount: async () => undefined,
-  leaveDomain: async () => undefined,
-};
+// The agent's capabilities with their outside doors answering from memory; first boot is done already.
+const capabilities: Capability[] = [
+  preflightCapability(async () => ({ offsetMs: 3, source: 'dc' })),
+  domainJoinCapability({
+    testJoin: async () => ({ ok: true, reason: 'joined' }),
+    rejoin: async () => undefined,
+    restartSssd: async () => undefined,
+    removeDnsRecord: async () => undefined,
+    leaveDomain: async () => undefined,
+  }),
+  imdsGuard,
+  shareMountCapability({
+    probeShare: async () => ({ mounted: true, responsive: true, reason: '' }),
+    shareUsage: async () => ({ usedBytes: 1, quotaBytes: 100 }),
+    remountShare: async () => undefined,
+    closeHandlesAndUnmount: async () => undefined,
+  }),
+  host,
+].map(({ firstBoot: _, ...rest }) => rest);
 const services: ServiceManager = {
   kind: 'direct',
   isActive: async () => true,
@@ -61,7 +73,7 @@ ctx.state.firstBootCompletedAt = new Date().toISOString();
 ctx.state.firstBootDurationMs = 1000;
 await new StateStore(ctx.paths.stateFile, ctx.log).write(ctx.state);
 await writeFile(path.join(root, 'ready'), '');
-const daemon = await Daemon.start({ ctx, store, firstBootTasks: [], ops, notifier: nullNotifier });
+const daemon = await Daemon.start({ ctx, store, capabilities, notifier: nullNotifier });
 await daemon.firstBootSettled;
 
 const mem = () => {

@@ -27,7 +27,8 @@ async function inside(): Promise<void> {
   const { createBase, createTaskContext } = await import('../src/agent/context.js');
   const { loadConfig } = await import('../src/agent/config.js');
   const { runTasks } = await import('../src/agent/task.js');
-  const { domainJoinTask, undoJoin } = await import('../src/tasks/domain-join/index.js');
+  const { domainJoinTask } = await import('../src/tasks/domain-join/index.js');
+  const { undoJoin } = await import('../src/tasks/domain-join/undo.js');
   const { preflightTask } = await import('../src/tasks/preflight/index.js');
   const base = createBase({ logLevel: process.env.BENCH_DEBUG ? 'debug' : 'warn' });
   const cfg = await loadConfig(CONFIG);

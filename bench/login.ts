@@ -36,7 +36,7 @@ import { loadConfig } from '../src/agent/config.js';
 import { createBase } from '../src/agent/context.js';
 import { serveIpc } from '../src/agent/ipc.js';
 import { makePaths } from '../src/agent/paths.js';
-import { handleLogin } from '../src/tasks/workspace/index.js';
+import { LoginService } from '../src/tasks/workspace/service.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 // BENCH_LOGIN_CLI compares another build of the entry point (a CommonJS file like dist/dsvm-agent.cjs).
@@ -116,7 +116,7 @@ async function main(): Promise<void> {
 
   const cfg = await loadConfig(paths.configFile);
   const base = createBase({ root, logLevel: 'error' }, { paths });
-  const deps = { cfg, paths, run: base.run, log: base.log };
+  const logins = new LoginService({ cfg, paths, run: base.run, log: base.log });
   // The daemon's own share of each login: from the request read to the answer ready.
   const daemonMs: number[] = [];
   const server = await serveIpc(
@@ -124,7 +124,7 @@ async function main(): Promise<void> {
     async (req) => {
       if (req.op !== 'login') return { ok: true };
       const t0 = process.hrtime.bigint();
-      const outcome = await handleLogin(deps, req.user, { deadlineMs: req.deadlineMs, shareHealthy: undefined });
+      const outcome = await logins.handle(req.user, { deadlineMs: req.deadlineMs, shareHealthy: undefined });
       daemonMs.push(Number(process.hrtime.bigint() - t0) / 1e6);
       return outcome;
     },

@@ -3,7 +3,7 @@
 // touches the ES module loader (which costs a cold process several
 // milliseconds per module, measured by bench/login.ts). Every other command
 // loads the full CLI (dist/cli.mjs and its chunks).
-import { pamSessionCommand } from './agent/commands/pam-session.js';
+import { pamSessionCommand } from './app/commands/pam-session.js';
 
 /**
  * The only variables the login hook reads. pam_exec hands the hook the PAM

@@ -3,7 +3,7 @@
 // `pam-session` itself and loads this file for every other command.
 //
 // process.exitCode, not process.exit(): stdout must drain when piped.
-import('./agent/cli.js')
+import('./app/cli.js')
   .then(({ main }) => main(process.argv.slice(2)))
   .then(
     (code) => {

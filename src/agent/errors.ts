@@ -4,9 +4,8 @@
  * - `permanent`: will not succeed without a human (bad password, no such share): stop.
  * - `config`: the configuration or the command line is wrong: exit 2.
  * - `notReady`: a prerequisite is not there yet: exit 3, the caller retries.
- * - `notImplemented`: the capability is not available in this build: exit 1.
  */
-export type FailureKind = 'transient' | 'permanent' | 'config' | 'notReady' | 'notImplemented';
+export type FailureKind = 'transient' | 'permanent' | 'config' | 'notReady';
 
 /** An error with a classification and, where known, the fix a person should apply. */
 export class AgentError extends Error {
@@ -34,7 +33,6 @@ export const transient = (message: string, opts?: Opts): AgentError => new Agent
 export const permanent = (message: string, opts?: Opts): AgentError => new AgentError('permanent', message, opts);
 export const configError = (message: string, opts?: Opts): AgentError => new AgentError('config', message, opts);
 export const notReady = (message: string, opts?: Opts): AgentError => new AgentError('notReady', message, opts);
-export const notImplemented = (message: string, opts?: Opts): AgentError => new AgentError('notImplemented', message, opts);
 
 /** Exit codes of the contract: 0 ok, 1 failed, 2 bad usage or config, 3 not ready (retry). */
 export const ExitCode = { ok: 0, failed: 1, usage: 2, notReady: 3 } as const;

@@ -18,8 +18,8 @@ export interface Logger {
 /**
  * The task whose work is running, for lines logged on its behalf by code that
  * holds only the process logger (a task's own code, the command runner).
- * Tasks keep per-run facts in WeakMaps keyed by their context object
- * (preflight's DC for the join, the resolved storage key), so a task must get
+ * A few per-run caches are keyed by the context object (the resolved storage
+ * key, the keytab this process's join just wrote), so a task must get
  * the same context object, not a copy with its own logger: the task's name
  * travels with the async call chain instead.
  */

@@ -1,4 +1,5 @@
 import { execa, type Result } from 'execa';
+import { settleWithin } from './deadline.js';
 import type { Logger } from './log.js';
 import type { Redactor } from './redact.js';
 
@@ -156,13 +157,8 @@ async function runOnce(req: RunRequest, log: Logger, redactor: Redactor): Promis
   }, timeoutMs);
   // A child in uninterruptible sleep (D state on a dead CIFS share) outlives
   // even SIGKILL; the backstop returns anyway so no caller ever hangs.
-  let backstop: NodeJS.Timeout | undefined;
-  const late = new Promise<'late'>((resolve) => {
-    backstop = setTimeout(() => resolve('late'), timeoutMs + KILL_GRACE_MS);
-  });
-  const outcome = await Promise.race([child, late]);
+  const outcome = await settleWithin(child, timeoutMs + KILL_GRACE_MS, () => 'late' as const);
   clearTimeout(deadline);
-  clearTimeout(backstop);
   const durationMs = Date.now() - started;
   if (outcome === 'late') {
     log.warn(`timed out after ${timeoutMs} ms and did not exit after SIGKILL: ${shown}`);

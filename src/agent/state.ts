@@ -19,12 +19,73 @@ export interface AgentState {
   firstBootDurationMs?: number;
   /** Per task: last outcome of `apply`. */
   tasks: Record<string, { appliedAt?: string; lastError?: string; detail?: Record<string, unknown> }>;
-  /** Free-form facts tasks record (computer name chosen, mount source, ...). */
-  facts: Record<string, unknown>;
+  /** What tasks record for later runs and for each other. */
+  facts: AgentFacts;
+}
+
+/** The domain controller preflight found answering on every port it checks, and when. */
+export interface DomainControllerFact {
+  host: string;
+  address: string;
+  /** The DC's clock minus ours, in ms, when it was found. */
+  clockOffsetMs: number;
+  /** When preflight found it (ISO time of the task context's clock); the join uses it while it is recent. */
+  foundAt?: string;
+}
+
+/**
+ * What tasks record, never a secret. Each one has one writer; a state file
+ * read from disk has every fact checked (parseFacts), so readers trust
+ * these types and re-check nothing.
+ */
+export interface AgentFacts {
+  /** The config first boot last ran with (secret references, never values): deprovision validates it before use. */
+  appliedConfig?: unknown;
+  /** preflight: the DC the join talks to (what one task learns for the next). */
+  domainController?: DomainControllerFact;
+  /** domain-join: the computer name joined under. */
+  computerName?: string;
+  /** domain-join: the host name the name rule reads instead of the system's (only tests write it). */
+  hostname?: string;
+  /** domain-join: the nsswitch databases it added `sss` to (undo takes exactly those out again). */
+  nsswitchAdded?: string[];
+  /** imds-guard: the rule set it installed (the check compares the kernel's against it without an NSS look-up). */
+  imdsGuard?: { address: string; port: number; gids: number[] };
+  /** share-mount: the mount source and the unit that mounts it. */
+  shareSource?: string;
+  shareUnit?: string;
 }
 
 export function emptyState(vmId: string, vmIdSource: string): AgentState {
   return { version: 1, vmId, vmIdSource, tasks: {}, facts: {} };
+}
+
+const isString = (v: unknown): v is string => typeof v === 'string';
+const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Each known fact of a state file that has its type; anything else (an older or hand-edited file) is dropped. */
+export function parseFacts(raw: unknown): AgentFacts {
+  if (!isObject(raw)) return {};
+  const facts: AgentFacts = {};
+  if (raw.appliedConfig !== undefined) facts.appliedConfig = raw.appliedConfig;
+  const dc = raw.domainController;
+  if (isObject(dc) && isString(dc.host) && isString(dc.address) && isNumber(dc.clockOffsetMs))
+    facts.domainController = {
+      host: dc.host,
+      address: dc.address,
+      clockOffsetMs: dc.clockOffsetMs,
+      ...(isString(dc.foundAt) ? { foundAt: dc.foundAt } : {}),
+    };
+  if (isString(raw.computerName)) facts.computerName = raw.computerName;
+  if (isString(raw.hostname)) facts.hostname = raw.hostname;
+  if (Array.isArray(raw.nsswitchAdded) && raw.nsswitchAdded.every(isString)) facts.nsswitchAdded = raw.nsswitchAdded;
+  const guard = raw.imdsGuard;
+  if (isObject(guard) && isString(guard.address) && isNumber(guard.port) && Array.isArray(guard.gids) && guard.gids.every(isNumber))
+    facts.imdsGuard = { address: guard.address, port: guard.port, gids: guard.gids };
+  if (isString(raw.shareSource)) facts.shareSource = raw.shareSource;
+  if (isString(raw.shareUnit)) facts.shareUnit = raw.shareUnit;
+  return facts;
 }
 
 /** Why `text` is not a state file, or the state it holds. */
@@ -34,7 +95,7 @@ function parseState(text: string): AgentState | { problem: string } {
     if (data?.version !== 1 || typeof data.vmId !== 'string' || typeof data.tasks !== 'object' || data.tasks === null) {
       return { problem: 'unexpected shape' };
     }
-    data.facts ??= {};
+    data.facts = parseFacts(data.facts);
     return data;
   } catch (err) {
     return { problem: (err as Error).message };

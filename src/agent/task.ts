@@ -48,14 +48,12 @@ export interface Task {
   /**
    * The ids of earlier tasks in the list this one needs under this config.
    * When one of them failed (or did not run) this task does not run either;
-   * the others still do. Declared where the list is made (tasks/first-boot.ts);
+   * the others still do. Declared by each capability's manifest (agent/capability.ts);
    * a task without it needs every task before it.
    */
   needs?(cfg: Config): readonly string[];
   check(ctx: TaskContext): Promise<CheckResult>;
   apply(ctx: TaskContext, found: CheckResult): Promise<void>;
-  /** Remove every trace this task left (image capture). Must be a no-op when there is none. */
-  undo?(ctx: TaskContext, opts: { leaveDomain: boolean }): Promise<string[]>;
 }
 
 export type TaskOutcome =

@@ -220,11 +220,11 @@ t.test('the settings cache in /run/dsvm-agent: symlinks at its old temp names ar
     `import { loadConfig } from '${repo}/src/agent/config.ts';
 import { createBase } from '${repo}/src/agent/context.ts';
 import { serveIpc } from '${repo}/src/agent/ipc.ts';
-import { handleLogin } from '${repo}/src/tasks/workspace/index.ts';
+import { LoginService } from '${repo}/src/tasks/workspace/service.ts';
 const base = createBase({ logLevel: 'warn' });
 const cfg = await loadConfig('/etc/dsvm-agent/config.yaml');
-const deps = { cfg, paths: base.paths, run: base.run, log: base.log };
-await serveIpc(base.paths.socketFile, async (req) => req.op === 'login' ? handleLogin(deps, req.user, { deadlineMs: req.deadlineMs, shareHealthy: true }) : {}, base.log);
+const logins = new LoginService({ cfg, paths: base.paths, run: base.run, log: base.log });
+await serveIpc(base.paths.socketFile, async (req) => req.op === 'login' ? logins.handle(req.user, { deadlineMs: req.deadlineMs, shareHealthy: true }) : {}, base.log);
 console.log('listening');
 `,
   );

@@ -198,7 +198,7 @@ su bob -s /bin/sh -c 'ln -s /data/workspace/bob /data/workspace/carol'`);
   t.equal(snapshot('/data/workspace') + snapshot('/home'), ws + homes, 'nothing created for hostile names');
 });
 
-/** A small daemon: the real control socket and handleLogin, as `dsvm-agent run` serves them. */
+/** A small daemon: the real control socket and LoginService, as `dsvm-agent run` serves them. */
 async function startDaemon(shareHealthy: boolean | undefined): Promise<() => void> {
   const file = path.join(base, `daemon-${Date.now()}.mts`);
   await writeFile(
@@ -206,11 +206,11 @@ async function startDaemon(shareHealthy: boolean | undefined): Promise<() => voi
     `import { loadConfig } from '${repo}/src/agent/config.ts';
 import { createBase } from '${repo}/src/agent/context.ts';
 import { serveIpc } from '${repo}/src/agent/ipc.ts';
-import { handleLogin } from '${repo}/src/tasks/workspace/index.ts';
+import { LoginService } from '${repo}/src/tasks/workspace/service.ts';
 const base = createBase({ logLevel: 'warn' });
 const cfg = await loadConfig('/etc/dsvm-agent/config.yaml');
-const deps = { cfg, paths: base.paths, run: base.run, log: base.log };
-await serveIpc(base.paths.socketFile, async (req) => req.op === 'login' ? handleLogin(deps, req.user, { deadlineMs: req.deadlineMs, shareHealthy: ${JSON.stringify(shareHealthy)} }) : {}, base.log);
+const logins = new LoginService({ cfg, paths: base.paths, run: base.run, log: base.log });
+await serveIpc(base.paths.socketFile, async (req) => req.op === 'login' ? logins.handle(req.user, { deadlineMs: req.deadlineMs, shareHealthy: ${JSON.stringify(shareHealthy)} }) : {}, base.log);
 console.log('listening');
 `,
   );

@@ -36,8 +36,7 @@ export function askAdcliOnce(ctx: TaskContext): AdcliAsk {
  * the last preflight recorded (a daemon repair long after first boot).
  */
 export function directoryDc(ctx: TaskContext, features: AdcliFeatures, what: string): string {
-  const recorded = ctx.state.facts.domainController as { host?: unknown } | undefined;
-  const dc = recentDomainController(ctx) ?? (typeof recorded?.host === 'string' ? recorded.host : undefined);
+  const dc = ctx.state.facts.domainController?.host;
   if (dc) return dc;
   throw permanent(`${what}: adcli ${features.label} cannot do it and no domain controller is known for the LDAP fallback`, {
     reason: 'adcli-too-old',

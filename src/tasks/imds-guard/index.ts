@@ -14,7 +14,6 @@ export { listGuard } from './nft.js';
 export { GUARD_UNIT } from './boot.js';
 
 /** The state fact that says the guard is installed (so turning it off later removes it). */
-const FACT = 'imdsGuard';
 
 /** What `check` hands to `apply`: facts only. */
 interface GuardFound {
@@ -85,14 +84,14 @@ async function apply(ctx: TaskContext, result: CheckResult): Promise<void> {
   if (!found.wanted) {
     if (found.removeTable) await deleteGuard(ctx.run);
     if (found.removeFiles) await removeBootFiles(ctx);
-    delete ctx.state.facts[FACT];
+    delete ctx.state.facts.imdsGuard;
     return;
   }
   const spec = found.spec as GuardSpec;
   const script = renderGuardScript(spec);
   // The kernel first: the guard is on the moment this returns, before anything is written for the next boot.
   if (found.loadTable) await loadGuard(ctx.run, script);
-  ctx.state.facts[FACT] = { address: spec.address, port: spec.port, gids: spec.gids };
+  ctx.state.facts.imdsGuard = { address: spec.address, port: spec.port, gids: spec.gids };
   if (found.writeRules) await writeIfChanged(f.rules, script, { mode: 0o644 });
   if (found.writeUnit) {
     await writeIfChanged(f.unit, renderGuardUnit(f.rulesOnSystem), { mode: 0o644 });
@@ -119,11 +118,11 @@ async function removeBootFiles(ctx: TaskContext): Promise<string[]> {
 }
 
 /** Deprovision: the table, the boot unit and its rule file, whatever the config says now. */
-async function undo(ctx: TaskContext): Promise<string[]> {
+export async function undoImdsGuard(ctx: TaskContext): Promise<string[]> {
   const removed: string[] = [];
   if (await deleteGuard(ctx.run)) removed.push(TABLE);
   removed.push(...(await removeBootFiles(ctx)));
-  delete ctx.state.facts[FACT];
+  delete ctx.state.facts.imdsGuard;
   return removed;
 }
 
@@ -138,9 +137,8 @@ export const imdsGuardTask: Task = {
   skip: (ctx) => {
     const { on, why } = guardWanted(ctx.cfg);
     // Off now but installed before: check runs to take it away.
-    return on || ctx.state.facts[FACT] !== undefined ? undefined : `${why}: IMDS stays open to every local user`;
+    return on || ctx.state.facts.imdsGuard !== undefined ? undefined : `${why}: IMDS stays open to every local user`;
   },
   check,
   apply,
-  undo,
 };

@@ -1,6 +1,7 @@
 import { Resolver } from 'node:dns/promises';
 import net from 'node:net';
 import { AgentError, permanent, transient } from '../../agent/errors.js';
+import type { DomainControllerFact } from '../../agent/state.js';
 import type { CheckResult, Task, TaskContext } from '../../agent/task.js';
 import { readDcClockOffset } from './ldap-time.js';
 
@@ -111,11 +112,8 @@ export function classifyClockOffset(dc: string, offsetMs: number): { error?: Age
   return {};
 }
 
-export interface DcFacts {
-  host: string;
-  address: string;
-  clockOffsetMs: number;
-}
+/** What preflight learns of the DC it found (the fact it records adds when). */
+export type DcFacts = Omit<DomainControllerFact, 'foundAt'>;
 
 /** Find the first DC (in SRV order) that answers on every required port; throws the classified failure otherwise. */
 async function findReachableDc(targets: SrvTarget[], deps: PreflightDeps, timeoutMs: number): Promise<{ host: string; address: string }> {
@@ -189,21 +187,17 @@ export async function runPreflight(
 }
 
 /**
- * The DC this process's preflight just found answering on every port, by
- * task context. The join talks to that one DC from its name check to the
- * join itself (see domain-join/kdc-probe.ts); a DC found longer ago than
- * `maxAgeMs` (a daemon's repair months after first boot) is not assumed to
- * be there still, and then adcli discovers one as usual.
+ * The DC preflight found answering on every port, passed to the join in the
+ * state's facts (`domainController`, with when it was found). The join talks
+ * to that one DC from its name check to the join itself (see
+ * domain-join/kdc-probe.ts); a DC found longer ago than `maxAgeMs` (a
+ * daemon's repair months after first boot) is not assumed to be there
+ * still, and then adcli discovers one as usual.
  */
-const recentDcs = new WeakMap<TaskContext, { host: string; at: number }>();
-
-export function rememberDomainController(ctx: TaskContext, host: string): void {
-  recentDcs.set(ctx, { host, at: ctx.clock.now() });
-}
-
 export function recentDomainController(ctx: TaskContext, maxAgeMs = 10 * 60_000): string | undefined {
-  const dc = recentDcs.get(ctx);
-  return dc && ctx.clock.now() - dc.at <= maxAgeMs ? dc.host : undefined;
+  const dc = ctx.state.facts.domainController;
+  const foundAt = dc?.foundAt === undefined ? NaN : Date.parse(dc.foundAt);
+  return dc && ctx.clock.now() - foundAt <= maxAgeMs ? dc.host : undefined;
 }
 
 /**
@@ -218,8 +212,7 @@ export function createPreflightTask(deps: PreflightDeps = systemPreflightDeps())
     description: 'DNS, ports, clock and secrets the join needs',
     async check(ctx): Promise<CheckResult> {
       const { dc, warnings } = await runPreflight(ctx, deps);
-      ctx.state.facts.domainController = dc;
-      rememberDomainController(ctx, dc.host);
+      ctx.state.facts.domainController = { ...dc, foundAt: new Date(ctx.clock.now()).toISOString() };
       return { changes: [], warnings, detail: { dc } };
     },
     async apply() {
@@ -230,3 +223,19 @@ export function createPreflightTask(deps: PreflightDeps = systemPreflightDeps())
 
 /** DNS, ports, clock and secrets the join needs. */
 export const preflightTask: Task = createPreflightTask();
+
+/**
+ * The clock check's reading: the offset of the first domain controller in
+ * preflight's SRV order (orderSrv), read from its LDAP rootDSE. No port
+ * probe: the check runs every few minutes, and a DC that does not answer
+ * LDAP fails the read anyway.
+ */
+export async function clockOffset(
+  ctx: TaskContext,
+  deps: PreflightDeps = systemPreflightDeps(),
+): Promise<{ offsetMs: number; source: string }> {
+  const record = `_ldap._tcp.${ctx.cfg.domain.name}`;
+  const dc = orderSrv(await deps.resolveSrv(record))[0]?.name;
+  if (!dc) throw transient(`no ${record} SRV record`, { fix: "check the VM's DNS servers point at the domain's DNS" });
+  return { offsetMs: await deps.clockOffset(dc), source: dc };
+}

@@ -1,8 +1,9 @@
+import type { TerminateStep } from '../../agent/capability.js';
+import { settleWithin } from '../../agent/deadline.js';
 import { messageOf } from '../../agent/errors.js';
 import { acquireLock, type ReleaseLock } from '../../agent/lock.js';
 import type { Logger } from '../../agent/log.js';
 import type { TaskContext } from '../../agent/task.js';
-import { removeOwnDnsRecord } from './dns-record.js';
 import {
   cleanupBudgetMs,
   leavingEventsFor,
@@ -28,17 +29,13 @@ export * from './events.js';
 export { JournalStore, JOURNAL_FILE, parseJournal, type Journal, type JournalEntry } from './journal.js';
 export { deleteRecordScript, registeredName, removeOwnDnsRecord } from './dns-record.js';
 
-/** What the cleanup needs; the share and join modules provide it. */
-export interface TerminateOps {
-  closeHandlesAndUnmount(ctx: TaskContext): Promise<void>;
-  leaveDomain(ctx: TaskContext): Promise<void>;
-  /** Default: {@link removeOwnDnsRecord} (nsupdate -g as the machine). */
-  removeDnsRecord?(ctx: TaskContext): Promise<unknown>;
-}
-
 export interface WatcherDeps {
   ctx: TaskContext;
-  ops: TerminateOps;
+  /**
+   * The clean-up, in order: each capability's part (Capability.terminate),
+   * in the reverse of first-boot order (terminateStepsOf).
+   */
+  steps: readonly TerminateStep[];
   log: Logger;
   pollMs: number;
   now?: () => number;
@@ -50,12 +47,6 @@ export interface WatcherDeps {
   onApproved?(eventId: string, cleanupOk: boolean): void;
 }
 
-interface Step {
-  id: string;
-  label: string;
-  run(ctx: TaskContext): Promise<unknown>;
-}
-
 /** Polls Scheduled Events and handles each Terminate or Preempt for this VM once per EventId. */
 export class ScheduledEventsWatcher {
   private timer: NodeJS.Timeout | undefined;
@@ -65,18 +56,10 @@ export class ScheduledEventsWatcher {
   private lastError = '';
   private readonly now: () => number;
   private readonly journal: JournalStore;
-  private readonly steps: Step[];
 
   constructor(private readonly d: WatcherDeps) {
     this.now = d.now ?? Date.now;
     this.journal = d.journal ?? new JournalStore(d.ctx.paths.stateDir);
-    // In this order: unmount before closing handles (the kernel flushes first, see
-    // closeHandlesAndUnmount); the DNS record before the account, whose keytab signs its removal.
-    this.steps = [
-      { id: 'share', label: 'closing share handles and unmounting', run: (c) => d.ops.closeHandlesAndUnmount(c) },
-      { id: 'dns', label: 'removing the DNS record', run: (c) => (d.ops.removeDnsRecord ?? removeOwnDnsRecord)(c) },
-      { id: 'domain', label: 'leaving the domain', run: (c) => d.ops.leaveDomain(c) },
-    ];
   }
 
   start(): void {
@@ -162,7 +145,7 @@ export class ScheduledEventsWatcher {
     });
     const release = await this.lockFor(event, deadline);
     try {
-      for (const step of this.steps) journal = await this.runStep(event, step, deadline, journal);
+      for (const step of this.d.steps) journal = await this.runStep(event, step, deadline, journal);
     } finally {
       await release();
     }
@@ -179,7 +162,7 @@ export class ScheduledEventsWatcher {
   }
 
   /** One step, unless the journal says it was done; its outcome is journaled before the next starts. */
-  private async runStep(event: ScheduledEvent, step: Step, deadline: number, journal: Journal): Promise<Journal> {
+  private async runStep(event: ScheduledEvent, step: TerminateStep, deadline: number, journal: Journal): Promise<Journal> {
     const id = event.EventId;
     if (journal.events[id]?.steps[step.id] === 'done') return journal;
     this.d.onStep?.(id, step.label);
@@ -199,19 +182,10 @@ const LOCK_SHARE_OF_BUDGET = 0.25;
 
 async function noRelease(): Promise<void> {}
 
-async function within(p: Promise<unknown>, ms: number): Promise<'ok' | 'timeout' | string> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      p.then(
-        () => 'ok' as const,
-        (err: unknown) => messageOf(err),
-      ),
-      new Promise<'timeout'>((resolve) => {
-        timer = setTimeout(() => resolve('timeout'), Math.max(0, ms));
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
+function within(p: Promise<unknown>, ms: number): Promise<'ok' | 'timeout' | string> {
+  const settled = p.then(
+    () => 'ok' as const,
+    (err: unknown) => messageOf(err),
+  );
+  return settleWithin(settled, ms, () => 'timeout' as const);
 }

@@ -218,8 +218,8 @@ async function apply(ctx: TaskContext, result: CheckResult, deps: ShareMountDeps
   if (found.workspaceRoot !== undefined) await ensureWorkspaceRoot(ctx, d, found.workspaceRoot, deps.http ?? {});
 }
 
-/** Remove what the task left: unmount, units, credentials. */
-async function undo(ctx: TaskContext): Promise<string[]> {
+/** Deprovision: remove what the task left: unmount, units, credentials. */
+export async function undoShareMount(ctx: TaskContext): Promise<string[]> {
   const share = ctx.cfg.share;
   if (!share) return [];
   const removed: string[] = [];
@@ -256,7 +256,6 @@ export function createShareMountTask(deps: ShareMountDeps = {}): Task {
     skip: (ctx) => (ctx.cfg.share ? undefined : 'no share configured: workspaces stay on the local disk'),
     check: (ctx) => check(ctx, full),
     apply: (ctx, found) => apply(ctx, found, full),
-    undo: (ctx) => undo(ctx),
   };
 }
 

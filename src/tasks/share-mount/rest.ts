@@ -169,7 +169,7 @@ export function localClientIdentity(ctx: TaskContext): ClientIdentity {
     .filter((a): a is os.NetworkInterfaceInfo => !!a && !a.internal)
     .map((a) => a.address);
   const host = os.hostname().split('.')[0] ?? '';
-  const computer = typeof ctx.state.facts.computerName === 'string' ? ctx.state.facts.computerName : undefined;
+  const computer = ctx.state.facts.computerName;
   const names = [host, host.slice(0, 15), ...(computer ? [computer] : [])].filter(Boolean);
   return { addresses, names };
 }

@@ -123,7 +123,7 @@ async function readPool(ctx: TaskContext, login: DirectoryLogin, base: string, p
 async function ownComputerName(ctx: TaskContext): Promise<string | undefined> {
   const r = await ctx.run({ file: 'klist', args: ['-k', ctx.paths.krb5Keytab], timeoutMs: 10_000 });
   const fromKeytab = r.exitCode === 0 ? keytabComputerName(r.stdout, ctx.cfg.domain.name) : undefined;
-  return fromKeytab ?? (typeof ctx.state.facts.computerName === 'string' ? ctx.state.facts.computerName : undefined);
+  return fromKeytab ?? ctx.state.facts.computerName;
 }
 
 /** Find the stale objects and, on the sweeper and without dryRun, delete them. */

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { lstat, readlink } from 'node:fs/promises';
 import { unescapeMountinfo, type UserLinksPlan } from './plan.js';
+import { settleWithin } from '../../agent/deadline.js';
 
 /**
  * The repeated-login checks done inside the daemon, with no child process.
@@ -105,10 +106,7 @@ export class InProcessChecks {
     }
     if (!networkOk && files.some((f) => isRemoteFs(fsTypeAt(info, f)))) return undefined;
     const work = check().catch(() => false);
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), STUCK_MS)));
-    const first = await Promise.race([work, late]);
-    clearTimeout(timer);
+    const first = await settleWithin(work, STUCK_MS, () => 'late' as const);
     if (first !== 'late') return first;
     this.outstanding++;
     void work.finally(() => this.outstanding--);

@@ -32,7 +32,7 @@ export interface LoginDeps {
   nodeBinary?: string;
   /** Clock for the NSS reuse window (tests). */
   now?: () => number;
-  /** The in-process checks (tests give one reading another mountinfo); one per daemon otherwise. */
+  /** The in-process checks (tests give one reading another mountinfo); one per LoginMemory otherwise. */
   inProcess?: InProcessChecks;
 }
 
@@ -90,12 +90,40 @@ function homeStep(r: HomeReport): StepOutcome {
  * The fast path starts none; a queued child's deadline counts from its start.
  */
 const MAX_NODE_CHILDREN = 4;
-const nodeSlots = new WeakMap<object, { active: number; waiting: (() => void)[] }>();
+/** The last good plans kept, at most (then forgotten all at once). */
+const MAX_REMEMBERED = 10_000;
 
-async function withNodeSlot<T>(deps: LoginDeps, work: () => Promise<T>): Promise<T> {
-  let slots = nodeSlots.get(deps);
-  if (!slots) nodeSlots.set(deps, (slots = { active: 0, waiting: [] }));
-  const s = slots;
+/**
+ * What one login leaves for the next ones of the same process: the Node
+ * child slots, the last good plan per user name, the run in flight per uid
+ * and the in-process checks. The daemon's LoginService owns one for its
+ * life; a login without a daemon makes its own.
+ */
+export class LoginMemory {
+  readonly slots = { active: 0, waiting: [] as (() => void)[] };
+  /** The last good plan per user name and when NSS last confirmed its account (bounded). */
+  readonly plans = new Map<string, { plan: UserLinksPlan; resolvedAt: number }>();
+  /** The run in flight per uid (per-uid.ts). */
+  readonly perUid = new Map<number, Promise<unknown>>();
+  /** The kernel's own mountinfo even under a path prefix: the planned paths are real paths. */
+  readonly inProcess: InProcessChecks;
+
+  constructor(inProcess?: InProcessChecks) {
+    this.inProcess = inProcess ?? new InProcessChecks('/proc/self/mountinfo');
+  }
+
+  remember(user: string, plan: UserLinksPlan | undefined, now: number): void {
+    if (plan === undefined) {
+      this.plans.delete(user);
+      return;
+    }
+    if (this.plans.size >= MAX_REMEMBERED) this.plans.clear();
+    this.plans.set(user, { plan, resolvedAt: now });
+  }
+}
+
+async function withNodeSlot<T>(memory: LoginMemory, work: () => Promise<T>): Promise<T> {
+  const s = memory.slots;
   if (s.active >= MAX_NODE_CHILDREN) await new Promise<void>((resolve) => s.waiting.push(resolve));
   else s.active++;
   try {
@@ -120,7 +148,12 @@ async function shareSkipReason(deps: LoginDeps, shareHealthy: boolean | undefine
   return mountPoints(info).has(share.mountPoint) ? undefined : 'share-not-mounted';
 }
 
-async function runShareSide(deps: LoginDeps, plan: UserLinksPlan, left: (cap: number) => number): Promise<StepOutcome> {
+async function runShareSide(
+  deps: LoginDeps,
+  memory: LoginMemory,
+  plan: UserLinksPlan,
+  left: (cap: number) => number,
+): Promise<StepOutcome> {
   const quick = await shareFoldersState(deps.run, plan, left(CHILD_CAP_MS));
   if (quick === 'in-place') return { state: 'ok', changes: [], warnings: [] };
   if (quick === 'hung')
@@ -130,7 +163,7 @@ async function runShareSide(deps: LoginDeps, plan: UserLinksPlan, left: (cap: nu
       changes: [],
       warnings: [`${deps.cfg.workspace.root} did not answer (stat killed after its deadline): share hung?`],
     };
-  const report = await withNodeSlot(deps, () =>
+  const report = await withNodeSlot(memory, () =>
     ensureShareFolders(deps.run, deps.nodeBinary ?? process.execPath, plan, {
       root: deps.paths.under(deps.cfg.workspace.root),
       createRoot: deps.cfg.share === undefined,
@@ -140,9 +173,9 @@ async function runShareSide(deps: LoginDeps, plan: UserLinksPlan, left: (cap: nu
   return shareStep(report);
 }
 
-async function runHomeSide(deps: LoginDeps, plan: UserLinksPlan, left: (cap: number) => number): Promise<StepOutcome> {
+async function runHomeSide(deps: LoginDeps, memory: LoginMemory, plan: UserLinksPlan, left: (cap: number) => number): Promise<StepOutcome> {
   const node = deps.nodeBinary ?? process.execPath;
-  let report = await withNodeSlot(deps, () => ensureHomeLink(deps.run, node, plan, left(CHILD_CAP_MS)));
+  let report = await withNodeSlot(memory, () => ensureHomeLink(deps.run, node, plan, left(CHILD_CAP_MS)));
   if (report.state === 'home-missing' && deps.cfg.workspace.createHome && deps.paths.root === '/') {
     // The helper pam_mkhomedir itself runs: skel, umask 0077, and since
     // Linux-PAM 1.6 no-follow directory creation. Normally pam_mkhomedir ran
@@ -155,7 +188,7 @@ async function runHomeSide(deps: LoginDeps, plan: UserLinksPlan, left: (cap: num
         changes: [],
         warnings: [`${plan.home} is missing and mkhomedir_helper failed (exit ${mk.exitCode ?? mk.signal})`],
       };
-    report = await withNodeSlot(deps, () => ensureHomeLink(deps.run, node, plan, left(CHILD_CAP_MS)));
+    report = await withNodeSlot(memory, () => ensureHomeLink(deps.run, node, plan, left(CHILD_CAP_MS)));
     report.changes.unshift(`created ${plan.home} (mkhomedir_helper)`);
   }
   return homeStep(report);
@@ -190,6 +223,7 @@ function summarizeOutcome(
  */
 export async function runLogin(
   deps: LoginDeps,
+  memory: LoginMemory,
   user: string,
   opts: { timeLimitMs: number; shareHealthy: boolean | undefined },
 ): Promise<LoginOutcome> {
@@ -207,7 +241,7 @@ export async function runLogin(
   };
 
   const skip = await shareSkipReason(deps, opts.shareHealthy);
-  const quick = await fastPathFromLastPlan(deps, user, skip, opts.shareHealthy, left);
+  const quick = await fastPathFromLastPlan(deps, memory, user, skip, opts.shareHealthy, left);
   if (quick)
     return finish({
       status: skip ? 'partial' : 'done',
@@ -224,7 +258,7 @@ export async function runLogin(
   if (!resolved.ok) return finish({ status: resolved.status, reason: resolved.reason, message: resolved.message, changed: false });
   const { account } = resolved;
   // One run per uid: a second spelling of the same account waits for the run in flight (per-uid.ts).
-  const { result, shared } = await oncePerUid(deps, account.uid, () => loginAs(deps, user, account, skip, deadline));
+  const { result, shared } = await oncePerUid(memory.perUid, account.uid, () => loginAs(deps, memory, user, account, skip, deadline));
   if (shared) log.debug(`${user}: joined the login of uid ${account.uid} already in flight`);
   return finish(result);
 }
@@ -232,6 +266,7 @@ export async function runLogin(
 /** The work for a resolved account: plan, share side, $HOME side. */
 async function loginAs(
   deps: LoginDeps,
+  memory: LoginMemory,
   user: string,
   account: Account,
   skip: string | undefined,
@@ -249,7 +284,7 @@ async function loginAs(
   const shareLeft = (cap: number): number => left(Math.min(cap, Math.max(1, Math.floor((deadline - Date.now()) / 2))));
   const share: StepOutcome = skip
     ? { state: 'skipped', reason: skip, changes: [], warnings: [] }
-    : await runShareSide(deps, plan, shareLeft);
+    : await runShareSide(deps, memory, plan, shareLeft);
   let home: StepOutcome;
   if (share.state === 'refused') {
     // The link would lead into something another user planted: do not make it.
@@ -258,12 +293,12 @@ async function loginAs(
   } else if (await homeFast) {
     home = { state: 'ok', changes: [], warnings: [] };
   } else {
-    home = await runHomeSide(deps, plan, left);
+    home = await runHomeSide(deps, memory, plan, left);
   }
   const changed = share.changes.length + home.changes.length > 0;
   for (const c of [...share.changes, ...home.changes]) log.info(`${account.name}: ${c}`);
   const summary = summarizeOutcome(user, plan, share, home);
-  rememberPlan(deps, user, summary.status === 'done' || summary.status === 'partial' ? plan : undefined);
+  memory.remember(user, summary.status === 'done' || summary.status === 'partial' ? plan : undefined, (deps.now ?? Date.now)());
   return { ...summary, ...who, share, home, changed };
 }
 
@@ -277,31 +312,6 @@ async function loginAs(
  */
 export const ACCOUNT_REUSE_MS = 60_000;
 
-/** The last good plan per user name and when NSS last confirmed its account, per daemon context (bounded). */
-const lastPlans = new WeakMap<object, Map<string, { plan: UserLinksPlan; resolvedAt: number }>>();
-const MAX_REMEMBERED = 10_000;
-/** The daemon's in-process checks, per daemon context. */
-const inProcess = new WeakMap<object, InProcessChecks>();
-
-function inProcessChecks(deps: LoginDeps): InProcessChecks {
-  if (deps.inProcess) return deps.inProcess;
-  let c = inProcess.get(deps);
-  // The kernel's own mountinfo even under a path prefix: the planned paths are real paths.
-  if (!c) inProcess.set(deps, (c = new InProcessChecks('/proc/self/mountinfo')));
-  return c;
-}
-
-function rememberPlan(deps: LoginDeps, user: string, plan: UserLinksPlan | undefined): void {
-  let plans = lastPlans.get(deps);
-  if (!plans) lastPlans.set(deps, (plans = new Map()));
-  if (plan === undefined) {
-    plans.delete(user);
-    return;
-  }
-  if (plans.size >= MAX_REMEMBERED) plans.clear();
-  plans.set(user, { plan, resolvedAt: (deps.now ?? Date.now)() });
-}
-
 /**
  * A repeated login. Within ACCOUNT_REUSE_MS of the last NSS answer it starts
  * no process at all: the share folders and the $HOME link are checked in
@@ -313,15 +323,16 @@ function rememberPlan(deps: LoginDeps, user: string, plan: UserLinksPlan | undef
  */
 async function fastPathFromLastPlan(
   deps: LoginDeps,
+  memory: LoginMemory,
   user: string,
   skip: string | undefined,
   shareHealthy: boolean | undefined,
   left: (cap: number) => number,
 ): Promise<UserLinksPlan | undefined> {
-  const last = lastPlans.get(deps)?.get(user);
+  const last = memory.plans.get(user);
   if (!last) return undefined;
   const { plan } = last;
-  const local = inProcessChecks(deps);
+  const local = memory.inProcess;
   const now = deps.now ?? Date.now;
   const fresh = now() - last.resolvedAt < ACCOUNT_REUSE_MS;
   const [resolved, shareOk, homeOk] = await Promise.all([
@@ -346,78 +357,4 @@ async function fastPathFromLastPlan(
   if (!same || !shareOk || !homeOk) return undefined;
   if (resolved) last.resolvedAt = now();
   return plan;
-}
-
-/** Logins in flight per daemon context: concurrent logins of one user share one run (one consistent result). */
-const inflight = new WeakMap<object, Map<string, Promise<LoginOutcome>>>();
-/** Users whose share side was skipped while the share was unhealthy, per daemon context. */
-const deferred = new WeakMap<object, Set<string>>();
-
-/**
- * What the daemon runs for an IPC `login`: the whole work in the background
- * (share work only while the share is healthy), answering within
- * `deadlineMs` with the outcome, or `pending` while it carries on and logs.
- */
-export async function handleLogin(
-  deps: LoginDeps,
-  user: string,
-  opts: { deadlineMs: number; shareHealthy: boolean | undefined },
-): Promise<LoginOutcome> {
-  const started = Date.now();
-  let running = inflight.get(deps);
-  if (!running) inflight.set(deps, (running = new Map()));
-  let work = running.get(user);
-  if (!work) {
-    const map = running;
-    work = runLogin(deps, user, { timeLimitMs: BACKGROUND_LIMIT_MS, shareHealthy: opts.shareHealthy })
-      .catch((err: unknown): LoginOutcome => ({
-        user,
-        status: 'failed',
-        reason: 'internal',
-        message: String(err),
-        changed: false,
-        durationMs: Date.now() - started,
-      }))
-      .then((o) => {
-        let later = deferred.get(deps);
-        if (!later) deferred.set(deps, (later = new Set()));
-        if (o.share?.reason === 'share-unhealthy') later.add(user);
-        else if (o.status === 'done') later.delete(user);
-        return o;
-      })
-      .finally(() => map.delete(user));
-    running.set(user, work);
-  }
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<'late'>((resolve) => {
-    // The caller's wait, but never longer than this VM's own bound (a hook
-    // that could not read the config yet asks with the default).
-    timer = setTimeout(() => resolve('late'), Math.max(0, Math.min(opts.deadlineMs, deps.cfg.workspace.loginTimeoutMs)));
-  });
-  const first = await Promise.race([work, late]);
-  clearTimeout(timer);
-  const boundMs = deps.cfg.workspace.loginTimeoutMs;
-  if (first !== 'late') return { ...first, boundMs };
-  const log = deps.log.child('login');
-  void work.then((o) => log.info(`${user}: finished in the background after ${o.durationMs} ms: ${o.status}: ${o.message}`));
-  return {
-    user,
-    status: 'pending',
-    reason: 'deadline',
-    message: `${user}: not finished within ${opts.deadlineMs} ms; the daemon finishes it in the background and logs the result`,
-    changed: false,
-    durationMs: Date.now() - started,
-    boundMs,
-  };
-}
-
-/**
- * Finish the share side for users who logged in while the share was
- * unhealthy. The daemon calls this when the share-mounted check recovers.
- */
-export async function finishDeferredLogins(deps: LoginDeps): Promise<LoginOutcome[]> {
-  const users = [...(deferred.get(deps) ?? [])];
-  const out: LoginOutcome[] = [];
-  for (const user of users) out.push(await handleLogin(deps, user, { deadlineMs: BACKGROUND_LIMIT_MS, shareHealthy: true }));
-  return out;
 }

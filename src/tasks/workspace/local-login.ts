@@ -25,7 +25,7 @@ export async function loginHere(
   remaining: () => number,
   started: number,
 ): Promise<LoginOutcome> {
-  const [{ createBase }, { runLogin }] = await Promise.all([import('../../agent/context.js'), import('./index.js')]);
+  const [{ createBase }, { LoginService }] = await Promise.all([import('../../agent/context.js'), import('./service.js')]);
   const base = createBase({ ...(req.root === undefined ? {} : { root: req.root }) }, { paths });
   const limit = remaining() - 20;
   if (limit <= 0)
@@ -38,7 +38,7 @@ export async function loginHere(
     pending(req.user, `${req.user}: not finished within workspace.loginTimeoutMs and no daemon running: the next login retries`, started),
   );
   const outcome = await Promise.race([
-    runLogin({ cfg, paths, run: base.run, log: base.log }, req.user, { timeLimitMs: limit, shareHealthy: undefined }),
+    new LoginService({ cfg, paths, run: base.run, log: base.log }).run(req.user, { timeLimitMs: limit, shareHealthy: undefined }),
     late.promise,
   ]);
   late.cancel();

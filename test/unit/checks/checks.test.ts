@@ -1,22 +1,27 @@
 import t from 'tap';
 import { cronPatternProblem } from '../../../src/agent/config-values.js';
-import { clockVerdict } from '../../../src/tasks/checks/clock.js';
-import { diskVerdict } from '../../../src/tasks/checks/disk-space.js';
-import { healthChecks } from '../../../src/tasks/checks/index.js';
-import { quotaVerdict } from '../../../src/tasks/checks/share-quota.js';
-import type { CheckDeps, HealthCheck } from '../../../src/tasks/checks/types.js';
+import { clockVerdict } from '../../../src/tasks/preflight/clock-check.js';
+import { diskVerdict } from '../../../src/tasks/host/disk-space.js';
+import { checksOf } from '../../../src/agent/capability.js';
+import { capabilities } from '../../../src/app/capabilities.js';
+import { quotaVerdict } from '../../../src/tasks/share-mount/quota-check.js';
+import type { HealthCheck } from '../../../src/agent/check.js';
+import { testCapabilities, type CapabilityDoors } from '../daemon/doubles.js';
 import { makeTestContext } from '../../helpers/context.js';
 import type { FakeCommand } from '../../helpers/fake-runner.js';
 
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;
-const byId = (id: string): HealthCheck => {
-  const c = healthChecks.find((x) => x.id === id);
+const healthChecks = checksOf(capabilities);
+
+/** The check of that id, declared by its capability, over fake doors (see deps). */
+const byId = (id: string, doors: CapabilityDoors = deps()): HealthCheck => {
+  const c = checksOf(testCapabilities(doors)).find((x) => x.id === id);
   if (!c) throw new Error(`no check ${id}`);
   return c;
 };
 
-function deps(over: Partial<CheckDeps> = {}): CheckDeps {
+function deps(over: CapabilityDoors = {}): CapabilityDoors {
   return {
     testJoin: async () => ({ ok: true, reason: 'joined' }),
     probeShare: async () => ({ mounted: true, responsive: true, source: '//a/b', reason: '' }),
@@ -55,7 +60,7 @@ t.test('checks against fake doors', async (t) => {
     check: string;
     config?: Record<string, unknown>;
     commands?: FakeCommand[];
-    deps?: Partial<CheckDeps>;
+    deps?: CapabilityDoors;
     sssdActive?: boolean;
     want: 'ok' | 'warn' | 'fail';
     reason?: RegExp;
@@ -132,9 +137,9 @@ t.test('checks against fake doors', async (t) => {
     const share = { share: { account: 'contosofiles', name: 'workspace', key: { file: '/etc/dsvm-agent/key' } } };
     const tc = await makeTestContext({ config: { ...share, ...(c.config ?? {}) }, commands: c.commands ?? [] });
     if (c.sssdActive) tc.services.active.add('sssd');
-    const check = byId(c.check);
+    const check = byId(c.check, deps(c.deps));
     t.equal(check.skip?.(tc.ctx), undefined, `${c.name}: applies`);
-    const out = await check.run(tc.ctx, deps(c.deps));
+    const out = await check.run(tc.ctx);
     t.equal(out.state, c.want, `${c.name}: ${out.reason}`);
     if (c.reason) t.match(out.reason, c.reason, `${c.name}: reason`);
     t.same(tc.runner.unexpected, [], `${c.name}: no unexpected commands`);
@@ -158,7 +163,7 @@ t.test('disk-space reads the root prefix', async (t) => {
   const tc = await makeTestContext();
   const { mkdir } = await import('node:fs/promises');
   await mkdir(tc.paths.under('/var'), { recursive: true });
-  const out = await byId('disk-space').run(tc.ctx, deps());
+  const out = await byId('disk-space').run(tc.ctx);
   t.match(out.reason, /^\/var: \d+ MiB free/);
 });
 

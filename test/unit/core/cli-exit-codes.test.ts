@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import t from 'tap';
-import { main } from '../../../src/agent/cli.js';
+import { main } from '../../../src/app/cli.js';
 import { VERSION } from '../../../src/agent/version.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { stringify } from 'yaml';
 import { makeTestContext, type TestContext } from '../../helpers/context.js';
 import { FakeMounts, KEY } from '../share-mount/helpers.js';
-import { deprovision } from '../../../src/agent/commands/deprovision.js';
+import { deprovision } from '../../../src/app/commands/deprovision.js';
 import { StateStore } from '../../../src/agent/state.js';
 import { desiredFiles } from '../../../src/tasks/domain-join/files.js';
 import { addSssToNsswitch, joinFacts, MKHOMEDIR_SESSION_LINE } from '../../../src/tasks/domain-join/render.js';

@@ -13,7 +13,7 @@ import { stringify } from 'yaml';
 import { makeTestContext, type TestContext } from '../../helpers/context.js';
 import type { FakeCommand } from '../../helpers/fake-runner.js';
 import { FakeMounts } from '../share-mount/helpers.js';
-import { deprovision } from '../../../src/agent/commands/deprovision.js';
+import { deprovision } from '../../../src/app/commands/deprovision.js';
 import { acquireLock } from '../../../src/agent/lock.js';
 import { hashTree } from '../../helpers/tree.js';
 

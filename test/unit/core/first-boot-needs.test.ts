@@ -3,7 +3,7 @@ import { permanent } from '../../../src/agent/errors.js';
 import { runFirstBoot } from '../../../src/agent/first-boot.js';
 import { StateStore } from '../../../src/agent/state.js';
 import type { Task } from '../../../src/agent/task.js';
-import { firstBootTasks } from '../../../src/tasks/first-boot.js';
+import { firstBootTasks } from '../../../src/app/capabilities.js';
 import { makeTestContext } from '../../helpers/context.js';
 
 const backoff = { initialMs: 1, maxDelayMs: 1, factor: 1, maxAttempts: 1, maxElapsedMs: 100 };

@@ -4,8 +4,8 @@
 // what each check found, as before. What plan and provision print is redacted.
 import t from 'tap';
 import { AgentError, permanent, transient } from '../../../src/agent/errors.js';
-import { renderPlan } from '../../../src/agent/commands/plan.js';
-import { renderProvision } from '../../../src/agent/commands/provision.js';
+import { renderPlan } from '../../../src/app/commands/plan.js';
+import { renderProvision } from '../../../src/app/commands/provision.js';
 import { planTasks, type Task } from '../../../src/agent/task.js';
 import { makeTestContext } from '../../helpers/context.js';
 

@@ -8,7 +8,7 @@ import { chmod, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseDocument } from 'yaml';
-import { firstBootTasks } from '../../../src/tasks/first-boot.js';
+import { firstBootTasks } from '../../../src/app/capabilities.js';
 import { planTasks } from '../../../src/agent/task.js';
 import { makeTestContext } from '../../helpers/context.js';
 import { hashTree } from '../../helpers/tree.js';

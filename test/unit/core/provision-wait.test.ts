@@ -7,7 +7,7 @@ import t, { type Test } from 'tap';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { provision } from '../../../src/agent/commands/provision.js';
+import { provision } from '../../../src/app/commands/provision.js';
 import { acquireLock } from '../../../src/agent/lock.js';
 import { createLogger } from '../../../src/agent/log.js';
 import { makePaths, type Paths } from '../../../src/agent/paths.js';

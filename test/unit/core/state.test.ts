@@ -6,7 +6,7 @@ import path from 'node:path';
 import { AgentError } from '../../../src/agent/errors.js';
 import { createLogger } from '../../../src/agent/log.js';
 import { Redactor } from '../../../src/agent/redact.js';
-import { emptyState, StateStore } from '../../../src/agent/state.js';
+import { emptyState, parseFacts, StateStore } from '../../../src/agent/state.js';
 
 const log = createLogger({ level: 'error', redactor: new Redactor(), write: () => undefined });
 
@@ -159,4 +159,46 @@ t.test('a state file that cannot be read or moved aside is a clear error, not a 
     t.match(err.message, c.message, `${c.name}: names the path and the problem`);
     t.match(err.fix ?? '', c.fix, `${c.name}: says the fix`);
   }
+});
+
+t.test('facts read from disk keep their types; a malformed or unknown one is dropped', async (t) => {
+  const dc = { host: 'dc1.contoso.test', address: '10.77.0.2', clockOffsetMs: -12, foundAt: '2026-12-06T05:00:00.000Z' };
+  const guard = { address: '169.254.169.254', port: 80, gids: [0, 1001] };
+  const cases = [
+    {
+      name: 'every fact well formed',
+      raw: {
+        computerName: 'DSVM-1',
+        nsswitchAdded: ['passwd', 'group'],
+        domainController: dc,
+        imdsGuard: guard,
+        shareUnit: 'data-workspace.mount',
+      },
+      want: {
+        computerName: 'DSVM-1',
+        nsswitchAdded: ['passwd', 'group'],
+        domainController: dc,
+        imdsGuard: guard,
+        shareUnit: 'data-workspace.mount',
+      },
+    },
+    { name: 'a number for the computer name', raw: { computerName: 7 }, want: {} },
+    { name: 'nsswitch words that are not strings', raw: { nsswitchAdded: ['passwd', 3] }, want: {} },
+    { name: 'a DC without its address', raw: { domainController: { host: 'dc1', clockOffsetMs: 0 } }, want: {} },
+    { name: 'a guard with a gid that is not a number', raw: { imdsGuard: { ...guard, gids: ['0'] } }, want: {} },
+    {
+      name: 'a DC from before foundAt existed',
+      raw: { domainController: { ...dc, foundAt: undefined } },
+      want: { domainController: { host: dc.host, address: dc.address, clockOffsetMs: -12 } },
+    },
+    { name: 'an unknown fact', raw: { somethingElse: true }, want: {} },
+    { name: 'not an object', raw: ['DSVM-1'], want: {} },
+  ];
+  for (const c of cases) t.same(parseFacts(c.raw), c.want, c.name);
+
+  const dir = await mkdtemp(path.join(tmpdir(), 'state-'));
+  const file = path.join(dir, 'state.json');
+  await writeFile(file, JSON.stringify({ ...emptyState('vm-a', 'imds'), facts: { computerName: 7, shareSource: '//a/b' } }));
+  const { state } = await new StateStore(file, log).forVm({ imds: 'vm-a' });
+  t.same(state.facts, { shareSource: '//a/b' }, 'the store reads facts through the same check');
 });

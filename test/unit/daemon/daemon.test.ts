@@ -1,17 +1,18 @@
 import t from 'tap';
-import { Daemon } from '../../../src/agent/daemon/daemon.js';
+import { Daemon } from '../../../src/app/daemon/daemon.js';
 import { callIpc } from '../../../src/agent/ipc.js';
 import { StateStore } from '../../../src/agent/state.js';
 import { transient } from '../../../src/agent/errors.js';
 import type { Task } from '../../../src/agent/task.js';
-import { healthChecks } from '../../../src/tasks/checks/index.js';
+import { checksOf } from '../../../src/agent/capability.js';
+import { capabilities } from '../../../src/app/capabilities.js';
 import { makeTestContext } from '../../helpers/context.js';
 import { FakeOps, RecordingNotifier } from './doubles.js';
 import { extensionView, parsePrometheus } from './parse.js';
 
 /** Never fires during a test: checks run only at start and when the test asks. */
 const NEVER = '0 0 0 1 1 *';
-const checksConfig = Object.fromEntries(healthChecks.map((c) => [c.id, { schedule: NEVER }]));
+const checksConfig = Object.fromEntries(checksOf(capabilities).map((c) => [c.id, { schedule: NEVER }]));
 
 function gatedTask(): { task: Task; release(): void } {
   let open = false;
@@ -61,7 +62,7 @@ async function setup(t: { teardown(fn: () => unknown): void }, over: Record<stri
   const notifier = new RecordingNotifier();
   const gated = gatedTask();
   const store = new StateStore(tc.paths.stateFile, tc.log);
-  const daemon = await Daemon.start({ ctx: tc.ctx, store, firstBootTasks: [gated.task], ops, notifier });
+  const daemon = await Daemon.start({ ctx: tc.ctx, store, capabilities: ops.capabilities([gated.task]), notifier });
   t.teardown(() => daemon.stop());
   const get = async (path: string) => {
     const res = await fetch(`${daemon.healthUrl}${path}`);
@@ -69,7 +70,12 @@ async function setup(t: { teardown(fn: () => unknown): void }, over: Record<stri
   };
   const health = async () => JSON.parse((await get('/health')).text) as Record<string, unknown>;
   const settle = () => new Promise((r) => setTimeout(r, 30));
-  return { tc, ops, notifier, gated, daemon, store, get, health, settle };
+  // A repair takes the first-boot lock before it runs (as in production): wait for it, not a fixed time.
+  const repaired = async (count: number) => {
+    for (const end = Date.now() + 5000; ops.calls.length < count && Date.now() < end;) await settle();
+    await settle();
+  };
+  return { tc, ops, notifier, gated, daemon, store, get, health, settle, repaired };
 }
 
 t.test('lifecycle: Initializing during first boot, Healthy after, READY first and STOPPING last', async (t) => {
@@ -111,13 +117,13 @@ t.test('a failing check turns health Unhealthy, repairs are rate limited, recove
   await s.settle();
   s.ops.share = { mounted: false, responsive: false, reason: 'not in mountinfo' };
   await s.daemon.runner.run('share-mounted');
-  await s.settle();
+  await s.repaired(1);
   let h = await s.health();
   t.equal(h.ApplicationHealthState, 'Unhealthy');
   t.match(String(h.reason), /share-mounted failing/);
   t.same(s.ops.calls, ['remountShare'], 'one repair per failing run');
   await s.daemon.runner.run('share-mounted');
-  await s.settle();
+  await s.repaired(2);
   await s.daemon.runner.run('share-mounted');
   await s.settle();
   await s.daemon.runner.run('share-mounted');
@@ -147,6 +153,7 @@ t.test('a successful repair is checked again at once', async (t) => {
   s.ops.remountWorks = true;
   s.ops.share = { mounted: false, responsive: false, reason: 'gone' };
   await s.daemon.runner.run('share-mounted');
+  await s.repaired(1);
   await new Promise((r) => setTimeout(r, 100));
   const h = await s.health();
   t.equal(h.ApplicationHealthState, 'Healthy', 'the re-check after the remount cleared it');
@@ -192,6 +199,7 @@ t.test('a DC that stalls never starts a rejoin; a broken trust does, after N fai
   await trust();
   t.same(s.ops.calls, [], 'two in a row again: still no repair');
   await trust();
+  await s.repaired(1);
   t.same(s.ops.calls, ['rejoin'], 'third hard failure in a row, confirmed by a fresh testjoin: one rejoin');
   t.match(s.tc.logLines.join('\n'), /trying rejoin/);
 });
@@ -295,7 +303,7 @@ t.test('login over the socket reaches the handler and is measured', async (t) =>
   const res = await callIpc(s.tc.paths.socketFile, { op: 'login', user: 'alice', deadlineMs: 1000 }, 2000);
   t.same(
     res,
-    { ok: false, error: 'login handling is not available in this build of the daemon: run `dsvm-agent login --user NAME` directly' },
+    { ok: false, error: 'this daemon was started without login handling: run `dsvm-agent login --user NAME` directly' },
     'clear error without a handler',
   );
   await s.daemon.stop();
@@ -306,12 +314,14 @@ t.test('login over the socket reaches the handler and is measured', async (t) =>
   const d = await Daemon.start({
     ctx: tc.ctx,
     store: new StateStore(tc.paths.stateFile, tc.log),
-    firstBootTasks: [],
-    ops: new FakeOps(),
+    capabilities: new FakeOps().capabilities(),
     notifier: new RecordingNotifier(),
-    login: async (user, opts) => {
-      seen.push([user, opts]);
-      return { user, status: 'done' };
+    logins: {
+      handle: async (user, opts) => {
+        seen.push([user, opts]);
+        return { user, status: 'done' };
+      },
+      finishDeferred: async () => [],
     },
   });
   t.teardown(() => d.stop());
@@ -324,7 +334,7 @@ t.test('login over the socket reaches the handler and is measured', async (t) =>
 });
 
 t.test('refuses a non-loopback listen address unless allowed', async (t) => {
-  const { startHealthServer } = await import('../../../src/agent/daemon/server.js');
+  const { startHealthServer } = await import('../../../src/app/daemon/server.js');
   await t.rejects(
     startHealthServer('10.0.0.1:8642', { allowNonLoopback: false }, { health: () => ({}), metrics: () => '' }),
     /not a loopback address/,

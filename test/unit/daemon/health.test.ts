@@ -1,9 +1,9 @@
 import t from 'tap';
-import { declareMetrics, renderMetrics } from '../../../src/agent/daemon/agent-metrics.js';
-import type { CheckRecord } from '../../../src/agent/daemon/check-state.js';
-import { evaluateHealth, healthBody, type DaemonSnapshot } from '../../../src/agent/daemon/health.js';
-import { Metrics } from '../../../src/agent/daemon/metrics.js';
-import { newRepairRecord } from '../../../src/agent/daemon/repair.js';
+import { declareMetrics, renderMetrics } from '../../../src/app/daemon/agent-metrics.js';
+import type { CheckRecord } from '../../../src/app/daemon/check-state.js';
+import { evaluateHealth, healthBody, type DaemonSnapshot } from '../../../src/app/daemon/health.js';
+import { Metrics } from '../../../src/app/daemon/metrics.js';
+import { newRepairRecord } from '../../../src/app/daemon/repair.js';
 import type { CheckId } from '../../../src/agent/config-schema.js';
 import { extensionView, parsePrometheus } from './parse.js';
 
@@ -21,6 +21,7 @@ const rec = (id: CheckId, state: CheckRecord['state'], reason = `${id} ${state}`
 const snap = (over: Partial<DaemonSnapshot> = {}): DaemonSnapshot => ({
   checks: [rec('domain-trust', 'ok'), rec('sssd', 'ok'), rec('share-mounted', 'ok'), rec('share-quota', 'ok'), rec('clock', 'ok')],
   repairs: [],
+  repairFor: new Map([['share-mounted', 'remount-share']]),
   firstBoot: { state: 'done' },
   graceAnchor: T0,
   unhealthyOn: ['domain-trust', 'sssd', 'share-mounted'],

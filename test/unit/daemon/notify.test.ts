@@ -1,5 +1,5 @@
 import t from 'tap';
-import { notifierFromEnv, SystemdNotifyCommand, Watchdog, watchdogIntervalMs } from '../../../src/agent/daemon/notify.js';
+import { notifierFromEnv, SystemdNotifyCommand, Watchdog, watchdogIntervalMs } from '../../../src/app/daemon/notify.js';
 import { makeTestContext } from '../../helpers/context.js';
 import { RecordingNotifier } from './doubles.js';
 

@@ -1,12 +1,11 @@
 import t from 'tap';
-import { CheckRunner } from '../../../src/agent/daemon/check-runner.js';
-import { advance, pendingRecord, type CheckRecord } from '../../../src/agent/daemon/check-state.js';
-import { confirmRepair, repairJitterMs, shouldRepair } from '../../../src/agent/daemon/repair-policy.js';
+import { CheckRunner } from '../../../src/app/daemon/check-runner.js';
+import { advance, pendingRecord, type CheckRecord } from '../../../src/app/daemon/check-state.js';
+import { confirmRepair, repairJitterMs, shouldRepair } from '../../../src/app/daemon/repair-policy.js';
 import { permanent, transient } from '../../../src/agent/errors.js';
-import { isTransientError, isTransientReason } from '../../../src/tasks/checks/transient.js';
-import type { CheckOutcome, HealthCheck } from '../../../src/tasks/checks/types.js';
+import { isTransientError, isTransientReason } from '../../../src/agent/transient.js';
+import type { CheckOutcome, HealthCheck } from '../../../src/agent/check.js';
 import { makeTestContext } from '../../helpers/context.js';
-import { FakeOps } from './doubles.js';
 
 const policy = { failuresBeforeRepair: 3, jitterSec: 60 };
 
@@ -123,8 +122,9 @@ t.test('the last look before a repair', async (t) => {
     },
   ];
   for (const c of cases) {
-    const got = await confirmRepair(c.action, {
-      testJoin: c.testJoin ?? (() => Promise.reject(new Error('not asked'))),
+    // The rejoin is the repair that asks the domain first (its manifest's Repair.trust).
+    const got = await confirmRepair({
+      ...(c.action === 'rejoin' ? { trust: c.testJoin ?? (() => Promise.reject(new Error('not asked'))) } : {}),
       recheck: c.recheck ?? (() => Promise.reject(new Error('not asked'))),
     });
     t.equal(got.go, c.go, c.name);
@@ -164,7 +164,7 @@ t.test('the check runner marks timeouts and thrown transient errors transient', 
       throw permanent('clock: bad answer');
     }),
   ];
-  const runner = new CheckRunner({ ctx: tc.ctx, deps: new FakeOps(), checks, log: tc.log });
+  const runner = new CheckRunner({ ctx: tc.ctx, checks, log: tc.log });
   const [trust, sssd, clock] = await Promise.all([runner.run('domain-trust'), runner.run('sssd'), runner.run('clock')]);
   t.match(trust, { state: 'fail', transient: true }, 'thrown transient');
   t.match(sssd, { state: 'fail', transient: true, reason: /no answer within 20 ms/ }, 'timeout');

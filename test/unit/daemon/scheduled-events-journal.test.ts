@@ -12,6 +12,7 @@ import {
 } from '../../../src/tasks/scheduled-events/index.js';
 import { startFakes, type Seed } from '../../fakes/index.js';
 import { makeTestContext } from '../../helpers/context.js';
+import { terminateStepsOf } from '../../../src/agent/capability.js';
 import { FakeOps } from './doubles.js';
 
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -66,15 +67,17 @@ async function setup(t: TapTest, events: EventSeed[]) {
   const tc = await makeTestContext();
   tc.ctx.imds = new ImdsClient(fakes.urls.imds, 2000);
   const ops = new FakeOps();
-  const dnsCalls: string[] = [];
-  const withDns = Object.assign(ops, {
-    removeDnsRecord: async () => {
-      dnsCalls.push('removeDnsRecord');
-      ops.calls.push('removeDnsRecord');
-    },
-  });
+  ops.removeDnsRecord = async () => {
+    ops.calls.push('removeDnsRecord');
+  };
   const watcher = (onStep?: (eventId: string, step: string) => void) =>
-    new ScheduledEventsWatcher({ ctx: tc.ctx, ops: withDns, log: tc.log, pollMs: 1000, ...(onStep ? { onStep } : {}) });
+    new ScheduledEventsWatcher({
+      ctx: tc.ctx,
+      steps: terminateStepsOf(ops.capabilities()),
+      log: tc.log,
+      pollMs: 1000,
+      ...(onStep ? { onStep } : {}),
+    });
   const journalFile = path.join(tc.ctx.paths.stateDir, JOURNAL_FILE);
   return { fakes, tc, ops, watcher, journalFile };
 }

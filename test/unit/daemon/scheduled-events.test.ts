@@ -9,6 +9,7 @@ import {
 } from '../../../src/tasks/scheduled-events/index.js';
 import { startFakes, type Seed } from '../../fakes/index.js';
 import { makeTestContext } from '../../helpers/context.js';
+import { terminateStepsOf } from '../../../src/agent/capability.js';
 import { FakeOps } from './doubles.js';
 
 type EventSeed = NonNullable<Seed['scheduledEvents']>[number];
@@ -99,7 +100,13 @@ t.test('Terminate flow against the IMDS fake', async (t) => {
     const ops = new FakeOps();
     if (c.failStep) ops.failStep = c.failStep;
     const steps: string[] = [];
-    const w = new ScheduledEventsWatcher({ ctx: tc.ctx, ops, log: tc.log, pollMs: 1000, onStep: (_id, step) => steps.push(step) });
+    const w = new ScheduledEventsWatcher({
+      ctx: tc.ctx,
+      steps: terminateStepsOf(ops.capabilities()),
+      log: tc.log,
+      pollMs: 1000,
+      onStep: (_id, step) => steps.push(step),
+    });
     await w.pollOnce();
     await w.pollOnce();
     t.same(ops.calls, c.wantCalls, `${c.name}: cleanup ran once, in order`);
@@ -132,7 +139,7 @@ t.test('an approval that fails is retried at the next poll', async (t) => {
   const tc = await makeTestContext();
   tc.ctx.imds = new ImdsClient(fakes.urls.imds, 2000);
   const ops = new FakeOps();
-  const w = new ScheduledEventsWatcher({ ctx: tc.ctx, ops, log: tc.log, pollMs: 1000 });
+  const w = new ScheduledEventsWatcher({ ctx: tc.ctx, steps: terminateStepsOf(ops.capabilities()), log: tc.log, pollMs: 1000 });
   await w.pollOnce();
   t.same(fakes.state.approvals(), [], 'first approval failed');
   await w.pollOnce();
@@ -150,7 +157,7 @@ t.test('an approval that fails is retried at the next poll', async (t) => {
 
 t.test('IMDS down: the watcher logs once and keeps polling', async (t) => {
   const tc = await makeTestContext();
-  const w = new ScheduledEventsWatcher({ ctx: tc.ctx, ops: new FakeOps(), log: tc.log, pollMs: 1000 });
+  const w = new ScheduledEventsWatcher({ ctx: tc.ctx, steps: terminateStepsOf(new FakeOps().capabilities()), log: tc.log, pollMs: 1000 });
   await w.pollOnce();
   await w.pollOnce();
   t.equal(tc.logLines.filter((l) => l.includes('scheduled events:')).length, 1);

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundleForNode } from '../../helpers/bundle.js';
 
-const runModule = fileURLToPath(new URL('../../../src/agent/commands/run.ts', import.meta.url));
+const runModule = fileURLToPath(new URL('../../../src/app/commands/run.ts', import.meta.url));
 const runnerModule = fileURLToPath(new URL('../../../src/agent/runner.ts', import.meta.url));
 const logModule = fileURLToPath(new URL('../../../src/agent/log.ts', import.meta.url));
 const redactModule = fileURLToPath(new URL('../../../src/agent/redact.ts', import.meta.url));

@@ -3,7 +3,8 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { runTasks } from '../../../src/agent/task.js';
-import { domainJoinTask, undoJoin } from '../../../src/tasks/domain-join/index.js';
+import { domainJoinTask } from '../../../src/tasks/domain-join/index.js';
+import { undoJoin } from '../../../src/tasks/domain-join/undo.js';
 import { vmIdStamp } from '../../../src/tasks/domain-join/computer-name.js';
 import { backoff, caught, DC, OTHER_VM, PASSWORD, primary, setup, type World } from './world.js';
 

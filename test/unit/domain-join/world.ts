@@ -5,7 +5,6 @@ import { makeTestContext, writeSecretFile } from '../../helpers/context.js';
 import type { FakeCommand } from '../../helpers/fake-runner.js';
 import { AgentError } from '../../../src/agent/errors.js';
 import { primaryComputerName } from '../../../src/tasks/domain-join/computer-name.js';
-import { rememberDomainController } from '../../../src/tasks/preflight/index.js';
 import { versionCommands, type LdapWorld } from './world-adcli-0.9.0.js';
 
 /**
@@ -135,7 +134,14 @@ export async function setup(w: World, config: Record<string, unknown> = {}, opts
   w.ldap ??= {};
   for (const c of versionCommands(w.ldap, w.existing, PASSWORD)) tc.runner.on(c);
   for (const c of adcliCommands(tc.paths.krb5Keytab, w, path.join(tc.paths.pamDir, 'common-session'))) tc.runner.on(c);
-  if (opts.preflightDc !== false) rememberDomainController(tc.ctx, DC);
+  // What this run's preflight passes the join: the DC it just found.
+  if (opts.preflightDc !== false)
+    tc.ctx.state.facts.domainController = {
+      host: DC,
+      address: '10.77.0.2',
+      clockOffsetMs: 0,
+      foundAt: new Date(tc.ctx.clock.now()).toISOString(),
+    };
   return tc;
 }
 

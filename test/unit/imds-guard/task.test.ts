@@ -7,9 +7,9 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AgentError } from '../../../src/agent/errors.js';
 import type { RunRequest } from '../../../src/agent/runner.js';
-import { imdsGuardTask } from '../../../src/tasks/imds-guard/index.js';
+import { imdsGuardTask, undoImdsGuard } from '../../../src/tasks/imds-guard/index.js';
 import { renderGuardScript } from '../../../src/tasks/imds-guard/ruleset.js';
-import { imdsGuardCheck } from '../../../src/tasks/checks/imds-guard.js';
+import { imdsGuardCheck } from '../../../src/tasks/imds-guard/check.js';
 import { makeTestContext } from '../../helpers/context.js';
 import type { FakeCommand } from '../../helpers/fake-runner.js';
 
@@ -183,15 +183,15 @@ t.test('undo (deprovision) removes the table, the unit and the rule file; a seco
   await mkdir(paths.systemdUnitDir, { recursive: true });
   await writeFile(path.join(paths.systemdUnitDir, 'dsvm-agent-imds-guard.service'), 'x');
   await writeFile(path.join(paths.configDir, 'imds-guard.nft'), 'x');
-  t.same(await imdsGuardTask.undo?.(ctx, { leaveDomain: false }), [
+  t.same(await undoImdsGuard(ctx), [
     'nftables table inet dsvm_agent',
     'unit /etc/systemd/system/dsvm-agent-imds-guard.service',
     'rule file /etc/dsvm-agent/imds-guard.nft',
   ]);
-  t.same(await imdsGuardTask.undo?.(ctx, { leaveDomain: false }), [], 'nothing left the second time');
+  t.same(await undoImdsGuard(ctx), [], 'nothing left the second time');
   t.same(runner.unexpected, []);
   const noNft = await makeTestContext({ commands: [nftMissing] });
-  t.same(await imdsGuardTask.undo?.(noNft.ctx, { leaveDomain: false }), [], 'no nft, nothing installed: nothing to remove, no error');
+  t.same(await undoImdsGuard(noNft.ctx), [], 'no nft, nothing installed: nothing to remove, no error');
 });
 
 t.test('periodic check: ok, flushed, tampered', async (t) => {
@@ -210,7 +210,7 @@ t.test('periodic check: ok, flushed, tampered', async (t) => {
   for (const c of cases) {
     const { ctx } = await kvContext({ config: GUARDED, commands: [c.list] });
     ctx.state.facts.imdsGuard = installed;
-    const out = await imdsGuardCheck.run(ctx, undefined as never);
+    const out = await imdsGuardCheck.run(ctx);
     t.equal(out.state, c.state, `${c.name}: ${out.reason}`);
     t.match(out.reason, c.reason, `${c.name}: reason`);
   }

@@ -5,10 +5,12 @@
  * a renamed or dropped metric breaks the rules' test, not a pool's alerts.
  */
 import { checkIds } from '../../../src/agent/config-schema.js';
-import { declareMetrics, renderMetrics } from '../../../src/agent/daemon/agent-metrics.js';
-import { pendingRecord } from '../../../src/agent/daemon/check-state.js';
-import { Metrics } from '../../../src/agent/daemon/metrics.js';
-import { newRepairRecord, repairFor } from '../../../src/agent/daemon/repair.js';
+import { repairsByCheck } from '../../../src/agent/capability.js';
+import { capabilities } from '../../../src/app/capabilities.js';
+import { declareMetrics, renderMetrics } from '../../../src/app/daemon/agent-metrics.js';
+import { pendingRecord } from '../../../src/app/daemon/check-state.js';
+import { Metrics } from '../../../src/app/daemon/metrics.js';
+import { newRepairRecord } from '../../../src/app/daemon/repair.js';
 import { parsePrometheus } from '../daemon/parse.js';
 
 /** Labels Prometheus adds to every scraped series (node_exporter's target), or that a histogram carries. */
@@ -26,12 +28,14 @@ export function agentMetrics(): AgentMetrics {
   const now = Date.parse('2026-01-01T00:00:00Z');
   const m = new Metrics();
   declareMetrics(m);
-  const actions = [...new Set(Object.values(repairFor))];
+  const repairFor = new Map([...repairsByCheck(capabilities)].map(([id, r]) => [id, r.action]));
+  const actions = [...new Set(repairFor.values())];
   const text = renderMetrics(
     m,
     {
       checks: checkIds.map((id) => pendingRecord(id, now)),
       repairs: actions.map((a) => newRepairRecord(a)),
+      repairFor,
       firstBoot: { state: 'done' },
       graceAnchor: now,
       unhealthyOn: [],

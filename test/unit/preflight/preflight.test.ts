@@ -3,7 +3,14 @@ import net from 'node:net';
 import { makeTestContext, writeSecretFile } from '../../helpers/context.js';
 import { AgentError } from '../../../src/agent/errors.js';
 import { runTasks } from '../../../src/agent/task.js';
-import { createPreflightTask, runPreflight, type PreflightDeps, type SrvTarget } from '../../../src/tasks/preflight/index.js';
+import {
+  clockOffset,
+  createPreflightTask,
+  recentDomainController,
+  runPreflight,
+  type PreflightDeps,
+  type SrvTarget,
+} from '../../../src/tasks/preflight/index.js';
 import { parseGeneralizedTime, parseRootDseTime, readDcClockOffset, rootDseTimeRequest } from '../../../src/tasks/preflight/ldap-time.js';
 
 const dnsError = (code: string): Error => Object.assign(new Error(`query failed ${code}`), { code });
@@ -201,4 +208,50 @@ t.test('rootDSE currentTime over a real socket', async (t) => {
   t.same(request, rootDseTimeRequest(), 'sent the rootDSE search');
   t.ok(Math.abs(offset - 10 * 60_000) < 2000, `offset about +10 min (${offset} ms)`);
   await t.rejects(readDcClockOffset('127.0.0.1', { port: 9, timeoutMs: 500 }), 'closed port rejects');
+});
+
+t.test("the clock check reads the first DC in preflight's own SRV order", async (t) => {
+  const tc = await makeTestContext();
+  const asked: string[] = [];
+  const withDcs = (targets: SrvTarget[]): PreflightDeps => ({
+    ...fakeDeps({ srv: { '_ldap._tcp.contoso.test': targets } }),
+    clockOffset: async (host) => {
+      asked.push(host);
+      return -1500;
+    },
+  });
+  const dc3: SrvTarget = { name: 'dc3.contoso.test', port: 389, priority: 0, weight: 100 };
+  const cases = [
+    { name: 'higher weight first', targets: [dc2, dc1], want: 'dc1.contoso.test' },
+    { name: 'lower priority first', targets: [dc1, { ...dc2, priority: -1 }], want: 'dc2.contoso.test' },
+    { name: 'a tie goes by name, as in preflight', targets: [dc3, dc1], want: 'dc1.contoso.test' },
+  ];
+  for (const c of cases) {
+    asked.length = 0;
+    t.same(await clockOffset(tc.ctx, withDcs(c.targets)), { offsetMs: -1500, source: c.want }, c.name);
+    t.same(asked, [c.want], `${c.name}: only that DC is asked`);
+  }
+  await t.rejects(clockOffset(tc.ctx, withDcs([])), { kind: 'transient', message: /no _ldap\._tcp\.contoso\.test SRV record/ });
+});
+
+t.test('the DC preflight found reaches the join through the state, while it is recent', async (t) => {
+  const tc = await ctxWithSecret();
+  let now = Date.parse('2026-12-06T05:00:00Z');
+  tc.ctx.clock = { now: () => now, sleep: async () => undefined };
+  const [outcome] = await runTasks([createPreflightTask(fakeDeps())], tc.ctx, {
+    backoff: { initialMs: 1, factor: 1, maxDelayMs: 1, maxAttempts: 1, maxElapsedMs: 1000 },
+  });
+  t.equal(outcome?.status, 'ok');
+  t.same(tc.ctx.state.facts.domainController, {
+    host: 'dc1.contoso.test',
+    address: '10.77.0.2',
+    clockOffsetMs: 1200,
+    foundAt: '2026-12-06T05:00:00.000Z',
+  });
+  t.equal(recentDomainController(tc.ctx), 'dc1.contoso.test', 'right after preflight: that DC');
+  now += 10 * 60_000 + 1;
+  t.equal(recentDomainController(tc.ctx), undefined, 'found more than 10 minutes ago: adcli discovers one');
+  delete tc.ctx.state.facts.domainController?.foundAt;
+  now -= 10 * 60_000;
+  t.equal(recentDomainController(tc.ctx), undefined, 'a DC recorded without when (an older state file): not assumed');
 });

@@ -9,7 +9,8 @@ import type { Fakes } from '../../fakes/index.js';
 import { writeSecretFile } from '../../helpers/context.js';
 import { FakeRunner } from '../../helpers/fake-runner.js';
 import { runTasks, type TaskContext } from '../../../src/agent/task.js';
-import { loadDaemonOps } from '../../../src/agent/daemon/ops.js';
+import { repairsByCheck } from '../../../src/agent/capability.js';
+import { capabilities } from '../../../src/app/capabilities.js';
 import { remountShare } from '../../../src/tasks/share-mount/index.js';
 import {
   KEY,
@@ -270,12 +271,9 @@ t.test('repair: something else mounted there is an error, never touched', async 
   });
   await t.rejects(remountShare(s.ctx, s.http), error);
   // The daemon's repair is this very function: it records a failure with the reason, not a remount.
-  const ops = loadDaemonOps();
-  t.notOk(
-    ops.fallbacks.some((f) => f.startsWith('remountShare')),
-    'the daemon uses the share task’s remountShare',
-  );
-  await t.rejects(ops.remountShare(s.ctx), error);
+  const repair = repairsByCheck(capabilities).get('share-mounted');
+  t.equal(repair?.action, 'remount-share', 'the share capability declares the remount');
+  await t.rejects(repair!.run(s.ctx), error);
   t.same(mountCalls(s.runner), []);
 });
 

@@ -4,7 +4,7 @@ import t, { type Test } from 'tap';
 import type { Fakes } from '../../fakes/index.js';
 import { makeTestContext, writeSecretFile } from '../../helpers/context.js';
 import { runTasks } from '../../../src/agent/task.js';
-import { createShareMountTask, isMounted, probeShare, remountShare } from '../../../src/tasks/share-mount/index.js';
+import { createShareMountTask, isMounted, probeShare, remountShare, undoShareMount } from '../../../src/tasks/share-mount/index.js';
 import {
   KEY,
   ROTATED_KEY,
@@ -337,17 +337,17 @@ t.test('under systemd the unit mounts; Kerberos arms an automount', async (t) =>
 t.test('undo unmounts our share and removes unit and credentials', async (t) => {
   const s = await setup();
   await s.task.apply(s.ctx, await s.task.check(s.ctx));
-  const removed = await s.task.undo!(s.ctx, { leaveDomain: false });
+  const removed = await undoShareMount(s.ctx);
   t.same(removed, [
     'mount /data/workspace',
     'unit /etc/systemd/system/data-workspace.mount',
     'credentials /etc/smbcredentials/contosofiles.cred',
   ]);
   t.ok(s.runner.argv().includes(`umount ${path.join(s.root, 'data/workspace')}`));
-  t.same(await s.task.undo!(s.ctx, { leaveDomain: false }), [], 'second undo: nothing left');
+  t.same(await undoShareMount(s.ctx), [], 'second undo: nothing left');
   const other = await setup();
   other.mounts.state = 'findmnt-tmpfs.json';
-  t.same(await other.task.undo!(other.ctx, { leaveDomain: false }), [], 'someone else’s mount is left alone');
+  t.same(await undoShareMount(other.ctx), [], 'someone else’s mount is left alone');
   t.notOk(other.runner.calls.some((c) => c.file === 'umount'));
 });
 

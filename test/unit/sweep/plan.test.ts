@@ -1,5 +1,5 @@
 import t from 'tap';
-import { renderReport } from '../../../src/agent/commands/sweep.js';
+import { renderReport } from '../../../src/app/commands/sweep.js';
 import { defaultPrefix, planSweep, poolComputers, type PoolComputer } from '../../../src/tasks/sweep/plan.js';
 
 const A = 'aaaaaaaa-0000-4000-8000-000000000001';

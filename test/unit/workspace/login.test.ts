@@ -2,7 +2,8 @@ import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import type { RunRequest } from '../../../src/agent/runner.js';
-import { ACCOUNT_REUSE_MS, exitCodeForOutcome, handleLogin, runLogin, type LoginDeps } from '../../../src/tasks/workspace/index.js';
+import { ACCOUNT_REUSE_MS, exitCodeForOutcome, type LoginDeps } from '../../../src/tasks/workspace/index.js';
+import { LoginService } from '../../../src/tasks/workspace/service.js';
 import { InProcessChecks } from '../../../src/tasks/workspace/in-process.js';
 import type { FakeCommand } from '../../helpers/fake-runner.js';
 import { makeTestContext } from '../../helpers/context.js';
@@ -177,6 +178,7 @@ for (const c of cases) {
       await writeFile(tc.paths.procMounts, c.mountinfo);
     }
     const deps: LoginDeps = { cfg: tc.ctx.cfg, paths: tc.paths, run: tc.runner.run, log: tc.log, nodeBinary: NODE };
+    const logins = new LoginService(deps);
     const user = c.name.startsWith('all-digit')
       ? '1001'
       : c.name.includes('mallory') || c.name.includes('no allowed')
@@ -184,7 +186,7 @@ for (const c of cases) {
         : c.name.startsWith('system')
           ? 'daemon'
           : 'alice';
-    const out = await runLogin(deps, user, { timeLimitMs: 3000, shareHealthy: c.shareHealthy });
+    const out = await logins.run(user, { timeLimitMs: 3000, shareHealthy: c.shareHealthy });
     t.match(out, {
       status: c.want.status,
       ...(c.want.reason ? { reason: c.want.reason } : {}),
@@ -206,9 +208,10 @@ t.test('handleLogin answers "pending" at the deadline and finishes in the backgr
   tc.runner.on({ file: 'stat', result: { stdout: 'directory\ndirectory\n' } });
   tc.runner.on({ file: 'readlink', result: { stdout: `${tc.paths.under('/data/workspace/alice/notebooks')}\n` } });
   const deps: LoginDeps = { cfg: tc.ctx.cfg, paths: tc.paths, run: tc.runner.run, log: tc.log, nodeBinary: NODE };
+  const logins = new LoginService(deps);
   const t0 = Date.now();
   // Ten concurrent logins of the same user: one run, one result.
-  const answers = await Promise.all(Array.from({ length: 10 }, () => handleLogin(deps, 'alice', { deadlineMs: 150, shareHealthy: true })));
+  const answers = await Promise.all(Array.from({ length: 10 }, () => logins.handle('alice', { deadlineMs: 150, shareHealthy: true })));
   const took = Date.now() - t0;
   t.ok(took < 600, `answered within the bound (${took} ms)`);
   t.ok(
@@ -222,7 +225,7 @@ t.test('handleLogin answers "pending" at the deadline and finishes in the backgr
     tc.logLines.some((l) => /finished in the background/.test(l)),
     'the result is logged',
   );
-  const later = await handleLogin(deps, 'alice', { deadlineMs: 2000, shareHealthy: true });
+  const later = await logins.handle('alice', { deadlineMs: 2000, shareHealthy: true });
   t.equal(later.status, 'done');
 });
 
@@ -258,14 +261,15 @@ t.test('repeated login through children: the last plan is checked alongside NSS,
     now: () => now,
     inProcess: new InProcessChecks(remote),
   };
-  t.equal((await runLogin(deps, 'alice', { timeLimitMs: 3000, shareHealthy: false })).status, 'done');
+  const logins = new LoginService(deps);
+  t.equal((await logins.run('alice', { timeLimitMs: 3000, shareHealthy: false })).status, 'done');
   const since = (n: number) =>
     tc.runner.calls
       .slice(n)
       .map((c) => c.file)
       .sort();
   let before = tc.runner.calls.length;
-  const soon = await runLogin(deps, 'alice', { timeLimitMs: 3000, shareHealthy: false });
+  const soon = await logins.run('alice', { timeLimitMs: 3000, shareHealthy: false });
   t.match(soon, { status: 'done', message: /already in place/ });
   t.same(
     since(before),
@@ -274,20 +278,20 @@ t.test('repeated login through children: the last plan is checked alongside NSS,
   );
   now += ACCOUNT_REUSE_MS;
   before = tc.runner.calls.length;
-  t.match(await runLogin(deps, 'alice', { timeLimitMs: 3000, shareHealthy: false }), { message: /already in place/ });
+  t.match(await logins.run('alice', { timeLimitMs: 3000, shareHealthy: false }), { message: /already in place/ });
   t.same(since(before), ['getent', 'readlink', 'stat'], 'after the window: NSS again, alongside the check');
   // The share answers (the daemon's probe says so): its folders are checked in-process even on a network filesystem.
   before = tc.runner.calls.length;
-  const missing = await runLogin(deps, 'alice', { timeLimitMs: 3000, shareHealthy: true });
+  const missing = await logins.run('alice', { timeLimitMs: 3000, shareHealthy: true });
   t.equal(missing.status, 'done');
   t.notMatch(missing.message, /already in place/, 'the folders do not exist on disk: full path');
   await mkdir(target, { recursive: true });
   before = tc.runner.calls.length;
-  t.match(await runLogin(deps, 'alice', { timeLimitMs: 3000, shareHealthy: true }), { status: 'done', message: /already in place/ });
+  t.match(await logins.run('alice', { timeLimitMs: 3000, shareHealthy: true }), { status: 'done', message: /already in place/ });
   t.same(since(before), ['readlink'], 'share folders found in-process');
   uid = 1002; // the account changed (re-created, new uid): full path, checks as the new uid
   now += ACCOUNT_REUSE_MS;
-  const changed = await runLogin(deps, 'alice', { timeLimitMs: 3000, shareHealthy: true });
+  const changed = await logins.run('alice', { timeLimitMs: 3000, shareHealthy: true });
   t.equal(changed.status, 'done');
   t.notMatch(changed.message, /already in place/);
   t.equal(tc.runner.calls.filter((c) => c.file === 'readlink').pop()?.uid, 1002);
@@ -321,16 +325,17 @@ t.test('repeated login on local disks: no process at all, and the real files dec
   // The test's own uid may be root's: let any uid have a workspace here.
   const cfg = { ...tc.ctx.cfg, workspace: { ...tc.ctx.cfg.workspace, minUid: 0 } };
   const deps: LoginDeps = { cfg, paths: tc.paths, run: tc.runner.run, log: tc.log, nodeBinary: NODE };
-  const first = await runLogin(deps, 'alice', { timeLimitMs: 3000, shareHealthy: true });
+  const logins = new LoginService(deps);
+  const first = await logins.run('alice', { timeLimitMs: 3000, shareHealthy: true });
   t.equal(first.status, 'done', JSON.stringify(first));
   const before = tc.runner.calls.length;
-  const again = await runLogin(deps, 'alice', { timeLimitMs: 3000, shareHealthy: true });
+  const again = await logins.run('alice', { timeLimitMs: 3000, shareHealthy: true });
   t.match(again, { status: 'done', message: /already in place/ });
   t.equal(tc.runner.calls.length, before, 'no child process');
   // The link replaced by one pointing elsewhere: not in place, the full path runs.
   await rm(path.join(home, 'notebooks/remote'));
   await symlink('/tmp', path.join(home, 'notebooks/remote'));
-  const moved = await runLogin(deps, 'alice', { timeLimitMs: 3000, shareHealthy: true });
+  const moved = await logins.run('alice', { timeLimitMs: 3000, shareHealthy: true });
   t.notMatch(moved.message, /already in place/, 'a link to somewhere else is not in place');
   t.ok(
     tc.runner.calls.slice(before).some((c) => c.file === 'getent'),
@@ -359,9 +364,8 @@ t.test('first logins of many users at once: at most 4 Node children run at a tim
   tc.runner.on({ file: 'readlink', result: { exitCode: 1 } });
   tc.runner.on({ file: NODE, result: slowChild });
   const deps: LoginDeps = { cfg: tc.ctx.cfg, paths: tc.paths, run: tc.runner.run, log: tc.log, nodeBinary: NODE };
-  const outs = await Promise.all(
-    Array.from({ length: 12 }, (_, i) => handleLogin(deps, `user${i}`, { deadlineMs: 5000, shareHealthy: true })),
-  );
+  const logins = new LoginService(deps);
+  const outs = await Promise.all(Array.from({ length: 12 }, (_, i) => logins.handle(`user${i}`, { deadlineMs: 5000, shareHealthy: true })));
   t.ok(
     outs.every((o) => o.status === 'done'),
     'all done',
@@ -401,12 +405,13 @@ t.test('one user cannot fill the login slots with spellings of their name while 
   });
   t.teardown(() => releaseStalled());
   const deps: LoginDeps = { cfg: tc.ctx.cfg, paths: tc.paths, run: tc.runner.run, log: tc.log, nodeBinary: NODE };
+  const logins = new LoginService(deps);
   const spellings = ['mallory', 'MALLORY', 'Mallory', 'mAllory', 'maLlory', 'malLory', 'mallORY', 'MALLory'];
-  const mallory = spellings.map((u) => handleLogin(deps, u, { deadlineMs: 100, shareHealthy: true }));
+  const mallory = spellings.map((u) => logins.handle(u, { deadlineMs: 100, shareHealthy: true }));
   await new Promise((r) => setTimeout(r, 50));
   t.equal(stalled, 1, `one stalled child for ${spellings.length} spellings of one uid`);
   const t0 = Date.now();
-  const alice = await handleLogin(deps, 'alice', { deadlineMs: 2000, shareHealthy: true });
+  const alice = await logins.handle('alice', { deadlineMs: 2000, shareHealthy: true });
   t.equal(alice.status, 'done', `alice's first login is not starved (${alice.message})`);
   t.ok(Date.now() - t0 < 1500, `within the bound (${Date.now() - t0} ms)`);
   t.ok(

@@ -1,0 +1,29 @@
+/**
+ * `work`'s result, or `late()`'s when `ms` pass first. The one way the agent
+ * races work against a clock (a check's timeout, a repair's, a login
+ * answered as pending, a scale-in step's budget, a child that outlives
+ * SIGKILL): the timer is cleared as soon as either side settles, so none is
+ * left behind to hold the process, and `work` itself carries on (what a late
+ * result means is the caller's to say). `late` may throw, or return a
+ * rejected promise, to make lateness an error.
+ */
+export async function settleWithin<T, L>(work: Promise<T>, ms: number, late: () => L | PromiseLike<L>): Promise<T | L> {
+  let timer: NodeJS.Timeout | undefined;
+  const clock = new Promise<L>((resolve, reject) => {
+    timer = setTimeout(
+      () => {
+        try {
+          resolve(late());
+        } catch (err) {
+          reject(err);
+        }
+      },
+      Math.max(0, ms),
+    );
+  });
+  try {
+    return await Promise.race([work, clock]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

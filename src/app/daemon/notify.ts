@@ -1,0 +1,134 @@
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import type { Logger } from '../../agent/log.js';
+import { summarize, type Runner } from '../../agent/runner.js';
+
+/**
+ * The daemon's one door to the service manager's notification socket
+ * (sd_notify(3)): READY=1, STATUS=..., WATCHDOG=1, STOPPING=1.
+ */
+export interface Notifier {
+  /** False when not started by systemd with Type=notify (no NOTIFY_SOCKET). */
+  readonly enabled: boolean;
+  notify(fields: Record<string, string>): Promise<void>;
+}
+
+export const nullNotifier: Notifier = { enabled: false, notify: async () => undefined };
+
+/**
+ * sd_notify through the `systemd-notify` binary, run by the agent's runner.
+ *
+ * Why this and not a library: the protocol is one AF_UNIX datagram, and
+ * Node has no Unix datagram sockets (nodejs/node#29339). The npm
+ * `systemd-notify` package shells out to the same binary but knows only
+ * --ready/--status (no WATCHDOG=1, no STOPPING=1) and spawns with the
+ * daemon's whole environment, outside the runner that keeps children's
+ * environments minimal; the native `sd-notify` addon would need
+ * libsystemd-dev and a compiler on every image build. The binary takes any
+ * VARIABLE=VALUE, so this completes what the package started, in ~30 lines.
+ *
+ * The message comes from a child, so two things matter: `--pid=<our pid>`
+ * makes systemd-notify send credentials naming the daemon (root may), so
+ * systemd attributes the message to the main process even after the child
+ * has exited (the race systemd-notify(1) warns about), and the unit carries
+ * NotifyAccess=all as the fallback should that attribution fail. A ping
+ * every WATCHDOG_USEC/2 costs one short process: measured in bench/daemon.
+ */
+export class SystemdNotifyCommand implements Notifier {
+  readonly enabled = true;
+  private chain: Promise<void> = Promise.resolve();
+  private warned = false;
+
+  constructor(private readonly deps: { run: Runner; log: Logger; socket: string; pid: number; binary?: string }) {}
+
+  notify(fields: Record<string, string>): Promise<void> {
+    // One at a time, in order: READY=1 must not overtake the STATUS before it.
+    const next = this.chain.then(() => this.send(fields));
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  private async send(fields: Record<string, string>): Promise<void> {
+    const args = [`--pid=${this.deps.pid}`, ...Object.entries(fields).map(([k, v]) => `${k}=${v.replace(/[\r\n]+/g, ' ')}`)];
+    const r = await this.deps.run({
+      file: this.deps.binary ?? 'systemd-notify',
+      args,
+      env: { NOTIFY_SOCKET: this.deps.socket },
+      timeoutMs: 5000,
+    });
+    if (r.exitCode !== 0 && !this.warned) {
+      this.warned = true;
+      this.deps.log.warn(`systemd-notify failed (${summarize(r)}); systemd may not see readiness or watchdog pings`);
+    }
+  }
+}
+
+/** The notifier for this process: systemd-notify when systemd gave us a socket, else none. */
+export function notifierFromEnv(env: NodeJS.ProcessEnv, deps: { run: Runner; log: Logger; pid: number }): Notifier {
+  const socket = env.NOTIFY_SOCKET;
+  if (!socket) return nullNotifier;
+  return new SystemdNotifyCommand({ ...deps, socket });
+}
+
+/**
+ * The ping interval: half of WATCHDOG_USEC, as sd_watchdog_enabled(3)
+ * recommends; undefined when the watchdog is off or meant for another pid.
+ */
+export function watchdogIntervalMs(env: NodeJS.ProcessEnv, pid: number): number | undefined {
+  const usec = Number(env.WATCHDOG_USEC);
+  if (!Number.isFinite(usec) || usec <= 0) return undefined;
+  if (env.WATCHDOG_PID && Number(env.WATCHDOG_PID) !== pid) return undefined;
+  return Math.max(500, Math.floor(usec / 2000));
+}
+
+/**
+ * WATCHDOG=1 from a timer, but only while the event loop is healthy. A
+ * wholly blocked loop fires no timer, so pings stop by themselves; a loop
+ * that crawls (a runaway synchronous task letting a timer through now and
+ * then) would still ping, so each ping first looks at the worst event-loop
+ * delay since the last one and skips the ping when it exceeds `maxLagMs`.
+ * systemd then kills and restarts a daemon that cannot answer health in time.
+ */
+export class Watchdog {
+  private timer: NodeJS.Timeout | undefined;
+  private histogram: IntervalHistogram | undefined;
+  skipped = 0;
+  sent = 0;
+
+  constructor(private readonly deps: { notifier: Notifier; intervalMs: number; maxLagMs: number; log: Logger; lag?: () => number }) {}
+
+  start(): void {
+    if (!this.deps.lag) {
+      this.histogram = monitorEventLoopDelay({ resolution: 20 });
+      this.histogram.enable();
+    }
+    this.timer = setInterval(() => void this.tick(), this.deps.intervalMs);
+    this.timer.unref();
+  }
+
+  /** Worst event-loop delay since the last tick, ms. */
+  private lagMs(): number {
+    if (this.deps.lag) return this.deps.lag();
+    const h = this.histogram;
+    if (!h) return 0;
+    const worst = h.max / 1e6;
+    h.reset();
+    return worst;
+  }
+
+  async tick(): Promise<void> {
+    const lag = this.lagMs();
+    if (lag > this.deps.maxLagMs) {
+      this.skipped++;
+      this.deps.log.warn(`event loop lagged ${lag.toFixed(0)} ms (limit ${this.deps.maxLagMs} ms): not pinging the watchdog`);
+      return;
+    }
+    this.sent++;
+    await this.deps.notifier.notify({ WATCHDOG: '1' });
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.histogram?.disable();
+  }
+}

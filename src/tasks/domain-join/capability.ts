@@ -1,0 +1,74 @@
+import { shownPath, underFirstBootLock, type Capability, type DescribeOptions } from '../../agent/capability.js';
+import type { TaskContext } from '../../agent/task.js';
+import { removeOwnDnsRecord } from '../scheduled-events/dns-record.js';
+import { identityLookupCheck } from './identity-check.js';
+import { domainJoinTask, rejoin } from './index.js';
+import { SSSD_UNIT, sssdCheck } from './sssd-check.js';
+import { testJoin } from './status.js';
+import { domainTrustCheck } from './trust-check.js';
+import { leaveDomain, undoJoin } from './undo.js';
+
+/** What the domain-join capability does outside its task; tests replace them. */
+export interface DomainJoinDoors {
+  testJoin(ctx: TaskContext): Promise<{ ok: boolean; reason: string }>;
+  rejoin(ctx: TaskContext): Promise<void>;
+  restartSssd(ctx: TaskContext): Promise<void>;
+  removeDnsRecord(ctx: TaskContext): Promise<unknown>;
+  leaveDomain(ctx: TaskContext): Promise<unknown>;
+}
+
+const realDoors: DomainJoinDoors = {
+  testJoin,
+  rejoin,
+  restartSssd: (ctx) => ctx.services.restart(SSSD_UNIT),
+  removeDnsRecord: removeOwnDnsRecord,
+  leaveDomain,
+};
+
+/** What deprovision says it removes, in the order undoJoin does it. */
+function describe(ctx: TaskContext, o: DescribeOptions): string[] {
+  const p = ctx.paths;
+  const computer = ctx.state.facts.computerName;
+  const keytab = shownPath(p, p.krb5Keytab);
+  return [
+    ...(o.leaveDomain
+      ? [
+          `delete the computer account ${computer ?? `in ${keytab}`} from ${o.configKnown ? ctx.cfg.domain.name.toUpperCase() : 'the domain'} (make sure no other VM uses that name)`,
+        ]
+      : []),
+    `remove the domain join${o.configKnown ? ` with ${ctx.cfg.domain.name}` : ''}: ${keytab}, sssd.conf and cache, the agent's krb5, realmd, sudo, sshd, nsswitch and PAM settings`,
+  ];
+}
+
+/**
+ * The domain join: joins on first boot; watches the trust, user look-ups and
+ * sssd; restarts sssd or rejoins when they break; on scale-in removes the
+ * DNS record (signed with the keytab, so before the account goes) and the
+ * computer account.
+ */
+export function domainJoinCapability(over: Partial<DomainJoinDoors> = {}): Capability {
+  const d = { ...realDoors, ...over };
+  return {
+    id: 'domain-join',
+    firstBoot: { task: domainJoinTask, needs: () => ['preflight'] },
+    checks: [domainTrustCheck((ctx) => d.testJoin(ctx)), identityLookupCheck, sssdCheck],
+    repairs: [
+      // A lookup that fails while sssd runs is most often sssd stuck offline, which a restart clears;
+      // a broken trust is domain-trust's to fix.
+      { action: 'restart-sssd', checks: ['sssd', 'identity-lookup'], run: (ctx) => d.restartSssd(ctx) },
+      {
+        action: 'rejoin',
+        checks: ['domain-trust'],
+        run: underFirstBootLock('rejoin', (ctx) => d.rejoin(ctx)),
+        trust: (ctx) => d.testJoin(ctx),
+      },
+    ],
+    terminate: [
+      { id: 'dns', label: 'removing the DNS record', run: (ctx) => d.removeDnsRecord(ctx) },
+      { id: 'domain', label: 'leaving the domain', run: (ctx) => d.leaveDomain(ctx) },
+    ],
+    deprovision: { describe, undo: undoJoin },
+  };
+}
+
+export const domainJoin: Capability = domainJoinCapability();
