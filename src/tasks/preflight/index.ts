@@ -1,5 +1,13 @@
-import { Resolver } from 'node:dns/promises';
 import net from 'node:net';
+import {
+  dnsCode,
+  firstDomainController,
+  lookupSrv,
+  systemResolver,
+  systemResolveSrv,
+  type ResolveSrv,
+  type SrvTarget,
+} from '../../agent/dc-locator.js';
 import { AgentError, permanent, transient } from '../../agent/errors.js';
 import type { DomainControllerFact } from '../../agent/state.js';
 import type { CheckResult, Task, TaskContext } from '../../agent/task.js';
@@ -13,16 +21,11 @@ export const MAX_CLOCK_SKEW_MS = 5 * 60_000;
 /** Above this, warn: still working, but drifting towards the limit. */
 export const WARN_CLOCK_SKEW_MS = 60_000;
 
-export interface SrvTarget {
-  name: string;
-  port: number;
-  priority: number;
-  weight: number;
-}
+export { classifySrvError, orderSrv, type SrvTarget } from '../../agent/dc-locator.js';
 
 /** The network doors preflight uses, injected so tests can replace them without globals. */
 export interface PreflightDeps {
-  resolveSrv(name: string): Promise<SrvTarget[]>;
+  resolveSrv: ResolveSrv;
   resolve4(name: string): Promise<string[]>;
   /** Resolves when the TCP port accepts a connection; rejects with the reason otherwise. */
   probePort(host: string, port: number, timeoutMs: number): Promise<void>;
@@ -31,16 +34,10 @@ export interface PreflightDeps {
 }
 
 export function systemPreflightDeps(): PreflightDeps {
-  // A fresh resolver per run reads /etc/resolv.conf as it is now: at boot
-  // the DHCP-provided DNS may have arrived after the agent started.
-  // Three tries (c-ares lengthens each round: about 2, 4 and 8 s): a DC
-  // busy with a burst of joins answers its own SRV records late, not never
-  // (seen in the lab with five VMs joining at once); an unreachable DNS
-  // still fails within about 14 s, and first boot retries with backoff.
-  const resolver = (): Resolver => new Resolver({ timeout: 2000, tries: 3 });
+  // One resolver setting for every DC lookup: agent/dc-locator.ts says why.
   return {
-    resolveSrv: (name) => resolver().resolveSrv(name),
-    resolve4: (name) => resolver().resolve4(name),
+    resolveSrv: systemResolveSrv,
+    resolve4: (name) => systemResolver().resolve4(name),
     probePort: (host, port, timeoutMs) =>
       new Promise((resolve, reject) => {
         const s = net.connect({ host, port });
@@ -55,44 +52,6 @@ export function systemPreflightDeps(): PreflightDeps {
       }),
     clockOffset: (host) => readDcClockOffset(host),
   };
-}
-
-const dnsCode = (err: unknown): string => String((err as NodeJS.ErrnoException)?.code ?? (err as Error)?.message ?? err);
-
-/**
- * Classify a failed SRV lookup. NXDOMAIN means the DNS server the VM uses has
- * never heard of this domain (wrong name, or the VNet's DNS is not the DCs):
- * waiting does not fix it. SERVFAIL, timeouts and refused queries are what a
- * DNS server that is still starting (or a DC that is still booting) looks like.
- */
-export function classifySrvError(record: string, domain: string, err: unknown): AgentError {
-  const code = dnsCode(err);
-  if (code === 'ENOTFOUND') {
-    return permanent(`DNS: ${record} does not exist (NXDOMAIN): "${domain}" is not an AD domain this VM's DNS server knows`, {
-      reason: 'dns-domain-unknown',
-      fix: `check domain.name (the AD DNS domain, e.g. contoso.com, not the NetBIOS name) and that the VNet's DNS servers are the domain controllers`,
-    });
-  }
-  if (code === 'ENODATA') {
-    return permanent(`DNS: ${domain} exists but has no ${record} record`, {
-      reason: 'dns-srv-missing',
-      fix: `point the VNet's DNS servers at the domain controllers (a public or Azure DNS zone of the same name has no AD SRV records)`,
-    });
-  }
-  return transient(`DNS: looking up ${record} failed (${code}): the DNS server is not answering yet`, {
-    reason: 'dns-not-ready',
-    fix: 'check that the VNet DNS servers (the domain controllers) are up and reachable on port 53',
-  });
-}
-
-/**
- * Order SRV targets by priority, then higher weight first (RFC 2782 without
- * randomness: the result is stable), then by name in code-unit order: host
- * names are ASCII, and localeCompare would map ICU's collation data into the
- * daemon (~3 MB resident for the life of the process) for no better order.
- */
-export function orderSrv(records: readonly SrvTarget[]): SrvTarget[] {
-  return [...records].sort((a, b) => a.priority - b.priority || b.weight - a.weight || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
 /** Classify the clock offset: over 5 minutes breaks Kerberos (permanent), over 1 minute is a warning. */
@@ -157,16 +116,8 @@ export async function runPreflight(
   const secretKey = ctx.cfg.domain.oneTimePassword ? 'domain.oneTimePassword' : 'domain.joinPassword';
   if (secretRef) await ctx.secret(secretRef, secretKey);
 
-  const srv: Record<string, SrvTarget[]> = {};
-  for (const record of [`_ldap._tcp.${domain}`, `_kerberos._tcp.${domain}`]) {
-    try {
-      srv[record] = orderSrv(await deps.resolveSrv(record));
-    } catch (err) {
-      throw classifySrvError(record, domain, err);
-    }
-    if (srv[record]!.length === 0) throw classifySrvError(record, domain, Object.assign(new Error('empty'), { code: 'ENODATA' }));
-  }
-  const ldapTargets = srv[`_ldap._tcp.${domain}`]!;
+  const ldapTargets = await lookupSrv(domain, `_ldap._tcp.${domain}`, deps.resolveSrv);
+  await lookupSrv(domain, `_kerberos._tcp.${domain}`, deps.resolveSrv);
   log.debug(`SRV _ldap._tcp.${domain}: ${ldapTargets.map((t) => t.name).join(', ')}`);
 
   const { host, address } = await findReachableDc(ldapTargets, deps, opts.portTimeoutMs ?? 3000);
@@ -234,8 +185,6 @@ export async function clockOffset(
   ctx: TaskContext,
   deps: PreflightDeps = systemPreflightDeps(),
 ): Promise<{ offsetMs: number; source: string }> {
-  const record = `_ldap._tcp.${ctx.cfg.domain.name}`;
-  const dc = orderSrv(await deps.resolveSrv(record))[0]?.name;
-  if (!dc) throw transient(`no ${record} SRV record`, { fix: "check the VM's DNS servers point at the domain's DNS" });
+  const dc = await firstDomainController(ctx.cfg.domain.name, deps.resolveSrv);
   return { offsetMs: await deps.clockOffset(dc), source: dc };
 }

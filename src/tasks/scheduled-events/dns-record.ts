@@ -1,4 +1,4 @@
-import { Resolver } from 'node:dns/promises';
+import { firstDomainController, systemResolver } from '../../agent/dc-locator.js';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -42,20 +42,8 @@ export function deleteRecordScript(server: string, realm: string, zone: string, 
   ].join('\n');
 }
 
-/** The first domain controller from DNS SRV, as preflight finds it. */
-export async function firstDc(domain: string): Promise<string> {
-  const resolver = new Resolver({ timeout: 3000, tries: 2 });
-  let why = '';
-  const records = await resolver.resolveSrv(`_ldap._tcp.${domain}`).catch((e: NodeJS.ErrnoException) => {
-    // The resolver's code (ENOTFOUND, ETIMEOUT, ECONNREFUSED...) tells a missing record from an unreachable DNS server.
-    why = ` (${e.code ?? e.message} from ${resolver.getServers().join(', ') || 'no DNS server'})`;
-    return [];
-  });
-  records.sort((a, b) => a.priority - b.priority || b.weight - a.weight);
-  const dc = records[0]?.name;
-  if (!dc) throw transient(`no _ldap._tcp.${domain} SRV record${why}`, { fix: "check the VM's DNS servers point at the domain's DNS" });
-  return dc;
-}
+/** The first domain controller in SRV order, as preflight finds it. */
+export const firstDc = (domain: string): Promise<string> => firstDomainController(domain);
 
 /**
  * nsupdate's words when the server's signed answer does not verify. The
@@ -67,7 +55,7 @@ const UNVERIFIED_REPLY = /tsig verify failure/i;
 
 /** The A and AAAA addresses `fqdn` has at the DC itself (asked directly, not through a cache). */
 export async function addressesAtDc(dc: string, fqdn: string): Promise<string[]> {
-  const resolver = new Resolver({ timeout: 3000, tries: 2 });
+  const resolver = systemResolver();
   resolver.setServers(await resolver.resolve4(dc));
   const out: string[] = [];
   for (const query of [(n: string) => resolver.resolve4(n), (n: string) => resolver.resolve6(n)]) {

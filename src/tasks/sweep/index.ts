@@ -4,7 +4,7 @@ import { summarize } from '../../agent/runner.js';
 import type { TaskContext } from '../../agent/task.js';
 import { deleteComputerArgv, isNoSuchComputer, keytabComputerName, parseAdcliError } from '../domain-join/adcli.js';
 import { directoryError, domainDn, parseLdif, withJoinTicket, type DirectoryLogin } from '../domain-join/adcli-compat.js';
-import { firstDc } from '../scheduled-events/dns-record.js';
+import { firstDomainController } from '../../agent/dc-locator.js';
 import { armScope } from '../share-mount/key.js';
 import { defaultPrefix, planSweep, poolComputers, type Existence, type PoolComputer, type SweepPlan } from './plan.js';
 
@@ -86,7 +86,7 @@ async function joinLogin(ctx: TaskContext): Promise<DirectoryLogin> {
       fix: 'configure domain.joinUser and domain.joinPassword (an account that may delete computer objects in the OU)',
     });
   const password = await ctx.secret(d.joinPassword, 'domain.joinPassword');
-  return { realm: d.name.toUpperCase(), dc: await firstDc(d.name.toLowerCase()), user: d.joinUser, password };
+  return { realm: d.name.toUpperCase(), dc: await firstDomainController(d.name), user: d.joinUser, password };
 }
 
 /** The pool's stamped computer objects under `base` whose name starts with `prefix`. */
