@@ -153,7 +153,11 @@ export class Daemon {
           this.terminating = { eventId, step };
           this.updateStatus();
         },
-        onApproved: () => this.metrics.inc('dsvm_agent_scheduled_events_approved_total'),
+        onApproved: () => {
+          this.metrics.inc('dsvm_agent_scheduled_events_approved_total');
+          // Now, not after the next check: the VM may be gone before that (a Preempt gives 30 s).
+          void this.writeTextfile();
+        },
       });
       w.start();
       this.closers.push(() => w.stop());
