@@ -128,6 +128,32 @@ t.test('a sudoers drop-in visudo refuses: nothing joined, nothing written', asyn
   t.equal(readFileSync(tc.paths.krb5Conf, 'utf8'), krb5Before, 'krb5.conf untouched');
 });
 
+t.test('an sssd.conf the installed sssd refuses (sssctl config-check): nothing joined, nothing written', async (t) => {
+  const w: World = {
+    existing: {},
+    sssctlFails:
+      "[rule/allowed_domain_options]: Attribute 'ldap_refferals' is not allowed in section 'domain/contoso.test'. Check for typos.",
+  };
+  const tc = await setup(w, { sssdOptions: { ldap_refferals: false } });
+  const out = await runTasks([domainJoinTask], tc.ctx, { backoff });
+  t.equal(out[0]?.status, 'failed');
+  if (out[0]?.status === 'failed') {
+    t.equal(out[0].error.reason, 'sssd-conf-invalid');
+    t.equal(out[0].attempts, 1, 'permanent: not retried');
+    t.match(out[0].error.message, /Attribute 'ldap_refferals' is not allowed/, "sssctl's own words");
+    t.notMatch(out[0].error.message, /Issues identified by validators/, 'without the counts');
+    t.match(out[0].error.fix, /domain\.sssdOptions/);
+  }
+  const check = tc.runner.calls.find((c) => c.file === 'sssctl');
+  t.ok(check, 'sssctl ran');
+  t.notOk(
+    tc.runner.calls.some((c) => c.args?.[0] === 'join'),
+    'adcli join never ran',
+  );
+  t.notOk(existsSync(tc.paths.sssdConf), 'no sssd.conf');
+  t.notOk(existsSync(path.join(tc.paths.stateDir, 'tmp', 'sssd.conf.candidate')), 'no candidate left');
+});
+
 t.test('sssd fails to start after the join: files and keytab rolled back', async (t) => {
   const w: World = { existing: {} };
   const tc = await setup(w);
