@@ -324,3 +324,49 @@ t.test('leaving the domain retries a busy DC, but not bad credentials', async (t
     t.ok(tries > 1 && tries <= 6, `bounded attempts (${tries})`);
   }
 });
+
+t.test('domain.dnsUpdate: the capability removes the DNS record before the account, and not at all when off', async (t) => {
+  const { domainJoinCapability } = await import('../../../src/tasks/domain-join/capability.js');
+  for (const dnsUpdate of [true, false]) {
+    const tc = await setup({ existing: {} }, { dnsUpdate });
+    await runTasks([domainJoinTask], tc.ctx, { backoff });
+    const order: string[] = [];
+    const cap = domainJoinCapability({
+      removeDnsRecord: async () => (order.push('dns'), 'DNS record dsvm.contoso.test (A, AAAA) at dc1.contoso.test'),
+      leaveDomain: async () => (order.push('account'), 'computer account'),
+    });
+    tc.runner.on({ file: 'adcli', args: (a) => a[0] === 'delete-computer', result: () => (order.push('account'), {}) });
+    const removed = await cap.deprovision!.undo(tc.ctx, { leaveDomain: true });
+    t.same(order, dnsUpdate ? ['dns', 'account'] : ['account'], `dnsUpdate ${dnsUpdate}: deprovision --leave-domain steps`);
+    t.equal(
+      removed.some((r) => r.startsWith('DNS record')),
+      dnsUpdate,
+      `dnsUpdate ${dnsUpdate}: the record ${dnsUpdate ? 'is' : 'is not'} in what was removed`,
+    );
+    order.length = 0;
+    for (const step of cap.terminate ?? []) await step.run(tc.ctx);
+    t.same(order, dnsUpdate ? ['dns', 'account'] : ['account'], `dnsUpdate ${dnsUpdate}: scale-in steps`);
+  }
+});
+
+t.test('deprovision --leave-domain: a DNS record that cannot be removed is a warning; the account still goes', async (t) => {
+  const tc = await setup({ existing: {} });
+  await runTasks([domainJoinTask], tc.ctx, { backoff });
+  tc.runner.on({ file: 'adcli', args: (a) => a[0] === 'delete-computer' });
+  const removed = await undoJoin(tc.ctx, {
+    leaveDomain: true,
+    removeDnsRecord: async () => {
+      throw new Error('DNS record dsvm.contoso.test: nsupdate -g at dc1.contoso.test: exit 2');
+    },
+  });
+  t.ok(
+    removed.some((r) => r.startsWith('computer account')),
+    'left the domain',
+  );
+  t.ok(
+    tc.logLines.some((l) =>
+      /nsupdate -g at dc1\.contoso\.test: exit 2: the computer account is deleted anyway; delete that DNS record by hand/.test(l),
+    ),
+    'warned, naming the record',
+  );
+});
