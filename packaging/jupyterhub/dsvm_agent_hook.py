@@ -22,17 +22,26 @@ import json
 import logging
 import os
 import signal
+import time
 
 # The agent bounds itself by workspace.loginTimeoutMs (default 3 s); this is
 # the hook's own backstop in case the agent cannot even start.
 DSVM_AGENT = "/usr/sbin/dsvm-agent"
 TIMEOUT_SECONDS = 5.0
 
-log = logging.getLogger("dsvm_agent_hook")
+_log = logging.getLogger("dsvm_agent_hook")
 
 
-async def prepare_workspace(username, agent=DSVM_AGENT, timeout=TIMEOUT_SECONDS):
-    """Run `dsvm-agent login --user USERNAME --json`; return its outcome (a dict) or None."""
+async def prepare_workspace(username, agent=DSVM_AGENT, timeout=TIMEOUT_SECONDS, logger=None):
+    """Run `dsvm-agent login --user USERNAME --json`; return its outcome (a dict) or None.
+
+    `logger` defaults to this module's; the pre_spawn_hook passes the Hub's
+    own (spawner.log), so every line lands in the Hub's log with its format
+    and level. A module logger without handlers would show only warnings,
+    bare, on stderr (Python's last-resort handler).
+    """
+    log = logger or _log
+    started = time.monotonic()
     proc = None
     try:
         # argv only, no shell: the name is never parsed by anything but the agent.
@@ -50,12 +59,16 @@ async def prepare_workspace(username, agent=DSVM_AGENT, timeout=TIMEOUT_SECONDS)
             outcome = json.loads(out.decode("utf-8", "replace") or "null")
         except ValueError:
             pass
+        ms = (time.monotonic() - started) * 1000
+        # "via" says whether the daemon answered or the agent did the work itself (no daemon listening).
+        via = outcome.get("via", "?") if isinstance(outcome, dict) else "?"
+        message = outcome.get("message", "") if isinstance(outcome, dict) else ""
         if proc.returncode == 0:
-            log.debug("dsvm-agent login %s: %s", username, outcome)
+            log.info("dsvm-agent login %s: done via %s in %.0f ms: %s", username, via, ms, message)
         elif proc.returncode == 3:
-            log.info("dsvm-agent login %s: not finished yet (finished in the background): %s", username, outcome)
+            log.info("dsvm-agent login %s: not finished yet via %s in %.0f ms (finished in the background): %s", username, via, ms, message)
         else:
-            log.warning("dsvm-agent login %s exited %s: %s %s", username, proc.returncode, outcome, err.decode("utf-8", "replace").strip())
+            log.warning("dsvm-agent login %s exited %s via %s in %.0f ms: %s %s", username, proc.returncode, via, ms, message, err.decode("utf-8", "replace").strip())
         return outcome
     except asyncio.TimeoutError:
         log.warning("dsvm-agent login %s: no answer within %.1f s; spawning anyway", username, timeout)
@@ -68,13 +81,15 @@ async def prepare_workspace(username, agent=DSVM_AGENT, timeout=TIMEOUT_SECONDS)
                 pass
         return None
     except Exception as e:  # noqa: BLE001 - a failure here must never abort the spawn
-        log.warning("dsvm-agent login %s failed: %s; spawning anyway", username, e)
+        log.warning("dsvm-agent login %s failed after %.0f ms: %s; spawning anyway", username, (time.monotonic() - started) * 1000, e)
         return None
 
 
 async def dsvm_agent_pre_spawn_hook(spawner):
     """`c.Spawner.pre_spawn_hook`: prepare /data/workspace/<user>/notebooks and ~/notebooks/remote."""
+    log = _log
     try:
-        await prepare_workspace(spawner.user.name)
+        log = getattr(spawner, "log", None) or _log
+        await prepare_workspace(spawner.user.name, logger=log)
     except Exception as e:  # noqa: BLE001
         log.warning("dsvm-agent pre_spawn_hook: %s", e)
