@@ -88,6 +88,14 @@ export function readCapped(stream: NodeJS.ReadableStream, maxBytes: number, sign
   });
 }
 
+let innerClient: Promise<HttpClient> | undefined;
+
+/** One default client per process, as the SDKs share theirs: its agents keep connections for every SDK client. */
+function sharedInnerClient(): Promise<HttpClient> {
+  innerClient ??= import('@azure/core-rest-pipeline').then((m) => m.createDefaultHttpClient());
+  return innerClient;
+}
+
 /**
  * The SDKs' default HTTP client, bounded: every answer is streamed and read
  * here up to `limits.maxBytes`, and one deadline covers connect, headers and
@@ -96,8 +104,7 @@ export function readCapped(stream: NodeJS.ReadableStream, maxBytes: number, sign
  * lazily, as the SDKs are: the login path must not pay for it.
  */
 export async function boundedHttpClient(limits: AnswerLimits = AZURE_ANSWER_LIMITS): Promise<HttpClient> {
-  const { createDefaultHttpClient } = await import('@azure/core-rest-pipeline');
-  const inner = createDefaultHttpClient();
+  const inner = await sharedInnerClient();
   return {
     async sendRequest(request: PipelineRequest): Promise<PipelineResponse> {
       const source = answerSource(request.url);
