@@ -219,8 +219,13 @@ EOF`);
     t.comment(`share hung: spawn-to-ready ${hung} ms (healthy ${again} ms), the hook ${hookMs} ms; hub log: ${line}`);
     t.match(line, /dsvm-agent login bob: (not finished yet|done)/, 'the hub log says what the agent did');
     t.ok(hookMs <= HOOK_BOUND_MS, `the hook returned within its bound: ${hookMs} ms <= ${HOOK_BOUND_MS} ms`);
-    // The spawn's own noise (a python server starting on 2 busy cores) gets 1.5 s on top.
-    t.ok(hung - again <= HOOK_BOUND_MS + 1500, `the spawn was held up ${hung - again} ms (bound ${HOOK_BOUND_MS} ms)`);
+    // End to end, the hub's own readiness poll (jittered waits up to 5 s
+    // between checks) adds its noise on top: the hook's time above is the
+    // exact figure, this one catches a spawn held up by anything else.
+    t.ok(
+      hung - again <= HOOK_BOUND_MS + 5000,
+      `the spawn was held up ${hung - again} ms (hook bound ${HOOK_BOUND_MS} ms + the hub's poll)`,
+    );
     await stopServer('bob');
   });
 }
