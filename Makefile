@@ -4,7 +4,7 @@ SHELL := /bin/bash
 NODE ?= node
 
 
-.PHONY: deps test-all help build test check lint format typecheck schema lab-up lab-down lab-shell lab-test lab-cycle demo e2e e2e-matrix clean-room bench deb clean
+.PHONY: deps test-all help build test check lint format typecheck schema lab-up lab-down lab-shell lab-test lab-cycle demo e2e e2e-matrix clean-room bench reliability deb clean
 
 # The Debian suite of the VM-image tier: bullseye (11), bookworm (12) or trixie (13).
 SUITE ?= bookworm
@@ -75,6 +75,9 @@ e2e-matrix: build ## the VM-image tier on every suite in turn: bullseye, bookwor
 
 clean-room: ## the README's set-up in a fresh Debian 12 root: install-deps, make demo, make lab-test (root)
 	scripts/clean-room
+
+reliability: deps build ## fault and scale scenarios against the lab, then docs/RELIABILITY.md (RELIABILITY_SHORT=1: the CI version) (root)
+	test/reliability/run
 
 bench: build ## benchmarks, each as a ratio against a baseline run side by side
 	bench/run

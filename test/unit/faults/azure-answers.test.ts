@@ -3,7 +3,7 @@
 // the agent's own code in a separate process (azure-driver.ts), and must end
 // in a classified error naming the route and the fix, within the stated
 // timeout, reading at most a bounded part of a huge body, with no unhandled
-// rejection and nothing lost. RELIABILITY.md shows the same rows.
+// rejection and nothing lost. docs/RELIABILITY.md shows the same rows.
 import t, { type Test } from 'tap';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -83,8 +83,8 @@ function startDriver(fakes: Fakes, stderr: string[]): { driver: Driver; exited: 
   return { driver: new Driver(child), exited };
 }
 
-t.test('RELIABILITY.md shows exactly the table of bad answers', async (t) => {
-  const file = path.resolve('RELIABILITY.md');
+t.test('docs/RELIABILITY.md shows exactly the table of bad answers', async (t) => {
+  const file = path.resolve('docs/RELIABILITY.md');
   const text = await readFile(file, 'utf8');
   const start = text.indexOf(BEGIN);
   const end = text.indexOf(END);

@@ -4,7 +4,7 @@ import type { FailSpec } from '../../fakes/index.js';
  * Bad answers from the Azure endpoints the agent talks to, one row each:
  * which fake route answers badly and how (a FailSpec of test/fakes), which
  * agent call meets it, and what the agent must make of it. The rows are the
- * table of RELIABILITY.md ("Bad answers from Azure"); azure-answers.test.ts
+ * table of docs/RELIABILITY.md ("Bad answers from Azure"); azure-answers.test.ts
  * runs them and checks that the page shows exactly these rows.
  */
 
