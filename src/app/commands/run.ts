@@ -1,7 +1,8 @@
 import { LoginService } from '../../tasks/workspace/service.js';
 import { capabilities } from '../capabilities.js';
-import { createBase, createTaskContext, loadConfigFor, type GlobalOptions } from '../../agent/context.js';
+import { configPath, createBase, createTaskContext, loadConfigFor, type GlobalOptions } from '../../agent/context.js';
 import { AzureChild } from '../../agent/azure/child.js';
+import { ConfigWatch } from '../daemon/config-watch.js';
 import { Daemon } from '../daemon/daemon.js';
 import { notifierFromEnv, watchdogIntervalMs } from '../daemon/notify.js';
 import { ExitCode } from '../../agent/errors.js';
@@ -41,6 +42,8 @@ export async function runCommand(g: GlobalOptions, _opts: unknown): Promise<numb
   });
   const { ctx, store } = await createTaskContext(base, cfg, { azureChild });
   const log = base.log.child('daemon');
+  const configWatch = new ConfigWatch(configPath(g, base.paths), cfg, base.log.child('config'));
+  configWatch.start();
   const daemon = await Daemon.start({
     ctx,
     store,
@@ -49,6 +52,7 @@ export async function runCommand(g: GlobalOptions, _opts: unknown): Promise<numb
     watchdogMs: watchdogIntervalMs(process.env, process.pid),
     // One login service for the life of the daemon: it joins concurrent logins of one user, bounds the Node children.
     logins: new LoginService(ctx),
+    configView: () => configWatch.current,
   });
   const signal = await stopSignal();
   log.info(`${signal}: stopping`);
@@ -56,6 +60,7 @@ export async function runCommand(g: GlobalOptions, _opts: unknown): Promise<numb
     log.warn(`did not stop within ${STOP_LIMIT_MS} ms: exiting anyway`);
     process.exit(ExitCode.ok);
   }, STOP_LIMIT_MS);
+  configWatch.stop();
   await daemon.stop();
   clearTimeout(hard);
   log.info('stopped');

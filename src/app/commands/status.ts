@@ -79,6 +79,8 @@ export function renderStatus(body: Record<string, unknown>, now = Date.now()): s
     lines.push(
       `first boot: ${fb.state}${fb.task ? ` (${fb.task}${fb.attempt && fb.attempt > 1 ? `, attempt ${fb.attempt}` : ''})` : ''}${fb.error ? `: ${fb.error}` : ''}`,
     );
+  const cv = body.config as { file: string; state: string; since: string; reason?: string } | undefined;
+  if (cv && cv.state !== 'ok') lines.push(`config: ${cv.state.toUpperCase()} ${cv.file} since ${age(cv.since, now)}: ${cv.reason ?? ''}`);
   const t = body.terminating as { eventId: string; step: string } | undefined;
   if (t) lines.push(`terminating: event ${t.eventId}: ${t.step}`);
   lines.push('');

@@ -16,6 +16,7 @@ import type { Task, TaskContext } from '../../agent/task.js';
 import { ScheduledEventsWatcher } from '../../tasks/scheduled-events/index.js';
 import type { CheckRecord } from './check-state.js';
 import { CheckRunner } from './check-runner.js';
+import type { ConfigView } from './config-watch.js';
 import { evaluateHealth, healthBody, type DaemonSnapshot, type FirstBootView } from './health.js';
 import { declareMetrics, renderMetrics, type LoginOutcome } from './agent-metrics.js';
 import { Metrics } from './metrics.js';
@@ -47,6 +48,8 @@ export interface DaemonOptions {
   /** How often to look again when `provision` holds the first-boot lock. */
   lockPollMs?: number;
   now?: () => number;
+  /** The config file as re-read since start (config-watch.ts); shown in health, never applied. */
+  configView?: () => ConfigView;
 }
 
 const REPAIR_TIMEOUT_MS = 180_000;
@@ -239,6 +242,7 @@ export class Daemon {
       graceAnchor: Number.isFinite(anchor) ? anchor : this.startedAt,
       unhealthyOn: ctx.cfg.health.unhealthyOn.filter((id) => this.runner.active.some((c) => c.id === id)),
       ...(this.terminating ? { terminating: this.terminating } : {}),
+      ...(this.o.configView ? { config: this.o.configView() } : {}),
     };
   }
 

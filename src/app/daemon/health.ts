@@ -1,5 +1,6 @@
 import type { CheckId, Config } from '../../agent/config-schema.js';
 import type { CheckRecord } from './check-state.js';
+import type { ConfigView } from './config-watch.js';
 import type { RepairRecord } from './repair.js';
 
 /** First boot as the daemon sees it. */
@@ -26,6 +27,8 @@ export interface DaemonSnapshot {
   terminating?: { eventId: string; step: string };
   /** Checks whose failure makes the VM Unhealthy (enabled and applicable ones from health.unhealthyOn). */
   unhealthyOn: readonly CheckId[];
+  /** The config file on disk against the one the daemon runs (a refused file does not change the verdict: the VM runs on the last good one). */
+  config?: ConfigView;
 }
 
 export type OverallState = 'Healthy' | 'Unhealthy' | 'Initializing';
@@ -119,6 +122,7 @@ export function healthBody(
       failed: r.failed,
     })),
     ...(snap.terminating ? { terminating: snap.terminating } : {}),
+    ...(snap.config ? { config: snap.config } : {}),
     generatedAt: new Date(now).toISOString(),
   };
 }
