@@ -2,6 +2,7 @@ import { loadConfig } from './config.js';
 import type { Config, SecretRef } from './config-schema.js';
 import { ImdsClient } from './azure/imds.js';
 import type { AzureChild } from './azure/child.js';
+import { cancelled } from './errors.js';
 import { createLogger, type Logger, type LogLevel } from './log.js';
 import { makePaths, type Paths } from './paths.js';
 import { Redactor } from './redact.js';
@@ -61,6 +62,8 @@ export async function createTaskContext(
     readOnly?: boolean;
     /** Run Azure SDK calls in child processes (the daemon). */
     azureChild?: AzureChild;
+    /** Cancels the context's work (commands, sleeps); never aborted unless given. */
+    signal?: AbortSignal;
   } = {},
 ): Promise<{ ctx: TaskContext; store: StateStore; newVm: boolean }> {
   const imds = extra.imds ?? new ImdsClient(cfg.azure.imdsEndpoint);
@@ -80,20 +83,55 @@ export async function createTaskContext(
     }
     return p;
   };
+  const signal = extra.signal ?? new AbortController().signal;
   const ctx: TaskContext = {
     cfg,
     paths: base.paths,
-    run: base.run,
+    run: runWithSignal(base.run, signal),
     log: base.log,
     redactor: base.redactor,
     imds,
     services: extra.services ?? createServiceManager(base),
     state,
     secret,
+    signal,
     clock: extra.clock ?? { now: () => Date.now(), sleep: (ms) => new Promise((r) => setTimeout(r, ms)) },
     ...(extra.azureChild ? { azureChild: extra.azureChild } : {}),
   };
   return { ctx, store, newVm };
+}
+
+/** A runner whose commands are killed when `signal` aborts, unless a request brings its own signal. */
+function runWithSignal(run: Runner, signal: AbortSignal): Runner {
+  return (req) => run({ ...req, signal: req.signal ?? signal });
+}
+
+/**
+ * The same context, whose work also stops when `signal` aborts: its commands
+ * are killed (the runner SIGKILLs their process groups) and a sleep ends at
+ * once with a `cancelled` error. The daemon gives first boot and repairs
+ * one that its stop and a Terminate abort, and its checks one that its stop
+ * aborts; the scale-in clean-up keeps the daemon's own, since it must finish
+ * once started.
+ */
+export function withSignal(ctx: TaskContext, signal: AbortSignal): TaskContext {
+  const both = AbortSignal.any([ctx.signal, signal]);
+  const stopped = new Promise<void>((resolve) => {
+    if (both.aborted) resolve();
+    else both.addEventListener('abort', () => resolve(), { once: true });
+  });
+  return {
+    ...ctx,
+    signal: both,
+    run: runWithSignal(ctx.run, both),
+    clock: {
+      now: () => ctx.clock.now(),
+      sleep: async (ms) => {
+        if (!both.aborted) await Promise.race([ctx.clock.sleep(ms), stopped]);
+        if (both.aborted) throw cancelled(both);
+      },
+    },
+  };
 }
 
 export async function loadConfigFor(opts: GlobalOptions, base: Base): Promise<Config> {

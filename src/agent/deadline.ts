@@ -27,3 +27,22 @@ export async function settleWithin<T, L>(work: Promise<T>, ms: number, late: () 
     clearTimeout(timer);
   }
 }
+
+/**
+ * Wait `ms`, or less when `signal` aborts first (the daemon's stop, a
+ * Terminate): the caller looks at the signal afterwards and decides what
+ * an early end means. The timer never holds the process open.
+ */
+export function waitUnlessAborted(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, Math.max(0, ms));
+    timer.unref();
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

@@ -103,6 +103,7 @@ export async function makeTestContext(
     secret: (ref, keyPath) => readSecret(ref, keyPath, { cfg, paths, log, redactor, secretFileOwnerUid }),
     // Only root can make the root-owned secret files the agent requires; without root the test's own uid stands in.
     secretFileOwnerUid,
+    signal: new AbortController().signal,
     clock: {
       now: () => now,
       sleep: async (ms) => {

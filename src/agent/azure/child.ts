@@ -119,7 +119,8 @@ export class AzureChild {
 
   constructor(private readonly o: AzureChildOptions) {}
 
-  async call<T>(call: AzureCall): Promise<T> {
+  /** One call; `signal` (a task context's) kills the child when the work it serves is cancelled. */
+  async call<T>(call: AzureCall, opts: { signal?: AbortSignal } = {}): Promise<T> {
     const [file, ...args] = this.o.command;
     if (!file) throw new Error('AzureChild: empty command');
     const request: AzureRequest = { ...call, cfg: this.o.cfg, root: this.o.root, logLevel: this.o.logLevel };
@@ -132,6 +133,7 @@ export class AzureChild {
       input: JSON.stringify(request),
       env: this.o.env ?? childPassEnv(process.env),
       timeoutMs: this.o.timeoutMs ?? CALL_TIMEOUT_MS,
+      ...(opts.signal ? { signal: opts.signal } : {}),
     });
     this.o.log.debug(`${call.op}: ${r.durationMs} ms in a child process (exit ${r.exitCode ?? r.signal})`);
     const forward = this.o.forwardLog ?? ((text: string) => process.stderr.write(text));

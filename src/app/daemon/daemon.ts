@@ -1,10 +1,11 @@
 import { access } from 'node:fs/promises';
 import path from 'node:path';
 import type { BackoffPolicy } from '../../agent/backoff.js';
-import { settleWithin } from '../../agent/deadline.js';
+import { settleWithin, waitUnlessAborted } from '../../agent/deadline.js';
 import { checksOf, firstBootTasksOf, repairsByCheck, terminateStepsOf, type Capability, type Repair } from '../../agent/capability.js';
 import type { HealthCheck } from '../../agent/check.js';
 import type { CheckId } from '../../agent/config-schema.js';
+import { withSignal } from '../../agent/context.js';
 import { metricsTextfileProblem } from '../../agent/config-values.js';
 import { AgentError, messageOf } from '../../agent/errors.js';
 import { runFirstBoot } from '../../agent/first-boot.js';
@@ -75,6 +76,15 @@ export class Daemon {
   private lastStatus = '';
   private stopping: Promise<void> | undefined;
   private textfileTimer: NodeJS.Timeout | undefined;
+  /**
+   * Aborted by the stop and by a Terminate for this VM: first boot and the
+   * repairs run with it (workCtx), so neither keeps the lock, nor rejoins,
+   * while the clean-up leaves the domain.
+   */
+  private readonly cancelWork = new AbortController();
+  private readonly workCtx: TaskContext;
+  /** Aborted by the stop, once the check schedules are off: the checks' commands in flight. */
+  private readonly cancelChecks = new AbortController();
   healthUrl = '';
   /** Resolves when first boot has finished (done or failed); for tests and the lab. */
   firstBootSettled: Promise<void> = Promise.resolve();
@@ -86,8 +96,9 @@ export class Daemon {
     this.limiter = new RepairLimiter(o.ctx.cfg.repair.maxAttempts, o.ctx.cfg.repair.windowSec * 1000);
     this.firstBootTasks = firstBootTasksOf(o.capabilities);
     this.repairFor = repairsByCheck(o.capabilities);
+    this.workCtx = withSignal(o.ctx, this.cancelWork.signal);
     this.runner = new CheckRunner({
-      ctx: o.ctx,
+      ctx: withSignal(o.ctx, this.cancelChecks.signal),
       checks: checksOf(o.capabilities),
       log: o.ctx.log.child('checks'),
       now: this.now,
@@ -141,7 +152,10 @@ export class Daemon {
     statusTimer.unref();
     this.closers.push(() => clearInterval(statusTimer));
     this.runner.start();
-    this.closers.push(() => this.runner.stop());
+    this.closers.push(async () => {
+      await this.runner.stop();
+      this.cancelChecks.abort(new Error('the agent is stopping'));
+    });
     if (this.o.scheduledEvents !== false && ctx.cfg.scheduledEvents.enabled) {
       const w = new ScheduledEventsWatcher({
         ctx,
@@ -149,6 +163,7 @@ export class Daemon {
         log: ctx.log.child('scheduled-events'),
         pollMs: ctx.cfg.scheduledEvents.pollSec * 1000,
         now: this.now,
+        onLeaving: (event) => this.cancelWork.abort(new Error(`${event.EventType} ${event.EventId}: this VM is leaving`)),
         onStep: (eventId, step) => {
           this.terminating = { eventId, step };
           this.updateStatus();
@@ -163,10 +178,11 @@ export class Daemon {
 
   /** First boot in the background, with the task engine's retries; waits for a concurrent `provision`. */
   private async carryFirstBoot(): Promise<void> {
-    const { ctx, store } = this.o;
+    const { store } = this.o;
+    const ctx = this.workCtx;
     const log = this.log;
     for (;;) {
-      if (this.stopping) return;
+      if (this.stopping || ctx.signal.aborted) return;
       if (ctx.state.firstBootCompletedAt) {
         this.firstBoot = {
           state: 'done',
@@ -206,10 +222,15 @@ export class Daemon {
           // `provision` (cloud-init) is doing it: wait for it and take its result from the state file.
           this.firstBoot = { state: 'waiting', error: err.message };
           this.updateStatus();
-          await new Promise((r) => setTimeout(r, this.o.lockPollMs ?? 5000).unref());
+          await waitUnlessAborted(this.o.lockPollMs ?? 5000, ctx.signal);
+          if (ctx.signal.aborted) return;
           const disk = await store.read().catch(() => undefined);
           if (disk && disk.vmId === ctx.state.vmId) Object.assign(ctx.state, disk);
           continue;
+        }
+        if (ctx.signal.aborted) {
+          log.info(`first boot stopped: ${messageOf(err)}`);
+          return;
         }
         this.firstBoot = { state: 'failed', error: messageOf(err) };
         log.error(`first boot failed: ${this.firstBoot.error}`);
@@ -326,13 +347,18 @@ export class Daemon {
     );
     let error: string | undefined;
     try {
-      await settleWithin(repair.run(this.o.ctx), REPAIR_TIMEOUT_MS, () => {
+      await settleWithin(repair.run(this.workCtx), REPAIR_TIMEOUT_MS, () => {
         throw new Error(`${action} did not finish within ${REPAIR_TIMEOUT_MS / 1000} s`);
       });
     } catch (err) {
       error = messageOf(err);
     } finally {
       this.repairing.delete(action);
+    }
+    if (this.cancelWork.signal.aborted) {
+      // Stopped from outside: not the repair's result, and no re-check follows (nothing may start now).
+      this.log.info(`${action} stopped: ${error ?? 'finished as the agent stopped'}`);
+      return;
     }
     this.limiter.finished(rec, error);
     this.metrics.inc('dsvm_agent_repairs_total', { action, result: error === undefined ? 'ok' : 'failed' });
@@ -348,7 +374,7 @@ export class Daemon {
     const wait = repairJitterMs(this.o.ctx.cfg.repair);
     if (wait > 0) {
       this.log.info(`${id} failing: ${action} in ${Math.ceil(wait / 1000)} s unless it recovers (spread across the pool)`);
-      await new Promise((r) => setTimeout(r, wait).unref());
+      await waitUnlessAborted(wait, this.cancelWork.signal);
     }
     if (!this.repairsAllowed()) return { go: false, reason: 'repairs are not allowed now' };
     const recheck = (): Promise<CheckRecord> => {
@@ -356,7 +382,7 @@ export class Daemon {
       return this.runner.run(id);
     };
     const trust = repair.trust;
-    return confirmRepair({ recheck, ...(trust ? { trust: () => trust(this.o.ctx) } : {}) }).catch((err: unknown): Confirmation => ({
+    return confirmRepair({ recheck, ...(trust ? { trust: () => trust(this.workCtx) } : {}) }).catch((err: unknown): Confirmation => ({
       go: false,
       reason: messageOf(err),
     }));
@@ -414,6 +440,7 @@ export class Daemon {
   /** SIGTERM: STOPPING=1, then close servers, schedules and pollers; bounded so systemd never has to SIGKILL. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      this.cancelWork.abort(new Error('the agent is stopping'));
       await settleWithin(this.o.notifier.notify({ STOPPING: '1', STATUS: 'stopping' }), 2500, () => undefined).catch(() => undefined);
       clearTimeout(this.textfileTimer);
       for (const close of this.closers.reverse()) {

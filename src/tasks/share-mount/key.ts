@@ -116,7 +116,9 @@ export function primeStorageKey(ctx: TaskContext, key: string): void {
 
 async function fetchKey(ctx: TaskContext, share: ShareConfig, ref: StorageKeyRef, opts: AzureHttpOptions): Promise<string> {
   if ('armListKeys' in ref)
-    return ctx.azureChild ? ctx.azureChild.call<string>({ op: 'arm-list-keys' }) : armListKeys(ctx, share.account, ref.armListKeys, opts);
+    return ctx.azureChild
+      ? ctx.azureChild.call<string>({ op: 'arm-list-keys' }, { signal: ctx.signal })
+      : armListKeys(ctx, share.account, ref.armListKeys, opts);
   return ctx.secret(ref, 'share.key');
 }
 

@@ -9,7 +9,7 @@ import type { AzureChild, ShareCall, ShareReply } from '../../agent/azure/child.
 /** A share call in the daemon's Azure child: with the key when the daemon has it, keeping the key the child found otherwise. */
 async function inChild<T>(ctx: TaskContext, child: AzureChild, call: ShareCall, opts: AzureHttpOptions): Promise<T> {
   const key = await storageKeyIfLocal(ctx, opts);
-  const r = await child.call<ShareReply<T>>({ ...call, ...(key === undefined ? {} : { key }) });
+  const r = await child.call<ShareReply<T>>({ ...call, ...(key === undefined ? {} : { key }) }, { signal: ctx.signal });
   if (r.key !== undefined && key === undefined) primeStorageKey(ctx, r.key);
   return r.value;
 }
