@@ -2,7 +2,17 @@ import { access } from 'node:fs/promises';
 import path from 'node:path';
 import type { BackoffPolicy } from '../../agent/backoff.js';
 import { settleWithin, waitUnlessAborted } from '../../agent/deadline.js';
-import { checksOf, firstBootTasksOf, repairsByCheck, terminateStepsOf, type Capability, type Repair } from '../../agent/capability.js';
+import {
+  checksOf,
+  daemonServicesOf,
+  firstBootTasksOf,
+  loginsOf,
+  repairsByCheck,
+  terminateStepsOf,
+  type Capability,
+  type Logins,
+  type Repair,
+} from '../../agent/capability.js';
 import type { HealthCheck } from '../../agent/check.js';
 import type { CheckId } from '../../agent/config-schema.js';
 import { withSignal } from '../../agent/context.js';
@@ -14,7 +24,6 @@ import { serveIpc, type IpcRequest } from '../../agent/ipc.js';
 import type { Logger } from '../../agent/log.js';
 import type { StateStore } from '../../agent/state.js';
 import type { Task, TaskContext } from '../../agent/task.js';
-import { ScheduledEventsWatcher } from '../../tasks/scheduled-events/index.js';
 import type { CheckRecord } from './check-state.js';
 import { CheckRunner } from './check-runner.js';
 import { evaluateHealth, healthBody, type DaemonSnapshot, type FirstBootView } from './health.js';
@@ -25,25 +34,18 @@ import { newRepairRecord, RepairLimiter, type RepairRecord } from './repair.js';
 import { confirmRepair, repairJitterMs, shouldRepair, type Confirmation } from './repair-policy.js';
 import { startHealthServer } from './server.js';
 
-/** The login work the daemon serves over its socket (the workspace capability's LoginService, one per daemon). */
-export interface Logins {
-  handle(user: string, opts: { deadlineMs: number; shareHealthy: boolean | undefined }): Promise<unknown>;
-  /** Called when the share-mounted check turns ok again: finish the logins deferred while it was down. */
-  finishDeferred(): Promise<unknown>;
-}
-
 export interface DaemonOptions {
   ctx: TaskContext;
   store: StateStore;
-  /** What the agent does (src/app/capabilities.ts): first boot, checks, repairs, the scale-in clean-up. */
+  /** What the agent does (src/app/capabilities.ts): first boot, checks, repairs, logins, the services such as the scale-in watcher. */
   capabilities: readonly Capability[];
   notifier: Notifier;
   /** Ping interval (half of WATCHDOG_USEC), undefined when systemd set no watchdog. */
   watchdogMs?: number;
+  /** The logins served over the socket; default: the service of the capability that serves them (Capability.logins). */
   logins?: Logins;
   /** Serve the control socket (tests may run several daemons in one process). */
   ipc?: boolean;
-  scheduledEvents?: boolean;
   firstBootBackoff?: BackoffPolicy;
   /** How often to look again when `provision` holds the first-boot lock. */
   lockPollMs?: number;
@@ -64,6 +66,8 @@ export class Daemon {
   private readonly limiter: RepairLimiter;
   private readonly firstBootTasks: readonly Task[];
   private readonly repairFor: ReadonlyMap<CheckId, Repair>;
+  /** One login service for the life of the daemon: it joins concurrent logins of one user, bounds the Node children. */
+  private readonly logins: Logins | undefined;
   private readonly repairs = new Map<string, RepairRecord>();
   private readonly repairing = new Set<string>();
   private readonly recheckNoRepair = new Set<CheckId>();
@@ -97,6 +101,7 @@ export class Daemon {
     this.firstBootTasks = firstBootTasksOf(o.capabilities);
     this.repairFor = repairsByCheck(o.capabilities);
     this.workCtx = withSignal(o.ctx, this.cancelWork.signal);
+    this.logins = o.logins ?? loginsOf(o.capabilities, o.ctx);
     this.runner = new CheckRunner({
       ctx: withSignal(o.ctx, this.cancelChecks.signal),
       checks: checksOf(o.capabilities),
@@ -156,22 +161,23 @@ export class Daemon {
       await this.runner.stop();
       this.cancelChecks.abort(new Error('the agent is stopping'));
     });
-    if (this.o.scheduledEvents !== false && ctx.cfg.scheduledEvents.enabled) {
-      const w = new ScheduledEventsWatcher({
-        ctx,
-        steps: terminateStepsOf(this.o.capabilities),
-        log: ctx.log.child('scheduled-events'),
-        pollMs: ctx.cfg.scheduledEvents.pollSec * 1000,
+    for (const service of daemonServicesOf(this.o.capabilities)) {
+      const off = service.skip?.(ctx.cfg);
+      if (off !== undefined) {
+        this.log.debug(`${service.id}: not started: ${off}`);
+        continue;
+      }
+      const running = service.start(ctx, {
+        terminateSteps: terminateStepsOf(this.o.capabilities),
         now: this.now,
-        onLeaving: (event) => this.cancelWork.abort(new Error(`${event.EventType} ${event.EventId}: this VM is leaving`)),
-        onStep: (eventId, step) => {
+        leaving: (why) => this.cancelWork.abort(new Error(why)),
+        step: (eventId, step) => {
           this.terminating = { eventId, step };
           this.updateStatus();
         },
-        onApproved: () => this.metrics.inc('dsvm_agent_scheduled_events_approved_total'),
+        approved: () => this.metrics.inc('dsvm_agent_scheduled_events_approved_total'),
       });
-      w.start();
-      this.closers.push(() => w.stop());
+      this.closers.push(() => running.stop());
     }
     this.firstBootSettled = this.carryFirstBoot();
   }
@@ -275,7 +281,7 @@ export class Daemon {
 
   private async onIpc(req: IpcRequest): Promise<unknown> {
     if (req.op === 'status') return this.healthBody();
-    const logins = this.o.logins;
+    const logins = this.logins;
     if (!logins) throw new Error('this daemon was started without login handling: run `dsvm-agent login --user NAME` directly');
     const t0 = this.now();
     const share = this.runner.records.get('share-mounted');
@@ -297,8 +303,8 @@ export class Daemon {
     this.metrics.inc('dsvm_agent_check_runs_total', { check: check.id, state: rec.state });
     this.scheduleTextfile();
     if (rec.state !== prev.state) this.updateStatus();
-    if (check.id === 'share-mounted' && rec.state === 'ok' && prev.state === 'fail' && this.o.logins) {
-      this.o.logins.finishDeferred().catch((err: unknown) => this.log.warn(`finishing deferred logins: ${messageOf(err)}`));
+    if (check.id === 'share-mounted' && rec.state === 'ok' && prev.state === 'fail' && this.logins) {
+      this.logins.finishDeferred().catch((err: unknown) => this.log.warn(`finishing deferred logins: ${messageOf(err)}`));
     }
     const repair = this.repairFor.get(check.id);
     if (!repair) return;
