@@ -7,7 +7,7 @@ import { createLogger, type Logger, type LogLevel } from './log.js';
 import { makePaths, type Paths } from './paths.js';
 import { Redactor } from './redact.js';
 import { createRunner, type Runner } from './runner.js';
-import { readSecret } from './secrets.js';
+import { readSecret, SecretCache } from './secrets.js';
 import { createServiceManager, type ServiceManager } from './service-manager.js';
 import { StateStore } from './state.js';
 import type { TaskContext } from './task.js';
@@ -71,18 +71,11 @@ export async function createTaskContext(
   // Offline (deprovision in an image build chroot): never ask IMDS, which is not there.
   const ids = extra.offline ? {} : await resolveVmIds({ imds, paths: base.paths, log: base.log });
   const { state, newVm } = await store.forVm(ids, { readOnly: extra.readOnly ?? false });
-  const cache = new Map<string, Promise<string>>();
-  const secret = (ref: SecretRef, keyPath: string): Promise<string> => {
-    const key = JSON.stringify(ref);
-    let p = cache.get(key);
-    if (!p) {
-      p = readSecret(ref, keyPath, { cfg, paths: base.paths, log: base.log, redactor: base.redactor, azureChild: extra.azureChild });
-      // A failed read may succeed later (IMDS up): do not cache failures.
-      p.catch(() => cache.delete(key));
-      cache.set(key, p);
-    }
-    return p;
-  };
+  const secrets = new SecretCache();
+  const secret = (ref: SecretRef, keyPath: string): Promise<string> =>
+    secrets.get(`ref ${JSON.stringify(ref)}`, () =>
+      readSecret(ref, keyPath, { cfg, paths: base.paths, log: base.log, redactor: base.redactor, azureChild: extra.azureChild }),
+    );
   const signal = extra.signal ?? new AbortController().signal;
   const ctx: TaskContext = {
     cfg,
@@ -94,6 +87,7 @@ export async function createTaskContext(
     services: extra.services ?? createServiceManager(base),
     state,
     secret,
+    secrets,
     signal,
     clock: extra.clock ?? { now: () => Date.now(), sleep: (ms) => new Promise((r) => setTimeout(r, ms)) },
     ...(extra.azureChild ? { azureChild: extra.azureChild } : {}),

@@ -6,6 +6,7 @@ import { inTask, type Logger } from './log.js';
 import type { Paths } from './paths.js';
 import type { Redactor } from './redact.js';
 import type { Runner } from './runner.js';
+import type { SecretCache } from './secrets.js';
 import type { ServiceManager } from './service-manager.js';
 import type { AgentState } from './state.js';
 import { backoffDelay, mayRetry, type BackoffPolicy } from './backoff.js';
@@ -20,8 +21,10 @@ export interface TaskContext {
   imds: ImdsClient;
   services: ServiceManager;
   state: AgentState;
-  /** Resolve a secret reference (cached for this process, registered with the redactor). */
+  /** Resolve a secret reference (cached in `secrets`, registered with the redactor). */
   secret(ref: SecretRef, keyPath: string): Promise<string>;
+  /** The secrets this context resolved, by name (a reference, the share's storage key). */
+  secrets: SecretCache;
   /**
    * Aborted when this work is to stop: the daemon's stop, or a Terminate
    * whose clean-up needs the machine (see withSignal in context.ts). Commands
