@@ -5,9 +5,16 @@
  * SIGKILL): the timer is cleared as soon as either side settles, so none is
  * left behind to hold the process, and `work` itself carries on (what a late
  * result means is the caller's to say). `late` may throw, or return a
- * rejected promise, to make lateness an error.
+ * rejected promise, to make lateness an error. With `unref` the clock does
+ * not keep the process alive on its own (the login hook, whose process
+ * lives only for its work).
  */
-export async function settleWithin<T, L>(work: Promise<T>, ms: number, late: () => L | PromiseLike<L>): Promise<T | L> {
+export async function settleWithin<T, L>(
+  work: Promise<T>,
+  ms: number,
+  late: () => L | PromiseLike<L>,
+  opts: { unref?: boolean } = {},
+): Promise<T | L> {
   let timer: NodeJS.Timeout | undefined;
   const clock = new Promise<L>((resolve, reject) => {
     timer = setTimeout(
@@ -20,6 +27,7 @@ export async function settleWithin<T, L>(work: Promise<T>, ms: number, late: () 
       },
       Math.max(0, ms),
     );
+    if (opts.unref) timer.unref();
   });
   try {
     return await Promise.race([work, clock]);
