@@ -5,20 +5,13 @@ import type { Redactor } from '../redact.js';
 import { summarize, type Runner } from '../runner.js';
 
 /**
- * The Azure SDK calls the agent makes, run in a short-lived child process.
- *
- * Why: a Node process never unloads a module. The daemon lives for the life
- * of the VM and needs the SDKs (@azure/identity, keyvault-secrets,
- * arm-storage, storage-file-share) only for first boot and then a few times
- * an hour (share quota, repairs, scale-in). Loaded in the daemon they would
- * stay resident for good, about 20 MB of code and heap, which is a quarter of
- * its memory budget. In a child they cost memory only while the call runs,
- * and a hung SDK call is killed with its process.
- *
- * The request (config, the call's arguments, a storage key the daemon
- * already has) goes over the child's stdin; the answer is one JSON line on
- * its stdout. Neither is ever logged or put in argv. The child's own log
- * lines (stderr) are passed on to the daemon's stderr, redacted again.
+ * The Azure SDK calls the agent makes, run in a short-lived child process in
+ * the daemon, so the SDKs never stay resident in it (docs/architecture.md,
+ * Azure calls in a child process). The request (config, the call's
+ * arguments, a storage key the daemon already has) goes over the child's
+ * stdin; the answer is one JSON line on its stdout. Neither is ever logged
+ * or put in argv. The child's own log lines (stderr) are passed on to the
+ * daemon's stderr, redacted again.
  */
 export type AzureCall =
   { op: 'keyvault-secret'; ref: Extract<SecretRef, { keyVault: unknown }>; keyPath: string } | { op: 'arm-list-keys' } | ShareCall;
