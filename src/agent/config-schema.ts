@@ -5,6 +5,8 @@ import {
   groupNameProblem,
   metricsTextfileProblem,
   MIN_USER_UID,
+  sssdOptionNameProblem,
+  sssdOptionValueProblem,
   systemDirProblem,
   worldWritableProblem,
 } from './config-values.js';
@@ -337,6 +339,43 @@ export const configSchema = z
           .default('/home/%u')
           .describe('the home directory of domain users, e.g. /home/%u (%u: user, %d: domain)'),
         shell: absolutePath('the login shell').default('/bin/bash').describe('the login shell of domain users, e.g. /bin/bash'),
+        idMapping: z
+          .enum(['auto', 'posix'], {
+            error:
+              'must be auto or posix: pick auto (uids and gids computed from the SIDs) or posix (the uidNumber and gidNumber AD holds)',
+          })
+          .default('auto')
+          .describe(
+            'auto: uids and gids computed from the SIDs (sssd ldap_id_mapping); posix: the uidNumber/gidNumber AD holds, the same on every machine (NFS, HPC)',
+          ),
+        denyGroups: groupNames(
+          'groups whose members may not log in, even when they are in allowGroups or sudoGroups (sssd simple_deny_groups)',
+        ),
+        dnsUpdate: z
+          .boolean()
+          .default(true)
+          .describe(
+            "whether sssd registers this VM's name in AD's DNS (dyndns_update); when true, scale-in and deprovision --leave-domain remove the record",
+          ),
+        sssdOptions: z
+          .record(
+            z.string(),
+            z.union([z.string().superRefine(rule(sssdOptionValueProblem)), z.number(), z.boolean()], {
+              error: 'must be a string, a number or true/false: write the value as sssd.conf takes it, e.g. ldap_referrals: false',
+            }),
+          )
+          // Keys checked here rather than in the record's key schema: zod
+          // reports a key's own issue only as "invalid key", without its words.
+          .superRefine((options, ctx) => {
+            for (const name of Object.keys(options)) {
+              const message = sssdOptionNameProblem(name);
+              if (message) ctx.addIssue({ code: 'custom', path: [name], message });
+            }
+          })
+          .default({})
+          .describe(
+            "extra options for sssd.conf's [domain/...] section, e.g. {ldap_referrals: false}; checked with sssctl config-check before use; options the agent sets are refused",
+          ),
       })
       .strict()
       .superRefine((d, ctx) => {
@@ -350,6 +389,15 @@ export const configSchema = z
         if (d.joinPassword !== undefined && d.joinUser === undefined) {
           ctx.addIssue({ code: 'custom', path: ['joinUser'], message: 'is required with joinPassword: add the join account name' });
         }
+        const allowed = new Set([...d.allowGroups, ...d.sudoGroups].map((g) => g.toLowerCase()));
+        d.denyGroups.forEach((g, i) => {
+          if (allowed.has(g.toLowerCase()))
+            ctx.addIssue({
+              code: 'custom',
+              path: ['denyGroups', i],
+              message: 'is also in allowGroups or sudoGroups (deny wins, so its members could never log in): remove it from one list',
+            });
+        });
         if (d.oneTimePassword !== undefined && d.joinPassword !== undefined) {
           ctx.addIssue({
             code: 'custom',

@@ -138,3 +138,57 @@ export function cronPatternProblem(pattern: string): string | undefined {
     return `is not a valid cron schedule (${why}): write 5 or 6 fields, seconds first when 6, e.g. "*/30 * * * * *" (in quotes)`;
   }
 }
+
+/**
+ * The [domain/...] options of sssd.conf the agent renders itself, each with
+ * the config key that sets it: domain.sssdOptions may not set them, or the
+ * file would carry two values of one option (sssd keeps the last one, so the
+ * agent's own checks would read one value and sssd act on another).
+ */
+export const AGENT_SSSD_OPTIONS: Readonly<Record<string, string>> = {
+  id_provider: 'the agent joins with the AD provider only',
+  auth_provider: 'the agent joins with the AD provider only',
+  chpass_provider: 'the agent joins with the AD provider only',
+  access_provider: 'use domain.allowGroups and domain.denyGroups',
+  simple_allow_groups: 'use domain.allowGroups (and domain.sudoGroups)',
+  simple_deny_groups: 'use domain.denyGroups',
+  simple_allow_users: 'use domain.allowGroups',
+  simple_deny_users: 'use domain.denyGroups',
+  ad_domain: 'use domain.name',
+  krb5_realm: 'use domain.name',
+  ad_hostname: 'the agent sets it from the computer name (domain.computerName)',
+  ldap_sasl_authid: 'the agent sets it from the computer name (domain.computerName)',
+  realmd_tags: 'the agent sets it for realm list',
+  use_fully_qualified_names: 'use domain.fullyQualifiedNames',
+  fallback_homedir: 'use domain.homeTemplate',
+  default_shell: 'use domain.shell',
+  ldap_id_mapping: 'use domain.idMapping',
+  cache_credentials: 'the agent keeps it on so logins work while the DC is briefly away',
+  krb5_store_password_if_offline: 'the agent keeps it on so logins work while the DC is briefly away',
+  ad_maximum_machine_account_password_age: 'sssd renews the machine password every 30 days, which the sweep relies on',
+  dyndns_update: 'use domain.dnsUpdate',
+};
+
+/** An sssd option name as sssd.conf takes it (lower case, digits, "_"): nothing that opens a section or ends the key. */
+export function sssdOptionNameProblem(name: string): string | undefined {
+  if (!/^[a-z][a-z0-9_]*$/.test(name))
+    return 'is not an sssd option name: use the name as sssd.conf(5) and sssd-ad(5) spell it, lower case with "_", e.g. ldap_referrals';
+  const why = AGENT_SSSD_OPTIONS[name];
+  if (why) return `is set by the agent itself: remove it from domain.sssdOptions (${why})`;
+  return undefined;
+}
+
+/**
+ * An sssd option value. It is written after "name = " on a line of its
+ * own, so only a line break could start another option or a [section]: a
+ * bracket inside a value is not a section (re_expression's character
+ * classes need them). sssd strips the spaces around a value, so a value
+ * that starts or ends with one would not mean what it says.
+ */
+export function sssdOptionValueProblem(value: string): string | undefined {
+  const control = controlCharProblem(value, 'sssd.conf');
+  if (control) return control;
+  if (value.trim() !== value) return 'must not start or end with a space (sssd drops it): remove the spaces';
+  if (value === '') return "is empty: write a value, or remove the option to keep sssd's default";
+  return undefined;
+}

@@ -175,7 +175,11 @@ export class Daemon {
           this.terminating = { eventId, step };
           this.updateStatus();
         },
-        approved: () => this.metrics.inc('dsvm_agent_scheduled_events_approved_total'),
+        approved: () => {
+          this.metrics.inc('dsvm_agent_scheduled_events_approved_total');
+          // Now, not after the next check: the VM may be gone before that (a Preempt gives 30 s).
+          void this.writeTextfile();
+        },
       });
       this.closers.push(() => running.stop());
     }

@@ -31,6 +31,9 @@ function describe(ctx: TaskContext, o: DescribeOptions): string[] {
   const computer = ctx.state.facts.computerName;
   const keytab = shownPath(p, p.krb5Keytab);
   return [
+    ...(o.leaveDomain && o.configKnown && ctx.cfg.domain.dnsUpdate
+      ? [`remove this VM's DNS record in ${ctx.cfg.domain.name} (sssd registered it: domain.dnsUpdate)`]
+      : []),
     ...(o.leaveDomain
       ? [
           `delete the computer account ${computer ?? `in ${keytab}`} from ${o.configKnown ? ctx.cfg.domain.name.toUpperCase() : 'the domain'} (make sure no other VM uses that name)`,
@@ -64,10 +67,14 @@ export function domainJoinCapability(over: Partial<DomainJoinDoors> = {}): Capab
       },
     ],
     terminate: [
-      { id: 'dns', label: 'removing the DNS record', run: (ctx) => d.removeDnsRecord(ctx) },
+      // With domain.dnsUpdate off sssd never registered a record: there is none of ours to remove.
+      { id: 'dns', label: 'removing the DNS record', run: async (ctx) => (ctx.cfg.domain.dnsUpdate ? d.removeDnsRecord(ctx) : undefined) },
       { id: 'domain', label: 'leaving the domain', run: (ctx) => d.leaveDomain(ctx) },
     ],
-    deprovision: { describe, undo: undoJoin },
+    deprovision: {
+      describe,
+      undo: (ctx, o) => undoJoin(ctx, { ...o, ...(ctx.cfg.domain.dnsUpdate ? { removeDnsRecord: d.removeDnsRecord } : {}) }),
+    },
   };
 }
 

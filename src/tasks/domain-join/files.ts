@@ -235,3 +235,49 @@ export async function validateSudoers(ctx: TaskContext, content: string): Promis
     await rm(candidate, { force: true });
   }
 }
+
+/** What sssctl prints about a candidate: its validator and merge lines, not the counts. */
+function sssctlFindings(stdout: string, stderr: string): string {
+  const lines = `${stdout}\n${stderr}`
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !/^(Issues identified by validators|Messages generated during|Used configuration snippet files):/.test(l));
+  return lines.join('; ') || 'no reason given';
+}
+
+/**
+ * Check an sssd.conf candidate with the installed sssd's own rules
+ * (`sssctl config-check`, which reads sssd's cfg_rules.ini) before it
+ * replaces the running one: an option this sssd does not know (a typo in
+ * domain.sssdOptions, or one of a newer release) would otherwise be found
+ * only when sssd is restarted, with logins already switched over. sssctl
+ * also merges the snippets of conf.d next to the file: the candidate is
+ * checked with the real /etc/sssd/conf.d when it exists, as sssd will read it.
+ */
+export async function validateSssdConf(ctx: TaskContext, content: string): Promise<void> {
+  const dir = path.join(ctx.paths.stateDir, 'tmp');
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const candidate = path.join(dir, 'sssd.conf.candidate');
+  const realSnippets = path.join(path.dirname(ctx.paths.sssdConf), 'conf.d');
+  const emptySnippets = path.join(dir, 'sssd-conf.d');
+  const snippets = (await stat(realSnippets).catch(() => undefined))?.isDirectory() ? realSnippets : emptySnippets;
+  if (snippets === emptySnippets) await mkdir(emptySnippets, { recursive: true, mode: 0o700 });
+  // sssctl refuses a file that is not root-owned 0600, as sssd does.
+  await writeFileAtomic(candidate, content, { mode: 0o600 });
+  try {
+    const r = await ctx.run({ file: 'sssctl', args: ['config-check', '-c', candidate, '-s', snippets], timeoutMs: 15_000 });
+    if (r.startError)
+      throw permanent(`cannot check sssd.conf: sssctl did not start (${r.startError})`, {
+        reason: 'sssctl-missing',
+        fix: 'install sssd-tools (the package depends on it)',
+      });
+    if (r.exitCode !== 0)
+      throw permanent(`sssd.conf would be refused by this sssd (sssctl config-check): ${sssctlFindings(r.stdout, r.stderr)}`, {
+        reason: 'sssd-conf-invalid',
+        fix: 'remove or correct the option sssctl names in domain.sssdOptions (sssd.conf(5) and sssd-ad(5) of the installed sssd list what it accepts)',
+      });
+  } finally {
+    await rm(candidate, { force: true });
+    await rm(emptySnippets, { recursive: true, force: true });
+  }
+}

@@ -14,6 +14,7 @@ import {
   FileTransaction,
   sssdDropInFile,
   sudoersFile,
+  validateSssdConf,
   validateSudoers,
   type DifferingFile,
 } from './files.js';
@@ -182,6 +183,8 @@ async function applyPlan(ctx: TaskContext, p: Plan, joins: FreshJoins): Promise<
   try {
     const sudo = p.files.find((f) => f.path === sudoersFile(ctx));
     if (sudo?.content !== undefined) await validateSudoers(ctx, sudo.content);
+    const sssdConf = p.files.find((f) => f.path === ctx.paths.sssdConf);
+    if (sssdConf?.content !== undefined) await validateSssdConf(ctx, sssdConf.content);
     // The profile first: pam-auth-update reads it.
     const profile = p.pamEnable ? p.files.find((f) => f.path === path.join(ctx.paths.pamConfigsDir, MKHOMEDIR_PROFILE)) : undefined;
     if (profile) await tx.write(profile);

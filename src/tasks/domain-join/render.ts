@@ -1,5 +1,5 @@
 import type { Config } from '../../agent/config-schema.js';
-import { controlCharProblem, groupNameProblem } from '../../agent/config-values.js';
+import { controlCharProblem, groupNameProblem, sssdOptionNameProblem, sssdOptionValueProblem } from '../../agent/config-values.js';
 import { configError } from '../../agent/errors.js';
 import { BLOCK_BEGIN, BLOCK_END, getMarkedBlock, setMarkedBlock } from '../../agent/fsutil.js';
 
@@ -58,10 +58,14 @@ export function loginGroups(d: Pick<DomainConfig, 'allowGroups' | 'sudoGroups'>)
  * (the schema checks them first): one newline, "," or "[" in a group name
  * would add lines, groups or sections to a root-owned file.
  */
-export function assertRenderable(d: Pick<DomainConfig, 'allowGroups' | 'sudoGroups' | 'shell' | 'homeTemplate'>): void {
+export function assertRenderable(
+  d: Pick<DomainConfig, 'allowGroups' | 'sudoGroups' | 'shell' | 'homeTemplate'> &
+    Partial<Pick<DomainConfig, 'denyGroups' | 'sssdOptions'>>,
+): void {
   const groups: [string, string][] = [
     ...d.allowGroups.map((g, i): [string, string] => [`domain.allowGroups[${i}]`, g]),
     ...d.sudoGroups.map((g, i): [string, string] => [`domain.sudoGroups[${i}]`, g]),
+    ...(d.denyGroups ?? []).map((g, i): [string, string] => [`domain.denyGroups[${i}]`, g]),
   ];
   for (const [key, g] of groups) {
     const problem = groupNameProblem(g);
@@ -74,6 +78,15 @@ export function assertRenderable(d: Pick<DomainConfig, 'allowGroups' | 'sudoGrou
     const problem = controlCharProblem(v, 'sssd.conf');
     if (problem) throw configError(`${key}: ${JSON.stringify(v)} ${problem}`, { reason: 'unrenderable-value' });
   }
+  for (const [name, value] of Object.entries(d.sssdOptions ?? {})) {
+    const problem = sssdOptionNameProblem(name) ?? (typeof value === 'string' ? sssdOptionValueProblem(value) : undefined);
+    if (problem) throw configError(`domain.sssdOptions.${name}: ${problem}`, { reason: 'unrenderable-value' });
+  }
+}
+
+/** An sssdOptions value as sssd.conf spells it: sssd reads booleans as True/False. */
+function sssdValue(v: string | number | boolean): string {
+  return typeof v === 'boolean' ? (v ? 'True' : 'False') : String(v);
 }
 
 /** /etc/sssd/sssd.conf (mode 0600, whole file). */
@@ -111,15 +124,27 @@ export function renderSssdConf(d: DomainConfig, f: JoinFacts): string {
     'realmd_tags = manages-system joined-with-adcli',
     'access_provider = simple',
     ...(groups.length > 0 ? [`simple_allow_groups = ${groups.join(', ')}`] : ['# No allowGroups: every domain user may log in.']),
+    // Deny wins over allow in sssd's simple provider: a member of both stays out.
+    ...(d.denyGroups.length > 0 ? [`simple_deny_groups = ${d.denyGroups.join(', ')}`] : []),
     `use_fully_qualified_names = ${d.fullyQualifiedNames ? 'True' : 'False'}`,
     `fallback_homedir = ${d.homeTemplate}`,
     `default_shell = ${d.shell}`,
-    'ldap_id_mapping = True',
+    ...(d.idMapping === 'posix'
+      ? [
+          '# domain.idMapping: posix: uids and gids are the uidNumber/gidNumber AD holds; users without them are not seen.',
+          'ldap_id_mapping = False',
+        ]
+      : ['# domain.idMapping: auto: uids and gids are computed from the SIDs.', 'ldap_id_mapping = True']),
+    '# domain.dnsUpdate: whether sssd registers this name in AD DNS (removed again at scale-in and --leave-domain).',
+    `dyndns_update = ${d.dnsUpdate ? 'True' : 'False'}`,
     '# Logins keep working while the DC is briefly unreachable.',
     'cache_credentials = True',
     'krb5_store_password_if_offline = True',
     '# Machine password renewal: sssd is its one owner (default: every 30 days).',
     'ad_maximum_machine_account_password_age = 30',
+    ...(Object.keys(d.sssdOptions).length > 0
+      ? ['# domain.sssdOptions:', ...Object.entries(d.sssdOptions).map(([k, v]) => `${k} = ${sssdValue(v)}`)]
+      : []),
   ];
   return lines.join('\n') + '\n';
 }
@@ -224,7 +249,7 @@ export function renderRealmdBlock(d: DomainConfig, f: JoinFacts): string {
       '',
       `[${f.domain}]`,
       `fully-qualified-names = ${d.fullyQualifiedNames ? 'yes' : 'no'}`,
-      'automatic-id-mapping = yes',
+      `automatic-id-mapping = ${d.idMapping === 'posix' ? 'no' : 'yes'}`,
       `computer-name = ${f.computerName}`,
       'membership-software = adcli',
       'client-software = sssd',

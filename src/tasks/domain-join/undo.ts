@@ -50,9 +50,23 @@ export async function leaveDomain(ctx: TaskContext): Promise<string | undefined>
 }
 
 /** deprovision: remove every trace of the join (and the AD account when asked). */
-export async function undoJoin(ctx: TaskContext, opts: { leaveDomain: boolean }): Promise<string[]> {
+export async function undoJoin(
+  ctx: TaskContext,
+  opts: { leaveDomain: boolean; removeDnsRecord?: (ctx: TaskContext) => Promise<unknown> },
+): Promise<string[]> {
   const removed: string[] = [];
   const p = ctx.paths;
+  if (opts.leaveDomain && opts.removeDnsRecord) {
+    // Before the account goes: the record's removal is signed with the keytab
+    // (scheduled-events/dns-record.ts). A DNS server that refuses it does not
+    // stop image capture: the record is named so it can be removed by hand.
+    try {
+      const gone = await opts.removeDnsRecord(ctx);
+      if (typeof gone === 'string') removed.push(gone);
+    } catch (err) {
+      ctx.log.warn(`${(err as Error).message}: the computer account is deleted anyway; delete that DNS record by hand`);
+    }
+  }
   if (opts.leaveDomain) {
     const left = await leaveDomain(ctx);
     if (left) removed.push(left);

@@ -13,8 +13,35 @@ import type { DomainControllerFact } from '../../agent/state.js';
 import type { CheckResult, Task, TaskContext } from '../../agent/task.js';
 import { readDcClockOffset } from './ldap-time.js';
 
-/** Ports the join and later logins need on the DC: DNS, Kerberos, LDAP, SMB (GPO/SYSVOL, netlogon), kpasswd. */
-export const DC_PORTS = [53, 88, 389, 445, 464] as const;
+/**
+ * Ports adcli and sssd need on the DC: Kerberos (88), LDAP (389) and kpasswd
+ * (464, the machine password set at the join and renewed by sssd). Without
+ * any of them no join or login works, so preflight waits for them.
+ */
+export const DC_PORTS = [88, 389, 464] as const;
+
+/**
+ * Ports a DC usually has open that neither the join nor sssd needs here: a
+ * locked-down VNet may close them, and names resolve through the VM's own
+ * resolver, which may be a forwarder (Azure DNS, a DNS private resolver) and
+ * not the DC. Closed, each is a warning naming what would not work.
+ */
+export const DC_OPTIONAL_PORTS: ReadonlyArray<{ port: number; without: (dnsUpdate: boolean) => string }> = [
+  {
+    port: 53,
+    without: (dnsUpdate) =>
+      `DNS on the DC: fine while this VM's resolver answers the domain's records${
+        dnsUpdate
+          ? ", but sssd cannot register this VM's name (domain.dnsUpdate sends its update to the DC) and scale-in cannot remove it: open TCP/UDP 53 to the DC, or set domain.dnsUpdate: false"
+          : ' (domain.dnsUpdate is off, so nothing of the agent needs it)'
+      }`,
+  },
+  {
+    port: 445,
+    without: () =>
+      "SMB on the DC: the agent and sssd's simple access control do not use it, but Group Policy (sssd's ad_gpo_access_control reads SYSVOL), netlogon scripts and Samba's `net ads` tools would not work",
+  },
+];
 
 /** Kerberos refuses tickets beyond 5 minutes of skew (MIT/AD default clockskew). */
 export const MAX_CLOCK_SKEW_MS = 5 * 60_000;
@@ -75,7 +102,12 @@ export function classifyClockOffset(dc: string, offsetMs: number): { error?: Age
 export type DcFacts = Omit<DomainControllerFact, 'foundAt'>;
 
 /** Find the first DC (in SRV order) that answers on every required port; throws the classified failure otherwise. */
-async function findReachableDc(targets: SrvTarget[], deps: PreflightDeps, timeoutMs: number): Promise<{ host: string; address: string }> {
+async function findReachableDc(
+  targets: SrvTarget[],
+  deps: PreflightDeps,
+  timeoutMs: number,
+  dnsUpdate: boolean,
+): Promise<{ host: string; address: string; warnings: string[] }> {
   const problems: string[] = [];
   for (const t of targets) {
     let address: string;
@@ -87,16 +119,24 @@ async function findReachableDc(targets: SrvTarget[], deps: PreflightDeps, timeou
       problems.push(`${t.name}: no IPv4 address (${dnsCode(err)})`);
       continue;
     }
-    const results = await Promise.allSettled(DC_PORTS.map((p) => deps.probePort(address, p, timeoutMs)));
-    const closed = results.flatMap((r, i) =>
-      r.status === 'rejected' ? [`${DC_PORTS[i]} (${(r.reason as Error)?.message ?? r.reason})`] : [],
-    );
-    if (closed.length === 0) return { host: t.name, address };
+    const ports = [...DC_PORTS, ...DC_OPTIONAL_PORTS.map((o) => o.port)];
+    const results = await Promise.allSettled(ports.map((p) => deps.probePort(address, p, timeoutMs)));
+    const why = (r: PromiseRejectedResult): string => (r.reason as Error)?.message ?? String(r.reason);
+    const closed = results.slice(0, DC_PORTS.length).flatMap((r, i) => (r.status === 'rejected' ? [`${DC_PORTS[i]} (${why(r)})`] : []));
+    if (closed.length === 0) {
+      const warnings = results.slice(DC_PORTS.length).flatMap((r, i) => {
+        const o = DC_OPTIONAL_PORTS[i]!;
+        return r.status === 'rejected'
+          ? [`port ${o.port} on the DC ${t.name} (${address}) is not reachable (${why(r)}): ${o.without(dnsUpdate)}`]
+          : [];
+      });
+      return { host: t.name, address, warnings };
+    }
     problems.push(`${t.name} (${address}): port${closed.length > 1 ? 's' : ''} ${closed.join(', ')} not reachable`);
   }
   throw transient(`no domain controller is reachable on every required port: ${problems.join('; ')}`, {
     reason: 'dc-unreachable',
-    fix: `allow TCP ${DC_PORTS.join(', ')} (and UDP 53, 88, 464) from this subnet to the DCs in the NSG/firewall, and check that the DCs are running`,
+    fix: `allow TCP and UDP ${DC_PORTS.join(', ')} from this subnet to the DCs in the NSG/firewall, and check that the DCs are running`,
   });
 }
 
@@ -120,7 +160,12 @@ export async function runPreflight(
   await lookupSrv(domain, `_kerberos._tcp.${domain}`, deps.resolveSrv);
   log.debug(`SRV _ldap._tcp.${domain}: ${ldapTargets.map((t) => t.name).join(', ')}`);
 
-  const { host, address } = await findReachableDc(ldapTargets, deps, opts.portTimeoutMs ?? 3000);
+  const {
+    host,
+    address,
+    warnings: portWarnings,
+  } = await findReachableDc(ldapTargets, deps, opts.portTimeoutMs ?? 3000, ctx.cfg.domain.dnsUpdate);
+  warnings.push(...portWarnings);
 
   let offset: number;
   try {

@@ -2,10 +2,20 @@ import type { Config } from '../../agent/config-schema.js';
 import type { RunResult, Runner } from '../../agent/runner.js';
 import { summarize } from '../../agent/runner.js';
 import { checkName } from './names.js';
-import { isAllowed, loginGroupNames, parseGroupEntryIds, parseGroupIds, parsePasswdLine, skipReason, type Account } from './plan.js';
+import {
+  denyGroupNames,
+  isAllowed,
+  loginGroupNames,
+  parseGroupEntryIds,
+  parseGroupIds,
+  parsePasswdLine,
+  skipReason,
+  type Account,
+} from './plan.js';
 
 /** The account to act for, or why there is none. */
-export type Resolution = { ok: true; account: Account } | { ok: false; status: 'skipped' | 'failed'; reason: string; message: string };
+export type Resolution =
+  { ok: true; account: Account } | { ok: false; status: 'skipped' | 'failed' | 'refused'; reason: string; message: string };
 
 /**
  * Resolve a login name through NSS, as the rest of the system does: the
@@ -31,11 +41,24 @@ export async function resolveAccount(
   if (/^\d+$/.test(rawName))
     return { ok: false, status: 'failed', reason: 'bad-name', message: 'the user name is all digits (NSS would read it as a uid)' };
   const groupNames = loginGroupNames(cfg);
-  const [pw, groups, allowed] = await Promise.all([
+  const denyNames = denyGroupNames(cfg);
+  const [pw, groups, allowed, denied] = await Promise.all([
     run({ file: 'getent', args: ['passwd', '--', rawName], timeoutMs }),
-    groupNames.length > 0 ? run({ file: 'id', args: ['-G', '--', rawName], timeoutMs }) : undefined,
+    groupNames.length + denyNames.length > 0 ? run({ file: 'id', args: ['-G', '--', rawName], timeoutMs }) : undefined,
     groupNames.length > 0 ? run({ file: 'getent', args: ['group', '--', ...groupNames], timeoutMs }) : undefined,
+    denyNames.length > 0 ? run({ file: 'getent', args: ['group', '--', ...denyNames], timeoutMs }) : undefined,
   ]);
+  if (pw.exitCode === 2 && cfg.domain.idMapping === 'posix')
+    // sssd with ldap_id_mapping = False does not show a user whose AD
+    // account lacks uidNumber (or whose gidNumber is missing): to NSS that
+    // user does not exist, though the name is right.
+    // Refused (logged as a warning): the admin has to act, and no folder is made.
+    return {
+      ok: false,
+      status: 'refused',
+      reason: 'no-posix-ids',
+      message: `no user "${rawName}" in NSS (getent passwd): with domain.idMapping: posix sssd shows only users whose AD account has uidNumber and gidNumber: give ${rawName} POSIX attributes in AD (or check the name, or use domain.idMapping: auto)`,
+    };
   if (pw.exitCode === 2)
     return {
       ok: false,
@@ -54,11 +77,36 @@ export async function resolveAccount(
     };
   const system = skipReason(account, cfg);
   if (system) return { ok: false, status: 'skipped', reason: 'system-account', message: `${account.name}: ${system}` };
+  if (groups && denied) {
+    const refusal = denyRefusal(account.name, rawName, groups, denied, denyNames);
+    if (refusal) return refusal;
+  }
   if (groups && allowed) {
     const refusal = groupRefusal(account.name, rawName, groups, allowed, groupNames);
     if (refusal) return refusal;
   }
   return { ok: true, account };
+}
+
+/** Why domain.denyGroups keeps the user off this VM, or undefined. Deny wins over allow, as in sssd's simple provider. */
+function denyRefusal(
+  name: string,
+  rawName: string,
+  groups: RunResult,
+  denied: RunResult,
+  denyNames: string[],
+): Extract<Resolution, { ok: false }> | undefined {
+  const userGids = groups.exitCode === 0 ? parseGroupIds(groups.stdout) : undefined;
+  if (!userGids) return { ok: false, status: 'failed', reason: 'nss-error', message: `id -G ${rawName}: ${summarize(groups)}` };
+  if (denied.exitCode !== 0 && denied.exitCode !== 2)
+    return { ok: false, status: 'failed', reason: 'nss-error', message: `getent group (deny groups): ${summarize(denied)}` };
+  if (!isAllowed(userGids, parseGroupEntryIds(denied.stdout))) return undefined;
+  return {
+    ok: false,
+    status: 'skipped',
+    reason: 'denied',
+    message: `${name} is in one of domain.denyGroups (${denyNames.map((g) => `"${g}"`).join(', ')}): not a user of this VM`,
+  };
 }
 
 /** Why the user's groups keep them off this VM (or NSS failed to say), or undefined when they may use it. */

@@ -83,7 +83,15 @@ export function parseGroupEntryIds(stdout: string): number[] {
  */
 export function loginGroupNames(cfg: Pick<Config, 'domain'>): string[] {
   if (cfg.domain.allowGroups.length === 0) return [];
-  const names = [...cfg.domain.allowGroups, ...cfg.domain.sudoGroups];
+  return asNssGroups(cfg, [...cfg.domain.allowGroups, ...cfg.domain.sudoGroups]);
+}
+
+/** domain.denyGroups as NSS names them (see loginGroupNames); their members never get a workspace. */
+export function denyGroupNames(cfg: Pick<Config, 'domain'>): string[] {
+  return asNssGroups(cfg, cfg.domain.denyGroups ?? []);
+}
+
+function asNssGroups(cfg: Pick<Config, 'domain'>, names: readonly string[]): string[] {
   const qualified = cfg.domain.fullyQualifiedNames
     ? names.map((g) => (g.includes('@') ? g : `${g}@${cfg.domain.name.toLowerCase()}`))
     : names;

@@ -1,5 +1,6 @@
 # The VM-side scale-in check of the VM-image tier: the IMDS fake posts a
-# Terminate for this VM, then the agent in the VM must close its own handles
+# Terminate for this VM (and, in a second round, a Preempt: a Spot
+# eviction with 30 s notice), then the agent in the VM must close its own handles
 # in the Files fake (and only its own), unmount the share, delete its DNS
 # record and its computer object on the DC, and approve the event exactly
 # once. Sourced by test/e2e/run after checks.sh (it uses check, note, vm_ssh,
@@ -15,6 +16,8 @@
 # account may not touch: a VM that scales in never has that history.
 #   check_scale_in "$WORK/fakes/urls.json" "$AD_COMPUTER"
 #   scale_in_reprovision "$WORK/fakes/urls.json"
+#   check_scale_in "$WORK/fakes/urls.json" "$AD_COMPUTER" Preempt
+#   scale_in_reprovision "$WORK/fakes/urls.json" Preempt
 # shellcheck shell=bash
 
 SCALE_IN_DIR=e2e-scale-in   # a folder of the share the seeded handles point into
@@ -131,50 +134,58 @@ _scale_in_ensure_record() {
   echo "sssd had not registered it within 60 s: registered by the test as $computer\$ (nsupdate -g, as sssd does)"
 }
 
-# How many times the agent started the clean-up of EVENT (its journal line).
+# How many times the agent started the clean-up of EVENT of TYPE (its journal line).
 _scale_in_cleanups_once() {
   local n
-  n=$(vm_ssh "journalctl -u dsvm-agent --no-pager -o cat | grep -c 'Terminate $1 for this VM'") || true
-  [[ $n == 1 ]] || { echo "clean-ups of $1 started: ${n:-?} (want 1)"; return 1; }
+  n=$(vm_ssh "journalctl -u dsvm-agent --no-pager -o cat | grep -c '$2 $1 for this VM'") || true
+  [[ $n == 1 ]] || { echo "clean-ups of $2 $1 started: ${n:-?} (want 1)"; return 1; }
 }
 
-# check_scale_in URLS_JSON COMPUTER_NAME
+# An IMDS date NotBefore SECONDS from now.
+_scale_in_not_before() { date -u -d "+$1 sec" '+%a, %d %b %Y %H:%M:%S GMT'; }
+
+# check_scale_in URLS_JSON COMPUTER_NAME [TYPE]
+# TYPE is Terminate (5 minutes' notice, the default) or Preempt (a Spot
+# eviction: 30 s). The event for another VM is posted in the first round only.
 check_scale_in() {
-  local urls=$1 computer=$2 event="e2e-terminate-$$" name notbefore posted waited host
+  local urls=$1 computer=$2 type=${3:-Terminate} event name posted waited host notice=300
+  event="e2e-${type,,}-$$"
+  [[ $type == Preempt ]] && notice=30
   name=$(_scale_in_state "$urls" 's.compute.name') || name=""
   if [[ -z $name || -z $computer ]]; then
-    skip_check "scale-in: Terminate cleans up and is approved once" "no compute name or computer name (name='$name' computer='$computer')"
+    skip_check "scale-in: $type cleans up and is approved once" "no compute name or computer name (name='$name' computer='$computer')"
     return 0
   fi
   host=${computer,,}
   _scale_in_seed_handles "$urls"
   # Facts before the event, so that the checks after it can fail.
-  check "scale-in, before: the share is mounted, $computer\$ is on the DC, four handles are open" \
+  check "$type, before: the share is mounted, $computer\$ is on the DC, four handles are open" \
     eval "_scale_in_mounted && _scale_in_computer_present '$computer' &&
       _scale_in_handles_are '$urls' 'e2e-other-vm e2e-own-1 e2e-own-2 e2e-same-nat-other-name'"
-  check "scale-in, before: $host.$LAB_DOMAIN A $VM_IP is at the DC, registered as the machine" _scale_in_ensure_record "$host" "$computer"
-  # An event for another VM of the pool first: never ours to act on or approve.
-  _scale_in_control "$urls" POST /seed "{\"scheduledEvents\":[{\"EventId\":\"$event-other\",\"EventType\":\"Terminate\",\"Resources\":[\"dsvmpool_999\"],\"EventStatus\":\"Scheduled\",\"NotBefore\":\"$(date -u -d '+5 min' '+%a, %d %b %Y %H:%M:%S GMT')\",\"EventSource\":\"User\"}]}" >/dev/null
-  sleep 25 # two of the daemon's polls (scheduledEvents.pollSec: 10 s by default)
-  check "scale-in: a Terminate for another VM is left alone (not approved, share still mounted)" \
-    eval "_scale_in_mounted && [[ \$(_scale_in_state '$urls' 's.approvals.length') == 0 ]]"
+  check "$type, before: $host.$LAB_DOMAIN A $VM_IP is at the DC, registered as the machine" _scale_in_ensure_record "$host" "$computer"
+  if [[ $type == Terminate ]]; then
+    # An event for another VM of the pool first: never ours to act on or approve.
+    _scale_in_control "$urls" POST /seed "{\"scheduledEvents\":[{\"EventId\":\"$event-other\",\"EventType\":\"Terminate\",\"Resources\":[\"dsvmpool_999\"],\"EventStatus\":\"Scheduled\",\"NotBefore\":\"$(_scale_in_not_before 300)\",\"EventSource\":\"User\"}]}" >/dev/null
+    sleep 25 # two of the daemon's polls (scheduledEvents.pollSec: 10 s by default)
+    check "scale-in: a Terminate for another VM is left alone (not approved, share still mounted)" \
+      eval "_scale_in_mounted && [[ \$(_scale_in_state '$urls' 's.approvals.length') == 0 ]]"
+  fi
 
-  notbefore=$(date -u -d '+5 min' '+%a, %d %b %Y %H:%M:%S GMT')
   posted=$SECONDS
-  _scale_in_control "$urls" POST /seed "{\"scheduledEvents\":[{\"EventId\":\"$event\",\"EventType\":\"Terminate\",\"Resources\":[\"$name\"],\"EventStatus\":\"Scheduled\",\"NotBefore\":\"$notbefore\",\"EventSource\":\"User\"}]}" >/dev/null
+  _scale_in_control "$urls" POST /seed "{\"scheduledEvents\":[{\"EventId\":\"$event\",\"EventType\":\"$type\",\"Resources\":[\"$name\"],\"EventStatus\":\"Scheduled\",\"NotBefore\":\"$(_scale_in_not_before $notice)\",\"EventSource\":\"$([[ $type == Preempt ]] && echo Platform || echo User)\"}]}" >/dev/null
   # The daemon polls every 10 s; TCG is slow.
   retry_until 180 2 _scale_in_approved_once "$urls" "$event" >/dev/null 2>&1 || true
   waited=$((SECONDS - posted))
-  note "scale-in: Terminate to approval in ${waited} s (under TCG, 10 s polls)"
-  check "scale-in: this VM's handles are closed in the Files fake, and only this VM's" \
+  note "$type: posted to approval in ${waited} s (under TCG, 10 s polls; the event gives ${notice} s)"
+  check "$type: this VM's handles are closed in the Files fake, and only this VM's" \
     _scale_in_handles_are "$urls" 'e2e-other-vm e2e-same-nat-other-name'
-  check "scale-in: the share is unmounted after Terminate" _scale_in_unmounted
-  check "scale-in: the DNS record $host.$LAB_DOMAIN is gone from the DC" _scale_in_dns_gone "$host"
-  check "scale-in: the computer object $computer is gone from the DC" _scale_in_computer_gone "$computer"
+  check "$type: the share is unmounted" _scale_in_unmounted
+  check "$type: the DNS record $host.$LAB_DOMAIN is gone from the DC" _scale_in_dns_gone "$host"
+  check "$type: the computer object $computer is gone from the DC" _scale_in_computer_gone "$computer"
   # A few more polls: the event stays listed as Started and must not be approved again.
   sleep 25
-  check "scale-in: the Terminate is approved exactly once, and its clean-up ran once" \
-    eval "_scale_in_approved_once '$urls' '$event' && _scale_in_cleanups_once '$event'"
+  check "$type: approved exactly once, and its clean-up ran once" \
+    eval "_scale_in_approved_once '$urls' '$event' && _scale_in_cleanups_once '$event' '$type'"
   _scale_in_control "$urls" POST /seed '{"handles":[]}' >/dev/null || true
   rm -rf "${LAB_SHARE_DIR:?}/$SCALE_IN_DIR"
 }
@@ -191,10 +202,10 @@ _scale_in_provision_again() {
   _scale_in_computer_present "${principal% *}" && _scale_in_mounted
 }
 
-# scale_in_reprovision URLS_JSON; AD_COMPUTER then names the new account
+# scale_in_reprovision URLS_JSON [TYPE]; AD_COMPUTER then names the new account
 # (check runs its command in a subshell, so it is read again here).
 scale_in_reprovision() {
-  check "after scale-in: provision joins and mounts again, Healthy (for the deprovision checks)" _scale_in_provision_again "$1"
+  check "after ${2:-Terminate}: provision joins and mounts again, Healthy (for the checks that follow)" _scale_in_provision_again "$1"
   local principal
   principal=$(vm_keytab_principal 2>/dev/null || true)
   [[ -z $principal ]] || AD_COMPUTER=${principal% *}

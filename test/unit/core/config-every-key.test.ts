@@ -75,6 +75,10 @@ const full = {
     fullyQualifiedNames: false,
     homeTemplate: '/home/%u',
     shell: '/bin/bash',
+    idMapping: 'posix',
+    denyGroups: ['contractors'],
+    dnsUpdate: true,
+    sssdOptions: { ldap_referrals: false },
   },
   share: {
     type: 'smb',

@@ -90,14 +90,14 @@ const cases: { name: string; yaml: string; path: string; message: string; got?: 
     yaml: 'domain:',
     path: 'domain',
     message:
-      'is empty: write its keys below it, indented (name, joinUser, joinPassword, oneTimePassword, computerOu, computerName, allowGroups, sudoGroups, fullyQualifiedNames, homeTemplate, shell)',
+      'is empty: write its keys below it, indented (name, joinUser, joinPassword, oneTimePassword, computerOu, computerName, allowGroups, sudoGroups, fullyQualifiedNames, homeTemplate, shell, idMapping, denyGroups, dnsUpdate, sssdOptions)',
   },
   {
     name: 'no domain at all',
     yaml: 'logging: { level: info }',
     path: 'domain',
     message:
-      'is required: add the Active Directory domain to join (its keys: name, joinUser, joinPassword, oneTimePassword, computerOu, computerName, allowGroups, sudoGroups, fullyQualifiedNames, homeTemplate, shell)',
+      'is required: add the Active Directory domain to join (its keys: name, joinUser, joinPassword, oneTimePassword, computerOu, computerName, allowGroups, sudoGroups, fullyQualifiedNames, homeTemplate, shell, idMapping, denyGroups, dnsUpdate, sssdOptions)',
   },
   {
     name: 'the document is a list',

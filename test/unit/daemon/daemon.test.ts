@@ -1,6 +1,10 @@
 import t from 'tap';
+import { mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { Daemon } from '../../../src/app/daemon/daemon.js';
 import { callIpc } from '../../../src/agent/ipc.js';
+import { ImdsClient } from '../../../src/agent/azure/imds.js';
+import { startFakes } from '../../fakes/index.js';
 import { StateStore } from '../../../src/agent/state.js';
 import { transient } from '../../../src/agent/errors.js';
 import type { Task } from '../../../src/agent/task.js';
@@ -339,4 +343,33 @@ t.test('refuses a non-loopback listen address unless allowed', async (t) => {
     startHealthServer('10.0.0.1:8642', { allowNonLoopback: false }, { health: () => ({}), metrics: () => '' }),
     /not a loopback address/,
   );
+});
+
+t.test('the metrics textfile is written at approval, not at the next check (a Preempt gives 30 s)', async (t) => {
+  const fakes = await startFakes({ seed: { vm: { compute: { name: 'dsvmpool_3', vmScaleSetName: 'dsvmpool' } } } });
+  t.teardown(() => fakes.close());
+  const textfile = '/var/lib/prometheus/node-exporter/dsvm-agent.prom';
+  const { tc, gated } = await setup(t, {
+    azure: { imdsEndpoint: fakes.urls.imds },
+    scheduledEvents: { enabled: true, pollSec: 1 },
+  });
+  tc.ctx.cfg.health.metricsTextfile = textfile;
+  tc.ctx.imds = new ImdsClient(fakes.urls.imds, 2000);
+  const file = tc.paths.under(textfile);
+  await mkdir(path.dirname(file), { recursive: true });
+  gated.release();
+  const read = () => readFile(file, 'utf8').catch(() => '');
+  const approvedLine = /^dsvm_agent_scheduled_events_approved_total 1$/m;
+  // The start's check results are written once (2 s after them); then nothing changes until the event.
+  for (const end = Date.now() + 8000; !(await read()) && Date.now() < end;) await new Promise((r) => setTimeout(r, 100));
+  t.notMatch(await read(), approvedLine, 'before the event: nothing approved');
+  fakes.state.seed({
+    scheduledEvents: [
+      { EventId: 'evict', EventType: 'Preempt', Resources: ['dsvmpool_3'], NotBefore: new Date(Date.now() + 30_000).toUTCString() },
+    ],
+  });
+  for (const end = Date.now() + 8000; !fakes.state.approvals().length && Date.now() < end;) await new Promise((r) => setTimeout(r, 50));
+  t.equal(fakes.state.approvals().length, 1, 'approved');
+  for (const end = Date.now() + 1000; !approvedLine.test(await read()) && Date.now() < end;) await new Promise((r) => setTimeout(r, 20));
+  t.match(await read(), approvedLine, 'the approval is in the textfile within 1 s');
 });

@@ -1,5 +1,7 @@
 import t, { type Test } from 'tap';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { testConfig } from '../../helpers/context.js';
@@ -43,6 +45,17 @@ const configs = [
       shell: '/bin/zsh',
     },
   },
+  {
+    name: 'directory-options',
+    domain: {
+      allowGroups: ['dsvm-users'],
+      sudoGroups: ['dsvm-admins'],
+      idMapping: 'posix',
+      denyGroups: ['contractors', 'Suspended Users'],
+      dnsUpdate: false,
+      sssdOptions: { ldap_referrals: false, ad_server: 'dc1.contoso.test, _srv_', entry_cache_timeout: 600 },
+    },
+  },
 ];
 
 t.test('sssd.conf, realmd block and sudoers for each config shape', async (t) => {
@@ -75,6 +88,8 @@ t.test('sssd.conf essentials', async (t) => {
     ['machine account of a long host name', /^ldap_sasl_authid = DSVM-LAB-CL1A2B\$$/m],
     ['home template', /^fallback_homedir = \/home\/%u$/m],
     ['credential caching', /^cache_credentials = True$/m],
+    ['ids from the SIDs by default (idMapping: auto)', /^ldap_id_mapping = True$/m],
+    ['DNS registration stated, on by default', /^dyndns_update = True$/m],
   ];
   for (const [name, re] of cases) t.match(conf, re, name);
 });
@@ -146,3 +161,72 @@ t.test('sshd drop-in and pam profile', async (t) => {
   );
   t.notMatch('session\toptional\t\t\tpam_mkhomedir.so\n', MKHOMEDIR_SESSION_LINE, "Debian's own profile (umask 0022) is not ours");
 });
+
+t.test('directory options in sssd.conf', async (t) => {
+  const d = testConfig({
+    domain: {
+      ...base,
+      allowGroups: ['dsvm-users'],
+      idMapping: 'posix',
+      denyGroups: ['contractors'],
+      dnsUpdate: false,
+      sssdOptions: { ldap_referrals: false, entry_cache_timeout: 600, re_expression: '(?P<name>[^@]+)' },
+    },
+  }).domain;
+  const conf = renderSssdConf(d, facts);
+  const cases: [string, RegExp][] = [
+    ['posix ids', /^ldap_id_mapping = False$/m],
+    ['deny groups', /^simple_deny_groups = contractors$/m],
+    ['no DNS registration', /^dyndns_update = False$/m],
+    ['a boolean option as sssd spells it', /^ldap_referrals = False$/m],
+    ['a number', /^entry_cache_timeout = 600$/m],
+    ['brackets inside a value stay a value', /^re_expression = \(\?P<name>\[\^@\]\+\)$/m],
+  ];
+  for (const [name, re] of cases) t.match(conf, re, name);
+  t.equal((conf.match(/^ldap_id_mapping =/gm) ?? []).length, 1, 'each option once');
+  const domainSection = conf.slice(conf.indexOf('[domain/'));
+  t.match(domainSection, /ldap_referrals = False/, 'extra options in the [domain/...] section');
+  t.match(setMarkedBlock('', renderRealmdBlock(d, facts)), /^automatic-id-mapping = no$/m, 'realmd agrees');
+});
+
+t.test('renderers refuse sssdOptions that reached them unchecked', async (t) => {
+  const d = testConfig({ domain: { ...base } }).domain;
+  const cases: [string, Record<string, string | number | boolean>, RegExp][] = [
+    [
+      'an option the agent sets',
+      { ldap_id_mapping: false },
+      /domain\.sssdOptions\.ldap_id_mapping: is set by the agent itself.*domain\.idMapping/,
+    ],
+    ['a newline in a value', { ldap_referrals: 'false\n[sssd]' }, /domain\.sssdOptions\.ldap_referrals: must not contain a newline/],
+    ['a section in a key', { '[sssd]\nservices': 'x' }, /is not an sssd option name/],
+  ];
+  for (const [name, sssdOptions, re] of cases) t.throws(() => renderSssdConf({ ...d, sssdOptions }, facts), re, name);
+});
+
+// The installed sssd's own rules (cfg_rules.ini) on what the renderer writes,
+// as the join runs them before installing the file. sssctl wants the file
+// root-owned, so this runs only as root.
+const sssctl = spawnSync('sssctl', ['--help'], { encoding: 'utf8' });
+t.test(
+  'every rendered sssd.conf passes sssctl config-check; an unknown option does not',
+  {
+    skip: process.getuid?.() !== 0 || (sssctl.error !== null && sssctl.error !== undefined) ? 'needs root and sssctl (sssd-tools)' : false,
+  },
+  async (t) => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'dsvm-sssctl-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    mkdirSync(path.join(dir, 'conf.d'));
+    const check = (content: string) => {
+      const file = path.join(dir, 'sssd.conf');
+      writeFileSync(file, content, { mode: 0o600 });
+      return spawnSync('sssctl', ['config-check', '-c', file, '-s', path.join(dir, 'conf.d')], { encoding: 'utf8' });
+    };
+    for (const c of configs) {
+      const r = check(renderSssdConf(testConfig({ domain: { ...base, ...c.domain } }).domain, facts));
+      t.equal(r.status, 0, `${c.name}: ${r.stdout}${r.stderr}`);
+    }
+    const typo = check(renderSssdConf(testConfig({ domain: { ...base, sssdOptions: { ldap_refferals: false } } }).domain, facts));
+    t.equal(typo.status, 1, 'a misspelt option is refused');
+    t.match(typo.stdout, /Attribute 'ldap_refferals' is not allowed/);
+  },
+);

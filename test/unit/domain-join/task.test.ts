@@ -128,6 +128,32 @@ t.test('a sudoers drop-in visudo refuses: nothing joined, nothing written', asyn
   t.equal(readFileSync(tc.paths.krb5Conf, 'utf8'), krb5Before, 'krb5.conf untouched');
 });
 
+t.test('an sssd.conf the installed sssd refuses (sssctl config-check): nothing joined, nothing written', async (t) => {
+  const w: World = {
+    existing: {},
+    sssctlFails:
+      "[rule/allowed_domain_options]: Attribute 'ldap_refferals' is not allowed in section 'domain/contoso.test'. Check for typos.",
+  };
+  const tc = await setup(w, { sssdOptions: { ldap_refferals: false } });
+  const out = await runTasks([domainJoinTask], tc.ctx, { backoff });
+  t.equal(out[0]?.status, 'failed');
+  if (out[0]?.status === 'failed') {
+    t.equal(out[0].error.reason, 'sssd-conf-invalid');
+    t.equal(out[0].attempts, 1, 'permanent: not retried');
+    t.match(out[0].error.message, /Attribute 'ldap_refferals' is not allowed/, "sssctl's own words");
+    t.notMatch(out[0].error.message, /Issues identified by validators/, 'without the counts');
+    t.match(out[0].error.fix, /domain\.sssdOptions/);
+  }
+  const check = tc.runner.calls.find((c) => c.file === 'sssctl');
+  t.ok(check, 'sssctl ran');
+  t.notOk(
+    tc.runner.calls.some((c) => c.args?.[0] === 'join'),
+    'adcli join never ran',
+  );
+  t.notOk(existsSync(tc.paths.sssdConf), 'no sssd.conf');
+  t.notOk(existsSync(path.join(tc.paths.stateDir, 'tmp', 'sssd.conf.candidate')), 'no candidate left');
+});
+
 t.test('sssd fails to start after the join: files and keytab rolled back', async (t) => {
   const w: World = { existing: {} };
   const tc = await setup(w);
@@ -297,4 +323,50 @@ t.test('leaving the domain retries a busy DC, but not bad credentials', async (t
     const tries = tc.runner.calls.filter((c) => c.args?.[0] === 'delete-computer').length;
     t.ok(tries > 1 && tries <= 6, `bounded attempts (${tries})`);
   }
+});
+
+t.test('domain.dnsUpdate: the capability removes the DNS record before the account, and not at all when off', async (t) => {
+  const { domainJoinCapability } = await import('../../../src/tasks/domain-join/capability.js');
+  for (const dnsUpdate of [true, false]) {
+    const tc = await setup({ existing: {} }, { dnsUpdate });
+    await runTasks([domainJoinTask], tc.ctx, { backoff });
+    const order: string[] = [];
+    const cap = domainJoinCapability({
+      removeDnsRecord: async () => (order.push('dns'), 'DNS record dsvm.contoso.test (A, AAAA) at dc1.contoso.test'),
+      leaveDomain: async () => (order.push('account'), 'computer account'),
+    });
+    tc.runner.on({ file: 'adcli', args: (a) => a[0] === 'delete-computer', result: () => (order.push('account'), {}) });
+    const removed = await cap.deprovision!.undo(tc.ctx, { leaveDomain: true });
+    t.same(order, dnsUpdate ? ['dns', 'account'] : ['account'], `dnsUpdate ${dnsUpdate}: deprovision --leave-domain steps`);
+    t.equal(
+      removed.some((r) => r.startsWith('DNS record')),
+      dnsUpdate,
+      `dnsUpdate ${dnsUpdate}: the record ${dnsUpdate ? 'is' : 'is not'} in what was removed`,
+    );
+    order.length = 0;
+    for (const step of cap.terminate ?? []) await step.run(tc.ctx);
+    t.same(order, dnsUpdate ? ['dns', 'account'] : ['account'], `dnsUpdate ${dnsUpdate}: scale-in steps`);
+  }
+});
+
+t.test('deprovision --leave-domain: a DNS record that cannot be removed is a warning; the account still goes', async (t) => {
+  const tc = await setup({ existing: {} });
+  await runTasks([domainJoinTask], tc.ctx, { backoff });
+  tc.runner.on({ file: 'adcli', args: (a) => a[0] === 'delete-computer' });
+  const removed = await undoJoin(tc.ctx, {
+    leaveDomain: true,
+    removeDnsRecord: async () => {
+      throw new Error('DNS record dsvm.contoso.test: nsupdate -g at dc1.contoso.test: exit 2');
+    },
+  });
+  t.ok(
+    removed.some((r) => r.startsWith('computer account')),
+    'left the domain',
+  );
+  t.ok(
+    tc.logLines.some((l) =>
+      /nsupdate -g at dc1\.contoso\.test: exit 2: the computer account is deleted anyway; delete that DNS record by hand/.test(l),
+    ),
+    'warned, naming the record',
+  );
 });

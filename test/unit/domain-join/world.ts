@@ -31,6 +31,8 @@ export interface World {
   testjoinFails?: string;
   kdcDown?: boolean;
   visudoFails?: string;
+  /** A validator line sssctl config-check prints for the candidate sssd.conf. */
+  sssctlFails?: string;
   /** The KDC each kinit was sent to (from its krb5.conf). */
   kdcAsked?: string[];
   existing: Record<string, string>;
@@ -102,6 +104,12 @@ export function adcliCommands(keytab: string, w: World, commonSession: string): 
       file: 'visudo',
       args: (a) => a[0] === '-cf',
       result: () => (w.visudoFails ? { exitCode: 1, stderr: `${w.visudoFails}\n` } : {}),
+    },
+    {
+      // The installed sssd's own check of the candidate (sssctl config-check -c FILE -s DIR).
+      file: 'sssctl',
+      args: (a) => a[0] === 'config-check' && a[1] === '-c' && a[3] === '-s',
+      result: () => (w.sssctlFails ? { exitCode: 1, stdout: `Issues identified by validators: 1\n${w.sssctlFails}\n` } : {}),
     },
     {
       file: 'pam-auth-update',

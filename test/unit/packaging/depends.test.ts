@@ -30,6 +30,7 @@ const PROGRAMS: Record<string, string> = {
   'systemd-run': "unmounting in PID 1's mount namespace under systemd",
   umount: 'unmounting a busy share',
   visudo: 'checking the sudoers drop-in before it is installed',
+  sssctl: "checking sssd.conf with the installed sssd's rules before it is installed",
 };
 
 /**

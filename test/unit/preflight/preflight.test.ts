@@ -98,6 +98,29 @@ t.test('preflight classification', async (t) => {
       reason: 'dns-srv-missing',
     },
     { name: 'a port closed: transient', deps: fakeDeps({ closed: { '10.77.0.2': [464] } }), kind: 'transient', reason: 'dc-unreachable' },
+    { name: 'kerberos closed: transient', deps: fakeDeps({ closed: { '10.77.0.2': [88] } }), kind: 'transient', reason: 'dc-unreachable' },
+    { name: 'LDAP closed: transient', deps: fakeDeps({ closed: { '10.77.0.2': [389] } }), kind: 'transient', reason: 'dc-unreachable' },
+    {
+      name: 'SMB closed on the DC: passes, warning naming Group Policy',
+      deps: fakeDeps({ closed: { '10.77.0.2': [445] } }),
+      warn: /^port 445 on the DC dc1\.contoso\.test \(10\.77\.0\.2\) is not reachable.*Group Policy/,
+      dc: '10.77.0.2',
+    },
+    {
+      name: 'DNS closed on the DC: passes, warning naming the DNS registration',
+      deps: fakeDeps({ closed: { '10.77.0.2': [53] } }),
+      warn: /^port 53 on the DC .*cannot register this VM's name .*domain\.dnsUpdate: false/,
+      dc: '10.77.0.2',
+    },
+    {
+      name: 'both closed, first DC kept: two warnings, no second DC tried',
+      deps: fakeDeps({
+        srv: { '_ldap._tcp.contoso.test': [dc1, dc2], '_kerberos._tcp.contoso.test': [dc1] },
+        closed: { '10.77.0.2': [53, 445] },
+      }),
+      warn: /port 53 on the DC[^\n]*\nport 445 on the DC/,
+      dc: '10.77.0.2',
+    },
     {
       name: 'first DC down, second fine',
       deps: fakeDeps({
@@ -146,6 +169,14 @@ t.test('every port is probed', async (t) => {
   const deps = fakeDeps();
   await runPreflight(ctx, deps);
   t.same(deps.probed.sort(), ['10.77.0.2:389', '10.77.0.2:445', '10.77.0.2:464', '10.77.0.2:53', '10.77.0.2:88'].sort());
+});
+
+t.test('DNS closed on the DC with domain.dnsUpdate off: the warning says nothing of the agent needs it', async (t) => {
+  const tc = await makeTestContext({ config: { domain: { dnsUpdate: false } } });
+  await writeSecretFile(tc.paths, '/etc/dsvm-agent/join-password', 'S3cret-Join');
+  const r = await runPreflight(tc.ctx, fakeDeps({ closed: { '10.77.0.2': [53] } }), { portTimeoutMs: 10 });
+  t.equal(r.warnings.length, 1);
+  t.match(r.warnings[0], /domain\.dnsUpdate is off, so nothing of the agent needs it/);
 });
 
 t.test('the engine retries a transient preflight failure, and check never reports changes', async (t) => {

@@ -13,6 +13,8 @@ const groupDb: Record<string, string> = {
   'dsvm-users': 'dsvm-users:*:70012:alice',
   'aad dc administrators': 'aad dc administrators:*:70010:bob',
   'dsvm-users@contoso.test': 'dsvm-users@contoso.test:*:70012:alice',
+  contractors: 'contractors:*:70020:alice',
+  'suspended users': 'suspended users:*:70021:',
 };
 const passwd: Record<string, string> = {
   alice: 'alice:*:70001:70001::/home/alice:/bin/bash',
@@ -104,6 +106,43 @@ const cases: {
     want: { ok: false, reason: 'nss-error' },
   },
   { name: 'no allowGroups: no group look-up at all', user: 'mallory', domain: { allowGroups: [] }, want: { ok: true } },
+  {
+    name: 'a member of a deny group is refused though in an allowed group (deny wins)',
+    user: 'alice',
+    domain: { denyGroups: ['contractors'] },
+    runner: nss({ idOut: '70001 513 70012 70020' }),
+    want: { ok: false, reason: 'denied', message: /alice is in one of domain\.denyGroups \("contractors"\)/ },
+  },
+  {
+    name: 'deny groups without allowGroups: the others may log in',
+    user: 'mallory',
+    domain: { allowGroups: [], denyGroups: ['contractors', 'Suspended Users'] },
+    want: { ok: true },
+  },
+  {
+    name: 'deny groups without allowGroups: a member is refused',
+    user: 'alice',
+    domain: { allowGroups: [], denyGroups: ['contractors'] },
+    runner: nss({ idOut: '70001 70020' }),
+    want: { ok: false, reason: 'denied' },
+  },
+  {
+    name: 'a deny group that does not resolve refuses nobody',
+    user: 'alice',
+    domain: { denyGroups: ['gone'] },
+    want: { ok: true },
+  },
+  {
+    name: 'idMapping posix: a user NSS does not know is refused, naming the POSIX attributes',
+    user: 'dana',
+    domain: { idMapping: 'posix' },
+    want: {
+      ok: false,
+      reason: 'no-posix-ids',
+      message: /domain\.idMapping: posix.*uidNumber and gidNumber: give dana POSIX attributes in AD/,
+    },
+  },
+  { name: 'idMapping auto: an unknown user is just unknown', user: 'dana', want: { ok: false, reason: 'unknown-user' } },
 ];
 
 for (const c of cases) {
@@ -118,7 +157,8 @@ for (const c of cases) {
       if (c.want.message) t.match(r.message, c.want.message);
     }
     for (const call of runner.calls) t.notOk(call.file === 'id' && call.args?.includes('-Gn'), 'never compares group names');
-    if (c.domain?.allowGroups && (c.domain.allowGroups as string[]).length === 0)
+    if (r.ok === false && r.reason === 'no-posix-ids') t.equal(r.status, 'refused', 'refused: logged as a warning');
+    if (c.domain?.allowGroups && (c.domain.allowGroups as string[]).length === 0 && !c.domain.denyGroups)
       t.notOk(
         runner.calls.some((x) => x.file === 'id'),
         'no id call without a group rule',
