@@ -7,6 +7,7 @@ import type { Redactor } from './redact.js';
 import { identityName, managedIdentity, statusOf } from './azure/identity.js';
 import type { Paths } from './paths.js';
 import type { AzureChild } from './azure/child.js';
+import { AZURE_ANSWER_LIMITS, AzureAnswerError, boundedHttpClient, type AnswerLimits } from './azure/bounded.js';
 
 export interface SecretDeps {
   cfg: Pick<Config, 'azure' | 'identity'>;
@@ -15,6 +16,8 @@ export interface SecretDeps {
   redactor: Redactor;
   /** Set in the daemon: Key Vault reads run in a child process (see azure/child.ts). */
   azureChild?: AzureChild | undefined;
+  /** Bounds on Key Vault and token answers (azure/bounded.ts); only tests set them. */
+  answerLimits?: AnswerLimits;
   /** The owner a secret file must have: root (0) unless set; only tests set it (see readSecretFile). */
   secretFileOwnerUid?: number;
 }
@@ -153,9 +156,13 @@ async function readKeyVaultSecret(
   deps: SecretDeps,
 ): Promise<string> {
   const where = `Key Vault secret "${ref.name}" in ${ref.vaultUrl}`;
-  const credential = await managedIdentity(deps.cfg);
+  const limits = deps.answerLimits ?? AZURE_ANSWER_LIMITS;
+  const credential = await managedIdentity(deps.cfg, limits);
   const { SecretClient } = await import('@azure/keyvault-secrets');
-  const client = new SecretClient(ref.vaultUrl, credential, { retryOptions: { maxRetries: 2 } });
+  const client = new SecretClient(ref.vaultUrl, credential, {
+    retryOptions: { maxRetries: 2 },
+    httpClient: await boundedHttpClient(limits),
+  });
   deps.log.child('secrets').debug(`reading ${where} for ${keyPath}`);
   try {
     const secret = await client.getSecret(ref.name, ref.version ? { version: ref.version } : {});
@@ -181,6 +188,21 @@ async function readKeyVaultSecret(
         fix: "check that the vault is in the VM identity's tenant",
         reason: 'keyvault-unauthorized',
       });
+    // A 200 the SDK cannot read (a proxy's HTML page, a cut JSON body): the
+    // SDK's own message quotes the body, which may hold part of the secret,
+    // so it is never passed on. Too large or too slow: bounded.ts gave up.
+    if (err instanceof AzureAnswerError || isUnreadableAnswer(err)) {
+      const tooSlow = err instanceof AzureAnswerError && err.code === 'ETIMEDOUT';
+      throw transient(
+        `${keyPath}: cannot read ${where}: ${err instanceof AzureAnswerError ? err.message : `the answer${status ? ` (${status})` : ''} is not a Key Vault answer`}`,
+        {
+          fix: tooSlow
+            ? 'check that the VM can reach the vault over HTTPS; retried with backoff'
+            : 'retried with backoff; if it persists, check that no proxy or firewall answers in place of the vault',
+          reason: tooSlow ? 'keyvault-unreachable' : 'keyvault-bad-answer',
+        },
+      );
+    }
     if (
       name === 'CredentialUnavailableError' ||
       name === 'AuthenticationError' ||
@@ -199,6 +221,16 @@ async function readKeyVaultSecret(
       reason: 'keyvault-error',
     });
   }
+}
+
+/**
+ * An answer the SDK could not make sense of: its parse error (which quotes
+ * the body) or a TypeError from reading fields of something that is not a
+ * secret bundle (a 200 text/html page parses to nothing).
+ */
+export function isUnreadableAnswer(err: unknown): boolean {
+  const e = err as { code?: string; name?: string };
+  return e?.code === 'PARSE_ERROR' || e?.name === 'TypeError' || e?.name === 'SyntaxError';
 }
 
 /** Connection-level failures (DNS not ready, vault or IMDS unreachable) may pass; anything else will not. */

@@ -119,6 +119,64 @@ async function readBody(req: http.IncomingMessage): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
+/** Whether a rule writes its own answer (else it only delays or drops, and the route answers). */
+function answersItself(f: FailSpec): boolean {
+  return (
+    !!f.malformed ||
+    f.status !== undefined ||
+    f.body !== undefined ||
+    f.bodyBytes !== undefined ||
+    f.contentType !== undefined ||
+    f.stallMs !== undefined
+  );
+}
+
+const CHUNK = 64 * 1024;
+
+/**
+ * The answer a failure rule describes. A `bodyBytes` body is streamed in
+ * chunks with backpressure, so a client that stops reading (as it should,
+ * past its own limit) stops the fake too, and `record.sentBytes` shows how
+ * much of it the client took. A `stallMs` answer sends the head and the first
+ * bytes, then waits before the rest: slow bodies, not only slow headers.
+ */
+async function sendInjected(deps: ServerDeps, failure: FailSpec, res: http.ServerResponse, record: RecordedRequest): Promise<void> {
+  const status = failure.status ?? 200;
+  let payload: { contentType: string; body: string; headers?: Record<string, string> } =
+    failure.malformed || (failure.status === undefined && failure.bodyBytes !== undefined) ? deps.malformedBody : deps.errorBody(status);
+  if (!failure.malformed && failure.body !== undefined) {
+    payload =
+      typeof failure.body === 'string'
+        ? { contentType: 'text/plain', body: failure.body }
+        : { contentType: 'application/json', body: JSON.stringify(failure.body) };
+  }
+  const start = Buffer.from(payload.body);
+  const total = Math.max(failure.bodyBytes ?? start.length, start.length);
+  res.writeHead(status, {
+    'content-type': failure.contentType ?? payload.contentType,
+    ...(payload.headers ?? {}),
+    ...(failure.headers ?? {}),
+  });
+  let sent = 0;
+  let closed = false;
+  res.on('close', () => {
+    closed = true;
+    record.sentBytes = sent;
+  });
+  const write = async (chunk: Buffer): Promise<void> => {
+    if (closed) return;
+    sent += chunk.length;
+    if (!res.write(chunk)) await new Promise<void>((resolve) => res.once('drain', resolve).once('close', resolve));
+  };
+  const head = failure.stallMs ? start.subarray(0, 16) : Buffer.alloc(0);
+  await write(head);
+  if (failure.stallMs) await sleep(failure.stallMs);
+  await write(start.subarray(head.length));
+  const filler = Buffer.alloc(CHUNK, 'x');
+  while (!closed && sent < total) await write(filler.subarray(0, Math.min(CHUNK, total - sent)));
+  if (!closed) res.end();
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function handle(deps: ServerDeps, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -161,19 +219,8 @@ async function handle(deps: ServerDeps, req: http.IncomingMessage, res: http.Ser
       req.socket.destroy();
       return;
     }
-    if (failure.malformed || failure.status !== undefined) {
-      const status = failure.status ?? 200;
-      let payload: { contentType: string; body: string; headers?: Record<string, string> } = failure.malformed
-        ? deps.malformedBody
-        : deps.errorBody(status);
-      if (!failure.malformed && failure.body !== undefined) {
-        payload =
-          typeof failure.body === 'string'
-            ? { contentType: 'text/plain', body: failure.body }
-            : { contentType: 'application/json', body: JSON.stringify(failure.body) };
-      }
-      res.writeHead(status, { 'content-type': payload.contentType, ...(payload.headers ?? {}), ...(failure.headers ?? {}) });
-      res.end(payload.body);
+    if (answersItself(failure)) {
+      await sendInjected(deps, failure, res, record);
       return;
     }
   }

@@ -150,6 +150,20 @@ export const failSpecSchema = z
     body: z.unknown().optional(),
     /** Extra response headers, e.g. Retry-After. */
     headers: z.record(z.string(), z.string()).optional(),
+    /** Content type of the answer instead of the fake's own (answers 200 unless `status` is given). */
+    contentType: z.string().min(1).optional(),
+    /**
+     * Answer with a body of this many bytes (at most 200 MB): the given `body`
+     * (or the fake's truncated one) padded with "x", streamed chunk by chunk.
+     */
+    bodyBytes: z
+      .number()
+      .int()
+      .positive()
+      .max(200 * 1024 * 1024)
+      .optional(),
+    /** Send the status, headers and first 16 bytes of the body at once, then wait this long before the rest. */
+    stallMs: z.number().int().nonnegative().max(600_000).optional(),
     /** Send a truncated body of the right content type (status defaults to 200). */
     malformed: z.boolean().optional(),
     /** Destroy the connection without an answer. */
@@ -178,6 +192,8 @@ export interface RecordedRequest {
   body?: unknown;
   status?: number;
   injected?: boolean;
+  /** Body bytes an injected answer had written when the connection ended (how much a client took of a huge body). */
+  sentBytes?: number;
 }
 
 export interface FakeUrls {

@@ -8,7 +8,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { PROJECT_ROOT, clientExec, fakesUrls, lab, labEnv, labSkipReason, readLabSecret, type ExecResult } from './harness.js';
-import { startLabSssd, stopLabSssd } from './sssd.js';
+import { labJoin, startLabSssd, stopLabSssd } from './sssd.js';
 
 /** The subtest type, as tap hands it to a callback. */
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -25,22 +25,7 @@ if (skip) {
     t.equal(r.exitCode, 0, what, { stdout: r.stdout, stderr: r.stderr, timedOut: r.timedOut });
   };
 
-  const join = (computerName: string, keytab: string, password: string): Promise<ExecResult> =>
-    clientExec(
-      client,
-      [
-        'adcli',
-        'join',
-        `--domain=${env.DOMAIN}`,
-        `--login-user=${env.JOIN_USER}`,
-        '--stdin-password',
-        `--computer-name=${computerName}`,
-        `--host-fqdn=${computerName.toLowerCase()}.${env.DOMAIN}`,
-        `--domain-ou=${env.JOIN_OU}`,
-        `--host-keytab=${keytab}`,
-      ],
-      { input: `${password}\n` },
-    );
+  const join = (computer: string, keytab: string, password: string): Promise<ExecResult> => labJoin(client, computer, { keytab, password });
 
   const deleteComputer = (computerName: string): Promise<ExecResult> =>
     clientExec(

@@ -22,8 +22,20 @@ export async function upJoinedClient(client: string, ip: string, hostname: strin
   const env = labEnv();
   const up = await lab(['client-up', client, ip, hostname], { timeoutMs: 120_000 });
   if (up.exitCode !== 0) throw new Error(describeResult('client-up', up));
-  const hostFqdn = `${computer.toLowerCase()}.${env.DOMAIN}`;
-  const join = await clientExec(
+  const join = await labJoin(client, computer);
+  if (join.exitCode !== 0) throw new Error(describeResult('adcli join', join));
+  const sssd = await startLabSssd(client, `${computer.toLowerCase()}.${env.DOMAIN}`);
+  if (sssd.exitCode !== 0) throw new Error(describeResult('sssd', sssd));
+}
+
+/**
+ * A raw `adcli join` of the client into the lab's OU as the join account,
+ * the password on stdin (the lab's own unless given: a wrong one proves a
+ * refusal). The keytab goes to /etc/krb5.keytab unless given.
+ */
+export function labJoin(client: string, computer: string, opts: { keytab?: string; password?: string } = {}): Promise<ExecResult> {
+  const env = labEnv();
+  return clientExec(
     client,
     [
       'adcli',
@@ -32,14 +44,12 @@ export async function upJoinedClient(client: string, ip: string, hostname: strin
       `--login-user=${env.JOIN_USER}`,
       '--stdin-password',
       `--computer-name=${computer}`,
-      `--host-fqdn=${hostFqdn}`,
+      `--host-fqdn=${computer.toLowerCase()}.${env.DOMAIN}`,
       `--domain-ou=${env.JOIN_OU}`,
+      ...(opts.keytab ? [`--host-keytab=${opts.keytab}`] : []),
     ],
-    { input: `${readLabSecret('join-password')}\n` },
+    { input: `${opts.password ?? readLabSecret('join-password')}\n` },
   );
-  if (join.exitCode !== 0) throw new Error(describeResult('adcli join', join));
-  const sssd = await startLabSssd(client, hostFqdn);
-  if (sssd.exitCode !== 0) throw new Error(describeResult('sssd', sssd));
 }
 
 /** Stops that sssd (by pid: other client VMs may run one), clears its caches, restores the files. */

@@ -1,5 +1,6 @@
 import { nodeHttp, nodeHttps } from '../node-http.js';
 import { transient } from '../errors.js';
+import { AzureAnswerError, tooLarge } from './bounded.js';
 
 /** The compute part of IMDS instance metadata we use. */
 export interface InstanceCompute {
@@ -16,7 +17,12 @@ export interface InstanceCompute {
 export interface ImdsResponse {
   status: number;
   body: string;
+  contentType: string;
 }
+
+/** What to check when IMDS answers but not as IMDS does (an error status, not JSON, too large). */
+const IMDS_ANSWER_FIX =
+  "retried at the next poll; if it persists, check that nothing (a proxy, an iptables DNAT) answers for 169.254.169.254 in IMDS's place";
 
 /**
  * Plain IMDS client (instance metadata, scheduled events). IMDS is http-only,
@@ -26,6 +32,13 @@ export interface ImdsResponse {
  * (measured by bench/daemon.ts), and node:http never reads proxy variables.
  */
 export class ImdsClient {
+  /**
+   * IMDS documents are a few KB (instance metadata with many NICs and tags
+   * stays far below this). Anything larger is not IMDS: a proxy or a broken
+   * answer, and reading it whole would grow the daemon's memory with it.
+   */
+  static readonly MAX_ANSWER_BYTES = 1024 * 1024;
+
   constructor(
     private readonly endpoint: string,
     private readonly timeoutMs = 3000,
@@ -35,13 +48,26 @@ export class ImdsClient {
     return new URL(`${this.endpoint.replace(/\/+$/, '')}${path}`);
   }
 
+  /**
+   * GET a JSON object. Anything else (not JSON, `null`, an array, a string)
+   * is refused here with the route in the message: the callers read fields
+   * of it, and a TypeError deep in a poll names neither IMDS nor the route.
+   */
   async getJson<T>(path: string): Promise<T> {
     const res = await this.request('GET', path);
+    const route = path.split('?')[0];
+    let doc: unknown;
     try {
-      return JSON.parse(res.body) as T;
+      doc = JSON.parse(res.body);
     } catch {
-      throw transient(`IMDS ${path.split('?')[0]} answered something that is not JSON`, { reason: 'imds-error' });
+      throw transient(`IMDS ${route} answered something that is not JSON (${res.contentType || 'no content type'})`, {
+        reason: 'imds-error',
+        fix: IMDS_ANSWER_FIX,
+      });
     }
+    if (doc === null || typeof doc !== 'object' || Array.isArray(doc))
+      throw transient(`IMDS ${route} answered JSON that is not an object`, { reason: 'imds-error', fix: IMDS_ANSWER_FIX });
+    return doc as T;
   }
 
   async request(method: 'GET' | 'POST', path: string, body?: unknown): Promise<ImdsResponse> {
@@ -49,13 +75,15 @@ export class ImdsClient {
     try {
       res = await this.send(method, this.url(path), body === undefined ? undefined : JSON.stringify(body));
     } catch (err) {
-      throw transient(`IMDS ${this.endpoint} unreachable: ${(err as Error).message}`, {
+      if (err instanceof AzureAnswerError && err.code === 'ANSWER_TOO_LARGE')
+        throw transient(err.message, { reason: 'imds-error', fix: IMDS_ANSWER_FIX });
+      throw transient(`IMDS ${path.split('?')[0]} at ${this.endpoint} unreachable: ${(err as Error).message}`, {
         fix: 'IMDS answers only inside Azure; check azure.imdsEndpoint and that no proxy or firewall blocks it',
         reason: 'imds-unreachable',
       });
     }
     if (res.status < 200 || res.status > 299) {
-      throw transient(`IMDS ${path.split('?')[0]} answered ${res.status}`, { reason: 'imds-error' });
+      throw transient(`IMDS ${path.split('?')[0]} answered ${res.status}`, { reason: 'imds-error', fix: IMDS_ANSWER_FIX });
     }
     return res;
   }
@@ -75,8 +103,22 @@ export class ImdsClient {
         },
         (res) => {
           const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+          let size = 0;
+          res.on('data', (c: Buffer) => {
+            size += c.length;
+            // Stop reading past the bound: the socket goes, not the daemon's memory.
+            if (size > ImdsClient.MAX_ANSWER_BYTES) {
+              reject(tooLarge(`IMDS ${url.pathname}`, ImdsClient.MAX_ANSWER_BYTES));
+              req.destroy();
+            } else chunks.push(c);
+          });
+          res.on('end', () =>
+            resolve({
+              status: res.statusCode ?? 0,
+              body: Buffer.concat(chunks).toString('utf8'),
+              contentType: String(res.headers['content-type'] ?? ''),
+            }),
+          );
           res.on('error', reject);
         },
       );

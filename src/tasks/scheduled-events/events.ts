@@ -1,3 +1,5 @@
+import { transient } from '../../agent/errors.js';
+
 /**
  * Pure rules about Scheduled Events documents: which events are this VM's
  * to clean up for, and how long the clean-up may take.
@@ -19,6 +21,24 @@ export interface ScheduledEvent {
 export interface ScheduledEventsDoc {
   DocumentIncarnation: number;
   Events: ScheduledEvent[];
+}
+
+/**
+ * Pure: the document IMDS sent, checked for what the watcher reads. An
+ * "Events" that is not a list (a proxy's JSON, a changed format) is an
+ * error naming the route, instead of a TypeError out of the filter below;
+ * events without a string EventId are left out, as nothing could approve them.
+ */
+export function checkEventsDoc(doc: Record<string, unknown>): ScheduledEventsDoc {
+  if (!Array.isArray(doc.Events))
+    throw transient(`IMDS /metadata/scheduledevents answered JSON without an "Events" list`, {
+      reason: 'imds-error',
+      fix: "retried at the next poll; if it persists, check that nothing (a proxy) answers for 169.254.169.254 in IMDS's place",
+    });
+  const events = doc.Events.filter(
+    (e): e is ScheduledEvent => !!e && typeof e === 'object' && typeof (e as { EventId?: unknown }).EventId === 'string',
+  );
+  return { DocumentIncarnation: Number(doc.DocumentIncarnation) || 0, Events: events };
 }
 
 /**

@@ -4,7 +4,9 @@ import { messageOf } from '../../agent/errors.js';
 import { acquireLock, type ReleaseLock } from '../../agent/lock.js';
 import type { Logger } from '../../agent/log.js';
 import type { TaskContext } from '../../agent/task.js';
+import type { ImdsClient } from '../../agent/azure/imds.js';
 import {
+  checkEventsDoc,
   cleanupBudgetMs,
   leavingEventsFor,
   ownResourceNames,
@@ -52,6 +54,11 @@ export interface WatcherDeps {
   onApproved?(eventId: string, cleanupOk: boolean): void;
 }
 
+/** The Scheduled Events document, checked (checkEventsDoc): every bad answer is a transient error naming the route. */
+export async function fetchScheduledEvents(imds: Pick<ImdsClient, 'getJson'>): Promise<ScheduledEventsDoc> {
+  return checkEventsDoc(await imds.getJson<Record<string, unknown>>(SCHEDULED_EVENTS_PATH));
+}
+
 /** Polls Scheduled Events and handles each Terminate or Preempt for this VM once per EventId. */
 export class ScheduledEventsWatcher {
   private timer: NodeJS.Timeout | undefined;
@@ -87,7 +94,7 @@ export class ScheduledEventsWatcher {
     this.polling = true;
     try {
       this.names ??= ownResourceNames(await this.d.ctx.imds.compute());
-      const doc = await this.d.ctx.imds.getJson<ScheduledEventsDoc>(SCHEDULED_EVENTS_PATH);
+      const doc = await fetchScheduledEvents(this.d.ctx.imds);
       this.lastError = '';
       const mine = leavingEventsFor(doc, this.names);
       await Promise.all(mine.map((e) => this.handleOnce(e)));

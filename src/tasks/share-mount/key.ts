@@ -2,12 +2,15 @@ import type { Agent } from 'node:https';
 import type { ShareConfig, StorageKeyRef } from '../../agent/config-schema.js';
 import { configError, permanent, transient } from '../../agent/errors.js';
 import { identityName, managedIdentity, statusOf } from '../../agent/azure/identity.js';
-import { readSecret } from '../../agent/secrets.js';
+import { AZURE_ANSWER_LIMITS, boundedHttpClient, type AnswerLimits } from '../../agent/azure/bounded.js';
+import { isUnreadableAnswer, readSecret } from '../../agent/secrets.js';
 import type { TaskContext } from '../../agent/task.js';
 
 /** Test seam for the https calls (a CA the fakes use); production passes nothing. */
 export interface AzureHttpOptions {
   agent?: Agent;
+  /** Bounds on each answer (agent/azure/bounded.ts); default AZURE_ANSWER_LIMITS. */
+  limits?: AnswerLimits;
 }
 
 type ArmRef = Extract<StorageKeyRef, { armListKeys: unknown }>['armListKeys'];
@@ -118,7 +121,8 @@ async function fetchKey(ctx: TaskContext, share: ShareConfig, ref: StorageKeyRef
 
 async function armListKeys(ctx: TaskContext, account: string, ref: ArmRef, opts: AzureHttpOptions): Promise<string> {
   const where = `storage account "${account}" in resource group "${ref.resourceGroup}" (subscription ${ref.subscriptionId})`;
-  const credential = await managedIdentity(ctx.cfg);
+  const limits = opts.limits ?? AZURE_ANSWER_LIMITS;
+  const credential = await managedIdentity(ctx.cfg, limits);
   const { StorageManagementClient } = await import('@azure/arm-storage');
   const endpoint = ctx.cfg.azure.managementEndpoint;
   const client = new StorageManagementClient(credential, ref.subscriptionId, {
@@ -127,15 +131,18 @@ async function armListKeys(ctx: TaskContext, account: string, ref: ArmRef, opts:
     // cloud's ARM refuses it (401 InvalidAuthenticationTokenAudience).
     credentials: { scopes: [armScope(endpoint)] },
     retryOptions: { maxRetries: 2 },
+    httpClient: await boundedHttpClient(limits),
     ...(opts.agent ? { agent: opts.agent } : {}),
   });
   ctx.log.child('share-mount').debug(`listing keys of ${where} through ARM`);
   let keys;
   try {
-    keys = (await client.storageAccounts.listKeys(ref.resourceGroup, account)).keys ?? [];
+    keys = (await client.storageAccounts.listKeys(ref.resourceGroup, account)).keys;
   } catch (err) {
     throw armError(err, where, ctx);
   }
+  // A 200 without a key list (a proxy's page the SDK read as nothing) is not "the account has no key": that would stop provisioning for good.
+  if (!Array.isArray(keys)) throw badArmAnswer(where);
   const key = keys.find((k) => k.keyName?.toLowerCase() === ref.keyName)?.value;
   if (!key)
     throw permanent(`share.key: ARM listKeys for ${where} returned no ${ref.keyName}`, {
@@ -150,8 +157,17 @@ export function armScope(managementEndpoint: string): string {
   return `${managementEndpoint.replace(/\/+$/, '')}/.default`;
 }
 
+function badArmAnswer(where: string, status?: number): Error {
+  return transient(`share.key: listKeys on ${where}: the answer${status ? ` (${status})` : ''} is not an ARM key list`, {
+    fix: 'retried with backoff; if it persists, check that no proxy or firewall answers in place of azure.managementEndpoint (check the VM has a managed identity that can reach it)',
+    reason: 'share-listkeys-bad-answer',
+  });
+}
+
 function armError(err: unknown, where: string, ctx: TaskContext): Error {
   const status = statusOf(err);
+  // The SDK's parse error quotes the body, which may hold part of a key: never passed on.
+  if (isUnreadableAnswer(err)) return badArmAnswer(where, status);
   const code = (err as { code?: string }).code ?? '';
   const first = String((err as Error)?.message ?? err).split('\n')[0] ?? '';
   if (status === 403) {

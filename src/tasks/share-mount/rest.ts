@@ -5,6 +5,7 @@ import type { TaskContext } from '../../agent/task.js';
 import { filesServiceUrl, shareUrl } from './endpoint.js';
 import { primeStorageKey, storageKey, storageKeyIfLocal, type AzureHttpOptions } from './key.js';
 import type { AzureChild, ShareCall, ShareReply } from '../../agent/azure/child.js';
+import { AZURE_ANSWER_LIMITS, AzureAnswerError, boundedHttpClient } from '../../agent/azure/bounded.js';
 
 /** A share call in the daemon's Azure child: with the key when the daemon has it, keeping the key the child found otherwise. */
 async function inChild<T>(ctx: TaskContext, child: AzureChild, call: ShareCall, opts: AzureHttpOptions): Promise<T> {
@@ -29,10 +30,20 @@ export async function openShareClient(ctx: TaskContext, opts: AzureHttpOptions =
       reason: 'share-rest-nfs',
     });
   const key = await storageKey(ctx, opts);
-  const { ShareClient: Client, StorageSharedKeyCredential } = await import('@azure/storage-file-share');
+  const { ShareClient: Client, StorageSharedKeyCredential, newPipeline } = await import('@azure/storage-file-share');
+  const limits = opts.limits ?? AZURE_ANSWER_LIMITS;
   // StoragePipelineOptions does not declare `agent`, but passes it on to core-rest-pipeline.
-  const pipeline = { retryOptions: { maxTries: 2, tryTimeoutInMs: 15_000 }, ...(opts.agent ? { agent: opts.agent } : {}) };
-  return new Client(shareUrl(share), new StorageSharedKeyCredential(share.account, key), pipeline);
+  const pipeline = newPipeline(new StorageSharedKeyCredential(share.account, key), {
+    retryOptions: { maxTries: 2, tryTimeoutInMs: limits.tryTimeoutMs },
+    ...(opts.agent ? { agent: opts.agent } : {}),
+  } as never);
+  // Answers are read bounded (agent/azure/bounded.ts). StoragePipelineOptions
+  // takes only an old-style HTTP client; the pipeline object keeps the core
+  // client it will use in `_coreHttpClient` (storage-file-share 12.31, pinned):
+  // set before the first client is made from it. The 50 MB answer case of
+  // test/unit/faults/azure-answers.test.ts fails if a new version drops it.
+  (pipeline as unknown as { _coreHttpClient?: unknown })._coreHttpClient = await boundedHttpClient(limits);
+  return new Client(shareUrl(share), pipeline);
 }
 
 /** Map a REST failure to an error naming the share and the fix. */
@@ -56,6 +67,20 @@ export function restError(err: unknown, what: string, ctx: TaskContext): AgentEr
     return permanent(`share: ${what}: no share "${share?.name}" in account "${share?.account}"`, {
       fix: 'create the file share or correct share.name',
       reason: 'share-not-found',
+    });
+  }
+  // A 2xx the SDK could not parse (a proxy's page, a cut XML body), or one too large to read: not a
+  // refusal by the service, so not permanent; and the SDK's parse message (which quotes the body) is not passed on.
+  if (
+    e?.code === 'PARSE_ERROR' ||
+    (e?.statusCode !== undefined && e.statusCode < 300) ||
+    (err instanceof AzureAnswerError && err.code === 'ANSWER_TOO_LARGE')
+  ) {
+    const detail =
+      err instanceof AzureAnswerError ? err.message : `the answer${e?.statusCode ? ` (${e.statusCode})` : ''} is not a Files REST answer`;
+    return transient(`share: ${what}: ${where}: ${detail}`, {
+      fix: 'check outbound HTTPS (443) to the storage account and that no proxy answers in its place; retried later',
+      reason: 'share-rest-bad-answer',
     });
   }
   if (e?.statusCode !== undefined && e.statusCode < 500 && e.statusCode !== 408 && e.statusCode !== 429) {
@@ -106,6 +131,9 @@ export async function shareUsageRest(ctx: TaskContext, opts: AzureHttpOptions = 
   const client = await openShareClient(ctx, opts);
   try {
     const [stats, props] = await Promise.all([client.getStatistics(), client.getProperties()]);
+    // The SDK hands back whatever it parsed: a body without ShareUsageBytes (JSON, an empty 200) would be NaN in every metric after.
+    if (typeof stats.shareUsageBytes !== 'number' || !Number.isFinite(stats.shareUsageBytes))
+      throw Object.assign(new Error('no ShareUsageBytes'), { statusCode: 200 });
     return { usedBytes: stats.shareUsageBytes, quotaBytes: (props.quota ?? 0) * GiB };
   } catch (err) {
     throw restError(err, 'reading usage and quota', ctx);

@@ -1,4 +1,5 @@
 import { identityName, managedIdentity } from '../../agent/azure/identity.js';
+import { answerSource, readFetchCapped, type AnswerLimits } from '../../agent/azure/bounded.js';
 import { permanent, transient } from '../../agent/errors.js';
 import { summarize } from '../../agent/runner.js';
 import type { TaskContext } from '../../agent/task.js';
@@ -35,14 +36,24 @@ export interface SweepReport extends SweepPlan {
   failed: Array<{ name: string; error: string }>;
 }
 
+/**
+ * Bounds on one page of the VM list. A page holds each VM's full model (a
+ * few KB); ARM pages a scale set of 1000 VMs into a few MB. Past the bound the
+ * page is refused rather than read whole (see agent/azure/bounded.ts).
+ */
+export const SCALE_SET_PAGE_LIMITS: AnswerLimits = { maxBytes: 16 * 1024 * 1024, tryTimeoutMs: 30_000 };
+
+type VmPage = { value?: unknown; nextLink?: unknown; error?: { code?: string; message?: string } };
+
 /** The scale set's live VM ids from ARM; undefined when the identity may not read them (403). */
 export async function scaleSetVmIds(
   ctx: TaskContext,
   target: { subscriptionId: string; resourceGroup: string; scaleSet: string },
+  limits: AnswerLimits = SCALE_SET_PAGE_LIMITS,
 ): Promise<string[] | undefined> {
   const endpoint = ctx.cfg.azure.managementEndpoint.replace(/\/+$/, '');
   const where = `scale set "${target.scaleSet}" in resource group "${target.resourceGroup}" (subscription ${target.subscriptionId})`;
-  const credential = await managedIdentity(ctx.cfg);
+  const credential = await managedIdentity(ctx.cfg, limits);
   const token = await credential.getToken(armScope(endpoint)).catch((err: unknown) => {
     throw transient(`sweep: no managed identity token for ARM: ${(err as Error).message}`, {
       fix: `check that the VM has a managed identity and can reach IMDS`,
@@ -55,27 +66,68 @@ export async function scaleSetVmIds(
     `/providers/Microsoft.Compute/virtualMachineScaleSets/${encodeURIComponent(target.scaleSet)}/virtualMachines?api-version=${SCALE_SET_VMS_API}`;
   // nextLink pages until the list ends; a bound keeps a looping server from holding the sweep forever.
   for (let page = 0; url && page < 1000; page++) {
-    const res = await fetch(url, { headers: { authorization: `Bearer ${token.token}` }, signal: AbortSignal.timeout(30_000) });
-    const body = (await res.json().catch(() => ({}))) as {
-      value?: Array<{ properties?: { vmId?: string } }>;
-      nextLink?: string;
-      error?: { code?: string; message?: string };
-    };
-    if (res.status === 403) {
+    const { status, body } = await fetchVmPage(url, token.token, where, limits);
+    if (status === 403) {
       ctx.log.warn(
         `sweep: the ${identityName(ctx.cfg)} may not list the VMs of ${where} (403 ${body.error?.code ?? ''}): deciding by machine-password age instead`,
       );
       return undefined;
     }
-    if (!res.ok)
-      throw (res.status >= 500 || res.status === 429 ? transient : permanent)(
-        `sweep: ARM answered ${res.status} listing the VMs of ${where}: ${body.error?.message ?? ''}`,
+    if (status < 200 || status > 299)
+      throw (status >= 500 || status === 429 ? transient : permanent)(
+        `sweep: ARM answered ${status} listing the VMs of ${where}: ${body.error?.message ?? ''}`,
         { fix: 'check the scale set name, resource group and azure.managementEndpoint' },
       );
-    for (const vm of body.value ?? []) if (vm.properties?.vmId) ids.push(vm.properties.vmId.toLowerCase());
-    url = body.nextLink;
+    // A 200 that is not a VM list must not read as "no VM is alive": every object of the pool would look stale and be deleted.
+    if (!Array.isArray(body.value) || (body.nextLink !== undefined && body.nextLink !== null && typeof body.nextLink !== 'string'))
+      throw transient(
+        `sweep: ARM answered 200 listing the VMs of ${where}, but not with a VM list ("value" is not an array): nothing deleted`,
+        {
+          fix: 'retry later; if it persists, check that nothing (a proxy) answers in place of azure.managementEndpoint',
+        },
+      );
+    for (const vm of body.value as Array<{ properties?: { vmId?: unknown } }>)
+      if (typeof vm?.properties?.vmId === 'string') ids.push(vm.properties.vmId.toLowerCase());
+    url = typeof body.nextLink === 'string' && body.nextLink !== '' ? body.nextLink : undefined;
   }
   return ids;
+}
+
+/**
+ * One page of the VM list, read within `limits`. Not JSON at all (an HTML
+ * error page, a cut answer) is an error of its own, whatever the status,
+ * and so is an answer too large or too slow: all transient, and none of them
+ * may read as an empty list.
+ */
+async function fetchVmPage(url: string, token: string, where: string, limits: AnswerLimits): Promise<{ status: number; body: VmPage }> {
+  const source = answerSource(url);
+  let status: number;
+  let text: string;
+  try {
+    const res = await fetch(url, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(limits.tryTimeoutMs) });
+    status = res.status;
+    text = await readFetchCapped(res, limits.maxBytes, source);
+  } catch (err) {
+    const e = err as Error;
+    const why = e.name === 'TimeoutError' ? `no complete answer within ${limits.tryTimeoutMs} ms` : e.message;
+    throw transient(`sweep: listing the VMs of ${where} at ${source}: ${why}: nothing deleted`, {
+      fix: `check that the VM can reach azure.managementEndpoint over HTTPS; the sweep runs again later`,
+    });
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = undefined;
+  }
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    // An error status says enough on its own (the caller classifies it); a 200 must carry the list.
+    if (status < 200 || status > 299) return { status, body: {} };
+    throw transient(`sweep: ARM answered ${status} listing the VMs of ${where} with something that is not a JSON object: nothing deleted`, {
+      fix: 'retry later; if it persists, check that nothing (a proxy) answers in place of azure.managementEndpoint',
+    });
+  }
+  return { status, body: body as VmPage };
 }
 
 async function joinLogin(ctx: TaskContext): Promise<DirectoryLogin> {

@@ -15,7 +15,7 @@
 # record the deleted account of the first join still owns, which the new
 # account may not touch: a VM that scales in never has that history.
 #   check_scale_in "$WORK/fakes/urls.json" "$AD_COMPUTER"
-#   scale_in_reprovision "$WORK/fakes/urls.json"
+#   scale_in_reprovision "$WORK/fakes/urls.json" Terminate 7
 #   check_scale_in "$WORK/fakes/urls.json" "$AD_COMPUTER" Preempt
 #   scale_in_reprovision "$WORK/fakes/urls.json" Preempt
 # shellcheck shell=bash
@@ -192,9 +192,15 @@ check_scale_in() {
 
 # The VM left the domain: the event is withdrawn (as if the scale-in were
 # cancelled), the daemon stopped, `dsvm-agent provision` joins and mounts
-# again, and the daemon is started.
+# again, and the daemon is started. With INSTANCE, IMDS first names the VM
+# dsvmpool_INSTANCE, as a new VM of the scale set would be named, so the
+# join takes a new computer name: the old name's DNS node stays owned by the
+# deleted account (AD tombstones a deleted record and keeps its owner), so
+# the same name joined again could not register its record as the machine.
 _scale_in_provision_again() {
-  _scale_in_control "$1" POST /seed '{"scheduledEvents":[]}' >/dev/null || { echo "cannot withdraw the event"; return 1; }
+  local seed='{"scheduledEvents":[]}'
+  [[ -z ${2:-} ]] || seed="{\"scheduledEvents\":[],\"vm\":{\"compute\":{\"name\":\"dsvmpool_$2\"}}}"
+  _scale_in_control "$1" POST /seed "$seed" >/dev/null || { echo "cannot withdraw the event"; return 1; }
   vm_ssh "systemctl stop dsvm-agent && $VM_AGENT provision </dev/null && systemctl start dsvm-agent" || return 1
   wait_health Healthy 300 || return 1
   local principal
@@ -202,10 +208,12 @@ _scale_in_provision_again() {
   _scale_in_computer_present "${principal% *}" && _scale_in_mounted
 }
 
-# scale_in_reprovision URLS_JSON [TYPE]; AD_COMPUTER then names the new account
-# (check runs its command in a subshell, so it is read again here).
+# scale_in_reprovision URLS_JSON TYPE [INSTANCE]; AD_COMPUTER then names the
+# new account (check runs its command in a subshell, so it is read again here).
 scale_in_reprovision() {
-  check "after ${2:-Terminate}: provision joins and mounts again, Healthy (for the checks that follow)" _scale_in_provision_again "$1"
+  local as=""
+  [[ -z ${3:-} ]] || as=" as dsvmpool_$3 (a new VM of the scale set)"
+  check "after $2: provision joins$as and mounts again, Healthy (for the checks that follow)" _scale_in_provision_again "$1" "${3:-}"
   local principal
   principal=$(vm_keytab_principal 2>/dev/null || true)
   [[ -z $principal ]] || AD_COMPUTER=${principal% *}

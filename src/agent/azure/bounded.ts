@@ -1,0 +1,155 @@
+import type { HttpClient, PipelineRequest, PipelineResponse } from '@azure/core-rest-pipeline';
+
+/** Bounds on one answer from an Azure endpoint (one try: the SDKs retry on their own). */
+export interface AnswerLimits {
+  /** Body bytes read before the answer is given up as too large. */
+  maxBytes: number;
+  /** From sending the request to the last byte of the body. */
+  tryTimeoutMs: number;
+}
+
+/**
+ * Every answer the agent wants from Key Vault, ARM, Files REST or the token
+ * endpoint is small: a token, a secret (Key Vault caps them at 25 KB), two
+ * storage keys, a page of handles (5000 at most, about 2.5 MB). The SDKs,
+ * though, read any body whole however large it is, and their own request
+ * timeout stops at the headers, so a proxy, a captive portal or a broken
+ * endpoint that streams without end would grow the agent's memory or hold
+ * a call until the child's 90 s backstop (azure/child.ts) kills it.
+ */
+export const AZURE_ANSWER_LIMITS: AnswerLimits = { maxBytes: 4 * 1024 * 1024, tryTimeoutMs: 15_000 };
+
+/** An answer given up on: too large, or not complete in time. `code` ETIMEDOUT lets the SDKs' retry policies retry it. */
+export class AzureAnswerError extends Error {
+  constructor(
+    message: string,
+    readonly code: 'ANSWER_TOO_LARGE' | 'ETIMEDOUT',
+  ) {
+    super(message);
+    this.name = 'AzureAnswerError';
+  }
+}
+
+/** `https://host/path` of a request, for messages: never the query (a SAS signature would be there). */
+export function answerSource(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname}`;
+  } catch {
+    return '(unparsable URL)';
+  }
+}
+
+export function mib(bytes: number): string {
+  return bytes >= 1024 * 1024 ? `${Math.round((bytes / 1024 / 1024) * 10) / 10} MiB` : `${bytes} bytes`;
+}
+
+export function tooLarge(source: string, maxBytes: number): AzureAnswerError {
+  return new AzureAnswerError(`the answer from ${source} is larger than ${mib(maxBytes)}: stopped reading it`, 'ANSWER_TOO_LARGE');
+}
+
+export function tooSlow(source: string, ms: number): AzureAnswerError {
+  return new AzureAnswerError(`no complete answer from ${source} within ${ms} ms`, 'ETIMEDOUT');
+}
+
+/** Read a body up to `maxBytes`; past it, or when `signal` aborts, the stream is destroyed and the read fails. */
+export function readCapped(stream: NodeJS.ReadableStream, maxBytes: number, signal: AbortSignal, source: string): Promise<Buffer> {
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (): void => {
+      stream.removeListener('data', onData);
+      stream.removeListener('end', onEnd);
+      stream.removeListener('error', onError);
+      signal.removeEventListener('abort', onAbort);
+    };
+    const fail = (err: unknown): void => {
+      done();
+      (stream as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
+      reject(err instanceof Error ? err : new Error(String(err)));
+    };
+    const onData = (chunk: Buffer | string): void => {
+      const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      size += b.length;
+      if (size > maxBytes) fail(tooLarge(source, maxBytes));
+      else chunks.push(b);
+    };
+    const onEnd = (): void => {
+      done();
+      resolve(Buffer.concat(chunks));
+    };
+    const onError = (err: unknown): void => fail(err);
+    const onAbort = (): void => fail(new Error(`reading the answer from ${source} was aborted`));
+    if (signal.aborted) return onAbort();
+    stream.on('data', onData);
+    stream.once('end', onEnd);
+    stream.once('error', onError);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * The SDKs' default HTTP client, bounded: every answer is streamed and read
+ * here up to `limits.maxBytes`, and one deadline covers connect, headers and
+ * body. Passed as `httpClient` to every SDK client the agent makes (the
+ * managed identity's too), so no Azure answer is read unbounded. Loaded
+ * lazily, as the SDKs are: the login path must not pay for it.
+ */
+export async function boundedHttpClient(limits: AnswerLimits = AZURE_ANSWER_LIMITS): Promise<HttpClient> {
+  const { createDefaultHttpClient } = await import('@azure/core-rest-pipeline');
+  const inner = createDefaultHttpClient();
+  return {
+    async sendRequest(request: PipelineRequest): Promise<PipelineResponse> {
+      const source = answerSource(request.url);
+      const caller = request.abortSignal;
+      const controller = new AbortController();
+      const onCallerAbort = (): void => controller.abort();
+      caller?.addEventListener('abort', onCallerAbort, { once: true });
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        controller.abort();
+      }, limits.tryTimeoutMs);
+      const savedCodes = request.streamResponseStatusCodes;
+      request.abortSignal = controller.signal;
+      // Every status streams, so this client and not the SDK decides how much of a body is read.
+      request.streamResponseStatusCodes = new Set([Number.POSITIVE_INFINITY]);
+      try {
+        const response = await inner.sendRequest(request);
+        const body = response.readableStreamBody;
+        if (body && !savedCodes?.has(response.status)) {
+          response.bodyAsText = (await readCapped(body, limits.maxBytes, controller.signal, source)).toString('utf8');
+          delete response.readableStreamBody;
+        }
+        return response;
+      } catch (err) {
+        if (timedOut) throw tooSlow(source, limits.tryTimeoutMs);
+        throw err;
+      } finally {
+        clearTimeout(timer);
+        caller?.removeEventListener('abort', onCallerAbort);
+        request.abortSignal = caller;
+        request.streamResponseStatusCodes = savedCodes;
+      }
+    },
+  };
+}
+
+/** A fetch() answer's body as text, read up to `maxBytes`; past it the body is cancelled and the read fails. */
+export async function readFetchCapped(res: Response, maxBytes: number, source: string): Promise<string> {
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel().catch(() => undefined);
+      throw tooLarge(source, maxBytes);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
