@@ -24,6 +24,39 @@ export interface Capability {
   terminate?: readonly TerminateStep[];
   /** Its part of `dsvm-agent deprovision` (image capture). */
   deprovision?: DeprovisionPart;
+  /** The logins the daemon serves over its socket: one service the daemon makes at its start and owns for its life. */
+  logins?(ctx: TaskContext): Logins;
+  /** Work the daemon runs for its whole life beside the checks (the Scheduled Events watcher). */
+  daemon?: readonly DaemonService[];
+}
+
+/** The login work the daemon serves over its socket. */
+export interface Logins {
+  handle(user: string, opts: { deadlineMs: number; shareHealthy: boolean | undefined }): Promise<unknown>;
+  /** Called when the share-mounted check turns ok again: finish the logins deferred while it was down. */
+  finishDeferred(): Promise<unknown>;
+}
+
+/** One piece of long-running work in the daemon, started once it serves and stopped with it. */
+export interface DaemonService {
+  /** Its name in logs. */
+  id: string;
+  /** A reason not to start it under this config (turned off), or undefined. */
+  skip?(cfg: Config): string | undefined;
+  start(ctx: TaskContext, daemon: DaemonHooks): { stop(): void };
+}
+
+/** What the daemon offers its services: the scale-in clean-up to run, and where to say what happens. */
+export interface DaemonHooks {
+  /** Every capability's part of the scale-in clean-up, in order (terminateStepsOf). */
+  terminateSteps: readonly TerminateStep[];
+  now(): number;
+  /** This VM is leaving (a Terminate or Preempt for it): the daemon cancels first boot and repairs in flight. */
+  leaving(why: string): void;
+  /** A step of the clean-up runs (health detail, STATUS=). */
+  step(eventId: string, label: string): void;
+  /** An event was approved. */
+  approved(eventId: string): void;
 }
 
 /** One repair: the checks it answers and what it does. */
@@ -109,6 +142,18 @@ export function repairsByCheck(list: readonly Capability[]): Map<CheckId, Repair
  */
 export function terminateStepsOf(list: readonly Capability[]): TerminateStep[] {
   return [...list].reverse().flatMap((c) => c.terminate ?? []);
+}
+
+/** Every piece of long-running work the daemon starts. */
+export function daemonServicesOf(list: readonly Capability[]): DaemonService[] {
+  return list.flatMap((c) => c.daemon ?? []);
+}
+
+/** The daemon's login service, from the one capability that serves logins (none: the daemon answers that it has none). */
+export function loginsOf(list: readonly Capability[], ctx: TaskContext): Logins | undefined {
+  const serving = list.filter((c) => c.logins);
+  if (serving.length > 1) throw new Error(`internal: logins are served by ${serving.map((c) => c.id).join(' and ')}; one may`);
+  return serving[0]?.logins?.(ctx);
 }
 
 /** Each capability's part of deprovision with its id, in the reverse of first-boot order (see terminateStepsOf). */

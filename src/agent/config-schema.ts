@@ -198,7 +198,7 @@ const groupNames = (what: string) =>
     .describe(what);
 
 /**
- * Who may use the VM's managed identity (issue 15, defect 8). IMDS hands a
+ * Who may use the VM's managed identity. IMDS hands a
  * token to any local process, so any user on a shared VM could read the join
  * password from Key Vault or list the storage keys through ARM. "auto" (the
  * default) restricts IMDS to root and allowGroups exactly when the agent
@@ -298,11 +298,7 @@ export const configSchema = z
       })
       .strict()
       .superRefine(imdsEndpointGuardable)
-      .default({
-        imdsEndpoint: 'http://169.254.169.254',
-        managementEndpoint: 'https://management.azure.com',
-        imdsAccess: IMDS_ACCESS_DEFAULT,
-      })
+      .prefault({})
       .describe("Azure endpoints; the defaults are Azure's public cloud"),
     domain: z
       .object({
@@ -530,14 +526,7 @@ export const configSchema = z
         createHome: z.boolean().default(true).describe('whether a login creates a missing $HOME (mkhomedir_helper)'),
       })
       .strict()
-      .default({
-        root: '/data/workspace',
-        notebooks: 'notebooks',
-        homeLink: 'notebooks/remote',
-        minUid: 1000,
-        loginTimeoutMs: 3000,
-        createHome: true,
-      })
+      .prefault({})
       .describe('what each login makes'),
     health: z
       .object({
@@ -587,13 +576,7 @@ export const configSchema = z
           });
         }
       })
-      .default({
-        listen: '127.0.0.1:8642',
-        allowNonLoopback: false,
-        initializingGraceSec: 1800,
-        unhealthyOn: ['domain-trust', 'identity-lookup', 'sssd', 'share-mounted'],
-        checks: {},
-      })
+      .prefault({})
       .describe('the health endpoint and the periodic checks'),
     repair: z
       .object({
@@ -616,7 +599,7 @@ export const configSchema = z
           .describe('the longest random wait before a repair, so the VMs of a pool do not repair at the same moment'),
       })
       .strict()
-      .default({ enabled: true, maxAttempts: 3, windowSec: 3600, failuresBeforeRepair: 3, jitterSec: 60 })
+      .prefault({})
       .describe('self-repair and its rate limit'),
     scheduledEvents: z
       .object({
@@ -629,7 +612,7 @@ export const configSchema = z
         pollSec: z.number().int().min(1).max(300).default(10).describe('the seconds between polls of scheduled events'),
       })
       .strict()
-      .default({ enabled: true, pollSec: 10 })
+      .prefault({})
       .describe('scale-in and eviction handling (Terminate, Preempt)'),
     sweep: z
       .object({
@@ -649,7 +632,7 @@ export const configSchema = z
           .describe('without ARM rights: a pool object whose machine password is older than this many days is stale'),
       })
       .strict()
-      .default({ maxPasswordAgeDays: 45 })
+      .prefault({})
       .describe('dsvm-agent sweep: deleting the computer objects of VMs of this pool that no longer exist'),
     logging: z
       .object({
@@ -659,7 +642,7 @@ export const configSchema = z
           .describe('the least severe level written'),
       })
       .strict()
-      .default({ level: 'info' })
+      .prefault({})
       .describe('logging'),
   })
   .strict();

@@ -2,11 +2,12 @@ import { loadConfig } from './config.js';
 import type { Config, SecretRef } from './config-schema.js';
 import { ImdsClient } from './azure/imds.js';
 import type { AzureChild } from './azure/child.js';
+import { cancelled } from './errors.js';
 import { createLogger, type Logger, type LogLevel } from './log.js';
 import { makePaths, type Paths } from './paths.js';
 import { Redactor } from './redact.js';
 import { createRunner, type Runner } from './runner.js';
-import { readSecret } from './secrets.js';
+import { readSecret, SecretCache } from './secrets.js';
 import { createServiceManager, type ServiceManager } from './service-manager.js';
 import { StateStore } from './state.js';
 import type { TaskContext } from './task.js';
@@ -61,6 +62,8 @@ export async function createTaskContext(
     readOnly?: boolean;
     /** Run Azure SDK calls in child processes (the daemon). */
     azureChild?: AzureChild;
+    /** Cancels the context's work (commands, sleeps); never aborted unless given. */
+    signal?: AbortSignal;
   } = {},
 ): Promise<{ ctx: TaskContext; store: StateStore; newVm: boolean }> {
   const imds = extra.imds ?? new ImdsClient(cfg.azure.imdsEndpoint);
@@ -68,32 +71,61 @@ export async function createTaskContext(
   // Offline (deprovision in an image build chroot): never ask IMDS, which is not there.
   const ids = extra.offline ? {} : await resolveVmIds({ imds, paths: base.paths, log: base.log });
   const { state, newVm } = await store.forVm(ids, { readOnly: extra.readOnly ?? false });
-  const cache = new Map<string, Promise<string>>();
-  const secret = (ref: SecretRef, keyPath: string): Promise<string> => {
-    const key = JSON.stringify(ref);
-    let p = cache.get(key);
-    if (!p) {
-      p = readSecret(ref, keyPath, { cfg, paths: base.paths, log: base.log, redactor: base.redactor, azureChild: extra.azureChild });
-      // A failed read may succeed later (IMDS up): do not cache failures.
-      p.catch(() => cache.delete(key));
-      cache.set(key, p);
-    }
-    return p;
-  };
+  const secrets = new SecretCache();
+  const secret = (ref: SecretRef, keyPath: string): Promise<string> =>
+    secrets.get(`ref ${JSON.stringify(ref)}`, () =>
+      readSecret(ref, keyPath, { cfg, paths: base.paths, log: base.log, redactor: base.redactor, azureChild: extra.azureChild }),
+    );
+  const signal = extra.signal ?? new AbortController().signal;
   const ctx: TaskContext = {
     cfg,
     paths: base.paths,
-    run: base.run,
+    run: runWithSignal(base.run, signal),
     log: base.log,
     redactor: base.redactor,
     imds,
     services: extra.services ?? createServiceManager(base),
     state,
     secret,
+    secrets,
+    signal,
     clock: extra.clock ?? { now: () => Date.now(), sleep: (ms) => new Promise((r) => setTimeout(r, ms)) },
     ...(extra.azureChild ? { azureChild: extra.azureChild } : {}),
   };
   return { ctx, store, newVm };
+}
+
+/** A runner whose commands are killed when `signal` aborts, unless a request brings its own signal. */
+function runWithSignal(run: Runner, signal: AbortSignal): Runner {
+  return (req) => run({ ...req, signal: req.signal ?? signal });
+}
+
+/**
+ * The same context, whose work also stops when `signal` aborts: its commands
+ * are killed (the runner SIGKILLs their process groups) and a sleep ends at
+ * once with a `cancelled` error. The daemon gives first boot and repairs
+ * one that its stop and a Terminate abort, and its checks one that its stop
+ * aborts; the scale-in clean-up keeps the daemon's own, since it must finish
+ * once started.
+ */
+export function withSignal(ctx: TaskContext, signal: AbortSignal): TaskContext {
+  const both = AbortSignal.any([ctx.signal, signal]);
+  const stopped = new Promise<void>((resolve) => {
+    if (both.aborted) resolve();
+    else both.addEventListener('abort', () => resolve(), { once: true });
+  });
+  return {
+    ...ctx,
+    signal: both,
+    run: runWithSignal(ctx.run, both),
+    clock: {
+      now: () => ctx.clock.now(),
+      sleep: async (ms) => {
+        if (!both.aborted) await Promise.race([ctx.clock.sleep(ms), stopped]);
+        if (both.aborted) throw cancelled(both);
+      },
+    },
+  };
 }
 
 export async function loadConfigFor(opts: GlobalOptions, base: Base): Promise<Config> {

@@ -34,6 +34,16 @@ export const permanent = (message: string, opts?: Opts): AgentError => new Agent
 export const configError = (message: string, opts?: Opts): AgentError => new AgentError('config', message, opts);
 export const notReady = (message: string, opts?: Opts): AgentError => new AgentError('notReady', message, opts);
 
+/**
+ * The error work ends with when its context's signal aborted (the daemon
+ * stops, or a Terminate's clean-up needs the machine): not the work's own
+ * failure, so it is never retried and never recorded as the task's error.
+ */
+export function cancelled(signal: AbortSignal): AgentError {
+  const why = signal.reason instanceof Error ? signal.reason.message : typeof signal.reason === 'string' ? signal.reason : 'cancelled';
+  return new AgentError('permanent', `cancelled: ${why}`, { reason: 'cancelled' });
+}
+
 /** Exit codes of the contract: 0 ok, 1 failed, 2 bad usage or config, 3 not ready (retry). */
 export const ExitCode = { ok: 0, failed: 1, usage: 2, notReady: 3 } as const;
 

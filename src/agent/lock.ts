@@ -10,25 +10,12 @@ import { notReady } from './errors.js';
  * `deprovision` and the scale-in clean-up. It must exclude for real: two
  * joins at once reset the machine password twice, two fstab edits lose one.
  *
- * Why flock(2), not a pid file: a pid file is written after it is created,
- * so another process can read it empty and call it stale; taking a stale one
- * over is a remove-then-create race; a recycled pid looks alive; a release
- * can remove a lock that is no longer ours. flock(2) has none of these: the
- * kernel grants the lock to one open file description at a time and drops
- * it when the holder closes it or dies, however it dies. Nobody ever takes
- * a lock over and nobody removes the file, so there is nothing to race.
- *
- * Node has no flock binding, so util-linux's flock(1) (Essential on Debian
- * and Ubuntu) takes it on our descriptor: the child gets the same open file
- * description as fd 3, locks it and exits; the lock stays with the
- * description, which this process keeps open until release. Node opens
- * every descriptor close-on-exec, so no other child inherits it. The child
- * is started with execa directly, not the shared runner: the runner has no
- * way to hand a child an open descriptor.
- *
- * The file stays empty: the lock is the kernel's, not the file's content,
- * and a file that never changes keeps a second `deprovision` (or any re-run)
- * from changing anything in /var/lib/dsvm-agent.
+ * flock(2) on an empty file that is never written or removed, taken by
+ * util-linux's flock(1) on this process's own open descriptor (its fd 3):
+ * the lock stays with the description until this process closes it or dies.
+ * flock(1) is started with execa directly: the shared runner has no way to
+ * hand a child an open descriptor. Why flock and not a pid file:
+ * docs/security.md.
  */
 
 /** flock(1)'s exit code when the lock is busy (-E): told apart from its own errors. */

@@ -16,6 +16,8 @@ export interface RunRequest {
   cwd?: string;
   uid?: number;
   gid?: number;
+  /** Aborted: the child's process group gets SIGKILL at once, as at the deadline (a task context passes its own). */
+  signal?: AbortSignal;
 }
 
 /** The outcome; a non-zero exit is data, not an exception. */
@@ -25,6 +27,8 @@ export interface RunResult {
   stdout: string;
   stderr: string;
   timedOut: boolean;
+  /** Killed because the request's signal aborted (the daemon stopping, a Terminate). */
+  cancelled?: boolean;
   /** Set when the program could not be started at all (ENOENT, EACCES). */
   startError: string | null;
   durationMs: number;
@@ -138,43 +142,89 @@ async function runOnce(req: RunRequest, log: Logger, redactor: Redactor): Promis
   const shown = redactor.redact([req.file, ...args].join(' '));
   const timeoutMs = req.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const started = Date.now();
+  if (req.signal?.aborted) {
+    // Cancelled before it started: nothing is started only to be killed.
+    log.debug(`not started (cancelled): ${shown}`);
+    return { exitCode: null, signal: null, stdout: '', stderr: '', timedOut: false, cancelled: true, startError: null, durationMs: 0 };
+  }
   log.debug(`exec ${shown}`, req.input === undefined ? {} : { stdin: `${req.input.length} bytes` });
   const child = execa(req.file, args, execaOptions(req));
   const pgid = child.pid;
   const untrack = pgid === undefined ? () => undefined : trackGroup(pgid);
   child.then(untrack, untrack);
-  let timedOut = false;
-  const deadline = setTimeout(() => {
-    timedOut = true;
+  const kill = (): void => {
     try {
       if (pgid === undefined) throw new Error('no process id');
       killGroup(pgid);
     } catch (err) {
-      // Thrown from a timer this would end the agent: kill at least the child itself.
+      // Thrown from a timer or an abort listener this would end the agent: kill at least the child itself.
       log.warn(`could not kill the process group of ${shown}: ${(err as Error).message}`);
       child.kill('SIGKILL');
     }
+  };
+  let timedOut = false;
+  const deadline = setTimeout(() => {
+    timedOut = true;
+    kill();
   }, timeoutMs);
+  const cancel = whenAborted(req.signal, kill);
   // A child in uninterruptible sleep (D state on a dead CIFS share) outlives
-  // even SIGKILL; the backstop returns anyway so no caller ever hangs.
-  const outcome = await settleWithin(child, timeoutMs + KILL_GRACE_MS, () => 'late' as const);
+  // even SIGKILL; the backstop returns anyway so no caller ever hangs, after
+  // the deadline or after a cancel.
+  const outcome = await settleWithin(
+    Promise.race([child, cancel.killed.then(() => settleWithin(child, KILL_GRACE_MS, () => 'late' as const))]),
+    timeoutMs + KILL_GRACE_MS,
+    () => 'late' as const,
+  );
   clearTimeout(deadline);
+  cancel.dispose();
   const durationMs = Date.now() - started;
+  const cancelled = cancel.fired() && !timedOut;
   if (outcome === 'late') {
-    log.warn(`timed out after ${timeoutMs} ms and did not exit after SIGKILL: ${shown}`);
-    return { exitCode: null, signal: null, stdout: '', stderr: '', timedOut: true, startError: null, durationMs };
+    log.warn(`${cancelled ? 'cancelled' : `timed out after ${timeoutMs} ms`} and did not exit after SIGKILL: ${shown}`);
+    return {
+      exitCode: null,
+      signal: null,
+      stdout: '',
+      stderr: '',
+      timedOut: !cancelled,
+      ...(cancelled ? { cancelled } : {}),
+      startError: null,
+      durationMs,
+    };
   }
-  const result = resultOf(outcome, timedOut, durationMs);
+  const result = { ...resultOf(outcome, timedOut, cancelled, durationMs), ...(cancelled ? { cancelled } : {}) };
   log.debug(
     `done ${req.file} exit=${result.exitCode ?? 'none'}${result.signal ? ` signal=${result.signal}` : ''}${
       result.timedOut ? ' timed-out' : ''
-    } in ${durationMs} ms`,
+    }${cancelled ? ' cancelled' : ''} in ${durationMs} ms`,
   );
   return result;
 }
 
-function resultOf(r: Result<ReturnType<typeof execaOptions>>, timedOut: boolean, durationMs: number): RunResult {
-  const startError = r.exitCode === undefined && r.signal === undefined && r.failed && !timedOut ? (r.code ?? r.shortMessage) : null;
+/**
+ * Calls `kill` once when `signal` aborts (at once when it already has).
+ * The listener goes with `dispose`: a context's signal lives as long as the
+ * daemon, and every command would otherwise leave one behind.
+ */
+function whenAborted(signal: AbortSignal | undefined, kill: () => void): { killed: Promise<void>; fired(): boolean; dispose(): void } {
+  let fired = false;
+  let onAbort = (): void => undefined;
+  const killed = new Promise<void>((resolve) => {
+    onAbort = () => {
+      fired = true;
+      kill();
+      resolve();
+    };
+  });
+  if (signal?.aborted) onAbort();
+  else signal?.addEventListener('abort', onAbort, { once: true });
+  return { killed, fired: () => fired, dispose: () => signal?.removeEventListener('abort', onAbort) };
+}
+
+function resultOf(r: Result<ReturnType<typeof execaOptions>>, timedOut: boolean, cancelled: boolean, durationMs: number): RunResult {
+  const killed = timedOut || cancelled;
+  const startError = r.exitCode === undefined && r.signal === undefined && r.failed && !killed ? (r.code ?? r.shortMessage) : null;
   return {
     exitCode: r.exitCode ?? null,
     signal: r.signal ?? null,
@@ -189,6 +239,7 @@ function resultOf(r: Result<ReturnType<typeof execaOptions>>, timedOut: boolean,
 /** First line of stderr (or stdout), redacted by the caller's logger; for error messages. */
 export function summarize(r: RunResult): string {
   if (r.startError) return `could not start: ${r.startError}`;
+  if (r.cancelled) return 'cancelled';
   if (r.timedOut) return 'timed out';
   const text = (r.stderr.trim() || r.stdout.trim()).split('\n').filter(Boolean);
   return text.slice(-3).join(' / ') || `exit ${r.exitCode ?? r.signal}`;

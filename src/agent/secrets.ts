@@ -23,6 +23,43 @@ export interface SecretDeps {
 }
 
 /**
+ * The secrets one task context resolved, by name, owned by the context
+ * (TaskContext.secrets) and shared with the copies withSignal makes: each
+ * is resolved once, since `check` runs before and after `apply` and a Key
+ * Vault or ARM round trip each time would add seconds to first boot. A
+ * failure is not kept: the next attempt (the engine's retry) asks again.
+ */
+export class SecretCache {
+  private readonly byName = new Map<string, Promise<string>>();
+
+  /** What `name` holds (resolved or on its way), or what `resolve` gives, kept from now on. */
+  get(name: string, resolve: () => Promise<string>): Promise<string> {
+    const held = this.byName.get(name);
+    if (held) return held;
+    const p = resolve();
+    this.set(name, p);
+    return p;
+  }
+
+  /** What `name` holds, without resolving it. */
+  peek(name: string): Promise<string> | undefined {
+    return this.byName.get(name);
+  }
+
+  /** Hold `value` under `name` from now on (a fresh read past the cache, a value handed over). */
+  set(name: string, value: Promise<string>): void {
+    this.byName.set(name, value);
+    value.catch(() => {
+      if (this.byName.get(name) === value) this.byName.delete(name);
+    });
+  }
+
+  forget(name: string): void {
+    this.byName.delete(name);
+  }
+}
+
+/**
  * Resolve a secret reference to its value. `keyPath` names the config key
  * (e.g. "domain.joinPassword") in every error. The value is registered with
  * the redactor before it is returned, so no later log line can carry it.

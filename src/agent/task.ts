@@ -1,11 +1,12 @@
 import type { Config, SecretRef } from './config-schema.js';
 import type { ImdsClient } from './azure/imds.js';
 import type { AzureChild } from './azure/child.js';
-import { AgentError, messageOf } from './errors.js';
+import { AgentError, cancelled, messageOf } from './errors.js';
 import { inTask, type Logger } from './log.js';
 import type { Paths } from './paths.js';
 import type { Redactor } from './redact.js';
 import type { Runner } from './runner.js';
+import type { SecretCache } from './secrets.js';
 import type { ServiceManager } from './service-manager.js';
 import type { AgentState } from './state.js';
 import { backoffDelay, mayRetry, type BackoffPolicy } from './backoff.js';
@@ -20,8 +21,17 @@ export interface TaskContext {
   imds: ImdsClient;
   services: ServiceManager;
   state: AgentState;
-  /** Resolve a secret reference (cached for this process, registered with the redactor). */
+  /** Resolve a secret reference (cached in `secrets`, registered with the redactor). */
   secret(ref: SecretRef, keyPath: string): Promise<string>;
+  /** The secrets this context resolved, by name (a reference, the share's storage key). */
+  secrets: SecretCache;
+  /**
+   * Aborted when this work is to stop: the daemon's stop, or a Terminate
+   * whose clean-up needs the machine (see withSignal in context.ts). Commands
+   * run through `run` are killed and `clock.sleep` ends with a `cancelled`
+   * error; the task engine then neither retries nor records it.
+   */
+  signal: AbortSignal;
   /** Injected clock so retries and timeouts are testable. */
   clock: { now(): number; sleep(ms: number): Promise<void> };
   /** Set in the daemon: Azure SDK calls run in a child process (see azure/child.ts); in-process otherwise. */
@@ -87,6 +97,7 @@ export async function runTasks(tasks: readonly Task[], ctx: TaskContext, opts: R
   const outcomes: TaskOutcome[] = [];
   const notDone = new Map<string, string>();
   for (const [i, task] of tasks.entries()) {
+    if (ctx.signal.aborted) throw cancelled(ctx.signal);
     const earlier = tasks.slice(0, i).map((t) => t.id);
     const needs = task.needs ? task.needs(ctx.cfg) : earlier;
     // A need later in the list is a mistake in the list; one not in it at all
@@ -121,6 +132,8 @@ async function runTask(task: Task, ctx: TaskContext, opts: RunTasksOptions): Pro
     try {
       return await checkAndApply(task, ctx, log, attempts);
     } catch (err) {
+      // Stopped from outside: not this task's failure, so neither retried nor recorded as its error.
+      if (ctx.signal.aborted) throw cancelled(ctx.signal);
       const error = asAgentError(err);
       // A child's stderr can reach the message (summarize()): the state file must not keep a secret it echoed.
       ctx.state.tasks[task.id] = { ...ctx.state.tasks[task.id], lastError: ctx.redactor.redact(error.describe()) };

@@ -4,7 +4,10 @@ import { domainJoin } from '../tasks/domain-join/capability.js';
 import { host } from '../tasks/host/capability.js';
 import { imdsGuard } from '../tasks/imds-guard/capability.js';
 import { preflight } from '../tasks/preflight/capability.js';
+import { scheduledEvents } from '../tasks/scheduled-events/capability.js';
 import { shareMount } from '../tasks/share-mount/capability.js';
+import { sweep } from '../tasks/sweep/capability.js';
+import { workspace } from '../tasks/workspace/capability.js';
 
 /**
  * Every capability of the agent, in first-boot order. The order matters:
@@ -15,6 +18,9 @@ import { shareMount } from '../tasks/share-mount/capability.js';
  *    the share's owner/group may be a domain name that only resolves after
  *    the join;
  * 3. share-mount makes /data/workspace, which logins then rely on.
+ * The capabilities after it have no first-boot task: host (the VM's own
+ * checks), workspace (the logins the daemon serves), scheduled-events (the
+ * daemon's watcher that runs the scale-in clean-up), sweep (a command).
  * Each task declares what it needs: when one fails, the tasks that do not
  * need it still run (a key-mounted share is mounted even if the join's
  * re-check failed), provision still fails, and status names the failed task.
@@ -24,7 +30,7 @@ import { shareMount } from '../tasks/share-mount/capability.js';
  * Adding a capability: a folder in src/tasks/ exporting its manifest, and
  * one line here (docs/architecture.md).
  */
-export const capabilities: readonly Capability[] = [preflight, domainJoin, imdsGuard, shareMount, host];
+export const capabilities: readonly Capability[] = [preflight, domainJoin, imdsGuard, shareMount, host, workspace, scheduledEvents, sweep];
 
 /** The first-boot list `provision`, `plan` and the daemon run. */
 export const firstBootTasks: readonly Task[] = firstBootTasksOf(capabilities);

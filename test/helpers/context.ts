@@ -7,7 +7,7 @@ import { ImdsClient } from '../../src/agent/azure/imds.js';
 import { createLogger, type Logger } from '../../src/agent/log.js';
 import { makePaths, type Paths } from '../../src/agent/paths.js';
 import { Redactor } from '../../src/agent/redact.js';
-import { readSecret } from '../../src/agent/secrets.js';
+import { readSecret, SecretCache } from '../../src/agent/secrets.js';
 import type { ServiceManager } from '../../src/agent/service-manager.js';
 import { emptyState } from '../../src/agent/state.js';
 import type { TaskContext } from '../../src/agent/task.js';
@@ -101,8 +101,10 @@ export async function makeTestContext(
     services,
     state: emptyState('00000000-0000-0000-0000-000000000001', 'test'),
     secret: (ref, keyPath) => readSecret(ref, keyPath, { cfg, paths, log, redactor, secretFileOwnerUid }),
+    secrets: new SecretCache(),
     // Only root can make the root-owned secret files the agent requires; without root the test's own uid stands in.
     secretFileOwnerUid,
+    signal: new AbortController().signal,
     clock: {
       now: () => now,
       sleep: async (ms) => {

@@ -5,20 +5,13 @@ import type { Redactor } from '../redact.js';
 import { summarize, type Runner } from '../runner.js';
 
 /**
- * The Azure SDK calls the agent makes, run in a short-lived child process.
- *
- * Why: a Node process never unloads a module. The daemon lives for the life
- * of the VM and needs the SDKs (@azure/identity, keyvault-secrets,
- * arm-storage, storage-file-share) only for first boot and then a few times
- * an hour (share quota, repairs, scale-in). Loaded in the daemon they would
- * stay resident for good, about 20 MB of code and heap, which is a quarter of
- * its memory budget. In a child they cost memory only while the call runs,
- * and a hung SDK call is killed with its process.
- *
- * The request (config, the call's arguments, a storage key the daemon
- * already has) goes over the child's stdin; the answer is one JSON line on
- * its stdout. Neither is ever logged or put in argv. The child's own log
- * lines (stderr) are passed on to the daemon's stderr, redacted again.
+ * The Azure SDK calls the agent makes, run in a short-lived child process in
+ * the daemon, so the SDKs never stay resident in it (docs/architecture.md,
+ * Azure calls in a child process). The request (config, the call's
+ * arguments, a storage key the daemon already has) goes over the child's
+ * stdin; the answer is one JSON line on its stdout. Neither is ever logged
+ * or put in argv. The child's own log lines (stderr) are passed on to the
+ * daemon's stderr, redacted again.
  */
 export type AzureCall =
   { op: 'keyvault-secret'; ref: Extract<SecretRef, { keyVault: unknown }>; keyPath: string } | { op: 'arm-list-keys' } | ShareCall;
@@ -119,7 +112,8 @@ export class AzureChild {
 
   constructor(private readonly o: AzureChildOptions) {}
 
-  async call<T>(call: AzureCall): Promise<T> {
+  /** One call; `signal` (a task context's) kills the child when the work it serves is cancelled. */
+  async call<T>(call: AzureCall, opts: { signal?: AbortSignal } = {}): Promise<T> {
     const [file, ...args] = this.o.command;
     if (!file) throw new Error('AzureChild: empty command');
     const request: AzureRequest = { ...call, cfg: this.o.cfg, root: this.o.root, logLevel: this.o.logLevel };
@@ -132,6 +126,7 @@ export class AzureChild {
       input: JSON.stringify(request),
       env: this.o.env ?? childPassEnv(process.env),
       timeoutMs: this.o.timeoutMs ?? CALL_TIMEOUT_MS,
+      ...(opts.signal ? { signal: opts.signal } : {}),
     });
     this.o.log.debug(`${call.op}: ${r.durationMs} ms in a child process (exit ${r.exitCode ?? r.signal})`);
     const forward = this.o.forwardLog ?? ((text: string) => process.stderr.write(text));

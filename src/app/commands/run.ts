@@ -1,4 +1,3 @@
-import { LoginService } from '../../tasks/workspace/service.js';
 import { capabilities } from '../capabilities.js';
 import { configPath, createBase, createTaskContext, loadConfigFor, type GlobalOptions } from '../../agent/context.js';
 import { AzureChild } from '../../agent/azure/child.js';
@@ -50,8 +49,6 @@ export async function runCommand(g: GlobalOptions, _opts: unknown): Promise<numb
     capabilities,
     notifier: notifierFromEnv(process.env, { run: base.run, log: base.log.child('notify'), pid: process.pid }),
     watchdogMs: watchdogIntervalMs(process.env, process.pid),
-    // One login service for the life of the daemon: it joins concurrent logins of one user, bounds the Node children.
-    logins: new LoginService(ctx),
     configView: () => configWatch.current,
   });
   const signal = await stopSignal();

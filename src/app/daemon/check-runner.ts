@@ -1,11 +1,4 @@
-// croner, not node-cron (the better-known scheduler): node-cron 4 runs
-// every tick through Intl.DateTimeFormat, even without a time zone, which
-// maps ICU's data and costs the daemon ~12 MB of resident memory for as long
-// as it runs (Node 24, measured: a bare http server with one schedule, 60 MB
-// with node-cron against 48 MB with croner). croner reads local time with
-// Date's own getters unless a time zone is asked for, accepts the same
-// 5- or 6-field patterns (seconds first), and its validation is reused by
-// the config schema so a bad schedule fails `config check`, not the daemon.
+// croner, not node-cron: the daemon's memory (docs/operations.md, Checks).
 import { Cron } from 'croner';
 import type { CheckId } from '../../agent/config-schema.js';
 import { settleWithin } from '../../agent/deadline.js';

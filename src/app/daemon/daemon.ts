@@ -1,10 +1,21 @@
 import { access } from 'node:fs/promises';
 import path from 'node:path';
 import type { BackoffPolicy } from '../../agent/backoff.js';
-import { settleWithin } from '../../agent/deadline.js';
-import { checksOf, firstBootTasksOf, repairsByCheck, terminateStepsOf, type Capability, type Repair } from '../../agent/capability.js';
+import { settleWithin, waitUnlessAborted } from '../../agent/deadline.js';
+import {
+  checksOf,
+  daemonServicesOf,
+  firstBootTasksOf,
+  loginsOf,
+  repairsByCheck,
+  terminateStepsOf,
+  type Capability,
+  type Logins,
+  type Repair,
+} from '../../agent/capability.js';
 import type { HealthCheck } from '../../agent/check.js';
 import type { CheckId } from '../../agent/config-schema.js';
+import { withSignal } from '../../agent/context.js';
 import { metricsTextfileProblem } from '../../agent/config-values.js';
 import { AgentError, messageOf } from '../../agent/errors.js';
 import { runFirstBoot } from '../../agent/first-boot.js';
@@ -13,7 +24,6 @@ import { serveIpc, type IpcRequest } from '../../agent/ipc.js';
 import type { Logger } from '../../agent/log.js';
 import type { StateStore } from '../../agent/state.js';
 import type { Task, TaskContext } from '../../agent/task.js';
-import { ScheduledEventsWatcher } from '../../tasks/scheduled-events/index.js';
 import type { CheckRecord } from './check-state.js';
 import { CheckRunner } from './check-runner.js';
 import type { ConfigView } from './config-watch.js';
@@ -25,25 +35,18 @@ import { newRepairRecord, RepairLimiter, type RepairRecord } from './repair.js';
 import { confirmRepair, repairJitterMs, shouldRepair, type Confirmation } from './repair-policy.js';
 import { startHealthServer } from './server.js';
 
-/** The login work the daemon serves over its socket (the workspace capability's LoginService, one per daemon). */
-export interface Logins {
-  handle(user: string, opts: { deadlineMs: number; shareHealthy: boolean | undefined }): Promise<unknown>;
-  /** Called when the share-mounted check turns ok again: finish the logins deferred while it was down. */
-  finishDeferred(): Promise<unknown>;
-}
-
 export interface DaemonOptions {
   ctx: TaskContext;
   store: StateStore;
-  /** What the agent does (src/app/capabilities.ts): first boot, checks, repairs, the scale-in clean-up. */
+  /** What the agent does (src/app/capabilities.ts): first boot, checks, repairs, logins, the services such as the scale-in watcher. */
   capabilities: readonly Capability[];
   notifier: Notifier;
   /** Ping interval (half of WATCHDOG_USEC), undefined when systemd set no watchdog. */
   watchdogMs?: number;
+  /** The logins served over the socket; default: the service of the capability that serves them (Capability.logins). */
   logins?: Logins;
   /** Serve the control socket (tests may run several daemons in one process). */
   ipc?: boolean;
-  scheduledEvents?: boolean;
   firstBootBackoff?: BackoffPolicy;
   /** How often to look again when `provision` holds the first-boot lock. */
   lockPollMs?: number;
@@ -66,6 +69,8 @@ export class Daemon {
   private readonly limiter: RepairLimiter;
   private readonly firstBootTasks: readonly Task[];
   private readonly repairFor: ReadonlyMap<CheckId, Repair>;
+  /** One login service for the life of the daemon: it joins concurrent logins of one user, bounds the Node children. */
+  private readonly logins: Logins | undefined;
   private readonly repairs = new Map<string, RepairRecord>();
   private readonly repairing = new Set<string>();
   private readonly recheckNoRepair = new Set<CheckId>();
@@ -78,6 +83,15 @@ export class Daemon {
   private lastStatus = '';
   private stopping: Promise<void> | undefined;
   private textfileTimer: NodeJS.Timeout | undefined;
+  /**
+   * Aborted by the stop and by a Terminate for this VM: first boot and the
+   * repairs run with it (workCtx), so neither keeps the lock, nor rejoins,
+   * while the clean-up leaves the domain.
+   */
+  private readonly cancelWork = new AbortController();
+  private readonly workCtx: TaskContext;
+  /** Aborted by the stop, once the check schedules are off: the checks' commands in flight. */
+  private readonly cancelChecks = new AbortController();
   healthUrl = '';
   /** Resolves when first boot has finished (done or failed); for tests and the lab. */
   firstBootSettled: Promise<void> = Promise.resolve();
@@ -89,8 +103,10 @@ export class Daemon {
     this.limiter = new RepairLimiter(o.ctx.cfg.repair.maxAttempts, o.ctx.cfg.repair.windowSec * 1000);
     this.firstBootTasks = firstBootTasksOf(o.capabilities);
     this.repairFor = repairsByCheck(o.capabilities);
+    this.workCtx = withSignal(o.ctx, this.cancelWork.signal);
+    this.logins = o.logins ?? loginsOf(o.capabilities, o.ctx);
     this.runner = new CheckRunner({
-      ctx: o.ctx,
+      ctx: withSignal(o.ctx, this.cancelChecks.signal),
       checks: checksOf(o.capabilities),
       log: o.ctx.log.child('checks'),
       now: this.now,
@@ -144,36 +160,42 @@ export class Daemon {
     statusTimer.unref();
     this.closers.push(() => clearInterval(statusTimer));
     this.runner.start();
-    this.closers.push(() => this.runner.stop());
-    if (this.o.scheduledEvents !== false && ctx.cfg.scheduledEvents.enabled) {
-      const w = new ScheduledEventsWatcher({
-        ctx,
-        steps: terminateStepsOf(this.o.capabilities),
-        log: ctx.log.child('scheduled-events'),
-        pollMs: ctx.cfg.scheduledEvents.pollSec * 1000,
+    this.closers.push(async () => {
+      await this.runner.stop();
+      this.cancelChecks.abort(new Error('the agent is stopping'));
+    });
+    for (const service of daemonServicesOf(this.o.capabilities)) {
+      const off = service.skip?.(ctx.cfg);
+      if (off !== undefined) {
+        this.log.debug(`${service.id}: not started: ${off}`);
+        continue;
+      }
+      const running = service.start(ctx, {
+        terminateSteps: terminateStepsOf(this.o.capabilities),
         now: this.now,
-        onStep: (eventId, step) => {
+        leaving: (why) => this.cancelWork.abort(new Error(why)),
+        step: (eventId, step) => {
           this.terminating = { eventId, step };
           this.updateStatus();
         },
-        onApproved: () => {
+        approved: () => {
           this.metrics.inc('dsvm_agent_scheduled_events_approved_total');
           // Now, not after the next check: the VM may be gone before that (a Preempt gives 30 s).
           void this.writeTextfile();
         },
       });
-      w.start();
-      this.closers.push(() => w.stop());
+      this.closers.push(() => running.stop());
     }
     this.firstBootSettled = this.carryFirstBoot();
   }
 
   /** First boot in the background, with the task engine's retries; waits for a concurrent `provision`. */
   private async carryFirstBoot(): Promise<void> {
-    const { ctx, store } = this.o;
+    const { store } = this.o;
+    const ctx = this.workCtx;
     const log = this.log;
     for (;;) {
-      if (this.stopping) return;
+      if (this.stopping || ctx.signal.aborted) return;
       if (ctx.state.firstBootCompletedAt) {
         this.firstBoot = {
           state: 'done',
@@ -213,10 +235,15 @@ export class Daemon {
           // `provision` (cloud-init) is doing it: wait for it and take its result from the state file.
           this.firstBoot = { state: 'waiting', error: err.message };
           this.updateStatus();
-          await new Promise((r) => setTimeout(r, this.o.lockPollMs ?? 5000).unref());
+          await waitUnlessAborted(this.o.lockPollMs ?? 5000, ctx.signal);
+          if (ctx.signal.aborted) return;
           const disk = await store.read().catch(() => undefined);
           if (disk && disk.vmId === ctx.state.vmId) Object.assign(ctx.state, disk);
           continue;
+        }
+        if (ctx.signal.aborted) {
+          log.info(`first boot stopped: ${messageOf(err)}`);
+          return;
         }
         this.firstBoot = { state: 'failed', error: messageOf(err) };
         log.error(`first boot failed: ${this.firstBoot.error}`);
@@ -262,7 +289,7 @@ export class Daemon {
 
   private async onIpc(req: IpcRequest): Promise<unknown> {
     if (req.op === 'status') return this.healthBody();
-    const logins = this.o.logins;
+    const logins = this.logins;
     if (!logins) throw new Error('this daemon was started without login handling: run `dsvm-agent login --user NAME` directly');
     const t0 = this.now();
     const share = this.runner.records.get('share-mounted');
@@ -284,8 +311,8 @@ export class Daemon {
     this.metrics.inc('dsvm_agent_check_runs_total', { check: check.id, state: rec.state });
     this.scheduleTextfile();
     if (rec.state !== prev.state) this.updateStatus();
-    if (check.id === 'share-mounted' && rec.state === 'ok' && prev.state === 'fail' && this.o.logins) {
-      this.o.logins.finishDeferred().catch((err: unknown) => this.log.warn(`finishing deferred logins: ${messageOf(err)}`));
+    if (check.id === 'share-mounted' && rec.state === 'ok' && prev.state === 'fail' && this.logins) {
+      this.logins.finishDeferred().catch((err: unknown) => this.log.warn(`finishing deferred logins: ${messageOf(err)}`));
     }
     const repair = this.repairFor.get(check.id);
     if (!repair) return;
@@ -334,13 +361,18 @@ export class Daemon {
     );
     let error: string | undefined;
     try {
-      await settleWithin(repair.run(this.o.ctx), REPAIR_TIMEOUT_MS, () => {
+      await settleWithin(repair.run(this.workCtx), REPAIR_TIMEOUT_MS, () => {
         throw new Error(`${action} did not finish within ${REPAIR_TIMEOUT_MS / 1000} s`);
       });
     } catch (err) {
       error = messageOf(err);
     } finally {
       this.repairing.delete(action);
+    }
+    if (this.cancelWork.signal.aborted) {
+      // Stopped from outside: not the repair's result, and no re-check follows (nothing may start now).
+      this.log.info(`${action} stopped: ${error ?? 'finished as the agent stopped'}`);
+      return;
     }
     this.limiter.finished(rec, error);
     this.metrics.inc('dsvm_agent_repairs_total', { action, result: error === undefined ? 'ok' : 'failed' });
@@ -356,7 +388,7 @@ export class Daemon {
     const wait = repairJitterMs(this.o.ctx.cfg.repair);
     if (wait > 0) {
       this.log.info(`${id} failing: ${action} in ${Math.ceil(wait / 1000)} s unless it recovers (spread across the pool)`);
-      await new Promise((r) => setTimeout(r, wait).unref());
+      await waitUnlessAborted(wait, this.cancelWork.signal);
     }
     if (!this.repairsAllowed()) return { go: false, reason: 'repairs are not allowed now' };
     const recheck = (): Promise<CheckRecord> => {
@@ -364,7 +396,7 @@ export class Daemon {
       return this.runner.run(id);
     };
     const trust = repair.trust;
-    return confirmRepair({ recheck, ...(trust ? { trust: () => trust(this.o.ctx) } : {}) }).catch((err: unknown): Confirmation => ({
+    return confirmRepair({ recheck, ...(trust ? { trust: () => trust(this.workCtx) } : {}) }).catch((err: unknown): Confirmation => ({
       go: false,
       reason: messageOf(err),
     }));
@@ -422,6 +454,7 @@ export class Daemon {
   /** SIGTERM: STOPPING=1, then close servers, schedules and pollers; bounded so systemd never has to SIGKILL. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      this.cancelWork.abort(new Error('the agent is stopping'));
       await settleWithin(this.o.notifier.notify({ STOPPING: '1', STATUS: 'stopping' }), 2500, () => undefined).catch(() => undefined);
       clearTimeout(this.textfileTimer);
       for (const close of this.closers.reverse()) {

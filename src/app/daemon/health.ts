@@ -88,15 +88,10 @@ export interface CheckView {
  * matched case-insensitively, unknown keys are ignored, and a customMetrics
  * key whose value is not a string holding a JSON object fails the whole
  * parse. So: exactly one top-level key equal to "applicationhealthstate" in
- * any case, no top-level "customMetrics", detail under other names.
- *
- * During the Initializing grace the value is "Initializing", which the
- * extension does not accept as an app state: it evaluates the probe as
- * Unknown, and while its own gracePeriod runs it reports Initializing, not
- * Unknown, and triggers no repair. That is the one answer that makes the
- * scale set show Initializing; "Unhealthy" would be committed after
- * numberOfProbes probes, and "Healthy" would let a rolling upgrade move on
- * past a VM that cannot serve anyone yet. See docs/operations.md.
+ * any case, no top-level "customMetrics", detail under other names. During
+ * the Initializing grace the value is "Initializing", the one answer that
+ * makes the scale set show Initializing (why: docs/operations.md, What the
+ * scale set sees).
  */
 export function healthBody(
   snap: DaemonSnapshot,

@@ -15,23 +15,10 @@ export interface Notifier {
 export const nullNotifier: Notifier = { enabled: false, notify: async () => undefined };
 
 /**
- * sd_notify through the `systemd-notify` binary, run by the agent's runner.
- *
- * Why this and not a library: the protocol is one AF_UNIX datagram, and
- * Node has no Unix datagram sockets (nodejs/node#29339). The npm
- * `systemd-notify` package shells out to the same binary but knows only
- * --ready/--status (no WATCHDOG=1, no STOPPING=1) and spawns with the
- * daemon's whole environment, outside the runner that keeps children's
- * environments minimal; the native `sd-notify` addon would need
- * libsystemd-dev and a compiler on every image build. The binary takes any
- * VARIABLE=VALUE, so this completes what the package started, in ~30 lines.
- *
- * The message comes from a child, so two things matter: `--pid=<our pid>`
- * makes systemd-notify send credentials naming the daemon (root may), so
- * systemd attributes the message to the main process even after the child
- * has exited (the race systemd-notify(1) warns about), and the unit carries
- * NotifyAccess=all as the fallback should that attribution fail. A ping
- * every WATCHDOG_USEC/2 costs one short process: measured in bench/daemon.
+ * sd_notify through the `systemd-notify` binary, run by the agent's runner
+ * (why not a library: docs/operations.md, systemd). `--pid=<our pid>` makes
+ * systemd attribute each message to the daemon even after the child has
+ * exited; the unit's NotifyAccess=all is the fallback should that fail.
  */
 export class SystemdNotifyCommand implements Notifier {
   readonly enabled = true;

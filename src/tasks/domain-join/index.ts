@@ -22,7 +22,7 @@ import { chooseComputerName, stillOurs } from './naming.js';
 import { pamAuthUpdate, pamEnabled } from './pam.js';
 import { joinFacts, MKHOMEDIR_PROFILE, type JoinFacts } from './render.js';
 import { SSSD_UNIT } from './sssd-check.js';
-import { forgetJoin, joinStatusForPlan, keytabName, rememberJoin } from './status.js';
+import { FreshJoins, keytabName } from './status.js';
 
 const SSH = 'ssh.service';
 
@@ -55,9 +55,9 @@ async function osFacts(ctx: TaskContext): Promise<{ osName?: string; osVersion?:
   return out;
 }
 
-async function plan(ctx: TaskContext): Promise<Plan> {
+async function plan(ctx: TaskContext, joins: FreshJoins): Promise<Plan> {
   const adcli = askAdcliOnce(ctx);
-  const status = await joinStatusForPlan(ctx);
+  const status = await joins.status(ctx);
   let name: string;
   let join = !status.ok;
   let why = status.reason;
@@ -172,7 +172,7 @@ async function prepareJoin(ctx: TaskContext, facts: JoinFacts, adcli: AdcliAsk):
  * sssd. On any failure everything is put back as it was, keytab included:
  * a failed join leaves no configuration claiming a join.
  */
-async function applyPlan(ctx: TaskContext, p: Plan): Promise<void> {
+async function applyPlan(ctx: TaskContext, p: Plan, joins: FreshJoins): Promise<void> {
   const tx = new FileTransaction();
   let pamChanged = false;
   // Home creation does not depend on the join: pam-auth-update runs while
@@ -203,7 +203,7 @@ async function applyPlan(ctx: TaskContext, p: Plan): Promise<void> {
     await joinStep;
     if (p.join) {
       ctx.state.facts.computerName = p.facts.computerName;
-      await rememberJoin(ctx, p.facts.computerName);
+      await joins.remember(ctx, p.facts.computerName);
     }
     await pamStep;
     for (const f of p.files) if (f !== profile) await tx.write(f);
@@ -223,7 +223,7 @@ async function applyPlan(ctx: TaskContext, p: Plan): Promise<void> {
     await ctx.services.enable(SSSD_UNIT);
     if (p.files.some((f) => f.label === 'sshd drop-in') && (await ctx.services.isActive(SSH))) await ctx.services.restart(SSH);
   } catch (err) {
-    forgetJoin(ctx);
+    joins.forget(ctx);
     await Promise.allSettled([joinStep, pamStep]);
     const restored = await tx.restore();
     if (pamChanged) await pamAuthUpdate(ctx, ['--remove', MKHOMEDIR_PROFILE]).catch(() => undefined);
@@ -236,25 +236,31 @@ async function applyPlan(ctx: TaskContext, p: Plan): Promise<void> {
   }
 }
 
-/** Join the AD domain and configure sssd, Kerberos, sudo, sshd and home creation. */
-export const domainJoinTask: Task = {
-  id: 'domain-join',
-  description: 'join the AD domain and configure sssd, Kerberos, sudo, sshd and home creation',
-  async check(ctx): Promise<CheckResult> {
-    const p = await plan(ctx);
-    return { changes: changesOf(p, ctx), detail: { plan: p } };
-  },
-  async apply(ctx, found) {
-    const p = (found.detail?.plan as Plan | undefined) ?? (await plan(ctx));
-    await applyPlan(ctx, p);
-  },
-};
+/** Join the AD domain and configure sssd, Kerberos, sudo, sshd and home creation; the task remembers the keytabs its joins wrote. */
+export function makeDomainJoinTask(joins = new FreshJoins()): Task {
+  return {
+    id: 'domain-join',
+    description: 'join the AD domain and configure sssd, Kerberos, sudo, sshd and home creation',
+    async check(ctx): Promise<CheckResult> {
+      const p = await plan(ctx, joins);
+      return { changes: changesOf(p, ctx), detail: { plan: p } };
+    },
+    async apply(ctx, found) {
+      const p = (found.detail?.plan as Plan | undefined) ?? (await plan(ctx, joins));
+      await applyPlan(ctx, p, joins);
+    },
+  };
+}
+
+export const domainJoinTask: Task = makeDomainJoinTask();
 
 /** Rejoin under the same name (trust broken: account deleted or password reset); used by the daemon's repair. */
 export async function rejoin(ctx: TaskContext): Promise<void> {
   const realm = ctx.cfg.domain.name.toUpperCase();
   const name = (await keytabName(ctx, realm)) ?? ctx.state.facts.computerName;
   if (name) ctx.state.facts.computerName = name;
-  const p = await plan(ctx);
-  await applyPlan(ctx, { ...p, join: true });
+  // It joins whatever the keytab says, and nothing after it reads what it wrote: a memory of its own is enough.
+  const joins = new FreshJoins();
+  const p = await plan(ctx, joins);
+  await applyPlan(ctx, { ...p, join: true }, joins);
 }

@@ -5,30 +5,15 @@ import type { RunResult } from '../../agent/runner.js';
 import type { TaskContext } from '../../agent/task.js';
 
 /**
- * Is there no account called NAME$ in the domain? Asked of the KDC, with no
- * credentials at all: `kinit NAME$@REALM` sends an AS-REQ without
- * pre-authentication, and the KDC answers KDC_ERR_C_PRINCIPAL_UNKNOWN
- * ("Client ... not found in Kerberos database") only when no account has that
- * sAMAccountName, disabled ones included. An existing account answers
- * "pre-authentication required" and kinit, given no password (stdin at EOF),
- * stops there (a disabled account too: the lab's Samba KDC asks it for
- * pre-authentication as well). No password is ever sent.
- *
- * One round trip to the KDC (~30 ms in the lab), where `adcli show-computer`
- * takes ~0.5 s: every adcli run discovers the DC with a NetLogon ping and
- * then waits a fixed 0.4 s for more answers (adcli's addisco.c), before its
- * own Kerberos login and LDAP search. On first boot the derived name is
- * nearly always free, so the join usually needs no LDAP look-up at all.
- *
- * One DC answers for the whole join: the KDC asked is the DC the preflight
- * found (every AD DC is a KDC), and the join and any LDAP look-up are sent to
- * that same DC (adcli --domain-controller). A "not found" from another DC
- * could be one that has not yet replicated an object created minutes ago,
- * and adcli would then take that object over on the DC that has it. Without
- * a DC from this run's preflight the probe is not used. Any answer but a
- * plain "not found" (the account exists, the KDC is unreachable, kinit is
- * missing, output not understood) says nothing, and the LDAP look-up decides,
- * with its own error handling.
+ * Is there no account called NAME$ in the domain? Asked of the KDC with no
+ * credentials: `kinit NAME$@REALM` given no password (stdin at EOF), so no
+ * password is ever sent. Only a plain "not found"
+ * (KDC_ERR_C_PRINCIPAL_UNKNOWN) means free; any other answer (the account
+ * exists, the KDC is unreachable, kinit is missing, output not understood)
+ * says nothing, and the LDAP look-up decides. Asked only of the DC this
+ * run's preflight found, which the join then uses too; without one it is not
+ * asked. Why the KDC, and why one DC: docs/domain-join.md (Collisions, One
+ * DC for the whole join, How long a join takes).
  */
 
 /**

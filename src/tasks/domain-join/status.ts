@@ -54,14 +54,6 @@ export async function testJoin(ctx: TaskContext): Promise<JoinStatus> {
   return { ok: false, reason: `the DC refused the machine account ${name}: ${adcliWords(r)}`, computerName: name };
 }
 
-/**
- * The keytab `adcli join` wrote in this process, by identity (inode, size,
- * mtime). The task's check right after its own apply needs no second round
- * trip to the DC to learn what the join's exit status already said; any
- * other writer of the keytab, or a later look (the daemon's domain-trust
- * check always runs `adcli testjoin`), asks the DC again.
- */
-const freshJoins = new WeakMap<TaskContext, { ino: number; size: number; mtimeMs: number; name: string; at: number }>();
 const FRESH_JOIN_MS = 60_000;
 
 async function keytabIdentity(file: string): Promise<{ ino: number; size: number; mtimeMs: number } | undefined> {
@@ -73,26 +65,38 @@ async function keytabIdentity(file: string): Promise<{ ino: number; size: number
   }
 }
 
-export async function rememberJoin(ctx: TaskContext, name: string): Promise<void> {
-  const id = await keytabIdentity(ctx.paths.krb5Keytab);
-  if (id) freshJoins.set(ctx, { ...id, name, at: ctx.clock.now() });
-}
+/**
+ * The keytabs `adcli join` wrote in this process, by path and identity
+ * (inode, size, mtime). The task's check right after its own apply needs no
+ * second round trip to the DC to learn what the join's exit status already
+ * said; any other writer of the keytab, or a later look (the daemon's
+ * domain-trust check always runs `adcli testjoin`), asks the DC again.
+ * The domain-join task owns one (makeDomainJoinTask).
+ */
+export class FreshJoins {
+  private readonly byKeytab = new Map<string, { ino: number; size: number; mtimeMs: number; name: string; at: number }>();
 
-/** A join that failed and was rolled back: its keytab is no longer this process's word. */
-export function forgetJoin(ctx: TaskContext): void {
-  freshJoins.delete(ctx);
-}
-
-/** testJoin, unless this process's own join wrote the keytab as it is now, moments ago. */
-export async function joinStatusForPlan(ctx: TaskContext): Promise<JoinStatus> {
-  const fresh = freshJoins.get(ctx);
-  if (fresh && ctx.clock.now() - fresh.at < FRESH_JOIN_MS) {
+  async remember(ctx: TaskContext, name: string): Promise<void> {
     const id = await keytabIdentity(ctx.paths.krb5Keytab);
-    if (id && id.ino === fresh.ino && id.size === fresh.size && id.mtimeMs === fresh.mtimeMs)
-      return { ok: true, reason: `joined as ${fresh.name} (adcli join wrote this keytab)`, computerName: fresh.name };
+    if (id) this.byKeytab.set(ctx.paths.krb5Keytab, { ...id, name, at: ctx.clock.now() });
   }
-  freshJoins.delete(ctx);
-  return testJoin(ctx);
+
+  /** A join that failed and was rolled back: its keytab is no longer this process's word. */
+  forget(ctx: TaskContext): void {
+    this.byKeytab.delete(ctx.paths.krb5Keytab);
+  }
+
+  /** testJoin, unless this process's own join wrote the keytab as it is now, moments ago. */
+  async status(ctx: TaskContext): Promise<JoinStatus> {
+    const fresh = this.byKeytab.get(ctx.paths.krb5Keytab);
+    if (fresh && ctx.clock.now() - fresh.at < FRESH_JOIN_MS) {
+      const id = await keytabIdentity(ctx.paths.krb5Keytab);
+      if (id && id.ino === fresh.ino && id.size === fresh.size && id.mtimeMs === fresh.mtimeMs)
+        return { ok: true, reason: `joined as ${fresh.name} (adcli join wrote this keytab)`, computerName: fresh.name };
+    }
+    this.forget(ctx);
+    return testJoin(ctx);
+  }
 }
 
 /** Whether a file exists (stat succeeds). */

@@ -43,6 +43,11 @@ export interface WatcherDeps {
   now?: () => number;
   /** Default: scheduled-events.json in the state directory. */
   journal?: JournalStore;
+  /**
+   * Told once an event for this VM is seen, before the clean-up waits for
+   * the lock: what else runs (first boot, a repair) is to stop now.
+   */
+  onLeaving?(event: ScheduledEvent): void;
   /** Told about each step (health detail, STATUS=). */
   onStep?(eventId: string, step: string): void;
   /** Told when an event has been approved. */
@@ -136,6 +141,7 @@ export class ScheduledEventsWatcher {
   private async handle(event: ScheduledEvent): Promise<void> {
     const log = this.d.log;
     const id = event.EventId;
+    this.d.onLeaving?.(event);
     const before = (await this.journal.read()).events[id];
     // Approved before (an earlier daemon): IMDS lists it as Started until the VM is gone. Said once
     // all the same, so this daemon too knows it is leaving: a repair now would rejoin the domain

@@ -15,9 +15,8 @@ export interface AzureHttpOptions {
 
 type ArmRef = Extract<StorageKeyRef, { armListKeys: unknown }>['armListKeys'];
 
-// Keys resolved once per context: `check` runs before and after `apply`, and
-// a Key Vault or ARM round trip each time would add seconds to first boot.
-const resolved = new WeakMap<TaskContext, Promise<string>>();
+/** The key's name in the context's secret cache (ctx.secrets), where it is resolved once. */
+const STORAGE_KEY = 'share.key';
 
 /**
  * The storage account key, from a secret reference or ARM listKeys. It is
@@ -33,17 +32,13 @@ export function storageKey(ctx: TaskContext, opts: AzureHttpOptions = {}): Promi
       }),
     );
   }
-  let p = resolved.get(ctx);
-  if (!p) {
-    p = fetchKey(ctx, share, share.key, opts).then((key) => {
+  const ref = share.key;
+  return ctx.secrets.get(STORAGE_KEY, () =>
+    fetchKey(ctx, share, ref, opts).then((key) => {
       ctx.redactor.add(key);
       return key.trim();
-    });
-    // A failure is not cached: the next attempt (engine retry) asks again.
-    p.catch(() => resolved.delete(ctx));
-    resolved.set(ctx, p);
-  }
-  return p;
+    }),
+  );
 }
 
 /**
@@ -52,7 +47,7 @@ export function storageKey(ctx: TaskContext, opts: AzureHttpOptions = {}): Promi
  * would tell; a share call in the daemon's child then resolves it there.
  */
 export async function storageKeyIfLocal(ctx: TaskContext, opts: AzureHttpOptions = {}): Promise<string | undefined> {
-  const pending = resolved.get(ctx);
+  const pending = ctx.secrets.peek(STORAGE_KEY);
   if (pending) return pending.catch(() => undefined);
   const ref = ctx.cfg.share?.key;
   if (ref && 'file' in ref) return storageKey(ctx, opts);
@@ -70,7 +65,7 @@ export function refreshStorageKey(ctx: TaskContext, opts: AzureHttpOptions = {})
   const share = ctx.cfg.share;
   const ref = share?.key;
   if (!share || !ref) {
-    resolved.delete(ctx);
+    ctx.secrets.forget(STORAGE_KEY);
     return storageKey(ctx, opts);
   }
   const fresh =
@@ -88,8 +83,7 @@ export function refreshStorageKey(ctx: TaskContext, opts: AzureHttpOptions = {})
     ctx.redactor.add(key);
     return key.trim();
   });
-  p.catch(() => resolved.delete(ctx));
-  resolved.set(ctx, p);
+  ctx.secrets.set(STORAGE_KEY, p);
   return p;
 }
 
@@ -114,12 +108,14 @@ export function keySourceFix(ref: StorageKeyRef | undefined, account: string): s
 /** The child side of an Azure call: the daemon already holds the key, so the child does not ask again. */
 export function primeStorageKey(ctx: TaskContext, key: string): void {
   ctx.redactor.add(key);
-  resolved.set(ctx, Promise.resolve(key));
+  ctx.secrets.set(STORAGE_KEY, Promise.resolve(key));
 }
 
 async function fetchKey(ctx: TaskContext, share: ShareConfig, ref: StorageKeyRef, opts: AzureHttpOptions): Promise<string> {
   if ('armListKeys' in ref)
-    return ctx.azureChild ? ctx.azureChild.call<string>({ op: 'arm-list-keys' }) : armListKeys(ctx, share.account, ref.armListKeys, opts);
+    return ctx.azureChild
+      ? ctx.azureChild.call<string>({ op: 'arm-list-keys' }, { signal: ctx.signal })
+      : armListKeys(ctx, share.account, ref.armListKeys, opts);
   return ctx.secret(ref, 'share.key');
 }
 

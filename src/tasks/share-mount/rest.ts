@@ -10,7 +10,7 @@ import { AZURE_ANSWER_LIMITS, AzureAnswerError, boundedHttpClient } from '../../
 /** A share call in the daemon's Azure child: with the key when the daemon has it, keeping the key the child found otherwise. */
 async function inChild<T>(ctx: TaskContext, child: AzureChild, call: ShareCall, opts: AzureHttpOptions): Promise<T> {
   const key = await storageKeyIfLocal(ctx, opts);
-  const r = await child.call<ShareReply<T>>({ ...call, ...(key === undefined ? {} : { key }) });
+  const r = await child.call<ShareReply<T>>({ ...call, ...(key === undefined ? {} : { key }) }, { signal: ctx.signal });
   if (r.key !== undefined && key === undefined) primeStorageKey(ctx, r.key);
   return r.value;
 }

@@ -4,20 +4,10 @@ import { configError } from '../../agent/errors.js';
 import { fsType, type ShareMode } from './options.js';
 
 /*
- * Why a systemd mount unit and not a line in /etc/fstab:
- * - the unit is a whole file the agent owns: written atomically, compared
- *   byte for byte, removed by deprovision with one unlink; /etc/fstab is a
- *   shared file other tools and people edit;
- * - the ordering and the time limit are explicit (After=network-online.target,
- *   TimeoutSec=) instead of hidden x-systemd.* options, and `systemctl status
- *   data-workspace.mount` shows the mount helper's error to the operator;
- * - the Kerberos mode needs a sibling .automount unit anyway: no ticket
- *   exists at boot, so the share is mounted on first access;
- * - systemd turns fstab lines into the very same units at boot (fstab
- *   generator), so nothing is lost, and a unit in /etc/systemd/system takes
- *   precedence over a generated one for the same mount point.
- * Options still carry `_netdev,nofail`: systemd reads both from Options= of a
- * native unit too (network mount; remote-fs.target does not wait for it).
+ * A systemd mount unit the agent owns, not a line in the shared /etc/fstab
+ * (why: docs/share.md, Mount unit, not fstab). Options still carry
+ * `_netdev,nofail`: systemd reads both from Options= of a native unit too
+ * (network mount; remote-fs.target does not wait for it).
  */
 
 /** How long systemd lets mount.cifs / mount.nfs work before failing the unit. */

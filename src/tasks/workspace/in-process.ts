@@ -4,23 +4,13 @@ import { unescapeMountinfo, type UserLinksPlan } from './plan.js';
 import { settleWithin } from '../../agent/deadline.js';
 
 /**
- * The repeated-login checks done inside the daemon, with no child process.
- *
- * Starting a process from the daemon costs about 10 ms, more than the whole
- * of what a repeated login needs (two lstat calls and a readlink). But a
- * filesystem call made in-process cannot be killed: on a share that stops
- * answering it holds one of libuv's four pool threads until the kernel gives
- * up. So the in-process checks are only read-only metadata calls (lstat,
- * readlink: they never follow the final link and never write), and they run
- * only where a hang is not expected or is bounded:
- *
- * - on a local filesystem (ext4, xfs, tmpfs, overlay...), read from
- *   /proc/self/mountinfo, which is kernel memory and never blocks;
- * - on a network filesystem only when the daemon's own share probe found it
- *   answering (`networkOk`);
- * - never while an earlier in-process check is still out after STUCK_MS:
- *   until it returns, every check goes through the killable children again,
- *   so a share that hangs takes at most the pool threads already in flight.
+ * The repeated-login checks done inside the daemon, with no child process:
+ * read-only metadata calls only (lstat, readlink: they never follow the
+ * final link and never write), and only where a call cannot hang the
+ * daemon: on a local filesystem (read from /proc/self/mountinfo), on a
+ * network filesystem only when the daemon's own share probe found it
+ * answering (`networkOk`), and never while an earlier in-process check is
+ * still out after STUCK_MS. Why: docs/login.md (The fast path).
  *
  * `undefined` means "not checked here": the caller uses its child processes.
  */

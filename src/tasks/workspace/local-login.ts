@@ -1,7 +1,8 @@
 import type { Config } from '../../agent/config-schema.js';
 import type { Paths } from '../../agent/paths.js';
 import type { LoginOutcome } from './index.js';
-import { after, pending, writeSettingsCache, type LoginRequest } from './request.js';
+import { settleWithin } from '../../agent/deadline.js';
+import { pending, writeSettingsCache, type LoginRequest } from './request.js';
 
 /**
  * A login's work done by the caller itself, when no daemon listens: the
@@ -34,13 +35,11 @@ export async function loginHere(
       `${req.user}: no time left within workspace.loginTimeoutMs and no daemon running: not done (start dsvm-agent)`,
       started,
     );
-  const late = after(limit + 50, () =>
-    pending(req.user, `${req.user}: not finished within workspace.loginTimeoutMs and no daemon running: the next login retries`, started),
-  );
-  const outcome = await Promise.race([
+  return settleWithin(
     new LoginService({ cfg, paths, run: base.run, log: base.log }).run(req.user, { timeLimitMs: limit, shareHealthy: undefined }),
-    late.promise,
-  ]);
-  late.cancel();
-  return outcome;
+    limit + 50,
+    () =>
+      pending(req.user, `${req.user}: not finished within workspace.loginTimeoutMs and no daemon running: the next login retries`, started),
+    { unref: true },
+  );
 }

@@ -1,21 +1,11 @@
 /**
- * From an account name to the name of its folder on the share. The mapping is
- * documented in docs/login.md; in short:
- *
- * 1. The name must be one NSS could return and a path could hold: not empty,
- *    at most 256 characters, no NUL, no control character, no "/", not "." or
- *    "..". Anything else is refused, never "cleaned" into something else.
- * 2. Unicode NFC, then lower case: AD names and Azure Files paths are both
- *    case-insensitive, so `Jean.Dupont` and `jean.dupont` are one person and
- *    one folder either way; folding makes that explicit instead of letting
- *    the server decide.
- * 3. Kept as they are: a-z 0-9 "." "_" "-" "@" and non-ASCII letters and
- *    digits. Every other character becomes %XX per UTF-8 byte ("%" itself
- *    too, as %25), so the escaping is reversible and two different folded
- *    names never give the same folder.
- * 4. What SMB would silently change or refuse is escaped as well: a leading
- *    "." or "-", a trailing "." (Windows strips it), and the reserved device
- *    names (CON, NUL, COM1...) get their first character escaped.
+ * From an account name to the name of its folder on the share, the same on
+ * every VM of a pool: a name NSS could not return or a path could not hold is
+ * refused, never "cleaned"; the rest is NFC and lower case, with every
+ * character but a-z 0-9 . _ - @ and non-ASCII letters and digits escaped as
+ * %XX per UTF-8 byte (reversible), and what SMB would change or refuse
+ * escaped too. The rules and examples: docs/login.md (The folder name on the
+ * share).
  */
 
 /** Why a name is refused; the message says what is wrong with it. */

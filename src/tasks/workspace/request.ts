@@ -1,4 +1,5 @@
 import { readFileSync, statSync } from 'node:fs';
+import { settleWithin } from '../../agent/deadline.js';
 import { callIpc, isDaemonAbsent } from '../../agent/ipc.js';
 import { makePaths, type Paths } from '../../agent/paths.js';
 import type { LoginOutcome } from './index.js';
@@ -100,16 +101,6 @@ export function pending(user: string, message: string, started: number): LoginOu
   return { user, status: 'pending', reason: 'deadline', message, changed: false, durationMs: Date.now() - started };
 }
 
-/** Resolve with `value` after `ms`, without keeping the process alive for it. */
-export function after<T>(ms: number, value: () => T): { promise: Promise<T>; cancel(): void } {
-  let timer: NodeJS.Timeout | undefined;
-  const promise = new Promise<T>((resolve) => {
-    timer = setTimeout(() => resolve(value()), Math.max(0, ms));
-    timer.unref();
-  });
-  return { promise, cancel: () => clearTimeout(timer) };
-}
-
 /**
  * Ask for a login's work and return within the bound, counted from this
  * process's start. The hot path (daemon up, bound cached) reads no config at
@@ -196,9 +187,7 @@ export async function requestLogin(req: LoginRequest): Promise<LoginReply> {
   // agent, loaded only now (a separate module, so the hook's hot path
   // never parses them).
   const { loadAndCache, loginHere } = await import('./local-login.js');
-  const late = after(remaining(), () => undefined);
-  const cfg = await Promise.race([loadAndCache(paths, configFile, cached.key), late.promise]);
-  late.cancel();
+  const cfg = await settleWithin(loadAndCache(paths, configFile, cached.key), remaining(), () => undefined, { unref: true });
   if (cfg === undefined)
     return {
       via: 'local',

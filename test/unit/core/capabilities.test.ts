@@ -1,5 +1,15 @@
 import t from 'tap';
-import { checksOf, deprovisionPartsOf, firstBootTasksOf, repairsByCheck, terminateStepsOf } from '../../../src/agent/capability.js';
+import {
+  checksOf,
+  daemonServicesOf,
+  deprovisionPartsOf,
+  firstBootTasksOf,
+  loginsOf,
+  repairsByCheck,
+  terminateStepsOf,
+} from '../../../src/agent/capability.js';
+import { LoginService } from '../../../src/tasks/workspace/service.js';
+import { makeTestContext } from '../../helpers/context.js';
 import { capabilities } from '../../../src/app/capabilities.js';
 
 t.test('the manifest list: ids, first-boot order, and the reverse order of clean-up and undo', async (t) => {
@@ -38,5 +48,23 @@ t.test('checks and repairs: each check declared once, each repair answers declar
   t.ok(
     repairs.filter((r) => r.trust).every((r) => r.action === 'rejoin'),
     'only the rejoin asks the domain before it starts (it resets the machine password)',
+  );
+});
+
+t.test('the daemon takes its login service and its services from the list', async (t) => {
+  const { ctx } = await makeTestContext();
+  t.same(
+    daemonServicesOf(capabilities).map((s) => s.id),
+    ['scheduled-events'],
+    'the Scheduled Events watcher',
+  );
+  t.equal(
+    daemonServicesOf(capabilities)[0]?.skip?.({ ...ctx.cfg, scheduledEvents: { enabled: false, pollSec: 10 } }),
+    'scheduledEvents.enabled is false',
+  );
+  t.ok(loginsOf(capabilities, ctx) instanceof LoginService, "workspace's LoginService");
+  t.throws(
+    () => loginsOf([...capabilities, { id: 'second', logins: () => ({ handle: async () => 0, finishDeferred: async () => 0 }) }], ctx),
+    /one may/,
   );
 });

@@ -30,4 +30,11 @@ t.test('settleWithin: the work, or what late gives, and no timer left behind', a
   const before = timers();
   await settleWithin(Promise.resolve('now'), 60_000, () => 'late');
   t.equal(timers(), before, 'no timer of its own left pending');
+  // unref: while the work runs, the clock alone does not keep the process alive (the login hook's bound).
+  const never = new Promise<string>(() => undefined);
+  const held = settleWithin(never, 30, () => 'late');
+  t.equal(timers(), before + 1, 'a plain clock holds the event loop');
+  const loose = settleWithin(never, 30, () => 'late', { unref: true });
+  t.equal(timers(), before + 1, 'an unref clock does not');
+  t.same(await Promise.all([held, loose]), ['late', 'late'], 'both still answer at the bound');
 });

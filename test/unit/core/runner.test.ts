@@ -1,6 +1,6 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { access, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createLogger } from '../../../src/agent/log.js';
@@ -106,4 +106,30 @@ t.test('stdin still reaches a child in its own process group, and output is kept
   const ok = await run({ file: 'sh', args: ['-c', 'echo "pgid $(ps -o pgid= -p $$ | tr -d " ") pid $$"'] });
   const m = /pgid (\d+) pid (\d+)/.exec(ok.stdout);
   t.ok(m && m[1] === m[2], `the child leads its own process group (${ok.stdout.trim()})`);
+});
+
+t.test("the request's signal kills the child's whole process group at once; one aborted before the start starts nothing", async (t) => {
+  const { run } = setup();
+  const dir = await mkdtemp(path.join(tmpdir(), 'runner-cancel-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const pidFile = path.join(dir, 'grandchild');
+  const stop = new AbortController();
+  const started = Date.now();
+  const pending = run({ file: 'sh', args: ['-c', `sleep 30 & echo $! > ${pidFile}; wait`], timeoutMs: 20_000, signal: stop.signal });
+  let grandchild = 0;
+  for (const end = Date.now() + 5000; !grandchild && Date.now() < end; await new Promise((r) => setTimeout(r, 20))) {
+    grandchild = Number(readFileSync(pidFile, { encoding: 'utf8', flag: 'a+' }).trim()) || 0;
+  }
+  t.ok(grandchild > 0, 'the grandchild runs');
+  stop.abort(new Error('stopping'));
+  const r = await pending;
+  t.ok(Date.now() - started < 5000, `returned in ${Date.now() - started} ms, not at the 20 s deadline`);
+  t.equal(r.cancelled, true, 'cancelled');
+  t.equal(r.timedOut, false, 'not a timeout');
+  t.equal(r.signal, 'SIGKILL');
+  t.ok(await gone(grandchild), "the child's own child is killed with its group");
+  const again = await run({ file: 'sh', args: ['-c', `touch ${path.join(dir, 'ran')}`], signal: stop.signal });
+  t.equal(again.cancelled, true);
+  t.equal(again.exitCode, null);
+  await t.rejects(access(path.join(dir, 'ran')), 'a cancelled request never starts');
 });

@@ -5,6 +5,7 @@ import { domainJoinCapability, type DomainJoinDoors } from '../../../src/tasks/d
 import { host } from '../../../src/tasks/host/capability.js';
 import { imdsGuard } from '../../../src/tasks/imds-guard/capability.js';
 import { preflightCapability } from '../../../src/tasks/preflight/capability.js';
+import { scheduledEvents } from '../../../src/tasks/scheduled-events/capability.js';
 import type { ReadClockOffset } from '../../../src/tasks/preflight/clock-check.js';
 import { shareMountCapability, type ShareMountDoors } from '../../../src/tasks/share-mount/capability.js';
 
@@ -25,7 +26,14 @@ export type CapabilityDoors = Partial<DomainJoinDoors & ShareMountDoors & { cloc
  * replaced; their first-boot work is left out, and `firstBoot` runs instead.
  */
 export function testCapabilities(doors: CapabilityDoors, firstBoot: readonly Task[] = []): Capability[] {
-  const real = [preflightCapability(doors.clockOffset), domainJoinCapability(doors), imdsGuard, shareMountCapability(doors), host];
+  const real = [
+    preflightCapability(doors.clockOffset),
+    domainJoinCapability(doors),
+    imdsGuard,
+    shareMountCapability(doors),
+    host,
+    scheduledEvents,
+  ];
   return [
     ...firstBoot.map((task): Capability => ({ id: task.id, firstBoot: { task, needs: () => [] } })),
     ...real.map(({ firstBoot: _, ...rest }) => rest),

@@ -8,6 +8,7 @@ import t from 'tap';
 import type { Fakes } from '../../fakes/index.js';
 import { writeSecretFile } from '../../helpers/context.js';
 import { FakeRunner } from '../../helpers/fake-runner.js';
+import { SecretCache } from '../../../src/agent/secrets.js';
 import { runTasks, type TaskContext } from '../../../src/agent/task.js';
 import { repairsByCheck } from '../../../src/agent/capability.js';
 import { capabilities } from '../../../src/app/capabilities.js';
@@ -44,7 +45,7 @@ async function mountedThenRotated(key: string, setup: Parameters<typeof setupTas
   await s.task.apply(s.ctx, await s.task.check(s.ctx));
   await writeSecretFile(s.paths, '/etc/dsvm-agent/storage-key', `${key}\n`);
   s.runner.calls.length = 0;
-  return { ...s, next: { ...s.ctx } };
+  return { ...s, next: { ...s.ctx, secrets: new SecretCache() } };
 }
 
 /** Which credentials file each mount(8) call saw. */
@@ -76,7 +77,7 @@ t.test('task: a rotated key the account refuses leaves the old file and the work
     fix: /write the current key1 or key2 of storage account "contosofiles" to \/etc\/dsvm-agent\/storage-key/,
   };
   await t.rejects(s.task.check(s.next), agentError(error), 'check (and plan) say why before anything changes');
-  const [outcome] = await runTasks([s.task], { ...s.ctx }, { backoff: once });
+  const [outcome] = await runTasks([s.task], { ...s.ctx, secrets: new SecretCache() }, { backoff: once });
   t.match(outcome, { status: 'failed', error });
   t.equal(await readFile(credentialsFile(s.root), 'utf8'), credentials(KEY), 'the old credentials file is untouched');
   t.equal(s.mounts.state, 'findmnt-cifs.json', 'the share is still mounted');

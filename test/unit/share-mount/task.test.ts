@@ -3,6 +3,7 @@ import path from 'node:path';
 import t, { type Test } from 'tap';
 import type { Fakes } from '../../fakes/index.js';
 import { makeTestContext, writeSecretFile } from '../../helpers/context.js';
+import { SecretCache } from '../../../src/agent/secrets.js';
 import { runTasks } from '../../../src/agent/task.js';
 import { createShareMountTask, isMounted, probeShare, remountShare, undoShareMount } from '../../../src/tasks/share-mount/index.js';
 import {
@@ -156,8 +157,8 @@ t.test('key rotation rewrites the credentials file and remounts', async (t) => {
   t.teardown(() => fakes.reset());
   const rotated = ROTATED_KEY;
   await writeSecretFile(s.paths, '/etc/dsvm-agent/storage-key', rotated);
-  // A new context, as in a new process: the key is resolved afresh.
-  const ctx = { ...s.ctx };
+  // A new context, as in a new process: its own secret cache, so the key is resolved afresh.
+  const ctx = { ...s.ctx, secrets: new SecretCache() };
   s.runner.calls.length = 0;
   const found = await s.task.check(ctx);
   t.same(found.changes, [
