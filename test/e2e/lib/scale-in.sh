@@ -192,14 +192,16 @@ check_scale_in() {
 
 # The VM left the domain: the event is withdrawn (as if the scale-in were
 # cancelled), the daemon stopped, `dsvm-agent provision` joins and mounts
-# again, and the daemon is started. With INSTANCE, IMDS first names the VM
-# dsvmpool_INSTANCE, as a new VM of the scale set would be named, so the
-# join takes a new computer name: the old name's DNS node stays owned by the
-# deleted account (AD tombstones a deleted record and keeps its owner), so
-# the same name joined again could not register its record as the machine.
+# again, and the daemon is started. With INSTANCE, IMDS first presents a new
+# VM of the scale set, dsvmpool_INSTANCE with a VM id of its own (the agent
+# takes it for a new VM, as it does for a captured image), so the join takes
+# a new computer name, as a VM that replaces a scaled-in one does. The same
+# name joined again could not register its DNS record as the machine: AD
+# keeps a deleted record as a tombstone owned by the deleted account.
 _scale_in_provision_again() {
   local seed='{"scheduledEvents":[]}'
-  [[ -z ${2:-} ]] || seed="{\"scheduledEvents\":[],\"vm\":{\"compute\":{\"name\":\"dsvmpool_$2\"}}}"
+  [[ -z ${2:-} ]] ||
+    seed="{\"scheduledEvents\":[],\"vm\":{\"compute\":{\"name\":\"dsvmpool_$2\",\"vmId\":\"$(cat /proc/sys/kernel/random/uuid)\"}}}"
   _scale_in_control "$1" POST /seed "$seed" >/dev/null || { echo "cannot withdraw the event"; return 1; }
   vm_ssh "systemctl stop dsvm-agent && $VM_AGENT provision </dev/null && systemctl start dsvm-agent" || return 1
   wait_health Healthy 300 || return 1
