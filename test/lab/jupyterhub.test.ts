@@ -133,6 +133,8 @@ if (skip) {
     await page.locator('.login_error').waitFor({ timeout: 30_000 });
     t.match(await page.locator('.login_error').innerText(), /Invalid username or password/);
     t.match(page.url(), /\/hub\/login/, 'still on the login page');
+    // Her password was right: PAM's account step (sssd's access control) said no.
+    t.match(await hubLog(), /PAM Account Check failed \(mallory@/, 'refused by the account check, not the password');
     t.notOk(await exists('/data/workspace/mallory'), 'no folder for mallory');
     t.same(await hookLines('mallory'), [], 'no spawn, so no hook run, for mallory');
   });
