@@ -167,9 +167,31 @@ export class StateStore {
     return undefined;
   }
 
+  /**
+   * Replaces the file atomically: on any failure the previous state stays as
+   * it was. Node's own message for a failed write names neither the file nor
+   * the cause an operator can act on ("ENOSPC: no space left on device,
+   * write"): the error says both, with the fix.
+   */
   async write(state: AgentState): Promise<void> {
-    await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
-    await writeFileAtomic(this.file, JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
+    try {
+      await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
+      await writeFileAtomic(this.file, JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const dir = path.dirname(this.file);
+      const full = code === 'ENOSPC' || code === 'EDQUOT';
+      throw permanent(
+        `state file ${this.file} could not be written (${full ? `no space left on the file system of ${dir}` : (err as Error).message}); the previous state is kept as it was`,
+        {
+          fix: full
+            ? `free space on the file system of ${dir} (df -h ${dir}), then run \`dsvm-agent provision\` again`
+            : fileFix(this.file, code),
+          reason: 'state-unwritable',
+          cause: err,
+        },
+      );
+    }
   }
 
   /**
