@@ -34,6 +34,9 @@ if (skip) {
       const first = await provision(VM);
       t.equal(first.r.exitCode, 0, describeResult('first provision', first.r));
       const before = await must('read state', sh(VM, `sha256sum ${STATE}; cat ${STATE}`));
+      const listing = async (): Promise<string> =>
+        (await must('list the state folder', sh(VM, `ls -A ${DIR} | grep -v -x filler || true`))).trim();
+      const namesBefore = await listing();
       // The state folder on a 64 KiB tmpfs with what was there, then filled: the next write gets ENOSPC part-way.
       const fill = await must(
         'fill the state folder',
@@ -49,7 +52,14 @@ df -k --output=size,avail ${DIR} | tail -1`,
       t.comment(`tmpfs size/avail (KiB): ${fill.trim()}`);
       const full = await provision(VM);
       const after = await must('read state again', sh(VM, `sha256sum ${STATE}; cat ${STATE}`));
-      const left = await must('temp files', sh(VM, `ls -A ${DIR} | grep -v -x -e filler -e state.json -e agent.lock || true`));
+      const namesAfter = await listing();
+      const left = {
+        trim: () =>
+          namesAfter
+            .split('\n')
+            .filter((n) => !namesBefore.split('\n').includes(n))
+            .join(' '),
+      };
       const text = full.r.stdout + full.r.stderr;
       const clear = /ENOSPC|no space left/i.test(text) && text.includes(DIR);
       const crashed = full.r.signal !== null || /\n\s+at .+:\d+:\d+\)?\n/.test(text) || /Unhandled|TypeError/.test(text);
