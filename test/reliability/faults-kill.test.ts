@@ -18,6 +18,7 @@
  */
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import t from 'tap';
 import { describeResult, LAB_SCRIPT, labSkipReason, PROJECT_ROOT } from '../lab/harness.js';
 import { AGENT, bringDown, bringUp, CONFIG, provision, sh, type FaultVm, type ProvisionOut } from './fault-client.js';
@@ -45,6 +46,15 @@ function tree(root: number): number[] {
   };
   walk(root);
   return out;
+}
+
+/** The base name of a process's argv[0] ('' when it is gone). */
+function argv0(pid: number): string {
+  try {
+    return path.basename(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0] ?? '');
+  } catch {
+    return '';
+  }
 }
 
 interface Run {
@@ -91,8 +101,15 @@ function provisionRun(killAt?: number): Promise<Run> {
         if (killAt !== undefined && run.execs.length === killAt + 1 && !run.killed) {
           const at = m[1]!;
           run.killed = { at, processes: 0 };
-          // The line comes just before the spawn: 50 ms later the command runs (or a quick one is done).
-          setTimeout(() => {
+          // The line comes just before the spawn: wait (at most 40 ms) until the command runs, then kill.
+          const want = path.basename(at.split(' ')[0] ?? '');
+          const t1 = Date.now();
+          const killWhenStarted = (): void => {
+            const started = agentPid ? tree(agentPid).some((p) => p !== agentPid && argv0(p) === want) : false;
+            if (!started && Date.now() - t1 < 40) {
+              setImmediate(killWhenStarted);
+              return;
+            }
             const victims = agentPid ? tree(agentPid) : [];
             // One pass, the agent first: nothing it started may outlive it to finish the step.
             for (const v of victims) {
@@ -103,7 +120,8 @@ function provisionRun(killAt?: number): Promise<Run> {
               }
             }
             run.killed = { at, processes: victims.length };
-          }, 50);
+          };
+          killWhenStarted();
         }
       }
     });
@@ -195,8 +213,10 @@ if (skip) {
       ok: !!refOut,
     });
     if (!refOut || ref.execs.length < 2) return;
+    // The checker itself must pass the files of an undisturbed run, or its verdicts after a kill mean nothing.
+    t.same(await invalidFiles(), [], 'every file of the reference run passes the checks');
     const points = [
-      ...new Set(Array.from({ length: POINTS }, (_, i) => Math.round((i * (ref.execs.length - 1)) / Math.max(1, POINTS - 1)))),
+      ...new Set(Array.from({ length: POINTS }, (_, i) => Math.round((i * (ref.execs.length - 2)) / Math.max(1, POINTS - 1)))),
     ];
     t.ok(SHORT || points.length >= 10, `${points.length} distinct points over ${ref.execs.length} commands`);
     for (const k of points) {
