@@ -18,7 +18,7 @@ import {
   validateSudoers,
   type DifferingFile,
 } from './files.js';
-import { chooseComputerName, stillOurs } from './naming.js';
+import { chooseComputerName, claimComputerName, stillOurs } from './naming.js';
 import { pamAuthUpdate, pamEnabled } from './pam.js';
 import { joinFacts, MKHOMEDIR_PROFILE, type JoinFacts } from './render.js';
 import { SSSD_UNIT } from './sssd-check.js';
@@ -180,6 +180,13 @@ async function applyPlan(ctx: TaskContext, p: Plan, joins: FreshJoins): Promise<
   // is undone with the rest if the join fails.
   let pamStep: Promise<void> = Promise.resolve();
   let joinStep: Promise<void> = Promise.resolve();
+  // The name becomes this VM's on the DC before the join (naming.ts: two VMs that chose it at once must not
+  // both join with it). It talks to the DC while the candidate files are checked here: both precede the join.
+  let claimStep: Promise<void> = Promise.resolve();
+  if (p.join) {
+    claimStep = claimComputerName(ctx, p.facts.computerName, p.adcli);
+    claimStep.catch(() => undefined); // awaited below; never an unhandled rejection
+  }
   try {
     const sudo = p.files.find((f) => f.path === sudoersFile(ctx));
     if (sudo?.content !== undefined) await validateSudoers(ctx, sudo.content);
@@ -189,6 +196,7 @@ async function applyPlan(ctx: TaskContext, p: Plan, joins: FreshJoins): Promise<
     const profile = p.pamEnable ? p.files.find((f) => f.path === path.join(ctx.paths.pamConfigsDir, MKHOMEDIR_PROFILE)) : undefined;
     if (profile) await tx.write(profile);
     if (p.join) {
+      await claimStep;
       const join = await prepareJoin(ctx, p.facts, p.adcli);
       // adcli adds to an existing keytab: a stale one (another name) must go, or two accounts would be in it.
       await tx.remove(ctx.paths.krb5Keytab);
@@ -224,7 +232,7 @@ async function applyPlan(ctx: TaskContext, p: Plan, joins: FreshJoins): Promise<
     if (p.files.some((f) => f.label === 'sshd drop-in') && (await ctx.services.isActive(SSH))) await ctx.services.restart(SSH);
   } catch (err) {
     joins.forget(ctx);
-    await Promise.allSettled([joinStep, pamStep]);
+    await Promise.allSettled([claimStep, joinStep, pamStep]);
     const restored = await tx.restore();
     if (pamChanged) await pamAuthUpdate(ctx, ['--remove', MKHOMEDIR_PROFILE]).catch(() => undefined);
     if (p.join) {

@@ -1,8 +1,9 @@
 import { hostname as osHostname } from 'node:os';
-import { permanent } from '../../agent/errors.js';
+import { permanent, transient } from '../../agent/errors.js';
 import type { TaskContext } from '../../agent/task.js';
-import { candidateNames, judgeExisting, primaryComputerName } from './computer-name.js';
-import { askAdcliOnce, lookupComputer, type AdcliAsk } from './lookup.js';
+import { directoryError, domainDn, modifyArgv, parseLdif, withJoinTicket } from './adcli-compat.js';
+import { candidateNames, judgeExisting, primaryComputerName, vmIdStamp } from './computer-name.js';
+import { askAdcliOnce, joinSecret, lookupComputer, type AdcliAsk } from './lookup.js';
 
 /*
  * The computer name's I/O: what the pure name rule (computer-name.ts) reads
@@ -60,4 +61,80 @@ export async function stillOurs(ctx: TaskContext, name: string, adcli: AdcliAsk)
   const verdict = judgeExisting(await lookupComputer(ctx, name, adcli), ctx.state.vmId, ctx.clock.now(), explicit);
   if (!verdict.use) ctx.log.warn(`${name} is now held by ${verdict.holder}: joining under another name`);
   return verdict.use;
+}
+
+/** adcli's own values for a new computer object: WORKSTATION_TRUST_ACCOUNT | DONT_EXPIRE_PASSWD. */
+const NEW_COMPUTER_UAC = '69632';
+
+/**
+ * Make the chosen name this VM's before joining with it. Two VMs that derive
+ * the same name at the same moment both find it free, and `adcli join`
+ * takes over an existing account (it resets the password): the later join
+ * would silently break the earlier VM's keytab. An LDAP add is atomic on
+ * the DC, so the object is created here first, as adcli creates it, with
+ * this VM's stamp: of two VMs exactly one add succeeds. The other finds the
+ * object, judges it by the name rule again (its own from an interrupted
+ * run, stale, or an explicit name: go on) and otherwise fails transiently,
+ * so the retry's plan picks the next name. The object has no password
+ * until adcli sets one: nothing can log in with it meanwhile.
+ * A pre-staged account (one-time password) is the administrator's: nothing to claim.
+ */
+export async function claimComputerName(ctx: TaskContext, name: string, adcli: AdcliAsk): Promise<void> {
+  const secret = await joinSecret(ctx);
+  if (secret.kind !== 'user') return;
+  // No DC from a preflight: not a first boot but a repair's rejoin of this VM's own name, where adcli
+  // finds a DC itself; there is no race to close and no DC to add the object at.
+  const dc = ctx.state.facts.domainController?.host;
+  if (!dc) {
+    ctx.log.debug(`no DC known from a preflight: ${name} is joined without a claim`);
+    return;
+  }
+  const realm = ctx.cfg.domain.name.toUpperCase();
+  const login = { realm, dc, user: secret.user!, password: secret.password };
+  const vmId = ctx.state.vmId;
+  const added = await withJoinTicket(ctx, login, async (env) => {
+    const container = ctx.cfg.domain.computerOu ?? (await computersContainer(ctx, login.dc, realm, env));
+    const dn = `CN=${name},${container}`;
+    const ldif = [
+      `dn: ${dn}`,
+      'changetype: add',
+      'objectClass: computer',
+      `sAMAccountName: ${name}$`,
+      `userAccountControl: ${NEW_COMPUTER_UAC}`,
+      `description: ${vmIdStamp(vmId)}`,
+      '',
+    ].join('\n');
+    const r = await ctx.run({ file: 'ldapmodify', args: modifyArgv(login.dc), input: ldif, env, timeoutMs: 60_000 });
+    if (r.exitCode === 0) return true;
+    // 68 entryAlreadyExists (same DN); 19 constraint violation (sAMAccountName held elsewhere): someone holds it.
+    if (/\((68|19)\)|already exists/i.test(`${r.stderr}${r.stdout}`)) return false;
+    throw directoryError(`ldapmodify add ${dn}`, r, 'check domain.joinUser and the join password secret');
+  });
+  if (added) {
+    ctx.log.debug(`claimed ${name} on ${login.dc}`);
+    return;
+  }
+  const explicit = ctx.cfg.domain.computerName !== 'auto';
+  const verdict = judgeExisting(await lookupComputer(ctx, name, adcli), vmId, ctx.clock.now(), explicit);
+  if (verdict.use) return;
+  throw transient(`computer name ${name} was taken by ${verdict.holder} while this VM was about to join with it`, {
+    reason: 'computer-name-raced',
+    fix: 'nothing to do: the next attempt picks the next free name',
+  });
+}
+
+/** Where adcli creates computer objects without an OU: the domain's well-known computers container. */
+async function computersContainer(ctx: TaskContext, dc: string, realm: string, env: Record<string, string>): Promise<string> {
+  const base = domainDn(realm);
+  const r = await ctx.run({
+    file: 'ldapsearch',
+    args: [...modifyArgv(dc), '-LLL', '-o', 'ldif-wrap=no', '-s', 'base', '-b', base, '(objectClass=*)', 'wellKnownObjects'],
+    env,
+    timeoutMs: 60_000,
+  });
+  if (r.exitCode !== 0)
+    throw directoryError(`ldapsearch wellKnownObjects of ${base}`, r, 'check domain.joinUser and the join password secret');
+  const prefix = 'B:32:AA312825768811D1ADED00C04FD8D5CD:';
+  const known = parseLdif(r.stdout)[0]?.attrs.wellknownobjects?.find((v) => v.toUpperCase().startsWith(prefix));
+  return known ? known.slice(prefix.length) : `CN=Computers,${base}`;
 }
