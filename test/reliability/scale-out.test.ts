@@ -275,17 +275,13 @@ if (skip) {
       t.equal(c.exitCode, 0, describeResult(`samba-tool computer create ${name}`, c));
     }
     // The gone VM's object: idle past the stale limit (its password last set 60 days ago). Samba sets
-    // pwdLastSet to a time only under one of its private controls, on the DC's own database; which
-    // OID that is differs between releases, so each of password_hash's own is tried (unknown: ignored).
+    // pwdLastSet to a time only under its bypass control (DSDB_CONTROL_PASSWORD_BYPASS_LAST_SET_OID,
+    // made for upgrades), on the DC's own database.
     const old = BigInt(Date.now() - STALE_AFTER_MS - 15 * 24 * 3600_000) * 10_000n + 116444736000000000n;
-    let backdate;
-    for (const oid of ['27', '26', '24', '23', '20']) {
-      backdate = await dcExec(['ldbmodify', '-H', sam, `--controls=local_oid:1.3.6.1.4.1.7165.4.3.${oid}:0`], {
-        input: `dn: CN=${gone},${env.JOIN_OU}\nchangetype: modify\nreplace: pwdLastSet\npwdLastSet: ${old}\n-\n`,
-      });
-      if (backdate.exitCode === 0) break;
-    }
-    t.equal(backdate?.exitCode, 0, describeResult('backdate the gone VM', backdate!));
+    const backdate = await dcExec(['ldbmodify', '-H', sam, '--controls=local_oid:1.3.6.1.4.1.7165.4.3.20:0'], {
+      input: `dn: CN=${gone},${env.JOIN_OU}\nchangetype: modify\nreplace: pwdLastSet\npwdLastSet: ${old}\n-\n`,
+    });
+    t.equal(backdate.exitCode, 0, describeResult('backdate the gone VM', backdate));
     const check = await dcExec(['ldbsearch', '-H', sam, '-b', `CN=${gone},${env.JOIN_OU}`, '-s', 'base', 'pwdLastSet']);
     t.match(check.stdout, new RegExp(`pwdLastSet: ${old}`), 'the gone VM last set its password 60 days ago');
     const boots = await bootAll([REUSED.live, REUSED.gone], BOOT_BOUND_MS);
