@@ -25,6 +25,19 @@ const realDoors: DomainJoinDoors = {
   leaveDomain,
 };
 
+/**
+ * Remove this VM's DNS record for good: sssd stops first. sssd registers the
+ * record again whenever it goes online or sees the network change
+ * (dyndns_update), so a record removed while it runs can come back before
+ * the account is deleted (seen in the VM test: removed during a Preempt,
+ * back seconds later, with no account left to remove it). The account goes
+ * next in both callers, after which sssd could not work anyway.
+ */
+async function removeDnsRecordForGood(ctx: TaskContext, remove: DomainJoinDoors['removeDnsRecord']): Promise<unknown> {
+  if (await ctx.services.isActive(SSSD_UNIT)) await ctx.services.stop(SSSD_UNIT);
+  return remove(ctx);
+}
+
 /** What deprovision says it removes, in the order undoJoin does it. */
 function describe(ctx: TaskContext, o: DescribeOptions): string[] {
   const p = ctx.paths;
@@ -68,12 +81,20 @@ export function domainJoinCapability(over: Partial<DomainJoinDoors> = {}): Capab
     ],
     terminate: [
       // With domain.dnsUpdate off sssd never registered a record: there is none of ours to remove.
-      { id: 'dns', label: 'removing the DNS record', run: async (ctx) => (ctx.cfg.domain.dnsUpdate ? d.removeDnsRecord(ctx) : undefined) },
+      {
+        id: 'dns',
+        label: 'removing the DNS record',
+        run: async (ctx) => (ctx.cfg.domain.dnsUpdate ? removeDnsRecordForGood(ctx, d.removeDnsRecord) : undefined),
+      },
       { id: 'domain', label: 'leaving the domain', run: (ctx) => d.leaveDomain(ctx) },
     ],
     deprovision: {
       describe,
-      undo: (ctx, o) => undoJoin(ctx, { ...o, ...(ctx.cfg.domain.dnsUpdate ? { removeDnsRecord: d.removeDnsRecord } : {}) }),
+      undo: (ctx, o) =>
+        undoJoin(ctx, {
+          ...o,
+          ...(ctx.cfg.domain.dnsUpdate ? { removeDnsRecord: (c: TaskContext) => removeDnsRecordForGood(c, d.removeDnsRecord) } : {}),
+        }),
     },
   };
 }
