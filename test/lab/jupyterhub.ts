@@ -40,6 +40,9 @@ from dsvm_agent_hook import dsvm_agent_pre_spawn_hook
 c.Spawner.pre_spawn_hook = dsvm_agent_pre_spawn_hook
 `;
 
+/** The bench hub's single-user servers listen here (one at a time). */
+const BENCH_SERVER_PORT = 8890;
+
 /**
  * The bench's hub: the same hook, skipped while /run/jh-lab/no-hook exists,
  * so spawns with and without it alternate in one hub process.
@@ -51,6 +54,9 @@ async def bench_hook(spawner):
     if not os.path.exists("/run/jh-lab/no-hook"):
         await dsvm_agent_pre_spawn_hook(spawner)
 c.Spawner.pre_spawn_hook = bench_hook
+# The bench polls the server itself (serverUpMs): a fixed port to poll, and the spawn request answered at once.
+c.Spawner.port = ${BENCH_SERVER_PORT}
+c.JupyterHub.slow_spawn_timeout = 0
 `;
 
 /** Whether the bench hub runs the hook for the next spawns. */
@@ -202,6 +208,38 @@ echo $(( ($(date +%s%N) - t0) / 1000000 ))`,
   return Number(out.trim());
 }
 
+/**
+ * The bench's spawn time: from the spawn request until USER's single-user
+ * server answers on its port, polled every 20 ms inside the VM. The hub's
+ * own readiness check polls with a jittered exponential backoff (random
+ * waits from 0.2 s, doubling), which adds up to seconds of noise that has
+ * nothing to do with what ran before the server; this sees the server's
+ * first answer. Then waits (untimed) until the hub also counts it ready.
+ */
+export async function serverUpMs(user: string): Promise<number> {
+  const out = await inHub(
+    `${API}
+code=$(api -X POST ${HUB_URL}/hub/api/users/${user})
+[ "$code" = 201 ] || [ "$code" = 409 ] || { echo "create user ${user}: $code $(cat /tmp/api.out)" >&2; exit 1; }
+t0=$(date +%s%N)
+code=$(api -X POST ${HUB_URL}/hub/api/users/${user}/server)
+[ "$code" = 201 ] || [ "$code" = 202 ] || { echo "spawn ${user}: $code $(cat /tmp/api.out)" >&2; exit 1; }
+for i in $(seq 3000); do
+  [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:${BENCH_SERVER_PORT}/user/${user}/api)" = 200 ] && break
+  sleep 0.02
+done
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+for i in $(seq 600); do
+  api ${HUB_URL}/hub/api/users/${user} >/dev/null
+  python3 -c 'import json,sys; u=json.load(open("/tmp/api.out")); sys.exit(0 if u.get("server") and not u.get("pending") else 1)' && break
+  sleep 0.05
+done
+echo $ms`,
+    { timeoutMs: 120_000 },
+  );
+  return Number(out.trim());
+}
+
 /** Stops USER's server and waits until it is gone. */
 export async function stopServer(user: string): Promise<void> {
   await inHub(
@@ -217,6 +255,38 @@ echo "${user}'s server did not stop" >&2
 exit 1`,
     { timeoutMs: 60_000 },
   );
+}
+
+/**
+ * The agent's login service on its real control socket, as `dsvm-agent run`
+ * serves it (the same small daemon as test/lab/login.test.ts), so a hook's
+ * login takes the DSVM's path: asked over the socket, answered by the daemon.
+ * Returns a stop function.
+ */
+export async function startLoginDaemon(): Promise<() => Promise<void>> {
+  const script = `import { loadConfig } from '${PROJECT_ROOT}/src/agent/config.ts';
+import { createBase } from '${PROJECT_ROOT}/src/agent/context.ts';
+import { serveIpc } from '${PROJECT_ROOT}/src/agent/ipc.ts';
+import { LoginService } from '${PROJECT_ROOT}/src/tasks/workspace/service.ts';
+const base = createBase({ logLevel: 'warn' });
+const cfg = await loadConfig('/etc/dsvm-agent/config.yaml');
+const logins = new LoginService({ cfg, paths: base.paths, run: base.run, log: base.log });
+await serveIpc(base.paths.socketFile, async (req) => req.op === 'login' ? logins.handle(req.user, { deadlineMs: req.deadlineMs, shareHealthy: true }) : {}, base.log);
+`;
+  await inHub('cat >/run/jh-lab/login-daemon.mts', { input: script });
+  await inHub(
+    `cd ${PROJECT_ROOT}
+setsid node_modules/.bin/tsx /run/jh-lab/login-daemon.mts </dev/null >/run/jh-lab/login-daemon.log 2>&1 &
+echo $! >/run/jh-lab/login-daemon.pid
+for i in $(seq 150); do [ -S /run/dsvm-agent/agent.sock ] && exit 0; sleep 0.1; done
+cat /run/jh-lab/login-daemon.log >&2
+exit 1`,
+    { timeoutMs: 60_000 },
+  );
+  // setsid made it a process group leader: the group is tsx and its node.
+  return async () => {
+    await tryInHub('kill -KILL -- -"$(cat /run/jh-lab/login-daemon.pid)"; rm -f /run/dsvm-agent/agent.sock /run/jh-lab/login-daemon.pid');
+  };
 }
 
 /** The flags seen to work on this kind of machine (closed network, root). */
