@@ -37,7 +37,7 @@ if (skip) {
   t.teardown(async () => {
     if (frozen) await lab(['files-thaw']).catch(() => undefined);
     await daemon.stop().catch(() => undefined);
-    await sh(VM, `umount -l ${SMB} 2>/dev/null; pkill -KILL -F /run/dsvm-storm-smbnetfs.pid 2>/dev/null; true`).catch(() => undefined);
+    await sh(VM, `umount -l ${SMB} 2>/dev/null; kill -KILL "$(cat /run/dsvm-storm-smbnetfs.pid)" 2>/dev/null; true`).catch(() => undefined);
     await bringDown(VM);
   });
 
@@ -57,8 +57,8 @@ if (skip) {
           `mkdir -p /root/.smb ${SMB}; umask 077; read -r key
 printf 'auth "%s" "%s"\\nsmb_timeout 600000\\nuse_libsecret false\\nsmb_query_browsers false\\n' "${env.STORAGE_ACCOUNT}" "$key" >/root/.smb/smbnetfs.conf
 printf '[global]\\nclient min protocol = SMB2\\n' >/root/.smb/smb.conf
-HOME=/root smbnetfs ${SMB} -o config=/root/.smb/smbnetfs.conf,allow_other
-pgrep -n -x smbnetfs >/run/dsvm-storm-smbnetfs.pid
+HOME=/root setsid smbnetfs ${SMB} -f -o config=/root/.smb/smbnetfs.conf,allow_other </dev/null >/dev/null 2>&1 &
+echo $! >/run/dsvm-storm-smbnetfs.pid
 for i in $(seq 50); do ls ${root} >/dev/null 2>&1 && exit 0; sleep 0.2; done
 echo "the share is not readable through smbnetfs" >&2; exit 1`,
           { input: `${readLabSecret('storage-key')}\n`, timeoutMs: 60_000 },
