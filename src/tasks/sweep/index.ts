@@ -1,8 +1,9 @@
 import { identityName, managedIdentity } from '../../agent/azure/identity.js';
+import { leaveBackoff } from '../../agent/backoff.js';
 import { answerSource, readFetchCapped, type AnswerLimits } from '../../agent/azure/bounded.js';
 import { permanent, transient } from '../../agent/errors.js';
 import { summarize } from '../../agent/runner.js';
-import type { TaskContext } from '../../agent/task.js';
+import { retryTransient, type TaskContext } from '../../agent/task.js';
 import { deleteComputerArgv, isNoSuchComputer, keytabComputerName, parseAdcliError } from '../domain-join/adcli.js';
 import { directoryError, domainDn, parseLdif, withJoinTicket, type DirectoryLogin } from '../domain-join/adcli-compat.js';
 import { firstDomainController } from '../../agent/dc-locator.js';
@@ -138,7 +139,10 @@ async function joinLogin(ctx: TaskContext): Promise<DirectoryLogin> {
       fix: 'configure domain.joinUser and domain.joinPassword (an account that may delete computer objects in the OU)',
     });
   const password = await ctx.secret(d.joinPassword, 'domain.joinPassword');
-  return { realm: d.name.toUpperCase(), dc: await firstDomainController(d.name), user: d.joinUser, password };
+  // A DC busy with joins can let a DNS lookup time out (seen in the lab with
+  // five VMs joining): waited for up to a minute, as leaving the domain is.
+  const dc = await retryTransient(ctx, 'sweep: find a domain controller', leaveBackoff, () => firstDomainController(d.name));
+  return { realm: d.name.toUpperCase(), dc, user: d.joinUser, password };
 }
 
 /** The pool's stamped computer objects under `base` whose name starts with `prefix`. */
