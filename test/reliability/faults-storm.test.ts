@@ -81,7 +81,7 @@ echo "the share is not readable through smbnetfs" >&2; exit 1`,
       const freeze = await lab(['files-freeze']);
       t.equal(freeze.exitCode, 0, describeResult('files-freeze', freeze));
       frozen = true;
-      const hung = await sh(VM, `timeout -s KILL 3 stat ${root}/alice >/dev/null 2>&1; echo $?`);
+      const hung = await sh(VM, `rc=0; timeout -s KILL 3 stat ${root}/alice >/dev/null 2>&1 || rc=$?; echo $rc`);
       t.equal(hung.stdout.trim(), '137', 'the share hangs: a stat is still waiting after 3 s');
       // The storm and a /health prober at once, from inside the VM.
       const storm = await nodeIn(
