@@ -21,7 +21,8 @@ export interface RunRecord {
   short: boolean;
   startedAt: string;
   finishedAt?: string;
-  files: Array<{ file: string; exitCode: number; seconds: number }>;
+  /** `short` per file: a run of some files keeps the records of the others, which may be of the other version. */
+  files: Array<{ file: string; exitCode: number; seconds: number; short?: boolean }>;
 }
 
 const cell = (s: string): string => s.replace(/\|/g, '\\|').replace(/\r?\n/g, '<br>');
@@ -37,7 +38,7 @@ export function renderBlock(byFile: Map<string, ReliabilityRow[]>, run: RunRecor
   if (run) {
     const failed = run.files.filter((f) => f.exitCode !== 0).map((f) => path.basename(f.file));
     lines.push(
-      `Run of ${run.startedAt.slice(0, 16).replace('T', ' ')} UTC, ${run.short ? 'short version (RELIABILITY_SHORT=1)' : 'full version'}: ` +
+      `Last run ${run.startedAt.slice(0, 16).replace('T', ' ')} UTC, ${run.short ? 'short version (RELIABILITY_SHORT=1)' : 'full version'}: ` +
         `${run.files.length} scenario files, ${failed.length ? `failed: ${failed.join(', ')}` : 'all passed'}.`,
       '',
     );
@@ -46,7 +47,10 @@ export function renderBlock(byFile: Map<string, ReliabilityRow[]>, run: RunRecor
   for (const base of [...files].sort()) {
     const rows = byFile.get(base) ?? [];
     const exit = run?.files.find((f) => path.basename(f.file).replace(/\.test\.ts$/, '') === base);
-    lines.push(`### ${base} (\`test/reliability/${base}.test.ts\`${exit ? `, ${Math.round(exit.seconds)} s` : ''})`, '');
+    const how = exit
+      ? `, ${Math.round(exit.seconds)} s${exit.short === undefined ? '' : exit.short ? ', short version' : ', full version'}`
+      : '';
+    lines.push(`### ${base} (\`test/reliability/${base}.test.ts\`${how})`, '');
     lines.push('| Scenario | Expected | Happened | Measured | Result |', '|---|---|---|---|---|');
     for (const r of rows) {
       lines.push(

@@ -38,6 +38,7 @@ t.test('a file that exited non-zero with only passing rows reads FAILED', async 
     ],
   });
   t.match(block, /short version/);
+  t.match(block, /Last run 2026-12-06 09:00 UTC/);
   t.match(block, /failed: faults-kill\.test\.ts, faults-disk\.test\.ts/);
   t.match(block, /\| \(the file itself\) \|.*tap exited 1.*\*\*FAILED\*\* \|/);
   t.match(block, /### faults-disk/, 'a file that recorded no rows still has its section');
