@@ -5,7 +5,18 @@
  * root-only file, optionally the lab's share), provisioned with the real
  * agent, and removed again: computer account, then the namespaces.
  */
-import { clientExec, describeResult, fakesUrls, lab, labEnv, PROJECT_ROOT, readLabSecret, type ExecResult } from '../lab/harness.js';
+import t from 'tap';
+import {
+  clientExec,
+  describeResult,
+  fakesUrls,
+  lab,
+  labEnv,
+  labSkipReason,
+  PROJECT_ROOT,
+  readLabSecret,
+  type ExecResult,
+} from '../lab/harness.js';
 
 export const AGENT = `${PROJECT_ROOT}/bin/dsvm-agent`;
 export const CONFIG = '/etc/dsvm-agent/config.yaml';
@@ -95,6 +106,27 @@ export async function bringDown(vm: FaultVm): Promise<void> {
     () => undefined,
   );
   await lab(['client-down', vm.client], { timeoutMs: 120_000 }).catch(() => undefined);
+}
+
+/**
+ * The frame of one fault scenario file: without a lab the file is skipped,
+ * with the reason; otherwise `body` registers the file's tests and its own
+ * clean-up steps (undo the fault, stop the daemon), which run at the end in
+ * the order given, a failing one not stopping the next, and then the VM is
+ * brought down.
+ */
+export function faultFile(vm: FaultVm, body: (cleanup: (step: () => Promise<unknown>) => void) => void): void {
+  const skip = labSkipReason();
+  if (skip) {
+    t.plan(0, skip);
+    return;
+  }
+  const steps: Array<() => Promise<unknown>> = [];
+  t.teardown(async () => {
+    for (const step of steps) await step().catch(() => undefined);
+    await bringDown(vm);
+  });
+  body((step) => steps.push(step));
 }
 
 /** "1234 ms" → "1.2 s" for rows. */

@@ -8,30 +8,24 @@
  * reads ok again.
  */
 import t from 'tap';
-import { clientExec, describeResult, labSkipReason } from '../lab/harness.js';
+import { clientExec, describeResult } from '../lab/harness.js';
 import { checkIs, fastChecks, health, VmDaemon, waitHealth } from './daemon-client.js';
-import { AGENT, bringDown, bringUp, CONFIG, must, provision, sh, type FaultVm } from './fault-client.js';
+import { AGENT, bringUp, CONFIG, must, provision, sh, type FaultVm, faultFile } from './fault-client.js';
 import { rowsFor } from './rows.js';
 
 const VM: FaultVm = { client: 'f3', ip: '10.77.0.233', hostname: 'dsvm-fault-config' };
 const GARBAGE = 'domain: [\u0001 {{ this is not : yaml\nshare: 42\n';
 
-const skip = labSkipReason();
-if (skip) {
-  t.plan(0, skip);
-} else {
+faultFile(VM, (cleanup) => {
   const rows = rowsFor(import.meta.filename);
   const daemon = new VmDaemon(VM);
-  t.teardown(async () => {
-    await daemon.stop().catch(() => undefined);
-    await bringDown(VM);
-  });
+  cleanup(() => daemon.stop());
 
   t.test('config replaced by garbage while the daemon runs', async (t) => {
     const scenario = 'config replaced by garbage while the daemon runs';
     const expected =
       'the daemon keeps the last good config (checks go on, health unchanged); /health and status report the bad file with the problem and the fix; SIGHUP does not end it; the good file back reads ok';
-    try {
+    await rows.guard(scenario, expected, async () => {
       await bringUp(VM, { extra: fastChecks() });
       const p = await provision(VM);
       t.equal(p.r.exitCode, 0, describeResult('provision', p.r));
@@ -89,9 +83,6 @@ if (skip) {
         numbers: { 'ms to report': seenMs, 'ms to ok again': backMs, 'stop ms': stopMs, 'total s': Math.round((Date.now() - t0) / 1000) },
         ok,
       });
-    } catch (err) {
-      rows.record({ scenario, expected, happened: `the scenario broke: ${(err as Error).message.slice(0, 400)}`, numbers: {}, ok: false });
-      throw err;
-    }
+    });
   });
-}
+});

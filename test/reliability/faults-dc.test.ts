@@ -8,9 +8,9 @@
  * recovers by itself, with no rejoin (the keytab is the one from before).
  */
 import t from 'tap';
-import { clientExec, describeResult, lab, labSkipReason, readLabSecret } from '../lab/harness.js';
+import { clientExec, describeResult, lab, readLabSecret } from '../lab/harness.js';
 import { checkIs, fastChecks, health, VmDaemon, waitHealth } from './daemon-client.js';
-import { bringDown, bringUp, must, provision, sh, type FaultVm } from './fault-client.js';
+import { bringUp, must, provision, sh, type FaultVm, faultFile } from './fault-client.js';
 import { rowsFor, SHORT } from './rows.js';
 
 const VM: FaultVm = { client: 'f5', ip: '10.77.0.235', hostname: 'dsvm-fault-dc' };
@@ -18,18 +18,14 @@ const OUTAGE_MS = SHORT ? 60_000 : 10 * 60_000;
 const LOGIN_EVERY_MS = SHORT ? 10_000 : 30_000;
 const PAM = 'dsvm-fault-dc';
 
-const skip = labSkipReason();
-if (skip) {
-  t.plan(0, skip);
-} else {
+faultFile(VM, (cleanup) => {
   const rows = rowsFor(import.meta.filename);
   const daemon = new VmDaemon(VM);
   let dcDown = false;
-  t.teardown(async () => {
-    if (dcDown) await lab(['dc-start'], { timeoutMs: 120_000 }).catch(() => undefined);
-    await daemon.stop().catch(() => undefined);
-    await bringDown(VM);
+  cleanup(async () => {
+    if (dcDown) await lab(['dc-start'], { timeoutMs: 120_000 });
   });
+  cleanup(() => daemon.stop());
 
   /** alice through pam_sss (authenticate + account); ms and whether it passed. */
   const login = async (): Promise<{ ok: boolean; ms: number; out: string }> => {
@@ -45,7 +41,7 @@ if (skip) {
     const scenario = `DC down ${OUTAGE_MS / 60_000} min after the join${SHORT ? ' (short version; the full one: 10 min)' : ''}`;
     const expected =
       'cached logins keep working (sssd cache) and id resolves; health degrades, then recovers by itself once the DC is back; no rejoin';
-    try {
+    await rows.guard(scenario, expected, async () => {
       await bringUp(VM, { extra: fastChecks({ repair: true }) });
       const p = await provision(VM);
       t.equal(p.r.exitCode, 0, describeResult('provision', p.r));
@@ -116,9 +112,6 @@ if (skip) {
         },
         ok,
       });
-    } catch (err) {
-      rows.record({ scenario, expected, happened: `the scenario broke: ${(err as Error).message.slice(0, 400)}`, numbers: {}, ok: false });
-      throw err;
-    }
+    });
   });
-}
+});

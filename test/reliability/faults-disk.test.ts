@@ -8,28 +8,22 @@
  * left; with space again, provision converges.
  */
 import t from 'tap';
-import { describeResult, labSkipReason } from '../lab/harness.js';
-import { bringDown, bringUp, must, provision, seconds, sh, STATE, type FaultVm } from './fault-client.js';
+import { describeResult } from '../lab/harness.js';
+import { bringUp, must, provision, seconds, sh, STATE, type FaultVm, faultFile } from './fault-client.js';
 import { rowsFor } from './rows.js';
 
 const VM: FaultVm = { client: 'f2', ip: '10.77.0.232', hostname: 'dsvm-fault-disk' };
 const DIR = '/var/lib/dsvm-agent';
 
-const skip = labSkipReason();
-if (skip) {
-  t.plan(0, skip);
-} else {
+faultFile(VM, (cleanup) => {
   const rows = rowsFor(import.meta.filename);
-  t.teardown(async () => {
-    await sh(VM, `umount ${DIR} 2>/dev/null || true`).catch(() => undefined);
-    await bringDown(VM);
-  });
+  cleanup(() => sh(VM, `umount ${DIR} 2>/dev/null || true`));
 
   t.test('disk full on /var during a state write', async (t) => {
     const scenario = 'disk full on /var during a state write';
     const expected =
       'provision fails with a clear error (file, cause, fix); no crash; the previous state.json intact, no temp file left; converges once there is space';
-    try {
+    await rows.guard(scenario, expected, async () => {
       await bringUp(VM);
       const first = await provision(VM);
       t.equal(first.r.exitCode, 0, describeResult('first provision', first.r));
@@ -87,9 +81,6 @@ df -k --output=size,avail ${DIR} | tail -1`,
         numbers: { 'failed run s': seconds(full.ms), 'converged run s': seconds(again.ms), 'tmpfs KiB': 64 },
         ok,
       });
-    } catch (err) {
-      rows.record({ scenario, expected, happened: `the scenario broke: ${(err as Error).message.slice(0, 400)}`, numbers: {}, ok: false });
-      throw err;
-    }
+    });
   });
-}
+});

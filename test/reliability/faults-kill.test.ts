@@ -20,8 +20,8 @@ import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { describeResult, LAB_SCRIPT, labSkipReason, PROJECT_ROOT } from '../lab/harness.js';
-import { AGENT, bringDown, bringUp, CONFIG, provision, sh, type FaultVm, type ProvisionOut } from './fault-client.js';
+import { describeResult, LAB_SCRIPT, PROJECT_ROOT } from '../lab/harness.js';
+import { AGENT, bringUp, CONFIG, provision, sh, type FaultVm, type ProvisionOut, faultFile } from './fault-client.js';
 import { rowsFor, SHORT } from './rows.js';
 
 const VM: FaultVm = { client: 'f1', ip: '10.77.0.231', hostname: 'dsvm-fault-kill' };
@@ -182,12 +182,8 @@ const outcome = (out: ProvisionOut | undefined): string =>
         .join(' ')
     : 'no outcome';
 
-const skip = labSkipReason();
-if (skip) {
-  t.plan(0, skip);
-} else {
+faultFile(VM, () => {
   const rows = rowsFor(import.meta.filename);
-  t.teardown(() => bringDown(VM));
 
   t.test(`kill -9 during provision at ${POINTS} points`, async (t) => {
     await bringUp(VM, { share: true });
@@ -223,7 +219,7 @@ if (skip) {
       const name = ref.execs[k]!.split(' ').slice(0, 3).join(' ');
       const scenario = `kill -9 at command ${k + 1}/${ref.execs.length}: ${name}`;
       const expected = 'every written file valid; the next provision converges to the reference outcome';
-      try {
+      await rows.guard(scenario, expected, async () => {
         const reset = await sh(
           VM,
           `${AGENT} --config ${CONFIG} deprovision --leave-domain --yes >/dev/null 2>&1 || true; test ! -e /var/lib/dsvm-agent/state.json`,
@@ -250,16 +246,7 @@ if (skip) {
           },
           ok: !!killed.killed?.processes && bad.length === 0 && converged && badAfter.length === 0,
         });
-      } catch (err) {
-        rows.record({
-          scenario,
-          expected,
-          happened: `the scenario broke: ${(err as Error).message.slice(0, 400)}`,
-          numbers: {},
-          ok: false,
-        });
-        throw err;
-      }
+      });
     }
   });
-}
+});

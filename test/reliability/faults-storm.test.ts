@@ -13,9 +13,9 @@
  * once the storm is over; the distribution is printed and recorded.
  */
 import t from 'tap';
-import { describeResult, lab, labEnv, labSkipReason, readLabSecret } from '../lab/harness.js';
+import { describeResult, lab, labEnv, readLabSecret } from '../lab/harness.js';
 import { fastChecks, nodeIn, VmDaemon } from './daemon-client.js';
-import { AGENT, bringDown, bringUp, must, provision, sh, type FaultVm } from './fault-client.js';
+import { AGENT, bringUp, must, provision, sh, type FaultVm, faultFile } from './fault-client.js';
 import { rowsFor, SHORT } from './rows.js';
 
 const VM: FaultVm = { client: 'f6', ip: '10.77.0.236', hostname: 'dsvm-fault-storm' };
@@ -27,25 +27,21 @@ const ROUNDS = SHORT ? 3 : 8;
 const SMB = '/mnt/dsvm-storm-smb';
 const PAM = 'dsvm-fault-storm';
 
-const skip = labSkipReason();
-if (skip) {
-  t.plan(0, skip);
-} else {
+faultFile(VM, (cleanup) => {
   const rows = rowsFor(import.meta.filename);
   const daemon = new VmDaemon(VM);
   let frozen = false;
-  t.teardown(async () => {
-    if (frozen) await lab(['files-thaw']).catch(() => undefined);
-    await daemon.stop().catch(() => undefined);
-    await sh(VM, `umount -l ${SMB} 2>/dev/null; kill -KILL "$(cat /run/dsvm-storm-smbnetfs.pid)" 2>/dev/null; true`).catch(() => undefined);
-    await bringDown(VM);
+  cleanup(async () => {
+    if (frozen) await lab(['files-thaw']);
   });
+  cleanup(() => daemon.stop());
+  cleanup(() => sh(VM, `umount -l ${SMB} 2>/dev/null; kill -KILL "$(cat /run/dsvm-storm-smbnetfs.pid)" 2>/dev/null; true`));
 
   t.test('login storm while the share hangs', async (t) => {
     const n = USERS.length * ROUNDS;
     const scenario = `login storm (${n} logins at once) while the share hangs (smbd SIGSTOPped)`;
     const expected = `every login returns within ${BOUND_MS} ms (loginTimeoutMs ${LOGIN_TIMEOUT_MS} + the hook's start-up); /health answers throughout; nothing left stuck`;
-    try {
+    await rows.guard(scenario, expected, async () => {
       const env = labEnv();
       const root = `${SMB}/${env.FILES_HOST}/${env.SHARE_NAME}`;
       await bringUp(VM, { extra: [...fastChecks(), `workspace: { root: ${root}, loginTimeoutMs: ${LOGIN_TIMEOUT_MS} }`] });
@@ -136,9 +132,6 @@ echo "the share is not readable through smbnetfs" >&2; exit 1`,
         },
         ok,
       });
-    } catch (err) {
-      rows.record({ scenario, expected, happened: `the scenario broke: ${(err as Error).message.slice(0, 400)}`, numbers: {}, ok: false });
-      throw err;
-    }
+    });
   });
-}
+});

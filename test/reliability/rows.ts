@@ -22,8 +22,15 @@ export const RELIABILITY_OUT = process.env.RELIABILITY_OUT || '/var/tmp/dsvm-rel
 /** The short version CI runs (RELIABILITY_SHORT=1): fewer points, shorter waits. */
 export const SHORT = process.env.RELIABILITY_SHORT === '1';
 
+export interface Rows {
+  rows: ReliabilityRow[];
+  record(row: ReliabilityRow): void;
+  /** Runs a scenario; if it throws, records that it broke (with the error) and rethrows, so the page never lacks its row. */
+  guard(scenario: string, expected: string, body: () => Promise<void>): Promise<void>;
+}
+
 /** A recorder for one scenario file: `rows.record(row)` rewrites the file with every row so far. */
-export function rowsFor(testFile: string): { record(row: ReliabilityRow): void; rows: ReliabilityRow[] } {
+export function rowsFor(testFile: string): Rows {
   const base = path.basename(testFile).replace(/\.test\.ts$/, '');
   const file = path.join(RELIABILITY_OUT, `${base}.json`);
   const rows: ReliabilityRow[] = [];
@@ -37,6 +44,20 @@ export function rowsFor(testFile: string): { record(row: ReliabilityRow): void; 
       if (i >= 0) rows[i] = row;
       else rows.push(row);
       writeFileSync(file, `${JSON.stringify(rows, null, 2)}\n`);
+    },
+    async guard(scenario, expected, body) {
+      try {
+        await body();
+      } catch (err) {
+        this.record({
+          scenario,
+          expected,
+          happened: `the scenario broke: ${(err as Error).message.slice(0, 400)}`,
+          numbers: {},
+          ok: false,
+        });
+        throw err;
+      }
     },
   };
 }
