@@ -74,10 +74,16 @@ t.test('a blocked event loop stops the timer-driven pings', async (t) => {
   const rec = new RecordingNotifier();
   const wd = new Watchdog({ notifier: rec, intervalMs: 50, maxLagMs: 100, log: tc.log });
   wd.start();
-  await new Promise((r) => setTimeout(r, 180));
+  // Waits for a condition rather than a fixed time: a loaded machine runs the timers late, not never.
+  const until = async (what: () => boolean, ms = 10_000): Promise<boolean> => {
+    const end = Date.now() + ms;
+    while (!what() && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    return what();
+  };
+  await until(() => rec.messages.length >= 2);
   const before = rec.messages.length;
-  const until = Date.now() + 400;
-  while (Date.now() < until) {
+  const stallEnd = Date.now() + 400;
+  while (Date.now() < stallEnd) {
     /* block the loop */
   }
   // The first tick after the stall, whenever the loaded machine runs it (a
@@ -87,7 +93,7 @@ t.test('a blocked event loop stops the timer-driven pings', async (t) => {
   while (wd.sent + wd.skipped === ticksAtStall) await new Promise((r) => setImmediate(r));
   const afterStall = rec.messages.length;
   t.equal(wd.skipped, skippedAtStall + 1, 'that first tick is a skip');
-  await new Promise((r) => setTimeout(r, 200));
+  await until(() => rec.messages.length > afterStall);
   wd.stop();
   t.ok(before >= 2, `pinged while healthy (${before})`);
   t.equal(afterStall - before, 0, 'the first tick after a 400 ms stall does not ping');
