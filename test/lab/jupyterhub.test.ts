@@ -21,6 +21,14 @@ import { spawn } from 'node:child_process';
 import { copyFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
+import {
+  fileBrowserLists,
+  loginRefusal,
+  openLoginPage,
+  saveNewNotebook,
+  submitLogin,
+  waitForFileBrowser,
+} from '../helpers/jupyterhub-browser.js';
 import { clientExec, lab, labEnv, labSkipReason, PROJECT_ROOT, readLabSecret } from './harness.js';
 import {
   HOOK_BOUND_MS,
@@ -85,28 +93,16 @@ if (skip) {
     const { browser, close } = await launchBrowser();
     t.teardown(close);
     const page = await (await browser.newContext({ viewport: { width: 1000, height: 380 } })).newPage();
-    await page.goto(`${HUB_URL}/hub/login`);
-    await page.locator('#username_input').waitFor();
+    await openLoginPage(page, HUB_URL);
     await screenshot('login.png', (path) => page.screenshot({ path }));
-    await page.fill('#username_input', 'alice');
-    await page.fill('#password_input', readLabSecret('passwords/alice'));
-    const t0 = Date.now();
-    await page.click('#login_submit');
-    await page.waitForURL(/\/user\/alice\/tree/, { timeout: 90_000 });
-    t.comment(`login to file browser: ${Date.now() - t0} ms`);
+    await submitLogin(page, 'alice', readLabSecret('passwords/alice'));
+    t.comment(`login to file browser: ${await waitForFileBrowser(page, 'alice', 90_000)} ms`);
     t.equal(await inHub('readlink "$(getent passwd alice | cut -d: -f6)/notebooks/remote"'), '/data/workspace/alice/notebooks\n');
 
-    await page.goto(`${HUB_URL}/user/alice/tree/notebooks`);
-    await page.locator('#notebook_list a', { hasText: 'remote' }).waitFor({ timeout: 30_000 });
+    await fileBrowserLists(page, HUB_URL, 'alice', 'notebooks', 'remote');
     t.pass('the file browser lists notebooks/remote');
 
-    await page.goto(`${HUB_URL}/user/alice/tree/notebooks/remote`);
-    await page.locator('#new-dropdown-button').click();
-    const [nb] = await Promise.all([page.context().waitForEvent('page'), page.locator('#kernel-python3 a').click()]);
-    await nb.locator('.CodeMirror').first().waitFor({ timeout: 60_000 });
-    await nb.locator('.CodeMirror').first().click();
-    await nb.keyboard.type(`print("${NOTE}")`);
-    await nb.keyboard.press('Control+s');
+    const nb = await saveNewNotebook(page, HUB_URL, 'alice', 'notebooks/remote', `print("${NOTE}")`);
     let saved = '';
     for (let i = 0; i < 100 && !saved.includes(NOTE); i++) {
       saved = (await tryInHub('cat /data/workspace/alice/notebooks/Untitled.ipynb')).stdout;
@@ -116,8 +112,7 @@ if (skip) {
     t.equal(await inHub('stat -c %U /data/workspace/alice/notebooks/Untitled.ipynb'), 'alice\n', 'written as alice');
     await nb.close();
 
-    await page.goto(`${HUB_URL}/user/alice/tree/notebooks/remote`);
-    await page.locator('#notebook_list a', { hasText: 'Untitled.ipynb' }).waitFor({ timeout: 30_000 });
+    await fileBrowserLists(page, HUB_URL, 'alice', 'notebooks/remote', 'Untitled.ipynb');
     await screenshot('file-browser.png', (path) => page.screenshot({ path }));
     t.match((await hookLines('alice')).join('\n'), /dsvm-agent login alice: done via local/, "the hook's outcome is in the hub's log");
   });
@@ -126,12 +121,7 @@ if (skip) {
     const { browser, close } = await launchBrowser();
     t.teardown(close);
     const page = await browser.newPage();
-    await page.goto(`${HUB_URL}/hub/login`);
-    await page.fill('#username_input', 'mallory');
-    await page.fill('#password_input', readLabSecret('passwords/mallory'));
-    await page.click('#login_submit');
-    await page.locator('.login_error').waitFor({ timeout: 30_000 });
-    t.match(await page.locator('.login_error').innerText(), /Invalid username or password/);
+    t.match(await loginRefusal(page, HUB_URL, 'mallory', readLabSecret('passwords/mallory')), /Invalid username or password/);
     t.match(page.url(), /\/hub\/login/, 'still on the login page');
     // Her password was right: PAM's account step (sssd's access control) said no.
     t.match(await hubLog(), /PAM Account Check failed \(mallory@/, 'refused by the account check, not the password');
@@ -143,12 +133,10 @@ if (skip) {
     const { browser, close } = await launchBrowser();
     t.teardown(close);
     const page = await browser.newPage();
-    await page.goto(`${HUB_URL}/hub/login`);
-    await page.fill('#username_input', 'Jean.Dupont');
-    await page.fill('#password_input', readLabSecret('passwords/Jean.Dupont'));
-    await page.click('#login_submit');
+    await openLoginPage(page, HUB_URL);
+    await submitLogin(page, 'Jean.Dupont', readLabSecret('passwords/Jean.Dupont'));
     // The hub lower-cases names; NSS (sssd, AD) answers for either case.
-    await page.waitForURL(/\/user\/jean\.dupont\/tree/, { timeout: 90_000 });
+    await waitForFileBrowser(page, 'jean.dupont', 90_000);
     const home = (await inHub('getent passwd jean.dupont | cut -d: -f6')).trim();
     t.equal(await inHub(`readlink '${home}/notebooks/remote'`), '/data/workspace/jean.dupont/notebooks\n');
     // What sshd's PAM session runs, with the name as typed at the ssh prompt.

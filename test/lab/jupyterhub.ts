@@ -13,10 +13,7 @@
  * byte for byte the one packaging/jupyterhub/README.md gives.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import { launchChromiumIn, type HubBrowser } from '../helpers/jupyterhub-browser.js';
 import { clientExec, describeResult, labEnv, PROJECT_ROOT, type ExecOptions } from './harness.js';
 import { upJoinedClient } from './sssd.js';
 
@@ -289,36 +286,12 @@ exit 1`,
   };
 }
 
-/** The flags seen to work on this kind of machine (closed network, root). */
-export const CHROMIUM_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-
 /**
  * Debian's chromium inside the hub client's network namespace only (the lab
- * bridge is not reachable from the host's), driven by playwright-core over
- * its pipe; a fresh profile each launch (playwright makes a new
- * --user-data-dir). Returns the browser and a clean-up.
+ * bridge is not reachable from the host's); see test/helpers/jupyterhub-browser.ts.
  */
-export async function launchBrowser(): Promise<{ browser: Browser; close: () => Promise<void> }> {
+export async function launchBrowser(): Promise<HubBrowser> {
   const pid = labEnv()[`CLIENT_PID_${HUB_CLIENT.toUpperCase()}`];
   if (!pid) throw new Error(`no CLIENT_PID_${HUB_CLIENT.toUpperCase()} in the lab's facts`);
-  const dir = await mkdtemp(path.join(tmpdir(), 'dsvm-jh-browser-'));
-  const wrapper = path.join(dir, 'chromium');
-  await writeFile(wrapper, `#!/bin/sh\nexec nsenter -t ${pid} -n -- /usr/bin/chromium "$@"\n`, { mode: 0o755 });
-  const browser = await chromium.launch({ executablePath: wrapper, headless: true, args: CHROMIUM_FLAGS, timeout: 60_000 });
-  return {
-    browser,
-    close: async () => {
-      await browser.close().catch(() => undefined);
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
+  return launchChromiumIn(['-t', pid, '-n']);
 }

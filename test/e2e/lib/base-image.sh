@@ -40,12 +40,27 @@ BASE_PACKAGES_FOR_DEB=(
   libstdc++6 libgcc-s1 libpam-runtime ldap-utils libsasl2-modules-gssapi-mit nftables bind9-dnsutils
 )
 
+# JupyterHub as the DSVM ships it (issue 20): the hub with PAM login
+# (python3-pamela), its proxy, and the classic notebook server for the
+# single-user servers. Debian has jupyterhub from bookworm on; bullseye has
+# none (its hub check is skipped and says so). The proxy pulls Debian's own
+# nodejs as /usr/bin/node: the agent runs on the runtime it ships in
+# /usr/lib/dsvm-agent, so the two live side by side, as on a DSVM whose users
+# install their own node. The last names of each list stand in for virtual
+# packages debootstrap cannot resolve (nodejs:any, node-safe-stable-stringify,
+# and on bookworm libboost-regex1.74.0-icu72; mime-support on trixie).
+BASE_PACKAGES_JUPYTERHUB=(jupyterhub python3-pamela node-configurable-http-proxy python3-notebook nodejs node-fast-safe-stringify)
+
+# suite_has_jupyterhub SUITE: whether the image of that suite carries the hub.
+suite_has_jupyterhub() { [[ "$1" != bullseye ]]; }
+
 # base_packages SUITE: the list debootstrap gets for that suite.
 base_packages() {
   printf '%s\n' "${BASE_PACKAGES_COMMON[@]}"
   case "$1" in
     bullseye) printf '%s\n' policykit-1 ;;
-    bookworm | trixie) printf '%s\n' polkitd ;;
+    bookworm) printf '%s\n' polkitd "${BASE_PACKAGES_JUPYTERHUB[@]}" libboost-regex1.74.0 ;;
+    trixie) printf '%s\n' polkitd "${BASE_PACKAGES_JUPYTERHUB[@]}" media-types ;;
     *) die "no package list for suite $1" ;;
   esac
 }

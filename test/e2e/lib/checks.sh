@@ -349,6 +349,9 @@ checks_first_boot() {
   check "a file written in the VM appears in the lab's share folder on the host" file_roundtrip
   check "the storage key is in no file, journal, argv or environment but the root-only credentials file" key_leak_scan
 
+  # The hub before any ssh login of alice (lib/jupyterhub.sh says why).
+  checks_jupyterhub
+
   local secs
   # sssd logs at debug level from here, so a failed login says why.
   E2E_SSH_TIMEOUT=30 vm_ssh 'sssctl debug-level 0x0ff0 >/dev/null 2>&1 || true' || true

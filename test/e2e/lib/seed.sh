@@ -134,10 +134,16 @@ USER
           # every minute, a later run shows the call itself.
           share-quota: { schedule: "0 * * * * *" }
 
+USER
+    # The DSVM's hub: its config and unit from packaging/jupyterhub/.
+    if suite_has_jupyterhub "$E2E_SUITE"; then seed_hub_write_files; fi
+    cat <<USER
+
 # What the product's example does: validate, then hand over to the daemon.
 runcmd:
   - dsvm-agent config check && systemctl enable --now --no-block dsvm-agent.service
 USER
+    if suite_has_jupyterhub "$E2E_SUITE"; then seed_hub_runcmd; fi
   } >"$seed/user-data"
 
   cloud-localds -N "$seed/network-config" "$WORK/seed.img" "$seed/user-data" "$seed/meta-data"

@@ -63,6 +63,14 @@ fail() { _tap_result 0 "$1" "${2:-}"; }
 # as a failure: a skipped check proves nothing.
 skip_check() { _tap_result 0 "$1" "not run: $2"; }
 
+# skip_absent NAME REASON: a check that cannot apply to this image (the
+# suite lacks what it tests): TAP's own SKIP directive, with the reason.
+# Not for a check whose prerequisite failed (that is skip_check, a failure).
+skip_absent() {
+  TAP_N=$((TAP_N + 1))
+  printf 'ok %d - %s # SKIP %s\n' "$TAP_N" "$1" "$2"
+}
+
 tap_done() {
   printf '1..%d\n' "$TAP_N"
   if ((TAP_FAILED > 0)); then
