@@ -10,6 +10,7 @@ import {
   systemDirProblem,
   worldWritableProblem,
 } from './config-values.js';
+import { proxyUrlProblem } from './azure/proxy.js';
 
 /**
  * The one schema of /etc/dsvm-agent/config.yaml. The CLI validates with it and
@@ -295,6 +296,17 @@ export const configSchema = z
         imdsEndpoint: httpUrl('the Instance Metadata Service', 'http://169.254.169.254').default('http://169.254.169.254'),
         managementEndpoint: httpUrl('Azure Resource Manager', 'https://management.azure.com').default('https://management.azure.com'),
         imdsAccess: imdsAccess.default(IMDS_ACCESS_DEFAULT),
+        proxy: z
+          .string()
+          .superRefine((v, ctx) => {
+            const message = v === 'none' ? undefined : proxyUrlProblem(v);
+            // secret: the value is never echoed after the message, as it may hold a password.
+            if (message) ctx.addIssue({ code: 'custom', message, params: { secret: true } });
+          })
+          .optional()
+          .describe(
+            "the HTTP(S) proxy for Key Vault, ARM and Files REST calls, e.g. http://proxy.corp:3128 (no user:password), or none; unset: the unit's https_proxy/HTTPS_PROXY. NO_PROXY applies; IMDS is always direct",
+          ),
       })
       .strict()
       .superRefine(imdsEndpointGuardable)

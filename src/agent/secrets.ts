@@ -8,6 +8,7 @@ import { identityName, managedIdentity, statusOf } from './azure/identity.js';
 import type { Paths } from './paths.js';
 import type { AzureChild } from './azure/child.js';
 import { AZURE_ANSWER_LIMITS, AzureAnswerError, boundedHttpClient, type AnswerLimits } from './azure/bounded.js';
+import { azureProxy } from './azure/proxy.js';
 
 export interface SecretDeps {
   cfg: Pick<Config, 'azure' | 'identity'>;
@@ -161,7 +162,8 @@ async function readKeyVaultSecret(
   const { SecretClient } = await import('@azure/keyvault-secrets');
   const client = new SecretClient(ref.vaultUrl, credential, {
     retryOptions: { maxRetries: 2 },
-    httpClient: await boundedHttpClient(limits),
+    // Through azure.proxy (or the unit's HTTPS_PROXY) unless NO_PROXY names the vault: azure/proxy.ts.
+    httpClient: await boundedHttpClient(azureProxy(deps.cfg.azure), limits),
   });
   deps.log.child('secrets').debug(`reading ${where} for ${keyPath}`);
   try {

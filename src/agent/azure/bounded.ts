@@ -1,4 +1,5 @@
 import type { HttpClient, PipelineRequest, PipelineResponse } from '@azure/core-rest-pipeline';
+import { proxyAgents, proxyFor, type AzureProxy } from './proxy.js';
 
 /** Bounds on one answer from an Azure endpoint (one try: the SDKs retry on their own). */
 export interface AnswerLimits {
@@ -102,9 +103,15 @@ function sharedInnerClient(): Promise<HttpClient> {
  * body. Passed as `httpClient` to every SDK client the agent makes (the
  * managed identity's too), so no Azure answer is read unbounded. Loaded
  * lazily, as the SDKs are: the login path must not pay for it.
+ *
+ * It is also where each call's route is decided (azure/proxy.ts): through
+ * `proxy` or direct, IMDS always direct. The SDKs' own proxy policy would
+ * read HTTP(S)_PROXY and ALL_PROXY with its own NO_PROXY rules (no ports, no
+ * `*`) and send IMDS's token requests through the proxy too; the agent it
+ * picked is replaced here. An agent a caller set itself (a test's CA) is kept.
  */
-export async function boundedHttpClient(limits: AnswerLimits = AZURE_ANSWER_LIMITS): Promise<HttpClient> {
-  const inner = await sharedInnerClient();
+export async function boundedHttpClient(proxy: AzureProxy, limits: AnswerLimits = AZURE_ANSWER_LIMITS): Promise<HttpClient> {
+  const [inner, agents] = await Promise.all([sharedInnerClient(), proxyAgents()]);
   return {
     async sendRequest(request: PipelineRequest): Promise<PipelineResponse> {
       const source = answerSource(request.url);
@@ -117,6 +124,11 @@ export async function boundedHttpClient(limits: AnswerLimits = AZURE_ANSWER_LIMI
         timedOut = true;
         controller.abort();
       }, limits.tryTimeoutMs);
+      if (!request.agent || agents.isProxyAgent(request.agent)) {
+        const target = new URL(request.url);
+        const via = proxyFor(target, proxy);
+        request.agent = via ? agents.agentFor(via, target) : undefined;
+      }
       const savedCodes = request.streamResponseStatusCodes;
       request.abortSignal = controller.signal;
       // Every status streams, so this client and not the SDK decides how much of a body is read.
@@ -142,21 +154,21 @@ export async function boundedHttpClient(limits: AnswerLimits = AZURE_ANSWER_LIMI
   };
 }
 
-/** A fetch() answer's body as text, read up to `maxBytes`; past it the body is cancelled and the read fails. */
-export async function readFetchCapped(res: Response, maxBytes: number, source: string): Promise<string> {
-  if (!res.body) return '';
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > maxBytes) {
-      await reader.cancel().catch(() => undefined);
-      throw tooLarge(source, maxBytes);
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+/**
+ * One GET to an Azure endpoint through the same route (proxy or direct) and
+ * bounds as the SDKs' calls, for the calls made without an SDK (the sweep's
+ * VM list). An answer too large or too slow fails as boundedHttpClient's do.
+ */
+export async function boundedGet(
+  url: string,
+  headers: Record<string, string>,
+  proxy: AzureProxy,
+  limits: AnswerLimits = AZURE_ANSWER_LIMITS,
+): Promise<{ status: number; text: string }> {
+  const [{ createPipelineRequest, createHttpHeaders }, client] = await Promise.all([
+    import('@azure/core-rest-pipeline'),
+    boundedHttpClient(proxy, limits),
+  ]);
+  const res = await client.sendRequest(createPipelineRequest({ url, method: 'GET', headers: createHttpHeaders(headers) }));
+  return { status: res.status, text: res.bodyAsText ?? '' };
 }

@@ -1,6 +1,7 @@
 import { identityName, managedIdentity } from '../../agent/azure/identity.js';
 import { leaveBackoff } from '../../agent/backoff.js';
-import { answerSource, readFetchCapped, type AnswerLimits } from '../../agent/azure/bounded.js';
+import { answerSource, AzureAnswerError, boundedGet, type AnswerLimits } from '../../agent/azure/bounded.js';
+import { azureProxy, type AzureProxy } from '../../agent/azure/proxy.js';
 import { permanent, transient } from '../../agent/errors.js';
 import { summarize } from '../../agent/runner.js';
 import { retryTransient, type TaskContext } from '../../agent/task.js';
@@ -67,7 +68,7 @@ export async function scaleSetVmIds(
     `/providers/Microsoft.Compute/virtualMachineScaleSets/${encodeURIComponent(target.scaleSet)}/virtualMachines?api-version=${SCALE_SET_VMS_API}`;
   // nextLink pages until the list ends; a bound keeps a looping server from holding the sweep forever.
   for (let page = 0; url && page < 1000; page++) {
-    const { status, body } = await fetchVmPage(url, token.token, where, limits);
+    const { status, body } = await fetchVmPage(url, token.token, where, limits, azureProxy(ctx.cfg.azure));
     if (status === 403) {
       ctx.log.warn(
         `sweep: the ${identityName(ctx.cfg)} may not list the VMs of ${where} (403 ${body.error?.code ?? ''}): deciding by machine-password age instead`,
@@ -100,17 +101,24 @@ export async function scaleSetVmIds(
  * and so is an answer too large or too slow: all transient, and none of them
  * may read as an empty list.
  */
-async function fetchVmPage(url: string, token: string, where: string, limits: AnswerLimits): Promise<{ status: number; body: VmPage }> {
+async function fetchVmPage(
+  url: string,
+  token: string,
+  where: string,
+  limits: AnswerLimits,
+  proxy: AzureProxy,
+): Promise<{ status: number; body: VmPage }> {
   const source = answerSource(url);
   let status: number;
   let text: string;
   try {
-    const res = await fetch(url, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(limits.tryTimeoutMs) });
-    status = res.status;
-    text = await readFetchCapped(res, limits.maxBytes, source);
+    // The SDKs' bounded client: the same route (azure.proxy, NO_PROXY) and bounds as every other Azure call.
+    ({ status, text } = await boundedGet(url, { authorization: `Bearer ${token}` }, proxy, limits));
   } catch (err) {
-    const e = err as Error;
-    const why = e.name === 'TimeoutError' ? `no complete answer within ${limits.tryTimeoutMs} ms` : e.message;
+    const why =
+      err instanceof AzureAnswerError && err.code === 'ETIMEDOUT'
+        ? `no complete answer within ${limits.tryTimeoutMs} ms`
+        : (err as Error).message;
     throw transient(`sweep: listing the VMs of ${where} at ${source}: ${why}: nothing deleted`, {
       fix: `check that the VM can reach azure.managementEndpoint over HTTPS; the sweep runs again later`,
     });
