@@ -124,9 +124,10 @@ export async function boundedHttpClient(proxy: AzureProxy, limits: AnswerLimits 
         timedOut = true;
         controller.abort();
       }, limits.tryTimeoutMs);
+      let via: URL | undefined;
       if (!request.agent || agents.isProxyAgent(request.agent)) {
         const target = new URL(request.url);
-        const via = proxyFor(target, proxy);
+        via = proxyFor(target, proxy);
         request.agent = via ? agents.agentFor(via, target) : undefined;
       }
       const savedCodes = request.streamResponseStatusCodes;
@@ -142,8 +143,11 @@ export async function boundedHttpClient(proxy: AzureProxy, limits: AnswerLimits 
         }
         return response;
       } catch (err) {
-        if (timedOut) throw tooSlow(source, limits.tryTimeoutMs);
-        throw err;
+        const failure = timedOut ? tooSlow(source, limits.tryTimeoutMs) : err;
+        // "connect ECONNREFUSED 10.0.0.5:3128" alone reads as the vault being down: say the call went through the proxy.
+        // The error itself is kept (its code drives the SDKs' retries).
+        if (via && failure instanceof Error) failure.message = `${failure.message} (through the proxy ${via.host}, from ${proxy.source})`;
+        throw failure;
       } finally {
         clearTimeout(timer);
         caller?.removeEventListener('abort', onCallerAbort);
