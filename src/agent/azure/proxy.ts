@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import type { Agent } from 'node:http';
-import { configError } from '../errors.js';
+import { configError, transient } from '../errors.js';
 
 /**
  * Where the agent's Azure calls go: through an HTTP(S) forward proxy or
@@ -44,7 +44,8 @@ export function proxyUrlProblem(value: string, key = 'azure.proxy'): string | un
     // reads it), in the children's environment and in any message quoting it.
     return `must not hold a user name or password: the agent keeps no secret in ${key}; let the proxy admit the VMs by address, then write the URL without "user:password@"`;
   if (url.hostname === '') return 'names no host: write e.g. http://proxy.corp:3128';
-  if (url.port === '')
+  // URL drops a scheme's default port (https://p:443 has port ''): look at what was written.
+  if (url.port === '' && !/^[a-z][a-z0-9+.-]*:\/\/(?:\[[^\]]*\]|[^:/?#]*):\d+\/?$/i.test(value))
     return `names no port: write the port the proxy listens on, e.g. ${url.protocol}//${url.hostname}:3128 (an omitted port would mean ${url.protocol === 'https:' ? 443 : 80})`;
   if ((url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== '')
     return `must be the proxy's address only (scheme, host, port): write ${url.protocol}//${url.host}`;
@@ -85,6 +86,35 @@ export function proxyFor(target: URL | string, p: AzureProxy): URL | undefined {
   const port = portOf(url);
   if (host === IMDS_ADDRESS || (host === p.imds.host && port === p.imds.port)) return undefined;
   return noProxyMatches(host, port, p.noProxy) ? undefined : p.url;
+}
+
+/**
+ * Preflight's check of the proxy: when a call to one of `targets` would go
+ * through a proxy, that the proxy accepts a TCP connection. Without it the
+ * first failure would read as the vault being unreachable, after the SDKs'
+ * retries. `probe` is preflight's own port probe.
+ */
+export async function checkProxyReachable(
+  p: AzureProxy,
+  targets: readonly string[],
+  probe: (host: string, port: number, timeoutMs: number) => Promise<void>,
+  timeoutMs: number,
+): Promise<void> {
+  const target = targets.find((t) => proxyFor(t, p) !== undefined);
+  const via = target === undefined ? undefined : proxyFor(target, p);
+  if (!target || !via) return;
+  const port = portOf(via);
+  try {
+    await probe(bareHost(via.hostname), port, timeoutMs);
+  } catch (err) {
+    throw transient(
+      `proxy unreachable: ${via.hostname}:${port} (${p.source}), through which ${new URL(target).host} is called, does not accept connections: ${(err as Error)?.message ?? String(err)}`,
+      {
+        reason: 'proxy-unreachable',
+        fix: `check that the proxy runs and that this VM may reach TCP ${port} on it (NSG, firewall); or correct ${p.source}${p.source === 'azure.proxy' ? '' : ', or set azure.proxy (a URL, or none), which takes precedence'}; or add the host to NO_PROXY`,
+      },
+    );
+  }
 }
 
 /** `host:port` of the proxy, for status and logs (never credentials: there are none, see proxyUrlProblem). */

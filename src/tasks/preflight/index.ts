@@ -9,6 +9,7 @@ import {
   type SrvTarget,
 } from '../../agent/dc-locator.js';
 import { AgentError, permanent, transient } from '../../agent/errors.js';
+import { azureProxy, checkProxyReachable } from '../../agent/azure/proxy.js';
 import type { DomainControllerFact } from '../../agent/state.js';
 import type { CheckResult, Task, TaskContext } from '../../agent/task.js';
 import { readDcClockOffset } from './ldap-time.js';
@@ -154,6 +155,9 @@ export async function runPreflight(
   // problem worth reporting even while the DC is still down.
   const secretRef = ctx.cfg.domain.oneTimePassword ?? ctx.cfg.domain.joinPassword;
   const secretKey = ctx.cfg.domain.oneTimePassword ? 'domain.oneTimePassword' : 'domain.joinPassword';
+  // A Key Vault secret through a proxy (azure.proxy): a proxy that is down is named as such, not as the vault.
+  if (secretRef && 'keyVault' in secretRef)
+    await checkProxyReachable(azureProxy(ctx.cfg.azure), [secretRef.keyVault.vaultUrl], deps.probePort, opts.portTimeoutMs ?? 3000);
   if (secretRef) await ctx.secret(secretRef, secretKey);
 
   const ldapTargets = await lookupSrv(domain, `_ldap._tcp.${domain}`, deps.resolveSrv);
