@@ -124,6 +124,15 @@ export function proxyDisplay(p: AzureProxy): string {
   return `${p.url.protocol}//${p.url.hostname}:${portOf(p.url)} (${p.source}; IMDS direct${bypass})`;
 }
 
+/** The route as status and health show it (proxyDisplay); a proxy the environment sets wrongly is shown refused, never quoted. */
+export function azureRouteView(azure: { proxy?: string | undefined; imdsEndpoint: string }, env: NodeJS.ProcessEnv = process.env): string {
+  try {
+    return proxyDisplay(azureProxy(azure, env));
+  } catch (err) {
+    return `refused: ${(err as Error).message}`;
+  }
+}
+
 /**
  * Whether `host`:`port` bypasses the proxy under NO_PROXY `entries`, as curl
  * decides (curl's --noproxy documentation and lib/noproxy.c, curl 8):

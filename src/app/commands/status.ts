@@ -6,6 +6,7 @@ import { ExitCode, messageOf } from '../../agent/errors.js';
 import { callIpc, isDaemonAbsent } from '../../agent/ipc.js';
 import type { TaskContext } from '../../agent/task.js';
 import { capabilities } from '../capabilities.js';
+import { azureRouteView } from '../../agent/azure/proxy.js';
 
 const DAEMON_TIMEOUT_MS = 5000;
 
@@ -56,6 +57,8 @@ export async function computeLocally(ctx: TaskContext, now: () => number = Date.
     firstBoot,
     graceAnchor: anchor,
     unhealthyOn: ctx.cfg.health.unhealthyOn.filter((id) => runner.active.some((c) => c.id === id)),
+    // This command's environment, not the unit's: the daemon's own view says what the unit uses.
+    azureRoute: azureRouteView(ctx.cfg.azure),
   };
   return healthBody(snap, ctx.cfg.health, now());
 }
@@ -81,6 +84,7 @@ export function renderStatus(body: Record<string, unknown>, now = Date.now()): s
     );
   const cv = body.config as { file: string; state: string; since: string; reason?: string } | undefined;
   if (cv && cv.state !== 'ok') lines.push(`config: ${cv.state.toUpperCase()} ${cv.file} since ${age(cv.since, now)}: ${cv.reason ?? ''}`);
+  if (typeof body.azureRoute === 'string') lines.push(`azure calls: ${body.azureRoute}`);
   const t = body.terminating as { eventId: string; step: string } | undefined;
   if (t) lines.push(`terminating: event ${t.eventId}: ${t.step}`);
   lines.push('');

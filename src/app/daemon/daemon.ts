@@ -28,6 +28,7 @@ import type { CheckRecord } from './check-state.js';
 import { CheckRunner } from './check-runner.js';
 import type { ConfigView } from './config-watch.js';
 import { evaluateHealth, healthBody, type DaemonSnapshot, type FirstBootView } from './health.js';
+import { azureRouteView } from '../../agent/azure/proxy.js';
 import { declareMetrics, renderMetrics, type LoginOutcome } from './agent-metrics.js';
 import { Metrics } from './metrics.js';
 import { Watchdog, type Notifier } from './notify.js';
@@ -270,6 +271,8 @@ export class Daemon {
       unhealthyOn: ctx.cfg.health.unhealthyOn.filter((id) => this.runner.active.some((c) => c.id === id)),
       ...(this.terminating ? { terminating: this.terminating } : {}),
       ...(this.o.configView ? { config: this.o.configView() } : {}),
+      // The daemon's own environment is the unit's: what its Azure calls (and their children's) use.
+      azureRoute: azureRouteView(ctx.cfg.azure),
     };
   }
 

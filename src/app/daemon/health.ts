@@ -29,6 +29,8 @@ export interface DaemonSnapshot {
   unhealthyOn: readonly CheckId[];
   /** The config file on disk against the one the daemon runs (a refused file does not change the verdict: the VM runs on the last good one). */
   config?: ConfigView;
+  /** How the Azure calls go: through which proxy (host:port only) or direct (agent/azure/proxy.ts). */
+  azureRoute?: string;
 }
 
 export type OverallState = 'Healthy' | 'Unhealthy' | 'Initializing';
@@ -118,6 +120,7 @@ export function healthBody(
     })),
     ...(snap.terminating ? { terminating: snap.terminating } : {}),
     ...(snap.config ? { config: snap.config } : {}),
+    ...(snap.azureRoute ? { azureRoute: snap.azureRoute } : {}),
     generatedAt: new Date(now).toISOString(),
   };
 }

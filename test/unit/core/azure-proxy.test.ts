@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import t from 'tap';
-import { azureProxy, noProxyMatches, proxyDisplay, proxyFor } from '../../../src/agent/azure/proxy.js';
+import { azureProxy, azureRouteView, noProxyMatches, proxyDisplay, proxyFor } from '../../../src/agent/azure/proxy.js';
+import { renderStatus } from '../../../src/app/commands/status.js';
 import { AgentError } from '../../../src/agent/errors.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -175,4 +176,13 @@ t.test('config check refuses a bad azure.proxy: exit 2, the key and the fix name
     // config check shows other keys' bad values as `(got "...")`; never this one's.
     if (!valid) t.notMatch(r.out, /\(got |hunter2/, `${name}: the value is not echoed`);
   }
+});
+
+t.test('status and health show the route: host:port and where it came from, never a refused value', async (t) => {
+  t.equal(azureRouteView(azure(), { HTTPS_PROXY: 'http://10.0.0.5:3128' }), 'http://10.0.0.5:3128 (HTTPS_PROXY; IMDS direct)');
+  const refused = azureRouteView(azure(), { HTTPS_PROXY: 'http://bob:hunter2@10.0.0.5:3128' });
+  t.match(refused, /^refused: HTTPS_PROXY must not hold a user name or password/);
+  t.notMatch(refused, /hunter2|bob/, 'the refused value is not quoted');
+  const text = renderStatus({ ApplicationHealthState: 'Healthy', reason: 'ok', checks: [], azureRoute: 'direct (no proxy configured)' });
+  t.match(text, /^azure calls: direct \(no proxy configured\)$/m, 'dsvm-agent status prints it');
 });
