@@ -23,6 +23,7 @@ import {
   fileBrowserLists,
   launchChromiumIn,
   loginRefusal,
+  openFolderWhenThere,
   openLoginPage,
   saveNewNotebook,
   submitLogin,
@@ -108,6 +109,10 @@ try {
       await fileBrowserLists(page, hub, 'alice', 'notebooks', 'remote');
     });
     await step("a notebook saved in the browser in notebooks/remote is in the host's share folder alice/notebooks", async () => {
+      // The hook waits for the agent at most its bound (3 s), which a first
+      // login under TCG can pass: the daemon then makes the folder in the
+      // background, and the link's target shows up a little later.
+      const waited = await openFolderWhenThere(page, hub, 'alice', 'notebooks/remote', 120_000);
       const nb = await saveNewNotebook(page, hub, 'alice', 'notebooks/remote', `print("${note}")`, SPAWN_TIMEOUT_MS);
       try {
         const dir = path.join(shareDir, 'alice', 'notebooks');
@@ -115,7 +120,7 @@ try {
         await fileBrowserLists(page, hub, 'alice', 'notebooks/remote', name);
         await shot(page, 'vm-file-browser.png');
         await rm(path.join(dir, name), { force: true });
-        return name;
+        return `${name}; notebooks/remote browsable ${waited} ms after the file browser opened`;
       } finally {
         await nb.close();
       }

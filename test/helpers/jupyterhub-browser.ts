@@ -94,6 +94,21 @@ export async function fileBrowserLists(
 }
 
 /**
+ * Opens USER's file browser at DIR, again every 2 s until the server answers
+ * 200 (a link whose target folder is not made yet gets the server's 404):
+ * what a person does with the reload button. Returns the milliseconds it took.
+ */
+export async function openFolderWhenThere(page: Page, hubUrl: string, user: string, dir: string, timeoutMs: number): Promise<number> {
+  const t0 = Date.now();
+  for (;;) {
+    const status = (await page.goto(`${hubUrl}/user/${user}/tree/${dir}`))?.status() ?? 0;
+    if (status === 200) return Date.now() - t0;
+    if (Date.now() - t0 > timeoutMs) throw new Error(`${dir}: HTTP ${status} for ${timeoutMs} ms`);
+    await page.waitForTimeout(2000);
+  }
+}
+
+/**
  * In USER's file browser at DIR: New → Python 3, types CODE into the first
  * cell and saves with Ctrl-S, as a person would. Returns the notebook's tab,
  * still open: the save is an XHR, so the caller closes the tab once it has

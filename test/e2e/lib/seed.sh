@@ -113,6 +113,12 @@ USER
         filesEndpoint: $files/$LAB_STORAGE_ACCOUNT
         mountPoint: /data/workspace
         auth: key
+        # As docs/share.md says a pool needs it: a key mount shows every file
+        # as uid/gid, so without the users' group nobody but root could save
+        # a notebook (the hub check saves one as alice).
+        gid: $LAB_USERS_GROUP
+        dirMode: "0770"
+        fileMode: "0660"
         key:
           armListKeys:
             subscriptionId: $LAB_SUBSCRIPTION_ID
