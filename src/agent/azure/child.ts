@@ -49,8 +49,10 @@ const CALL_TIMEOUT_MS = 90_000;
 
 /**
  * Environment the child needs from the daemon's: trust anchors, proxies
- * (the SDKs honour them), allocator and agent settings. Nothing else: the
- * runner gives children a fixed, minimal environment.
+ * (azure/proxy.ts reads https_proxy/HTTPS_PROXY and no_proxy/NO_PROXY; the
+ * SDKs' own proxy policy reads the others, but its choice is replaced in
+ * azure/bounded.ts), allocator and agent settings. Nothing else: the runner
+ * gives children a fixed, minimal environment.
  */
 const PASS_ENV = /^(NODE_EXTRA_CA_CERTS|SSL_CERT_FILE|SSL_CERT_DIR|HTTPS?_PROXY|NO_PROXY|ALL_PROXY|MALLOC_ARENA_MAX|DSVM_AGENT_[A-Z_]+)$/i;
 
