@@ -133,7 +133,10 @@ async function inNamespace(dir: string, rounds: ProxyRound[]): Promise<void> {
     }
     out = { urls: { ...fakes.urls, vault }, rounds: results };
   } finally {
+    // Waited for: a tinyproxy left running would keep this namespace (and its log file) alive.
+    const gone = new Promise((r) => proxy.once('exit', r));
     proxy.kill('SIGTERM');
+    await Promise.race([gone, sleep(5000).then(() => proxy.kill('SIGKILL'))]);
     await fakes.close();
   }
   process.stdout.write(`${JSON.stringify(out)}\n`);
