@@ -78,6 +78,8 @@ export function watchdogIntervalMs(env: NodeJS.ProcessEnv, pid: number): number 
 export class Watchdog {
   private timer: NodeJS.Timeout | undefined;
   private histogram: IntervalHistogram | undefined;
+  /** When the timer's next tick is due (performance.now()), to see how late it comes. */
+  private due = 0;
   skipped = 0;
   sent = 0;
 
@@ -88,18 +90,29 @@ export class Watchdog {
       this.histogram = monitorEventLoopDelay({ resolution: 20 });
       this.histogram.enable();
     }
+    this.due = performance.now() + this.deps.intervalMs;
     this.timer = setInterval(() => void this.tick(), this.deps.intervalMs);
     this.timer.unref();
   }
 
-  /** Worst event-loop delay since the last tick, ms. */
+  /**
+   * Worst event-loop delay since the last tick, ms: the histogram's, or this
+   * tick's own lateness if that is worse. The histogram learns of a stall
+   * only when its own timer runs after it; when the watchdog's timer was due
+   * first, this tick would otherwise read the quiet interval before the stall
+   * and ping.
+   */
   private lagMs(): number {
     if (this.deps.lag) return this.deps.lag();
+    const now = performance.now();
+    const late = this.due > 0 ? now - this.due : 0;
+    // Node re-arms an interval from when its callback starts.
+    this.due = now + this.deps.intervalMs;
     const h = this.histogram;
-    if (!h) return 0;
+    if (!h) return Math.max(0, late);
     const worst = h.max / 1e6;
     h.reset();
-    return worst;
+    return Math.max(worst, late);
   }
 
   async tick(): Promise<void> {
