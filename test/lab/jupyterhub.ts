@@ -13,6 +13,8 @@
  * byte for byte the one packaging/jupyterhub/README.md gives.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { launchChromiumIn, type HubBrowser } from '../helpers/jupyterhub-browser.js';
 import { clientExec, describeResult, labEnv, PROJECT_ROOT, type ExecOptions } from './harness.js';
 import { upJoinedClient } from './sssd.js';
@@ -30,12 +32,8 @@ export const LOGIN_TIMEOUT_MS = 3000;
 /** The hook's backstop (dsvm_agent_hook.TIMEOUT_SECONDS). */
 export const HOOK_BOUND_MS = 5000;
 
-/** The hub config the DSVM gets: the README's snippet, nothing else. */
-export const DSVM_HUB_CONFIG = `import sys
-sys.path.insert(0, "/usr/share/dsvm-agent/jupyterhub")
-from dsvm_agent_hook import dsvm_agent_pre_spawn_hook
-c.Spawner.pre_spawn_hook = dsvm_agent_pre_spawn_hook
-`;
+/** The hub config the DSVM gets: the packaged file (the README's snippet), nothing else. */
+export const DSVM_HUB_CONFIG = readFileSync(path.join(PROJECT_ROOT, 'packaging', 'jupyterhub', 'jupyterhub_config.py'), 'utf8');
 
 /** The bench hub's single-user servers listen here (one at a time). */
 const BENCH_SERVER_PORT = 8890;
@@ -102,7 +100,7 @@ for d in sbin share; do
 done
 ln -s "$repo/bin/dsvm-agent" /usr/sbin/dsvm-agent
 install -d /usr/share/dsvm-agent/jupyterhub
-install -m 0644 "$repo/packaging/jupyterhub/dsvm_agent_hook.py" /usr/share/dsvm-agent/jupyterhub/
+install -m 0644 "$repo"/packaging/jupyterhub/*.py /usr/share/dsvm-agent/jupyterhub/
 mkdir -p /etc/dsvm-agent /var/lib/jupyterhub
 cat >/etc/dsvm-agent/config.yaml <<EOF
 domain: { name: $domain, joinUser: $join_user, joinPassword: { file: /etc/dsvm-agent/join-password }, allowGroups: [$allow] }
