@@ -1,8 +1,9 @@
 /**
  * The spawn benchmark's hub (bench/jupyterhub.ts): the lab's hub client
  * (test/lab/jupyterhub.ts sets it up: joined, sssd, the package's paths) with
- * a config whose pre_spawn_hook runs one of several arms, chosen per spawn
- * by a file, so every arm runs in the same hub process, interleaved:
+ * the packaged hub config, whose pre_spawn_hook is then replaced by one that
+ * runs one of several arms, chosen per spawn by a file, so every arm runs in
+ * the same hub process, interleaved:
  *
  * - `none`: nothing (the baseline);
  * - `hook`: the shipped hook's entry, dsvm_agent_pre_spawn_hook;
@@ -22,6 +23,9 @@
  * this module starts the same hub, the same way, with its own.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { PROJECT_ROOT } from '../test/lab/harness.js';
 import { HUB_CONFIG, HUB_LOG, HUB_URL, inHub } from '../test/lab/jupyterhub.js';
 
 export const ARMS = ['none', 'hook', 'cli', 'exec-floor', 'node-floor'] as const;
@@ -40,8 +44,10 @@ const STAMPS = '/run/jh-lab/bench-stamps';
  */
 const PRIORITY = -10;
 
-const BENCH_HUB_CONFIG = `import asyncio, os, sys, time
-sys.path.insert(0, "/usr/share/dsvm-agent/jupyterhub")
+/** The packaged hub config (what the DSVM runs: its hook, its spawner class), then the bench's hook over it. */
+const BENCH_HUB_CONFIG = `${readFileSync(path.join(PROJECT_ROOT, 'packaging', 'jupyterhub', 'jupyterhub_config.py'), 'utf8')}
+# The bench: the same hook, or another arm, per spawn.
+import asyncio, time
 import dsvm_agent_hook
 async def _child(*argv):
     proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
