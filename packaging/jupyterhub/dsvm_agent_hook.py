@@ -106,9 +106,10 @@ async def _ask_daemon(username, socket_path, deadline_ms):
     except ValueError:
         answer = None
     if not isinstance(answer, dict) or not isinstance(answer.get("ok"), bool):
-        # As `dsvm-agent login` takes a garbled answer: the daemon has the request.
+        # As `dsvm-agent login` takes a garbled or missing answer: the daemon has the request.
+        what = "is not valid JSON" if line else "did not come (the daemon closed the connection)"
         return {"via": "daemon", "user": username, "status": "pending", "reason": "deadline",
-                "message": "the daemon's answer on %s is not valid JSON; it finishes in the background" % socket_path}
+                "message": "the daemon's answer on %s %s; it finishes in the background" % (socket_path, what)}
     if not answer["ok"] or not isinstance(answer.get("result"), dict):
         return {"via": "daemon", "user": username, "status": "failed", "reason": "daemon-error",
                 "message": "the daemon refused the request: %s" % answer.get("error", "no result")}

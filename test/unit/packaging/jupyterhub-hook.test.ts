@@ -197,6 +197,21 @@ t.test('never raises, never waits past its bound', async (t) => {
     t.equal(r.agentRan, undefined);
   });
 
+  await t.test('the daemon closes the connection without answering: pending, no second try', async (t) => {
+    const tr = await tree();
+    t.teardown(() => rm(tr.dir, { recursive: true, force: true }));
+    const server = net.createServer((s) => {
+      s.on('error', () => undefined);
+      s.once('data', () => s.end());
+    });
+    await new Promise<void>((r) => server.listen(tr.sock, r));
+    const r = await runHook(tr, { user: 'bob' });
+    await new Promise((r) => server.close(r));
+    t.match(r.result, { via: 'daemon', status: 'pending' });
+    t.match(r.log, /not finished yet via daemon .*did not come \(the daemon closed the connection\)/);
+    t.equal(r.agentRan, undefined);
+  });
+
   await t.test('agent missing and no daemon', async (t) => {
     const tr = await tree();
     t.teardown(() => rm(tr.dir, { recursive: true, force: true }));
