@@ -7,22 +7,16 @@
  * sweep's ARM VM list, and Files REST (share usage, a folder). Prints one
  * JSON line: how each call ended.
  */
-import { ImdsClient } from '../../src/agent/azure/imds.js';
 import { azureProxy, proxyDisplay } from '../../src/agent/azure/proxy.js';
 import { readSecret } from '../../src/agent/secrets.js';
 import { storageKey } from '../../src/tasks/share-mount/key.js';
 import { ensureShareFolderRest, shareUsageRest } from '../../src/tasks/share-mount/rest.js';
 import { fetchScheduledEvents } from '../../src/tasks/scheduled-events/index.js';
 import { scaleSetVmIds } from '../../src/tasks/sweep/index.js';
-import { makeTestContext, writeSecretFile, type TestContext } from '../helpers/context.js';
+import { azureAgentContext, type AzureAgentSetup } from '../helpers/azure-agent.js';
+import type { TestContext } from '../helpers/context.js';
 
-export interface ProxyDriverSetup {
-  imds: string;
-  arm: string;
-  files: string;
-  vaultUrl: string;
-  subscriptionId: string;
-  storageKey: string;
+export interface ProxyDriverSetup extends AzureAgentSetup {
   /** azure.proxy in the config, when the round sets it. */
   proxy?: string;
 }
@@ -36,22 +30,7 @@ export interface ProxyDriverResult {
 const setup = JSON.parse(process.env.PROXY_SETUP ?? '{}') as ProxyDriverSetup;
 
 async function context(share: Record<string, unknown> = {}): Promise<TestContext> {
-  const tc = await makeTestContext({
-    config: {
-      azure: { imdsEndpoint: setup.imds, managementEndpoint: setup.arm, ...(setup.proxy === undefined ? {} : { proxy: setup.proxy }) },
-      share: {
-        account: 'contosofiles',
-        name: 'workspace',
-        endpointSuffix: 'contoso.test',
-        filesEndpoint: `${setup.files}/contosofiles`,
-        key: { file: '/etc/dsvm-agent/storage-key' },
-        ...share,
-      },
-    },
-  });
-  await writeSecretFile(tc.paths, '/etc/dsvm-agent/storage-key', setup.storageKey);
-  tc.ctx.imds = new ImdsClient(setup.imds, 3000);
-  return tc;
+  return azureAgentContext(setup, { imdsTimeoutMs: 3000, azure: setup.proxy === undefined ? {} : { proxy: setup.proxy }, share });
 }
 
 const calls: Record<string, () => Promise<unknown>> = {

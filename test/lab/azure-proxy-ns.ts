@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startFakes } from '../fakes/index.js';
+import { contosoPoolSeed } from '../helpers/azure-agent.js';
 import type { ProxyDriverResult, ProxyDriverSetup } from './azure-proxy-driver.js';
 
 export const SUBSCRIPTION = 'b8635b18-1560-4250-926e-6ff110446a18';
@@ -66,17 +67,7 @@ async function inNamespace(dir: string, rounds: ProxyRound[]): Promise<void> {
     filesRoots: { contosofiles: path.join(dir, 'share') },
     seed: {
       secrets: { 'dsvm-join': 'Join-P@ss-proxy-0123456789' },
-      storageAccounts: [
-        {
-          name: 'contosofiles',
-          subscriptionId: SUBSCRIPTION,
-          resourceGroup: 'rg-dsvm',
-          keys: [KEY],
-          shares: { workspace: { quotaGiB: 100 } },
-        },
-      ],
-      scaleSets: [{ name: 'dsvmpool', subscriptionId: SUBSCRIPTION, resourceGroup: 'rg-dsvm', vms: [{ instanceId: '3', vmId: 'vm-3' }] }],
-      vm: { compute: { name: 'dsvmpool_3', vmScaleSetName: 'dsvmpool' } },
+      ...contosoPoolSeed(SUBSCRIPTION, KEY),
     },
   });
   const log = path.join(dir, 'tinyproxy.log');

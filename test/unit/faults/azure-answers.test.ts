@@ -10,6 +10,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import path from 'node:path';
 import { startFakes, type Fakes } from '../../fakes/index.js';
+import { contosoPoolSeed } from '../../helpers/azure-agent.js';
 import { AZURE_FAULT_CASES, HUGE, IMDS_TIMEOUT_MS, MB, SLOW_MS, TRY_TIMEOUT_MS, type AzureFaultCase } from './azure-cases.js';
 import type { DriverResult, DriverSetup } from './azure-driver.js';
 
@@ -103,17 +104,7 @@ t.test('bad answers from Azure', async (t) => {
       // Short-lived tokens: MSAL then asks IMDS again for every call, so token faults are met, not hidden by its cache.
       tokenLifetimeSeconds: 60,
       secrets: { 'dsvm-join': SECRET },
-      storageAccounts: [
-        {
-          name: 'contosofiles',
-          subscriptionId: SUBSCRIPTION,
-          resourceGroup: 'rg-dsvm',
-          keys: [KEY],
-          shares: { workspace: { quotaGiB: 100 } },
-        },
-      ],
-      scaleSets: [{ name: 'dsvmpool', subscriptionId: SUBSCRIPTION, resourceGroup: 'rg-dsvm', vms: [{ instanceId: '3', vmId: 'vm-3' }] }],
-      vm: { compute: { name: 'dsvmpool_3', vmScaleSetName: 'dsvmpool' } },
+      ...contosoPoolSeed(SUBSCRIPTION, KEY),
       scheduledEvents: [{ EventId: 'ours', EventType: 'Terminate', Resources: ['dsvmpool_3'] }],
       handles: [
         { account: 'contosofiles', share: 'workspace', path: 'own.ipynb', handleId: 'own', clientIp: `${OWN_IP}:49152` },

@@ -9,7 +9,6 @@
  * the last line. Nothing else is written on stdout.
  */
 import { createInterface } from 'node:readline';
-import { ImdsClient } from '../../../src/agent/azure/imds.js';
 import type { AnswerLimits } from '../../../src/agent/azure/bounded.js';
 import { AgentError } from '../../../src/agent/errors.js';
 import { readSecret } from '../../../src/agent/secrets.js';
@@ -17,16 +16,11 @@ import { storageKey } from '../../../src/tasks/share-mount/key.js';
 import { closeOwnHandles, ensureShareFolderRest, shareUsageRest } from '../../../src/tasks/share-mount/rest.js';
 import { fetchScheduledEvents, JournalStore, ScheduledEventsWatcher } from '../../../src/tasks/scheduled-events/index.js';
 import { scaleSetVmIds } from '../../../src/tasks/sweep/index.js';
-import { makeTestContext, writeSecretFile, type TestContext } from '../../helpers/context.js';
+import { azureAgentContext, type AzureAgentSetup } from '../../helpers/azure-agent.js';
+import type { TestContext } from '../../helpers/context.js';
 import { AZURE_FAULT_CASES, IMDS_TIMEOUT_MS, MB, TRY_TIMEOUT_MS, type AgentCall } from './azure-cases.js';
 
-export interface DriverSetup {
-  imds: string;
-  arm: string;
-  files: string;
-  vaultUrl: string;
-  subscriptionId: string;
-  storageKey: string;
+export interface DriverSetup extends AzureAgentSetup {
   /** The address list-handles reports for this VM's own handles. */
   ownIp: string;
 }
@@ -57,22 +51,7 @@ process.on('unhandledRejection', (err) => unhandled.push(`unhandledRejection: ${
 process.on('uncaughtException', (err) => unhandled.push(`uncaughtException: ${String(err?.stack ?? err)}`));
 
 async function context(share: Record<string, unknown> = {}): Promise<TestContext> {
-  const tc = await makeTestContext({
-    config: {
-      azure: { imdsEndpoint: setup.imds, managementEndpoint: setup.arm },
-      share: {
-        account: 'contosofiles',
-        name: 'workspace',
-        endpointSuffix: 'contoso.test',
-        filesEndpoint: `${setup.files}/contosofiles`,
-        key: { file: '/etc/dsvm-agent/storage-key' },
-        ...share,
-      },
-    },
-  });
-  await writeSecretFile(tc.paths, '/etc/dsvm-agent/storage-key', setup.storageKey);
-  tc.ctx.imds = new ImdsClient(setup.imds, IMDS_TIMEOUT_MS);
-  return tc;
+  return azureAgentContext(setup, { imdsTimeoutMs: IMDS_TIMEOUT_MS, share });
 }
 
 /** One watcher per approval case, kept for its recovery phase. */
