@@ -22,11 +22,10 @@
  * startHub in test/lab/jupyterhub.ts takes only the test's two configs;
  * this module starts the same hub, the same way, with its own.
  */
-import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../test/lab/harness.js';
-import { HUB_CONFIG, HUB_LOG, HUB_URL, inHub } from '../test/lab/jupyterhub.js';
+import { HUB_URL, inHub, launchHub } from '../test/lab/jupyterhub.js';
 
 export const ARMS = ['none', 'hook', 'cli', 'exec-floor', 'node-floor'] as const;
 export type Arm = (typeof ARMS)[number];
@@ -78,31 +77,7 @@ c.JupyterHub.load_roles = [{"name": "dsvm-lab", "scopes": ["admin:users", "admin
 
 /** Starts the bench's hub (as test/lab/jupyterhub.ts starts the test's); waits for its login page. */
 export async function startBenchHub(): Promise<void> {
-  const token = randomBytes(24).toString('hex');
-  await inHub(
-    `umask 077
-head -c ${token.length} >/etc/jupyterhub/lab-api-token
-printf 'Authorization: token %s\\n' "$(cat /etc/jupyterhub/lab-api-token)" >/etc/jupyterhub/lab-api-header
-echo none >${ARM_FILE}
-: >${STAMPS}`,
-    { input: token },
-  );
-  await inHub(`cat >${HUB_CONFIG}`, { input: BENCH_HUB_CONFIG });
-  // Debian's configurable-http-proxy finds its modules only with Debian's node or NODE_PATH.
-  await inHub(
-    `cd /var/lib/jupyterhub
-echo "=== hub start $(date -Is) config=bench" >>${HUB_LOG}
-NODE_PATH=/usr/share/nodejs setsid nice -n ${PRIORITY} jupyterhub -f ${HUB_CONFIG} </dev/null >>${HUB_LOG} 2>&1 &
-echo $! >/run/jupyterhub.pid
-for i in $(seq 150); do
-  [ "$(curl -s -o /dev/null -w '%{http_code}' ${HUB_URL}/hub/login)" = 200 ] && exit 0
-  kill -0 "$(cat /run/jupyterhub.pid)" 2>/dev/null || break
-  sleep 0.2
-done
-tail -n 30 ${HUB_LOG} >&2
-exit 1`,
-    { timeoutMs: 60_000 },
-  );
+  await launchHub(BENCH_HUB_CONFIG, { label: 'bench', prepare: `echo none >${ARM_FILE}\n: >${STAMPS}`, nice: PRIORITY });
 }
 
 /** One spawn, split at the hook: milliseconds before it, in it, and after it until the server answers. */

@@ -129,20 +129,29 @@ export async function upHubClient(): Promise<void> {
 
 /** Starts the hub with the DSVM's config (or the bench's switchable hook); waits for its login page. */
 export async function startHub(opts: { config: 'dsvm' | 'toggle' }): Promise<void> {
-  const config = (opts.config === 'dsvm' ? DSVM_HUB_CONFIG : TOGGLE_HUB_CONFIG) + LAB_HUB_CONFIG;
+  await launchHub((opts.config === 'dsvm' ? DSVM_HUB_CONFIG : TOGGLE_HUB_CONFIG) + LAB_HUB_CONFIG, { label: opts.config });
+}
+
+/**
+ * Starts a hub on `config` with a fresh API token for the lab's service and
+ * waits for its login page. `prepare`: more set-up lines (run under umask
+ * 077); `nice`: the hub's priority (the bench's, on a shared machine).
+ */
+export async function launchHub(config: string, opts: { label: string; prepare?: string; nice?: number }): Promise<void> {
   const token = randomBytes(24).toString('hex');
   await inHub(
     `umask 077
 head -c ${token.length} >/etc/jupyterhub/lab-api-token
-printf 'Authorization: token %s\\n' "$(cat /etc/jupyterhub/lab-api-token)" >/etc/jupyterhub/lab-api-header`,
+printf 'Authorization: token %s\\n' "$(cat /etc/jupyterhub/lab-api-token)" >/etc/jupyterhub/lab-api-header
+${opts.prepare ?? ''}`,
     { input: token },
   );
   await inHub(`cat >${HUB_CONFIG}`, { input: config });
   // Debian's configurable-http-proxy finds its modules only with Debian's node or NODE_PATH.
   await inHub(
     `cd /var/lib/jupyterhub
-echo "=== hub start $(date -Is) config=${opts.config}" >>${HUB_LOG}
-NODE_PATH=/usr/share/nodejs setsid jupyterhub -f ${HUB_CONFIG} </dev/null >>${HUB_LOG} 2>&1 &
+echo "=== hub start $(date -Is) config=${opts.label}" >>${HUB_LOG}
+NODE_PATH=/usr/share/nodejs setsid ${opts.nice === undefined ? '' : `nice -n ${opts.nice} `}jupyterhub -f ${HUB_CONFIG} </dev/null >>${HUB_LOG} 2>&1 &
 echo $! >/run/jupyterhub.pid
 for i in $(seq 150); do
   [ "$(curl -s -o /dev/null -w '%{http_code}' ${HUB_URL}/hub/login)" = 200 ] && exit 0
