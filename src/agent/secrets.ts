@@ -8,7 +8,6 @@ import { identityName, managedIdentity, statusOf } from './azure/identity.js';
 import type { Paths } from './paths.js';
 import type { AzureChild } from './azure/child.js';
 import { AZURE_ANSWER_LIMITS, AzureAnswerError, boundedHttpClient, type AnswerLimits } from './azure/bounded.js';
-import { azureProxy } from './azure/proxy.js';
 
 export interface SecretDeps {
   cfg: Pick<Config, 'azure' | 'identity'>;
@@ -163,7 +162,7 @@ async function readKeyVaultSecret(
   const client = new SecretClient(ref.vaultUrl, credential, {
     retryOptions: { maxRetries: 2 },
     // Through azure.proxy (or the unit's HTTPS_PROXY) unless NO_PROXY names the vault: azure/proxy.ts.
-    httpClient: await boundedHttpClient(azureProxy(deps.cfg.azure), limits),
+    httpClient: await boundedHttpClient(deps.cfg.azure, limits),
   });
   deps.log.child('secrets').debug(`reading ${where} for ${keyPath}`);
   try {

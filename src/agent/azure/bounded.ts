@@ -1,5 +1,5 @@
 import type { HttpClient, PipelineRequest, PipelineResponse } from '@azure/core-rest-pipeline';
-import { proxyAgents, proxyFor, type AzureProxy } from './proxy.js';
+import { azureProxy, proxyAgents, proxyFor } from './proxy.js';
 
 /** Bounds on one answer from an Azure endpoint (one try: the SDKs retry on their own). */
 export interface AnswerLimits {
@@ -104,13 +104,18 @@ function sharedInnerClient(): Promise<HttpClient> {
  * managed identity's too), so no Azure answer is read unbounded. Loaded
  * lazily, as the SDKs are: the login path must not pay for it.
  *
- * It is also where each call's route is decided (azure/proxy.ts): through
- * `proxy` or direct, IMDS always direct. The SDKs' own proxy policy would
+ * It is also where each call's route is decided: through the proxy
+ * azure/proxy.ts derives from `azure` and the environment, or direct, IMDS
+ * always direct. The SDKs' own proxy policy would
  * read HTTP(S)_PROXY and ALL_PROXY with its own NO_PROXY rules (no ports, no
  * `*`) and send IMDS's token requests through the proxy too; the agent it
  * picked is replaced here. An agent a caller set itself (a test's CA) is kept.
  */
-export async function boundedHttpClient(proxy: AzureProxy, limits: AnswerLimits = AZURE_ANSWER_LIMITS): Promise<HttpClient> {
+export async function boundedHttpClient(
+  azure: Parameters<typeof azureProxy>[0],
+  limits: AnswerLimits = AZURE_ANSWER_LIMITS,
+): Promise<HttpClient> {
+  const proxy = azureProxy(azure);
   const [inner, agents] = await Promise.all([sharedInnerClient(), proxyAgents()]);
   return {
     async sendRequest(request: PipelineRequest): Promise<PipelineResponse> {
@@ -159,20 +164,16 @@ export async function boundedHttpClient(proxy: AzureProxy, limits: AnswerLimits 
 }
 
 /**
- * One GET to an Azure endpoint through the same route (proxy or direct) and
- * bounds as the SDKs' calls, for the calls made without an SDK (the sweep's
- * VM list). An answer too large or too slow fails as boundedHttpClient's do.
+ * One GET through a boundedHttpClient, for the calls made without an SDK
+ * (the sweep's VM list): the same route (proxy or direct) and bounds as the
+ * SDKs' calls. An answer too large or too slow fails as theirs do.
  */
 export async function boundedGet(
+  client: HttpClient,
   url: string,
   headers: Record<string, string>,
-  proxy: AzureProxy,
-  limits: AnswerLimits = AZURE_ANSWER_LIMITS,
 ): Promise<{ status: number; text: string }> {
-  const [{ createPipelineRequest, createHttpHeaders }, client] = await Promise.all([
-    import('@azure/core-rest-pipeline'),
-    boundedHttpClient(proxy, limits),
-  ]);
+  const { createPipelineRequest, createHttpHeaders } = await import('@azure/core-rest-pipeline');
   const res = await client.sendRequest(createPipelineRequest({ url, method: 'GET', headers: createHttpHeaders(headers) }));
   return { status: res.status, text: res.bodyAsText ?? '' };
 }

@@ -1,7 +1,6 @@
 import type { TokenCredential } from '@azure/core-auth';
 import type { Config } from '../config-schema.js';
 import { AZURE_ANSWER_LIMITS, boundedHttpClient, type AnswerLimits } from './bounded.js';
-import { azureProxy } from './proxy.js';
 
 /** The default IMDS address; any other configured value is a test fake or a proxy. */
 export const DEFAULT_IMDS = 'http://169.254.169.254';
@@ -28,7 +27,7 @@ export async function managedIdentity(
   // A token answer is read bounded too (bounded.ts): `httpClient` is the one
   // option the credential hands on to its IMDS client (it replaces additionalPolicies).
   // It also keeps the token requests off any proxy (azure/proxy.ts).
-  const httpClient = await boundedHttpClient(azureProxy(cfg.azure), limits);
+  const httpClient = await boundedHttpClient(cfg.azure, limits);
   return cfg.identity.clientId
     ? new ManagedIdentityCredential({ clientId: cfg.identity.clientId, retryOptions, httpClient } as never)
     : new ManagedIdentityCredential({ retryOptions, httpClient } as never);

@@ -100,8 +100,8 @@ export async function checkProxyReachable(
   probe: (host: string, port: number, timeoutMs: number) => Promise<void>,
   timeoutMs: number,
 ): Promise<void> {
-  const target = targets.find((t) => proxyFor(t, p) !== undefined);
-  const via = target === undefined ? undefined : proxyFor(target, p);
+  const routes = targets.map((target) => ({ target, via: proxyFor(target, p) }));
+  const { target, via } = routes.find((r) => r.via !== undefined) ?? {};
   if (!target || !via) return;
   const port = portOf(via);
   try {

@@ -3,7 +3,6 @@ import type { ShareConfig, StorageKeyRef } from '../../agent/config-schema.js';
 import { configError, permanent, transient } from '../../agent/errors.js';
 import { identityName, managedIdentity, statusOf } from '../../agent/azure/identity.js';
 import { AZURE_ANSWER_LIMITS, boundedHttpClient, type AnswerLimits } from '../../agent/azure/bounded.js';
-import { azureProxy } from '../../agent/azure/proxy.js';
 import { isUnreadableAnswer, readSecret } from '../../agent/secrets.js';
 import type { TaskContext } from '../../agent/task.js';
 
@@ -132,7 +131,7 @@ async function armListKeys(ctx: TaskContext, account: string, ref: ArmRef, opts:
     // cloud's ARM refuses it (401 InvalidAuthenticationTokenAudience).
     credentials: { scopes: [armScope(endpoint)] },
     retryOptions: { maxRetries: 2 },
-    httpClient: await boundedHttpClient(azureProxy(ctx.cfg.azure), limits),
+    httpClient: await boundedHttpClient(ctx.cfg.azure, limits),
     ...(opts.agent ? { agent: opts.agent } : {}),
   });
   ctx.log.child('share-mount').debug(`listing keys of ${where} through ARM`);

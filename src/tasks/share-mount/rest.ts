@@ -6,7 +6,6 @@ import { filesServiceUrl, shareUrl } from './endpoint.js';
 import { primeStorageKey, storageKey, storageKeyIfLocal, type AzureHttpOptions } from './key.js';
 import type { AzureChild, ShareCall, ShareReply } from '../../agent/azure/child.js';
 import { AZURE_ANSWER_LIMITS, AzureAnswerError, boundedHttpClient } from '../../agent/azure/bounded.js';
-import { azureProxy } from '../../agent/azure/proxy.js';
 
 /** A share call in the daemon's Azure child: with the key when the daemon has it, keeping the key the child found otherwise. */
 async function inChild<T>(ctx: TaskContext, child: AzureChild, call: ShareCall, opts: AzureHttpOptions): Promise<T> {
@@ -43,7 +42,7 @@ export async function openShareClient(ctx: TaskContext, opts: AzureHttpOptions =
   // client it will use in `_coreHttpClient` (storage-file-share 12.31, pinned):
   // set before the first client is made from it. The 50 MB answer case of
   // test/unit/faults/azure-answers.test.ts fails if a new version drops it.
-  (pipeline as unknown as { _coreHttpClient?: unknown })._coreHttpClient = await boundedHttpClient(azureProxy(ctx.cfg.azure), limits);
+  (pipeline as unknown as { _coreHttpClient?: unknown })._coreHttpClient = await boundedHttpClient(ctx.cfg.azure, limits);
   return new Client(shareUrl(share), pipeline);
 }
 

@@ -1,7 +1,7 @@
 import { identityName, managedIdentity } from '../../agent/azure/identity.js';
 import { leaveBackoff } from '../../agent/backoff.js';
-import { answerSource, AzureAnswerError, boundedGet, type AnswerLimits } from '../../agent/azure/bounded.js';
-import { azureProxy, type AzureProxy } from '../../agent/azure/proxy.js';
+import type { HttpClient } from '@azure/core-rest-pipeline';
+import { answerSource, AzureAnswerError, boundedGet, boundedHttpClient, type AnswerLimits } from '../../agent/azure/bounded.js';
 import { permanent, transient } from '../../agent/errors.js';
 import { summarize } from '../../agent/runner.js';
 import { retryTransient, type TaskContext } from '../../agent/task.js';
@@ -66,9 +66,11 @@ export async function scaleSetVmIds(
   let url: string | undefined =
     `${endpoint}/subscriptions/${encodeURIComponent(target.subscriptionId)}/resourceGroups/${encodeURIComponent(target.resourceGroup)}` +
     `/providers/Microsoft.Compute/virtualMachineScaleSets/${encodeURIComponent(target.scaleSet)}/virtualMachines?api-version=${SCALE_SET_VMS_API}`;
+  // The SDKs' bounded client, made once for every page: the same route (azure.proxy, NO_PROXY) and bounds as every other Azure call.
+  const client = await boundedHttpClient(ctx.cfg.azure, limits);
   // nextLink pages until the list ends; a bound keeps a looping server from holding the sweep forever.
   for (let page = 0; url && page < 1000; page++) {
-    const { status, body } = await fetchVmPage(url, token.token, where, limits, azureProxy(ctx.cfg.azure));
+    const { status, body } = await fetchVmPage(client, url, token.token, where, limits);
     if (status === 403) {
       ctx.log.warn(
         `sweep: the ${identityName(ctx.cfg)} may not list the VMs of ${where} (403 ${body.error?.code ?? ''}): deciding by machine-password age instead`,
@@ -102,18 +104,17 @@ export async function scaleSetVmIds(
  * may read as an empty list.
  */
 async function fetchVmPage(
+  client: HttpClient,
   url: string,
   token: string,
   where: string,
   limits: AnswerLimits,
-  proxy: AzureProxy,
 ): Promise<{ status: number; body: VmPage }> {
   const source = answerSource(url);
   let status: number;
   let text: string;
   try {
-    // The SDKs' bounded client: the same route (azure.proxy, NO_PROXY) and bounds as every other Azure call.
-    ({ status, text } = await boundedGet(url, { authorization: `Bearer ${token}` }, proxy, limits));
+    ({ status, text } = await boundedGet(client, url, { authorization: `Bearer ${token}` }));
   } catch (err) {
     const why =
       err instanceof AzureAnswerError && err.code === 'ETIMEDOUT'
