@@ -148,30 +148,57 @@ export function parseLdif(stdout: string): LdifEntry[] {
 }
 
 /**
- * Run `use` with a Kerberos ticket of the join account: kinit with the
- * password on stdin into a FILE ccache in a private (0700) temporary
- * directory, with a krb5.conf naming only the preflight's DC (the same DC
- * the join and the name check talk to). The ccache path goes to the ldap
- * tools in their own environment only; the directory, ticket included,
- * goes when `use` ends.
+ * A Kerberos ticket of the join account: kinit with the password on stdin
+ * into a FILE ccache in a private (0700) temporary directory, with a
+ * krb5.conf naming only the preflight's DC (the same DC the join and the
+ * name check talk to). The ccache path goes to the ldap tools in their own
+ * environment and to `adcli join --login-ccache`: the name claim, the join
+ * and the 0.9.0 stamp use one ticket, so the join does not authenticate a
+ * second time. Whoever opens it closes it (the directory, ticket included,
+ * is removed).
  */
-export async function withJoinTicket<T>(
-  ctx: DirectoryDoors,
-  login: DirectoryLogin,
-  use: (env: Record<string, string>) => Promise<T>,
-): Promise<T> {
+export interface JoinTicket {
+  /** KRB5_CONFIG and KRB5CCNAME for the LDAP tools. */
+  readonly env: Record<string, string>;
+  /** The credential cache, as adcli's --login-ccache takes it. */
+  readonly ccache: string;
+  /** The DC its krb5.conf names. */
+  readonly dc: string;
+  close(): Promise<void>;
+}
+
+export async function openJoinTicket(ctx: DirectoryDoors, login: DirectoryLogin): Promise<JoinTicket> {
   const dir = await mkdtemp(path.join(tmpdir(), 'dsvm-agent-ldap-'));
+  const close = (): Promise<void> => rm(dir, { recursive: true, force: true });
   try {
     const conf = path.join(dir, 'krb5.conf');
     await writeFile(conf, probeKrb5Conf(login.realm.toUpperCase(), login.dc), { mode: 0o600 });
-    const env = { KRB5_CONFIG: conf, KRB5CCNAME: `FILE:${path.join(dir, 'ccache')}` };
+    const ccache = `FILE:${path.join(dir, 'ccache')}`;
+    const env = { KRB5_CONFIG: conf, KRB5CCNAME: ccache };
     const principal = joinPrincipal(login.user, login.realm);
     const r = await ctx.run({ file: 'kinit', args: [principal], input: `${login.password}\n`, env, timeoutMs: LDAP_TIMEOUT_MS });
     if (r.exitCode !== 0)
       throw directoryError(`kinit ${principal}`, r, `check domain.joinUser (${login.user}) and the join password secret`);
-    return await use(env);
+    return { env, ccache, dc: login.dc, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+/** Run `use` with the join account's ticket: the one given (left open), else a fresh one closed after. */
+export async function withJoinTicket<T>(
+  ctx: DirectoryDoors,
+  login: DirectoryLogin,
+  use: (env: Record<string, string>) => Promise<T>,
+  held?: JoinTicket,
+): Promise<T> {
+  if (held) return use(held.env);
+  const ticket = await openJoinTicket(ctx, login);
+  try {
+    return await use(ticket.env);
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    await ticket.close();
   }
 }
 
@@ -240,29 +267,35 @@ export async function stampDescriptionOverLdap(
   login: DirectoryLogin,
   name: string,
   description: string,
+  held?: JoinTicket,
 ): Promise<void> {
-  await withJoinTicket(ctx, login, async (env) => {
-    const entry = await searchComputer(ctx, login, env, name);
-    if (!entry)
-      throw transient(`ldapsearch: the computer account ${name}$ adcli just created is not on ${login.dc} yet`, {
-        reason: 'ldap-not-found',
-        fix: 'retry; the DC that answered the join should have it',
+  await withJoinTicket(
+    ctx,
+    login,
+    async (env) => {
+      const entry = await searchComputer(ctx, login, env, name);
+      if (!entry)
+        throw transient(`ldapsearch: the computer account ${name}$ adcli just created is not on ${login.dc} yet`, {
+          reason: 'ldap-not-found',
+          fix: 'retry; the DC that answered the join should have it',
+        });
+      if (entry.attrs.description?.join(' ') === description) return;
+      const r = await ctx.run({
+        file: 'ldapmodify',
+        args: modifyArgv(login.dc),
+        input: descriptionLdif(entry.dn, description),
+        env,
+        timeoutMs: LDAP_TIMEOUT_MS,
       });
-    if (entry.attrs.description?.join(' ') === description) return;
-    const r = await ctx.run({
-      file: 'ldapmodify',
-      args: modifyArgv(login.dc),
-      input: descriptionLdif(entry.dn, description),
-      env,
-      timeoutMs: LDAP_TIMEOUT_MS,
-    });
-    if (r.exitCode !== 0)
-      throw directoryError(`ldapmodify description of ${entry.dn}`, r, 'check domain.joinUser and the join password secret');
-    const after = await searchComputer(ctx, login, env, name);
-    if (after?.attrs.description?.join(' ') !== description)
-      throw permanent(`ldapmodify: the description of ${entry.dn} did not take (${after?.attrs.description?.join(' ') ?? 'none'})`, {
-        reason: 'ldap-failed',
-        fix: 'check that the join account may write the description of computer objects in the OU',
-      });
-  });
+      if (r.exitCode !== 0)
+        throw directoryError(`ldapmodify description of ${entry.dn}`, r, 'check domain.joinUser and the join password secret');
+      const after = await searchComputer(ctx, login, env, name);
+      if (after?.attrs.description?.join(' ') !== description)
+        throw permanent(`ldapmodify: the description of ${entry.dn} did not take (${after?.attrs.description?.join(' ') ?? 'none'})`, {
+          reason: 'ldap-failed',
+          fix: 'check that the join account may write the description of computer objects in the OU',
+        });
+    },
+    held,
+  );
 }

@@ -15,6 +15,8 @@ export interface JoinCredentials {
   kind: 'user' | 'computer';
   /** The join account (kind "user"). */
   user?: string;
+  /** The join account's ticket (kind "user"): adcli uses it instead of asking for the password. */
+  ccache?: string;
 }
 
 export interface JoinArgs {
@@ -35,10 +37,11 @@ export interface JoinArgs {
 
 function loginArgs(c: JoinCredentials): string[] {
   if (c.kind === 'computer') return ['--login-type=computer', '--stdin-password'];
-  return ['--login-type=user', `--login-user=${c.user ?? ''}`, '--stdin-password'];
+  const user = ['--login-type=user', `--login-user=${c.user ?? ''}`];
+  return c.ccache ? [...user, `--login-ccache=${c.ccache}`] : [...user, '--stdin-password'];
 }
 
-/** `adcli join ...`; the password goes on stdin. */
+/** `adcli join ...`; the password goes on stdin, unless the join account's ticket is given. */
 export function joinArgv(a: JoinArgs): string[] {
   return [
     'join',

@@ -4,7 +4,7 @@ import { readIfExists } from '../../agent/fsutil.js';
 import type { CheckResult, Task, TaskContext } from '../../agent/task.js';
 import { joinArgv, parseAdcliError } from './adcli.js';
 import { stampedVmId, vmIdStamp } from './computer-name.js';
-import { stampDescriptionOverLdap, type DirectoryLogin } from './adcli-compat.js';
+import { stampDescriptionOverLdap, type DirectoryLogin, type JoinTicket } from './adcli-compat.js';
 import { ADCLI_TIMEOUT_MS, askAdcliOnce, directoryDc, joinSecret, lookupComputer, type AdcliAsk } from './lookup.js';
 import { recentDomainController } from '../preflight/index.js';
 import {
@@ -18,7 +18,7 @@ import {
   validateSudoers,
   type DifferingFile,
 } from './files.js';
-import { chooseComputerName, claimComputerName, stillOurs } from './naming.js';
+import { chooseComputerName, claimComputerName, claimTicket, stillOurs } from './naming.js';
 import { pamAuthUpdate, pamEnabled } from './pam.js';
 import { joinFacts, MKHOMEDIR_PROFILE, type JoinFacts } from './render.js';
 import { SSSD_UNIT } from './sssd-check.js';
@@ -122,28 +122,33 @@ function changesOf(p: Plan, ctx: TaskContext): string[] {
 
 /**
  * `adcli join`, ready to start: everything it needs (secret, OS facts, what
- * this adcli can do) is gathered first, so the call that spawns it does
- * nothing else. An adcli without `join --description` (0.9.0) joins without
- * it, and the vmId stamp is written over LDAP right after (adcli-compat.ts).
+ * this adcli can do) is gathered first, while the name is claimed, so the
+ * call that spawns it does nothing else. With the claim's ticket adcli
+ * authenticates with it (--login-ccache) instead of the password. An adcli
+ * without `join --description` (0.9.0) joins without it, and the vmId
+ * stamp is written over LDAP right after (adcli-compat.ts).
  */
-async function prepareJoin(ctx: TaskContext, facts: JoinFacts, adcli: AdcliAsk): Promise<() => Promise<void>> {
+async function prepareJoin(ctx: TaskContext, facts: JoinFacts, adcli: AdcliAsk): Promise<(ticket?: JoinTicket) => Promise<void>> {
   const secret = await joinSecret(ctx);
   const dc = recentDomainController(ctx);
   const features = await adcli();
   const description = vmIdStamp(ctx.state.vmId);
-  const args = joinArgv({
-    domain: facts.domain,
-    realm: facts.realm,
-    computerName: facts.computerName,
-    hostFqdn: facts.hostFqdn,
-    keytab: ctx.paths.krb5Keytab,
-    ...(ctx.cfg.domain.computerOu ? { ou: ctx.cfg.domain.computerOu } : {}),
-    ...(await osFacts(ctx)),
-    ...(features.joinDescription ? { description } : {}),
-    credentials: secret.kind === 'user' ? { kind: 'user', user: secret.user! } : { kind: 'computer' },
-    // The DC that answered the name check, when there was one (kdc-probe.ts).
-    ...(dc ? { domainController: dc } : {}),
-  });
+  const os = await osFacts(ctx);
+  const argv = (ticket?: JoinTicket): string[] =>
+    joinArgv({
+      domain: facts.domain,
+      realm: facts.realm,
+      computerName: facts.computerName,
+      hostFqdn: facts.hostFqdn,
+      keytab: ctx.paths.krb5Keytab,
+      ...(ctx.cfg.domain.computerOu ? { ou: ctx.cfg.domain.computerOu } : {}),
+      ...os,
+      ...(features.joinDescription ? { description } : {}),
+      credentials:
+        secret.kind === 'user' ? { kind: 'user', user: secret.user!, ...(ticket ? { ccache: ticket.ccache } : {}) } : { kind: 'computer' },
+      // The DC that answered the name check, when there was one (kdc-probe.ts).
+      ...(dc ? { domainController: dc } : {}),
+    });
   const login: DirectoryLogin | undefined =
     features.joinDescription || secret.kind !== 'user'
       ? undefined
@@ -155,15 +160,21 @@ async function prepareJoin(ctx: TaskContext, facts: JoinFacts, adcli: AdcliAsk):
     ctx.log.warn(
       `adcli ${features.label} has no join --description: the pre-staged account ${facts.computerName} gets no vmId stamp (install adcli 0.9.1 or newer to have it)`,
     );
-  return async () => {
-    const r = await ctx.run({ file: 'adcli', args, input: secret.password, timeoutMs: ADCLI_TIMEOUT_MS });
+  return async (ticket) => {
+    const useTicket = secret.kind === 'user' ? ticket : undefined;
+    const r = await ctx.run({
+      file: 'adcli',
+      args: argv(useTicket),
+      ...(useTicket ? {} : { input: secret.password }),
+      timeoutMs: ADCLI_TIMEOUT_MS,
+    });
     ctx.log.debug(`adcli join: exit ${r.exitCode} in ${r.durationMs} ms`, { stderr: r.stderr.slice(-2000) });
     if (r.exitCode !== 0)
       throw parseAdcliError('join', r, {
         ...(secret.user ? { user: secret.user } : { prestaged: facts.computerName }),
         ...(ctx.cfg.domain.computerOu ? { ou: ctx.cfg.domain.computerOu } : {}),
       });
-    if (login) await stampDescriptionOverLdap(ctx, login, facts.computerName, description);
+    if (login) await stampDescriptionOverLdap(ctx, login, facts.computerName, description, useTicket);
   };
 }
 
@@ -182,10 +193,18 @@ async function applyPlan(ctx: TaskContext, p: Plan, joins: FreshJoins): Promise<
   let joinStep: Promise<void> = Promise.resolve();
   // The name becomes this VM's on the DC before the join (naming.ts: two VMs that chose it at once must not
   // both join with it). It talks to the DC while the candidate files are checked here: both precede the join.
+  // The join account's ticket first (its kinit heads the join's critical path): the claim uses it, then
+  // the join (--login-ccache). Closed when the join is over, whatever happened.
+  let ticket: JoinTicket | undefined;
   let claimStep: Promise<void> = Promise.resolve();
+  let joinReady: Promise<(ticket?: JoinTicket) => Promise<void>> | undefined;
   if (p.join) {
-    claimStep = claimComputerName(ctx, p.facts.computerName, p.adcli);
+    const ticketStep = claimTicket(ctx).then((t) => (ticket = t));
+    claimStep = ticketStep.then((t) => claimComputerName(ctx, p.facts.computerName, p.adcli, t));
     claimStep.catch(() => undefined); // awaited below; never an unhandled rejection
+    // What this adcli can do is asked while the claim talks to the DC.
+    joinReady = ticketStep.then(() => prepareJoin(ctx, p.facts, p.adcli));
+    joinReady.catch(() => undefined);
   }
   try {
     const sudo = p.files.find((f) => f.path === sudoersFile(ctx));
@@ -195,12 +214,12 @@ async function applyPlan(ctx: TaskContext, p: Plan, joins: FreshJoins): Promise<
     // The profile first: pam-auth-update reads it.
     const profile = p.pamEnable ? p.files.find((f) => f.path === path.join(ctx.paths.pamConfigsDir, MKHOMEDIR_PROFILE)) : undefined;
     if (profile) await tx.write(profile);
-    if (p.join) {
+    if (joinReady) {
       await claimStep;
-      const join = await prepareJoin(ctx, p.facts, p.adcli);
+      const join = await joinReady;
       // adcli adds to an existing keytab: a stale one (another name) must go, or two accounts would be in it.
       await tx.remove(ctx.paths.krb5Keytab);
-      joinStep = join();
+      joinStep = join(ticket);
       joinStep.catch(() => undefined); // awaited below; never an unhandled rejection
     }
     if (p.pamEnable) {
@@ -209,6 +228,7 @@ async function applyPlan(ctx: TaskContext, p: Plan, joins: FreshJoins): Promise<
       pamStep.catch(() => undefined);
     }
     await joinStep;
+    await ticket?.close();
     if (p.join) {
       ctx.state.facts.computerName = p.facts.computerName;
       await joins.remember(ctx, p.facts.computerName);
@@ -241,6 +261,8 @@ async function applyPlan(ctx: TaskContext, p: Plan, joins: FreshJoins): Promise<
     }
     ctx.log.warn(`domain-join failed; put back ${restored.length} file(s) as they were`);
     throw err;
+  } finally {
+    await ticket?.close();
   }
 }
 

@@ -1,7 +1,7 @@
 import { hostname as osHostname } from 'node:os';
 import { permanent, transient } from '../../agent/errors.js';
 import type { TaskContext } from '../../agent/task.js';
-import { directoryError, domainDn, modifyArgv, parseLdif, withJoinTicket } from './adcli-compat.js';
+import { directoryError, domainDn, modifyArgv, openJoinTicket, parseLdif, type JoinTicket } from './adcli-compat.js';
 import { candidateNames, judgeExisting, primaryComputerName, vmIdStamp } from './computer-name.js';
 import { askAdcliOnce, joinSecret, lookupComputer, type AdcliAsk } from './lookup.js';
 
@@ -77,43 +77,38 @@ const NEW_COMPUTER_UAC = '69632';
  * run, stale, or an explicit name: go on) and otherwise fails transiently,
  * so the retry's plan picks the next name. The object has no password
  * until adcli sets one: nothing can log in with it meanwhile.
- * A pre-staged account (one-time password) is the administrator's: nothing to claim.
+ * It uses the join account's ticket from claimTicket, which the join then
+ * uses in turn; no ticket, no claim.
  */
-export async function claimComputerName(ctx: TaskContext, name: string, adcli: AdcliAsk): Promise<void> {
-  const secret = await joinSecret(ctx);
-  if (secret.kind !== 'user') return;
-  // No DC from a preflight: not a first boot but a repair's rejoin of this VM's own name, where adcli
-  // finds a DC itself; there is no race to close and no DC to add the object at.
-  const dc = ctx.state.facts.domainController?.host;
-  if (!dc) {
-    ctx.log.debug(`no DC known from a preflight: ${name} is joined without a claim`);
+export async function claimComputerName(ctx: TaskContext, name: string, adcli: AdcliAsk, ticket: JoinTicket | undefined): Promise<void> {
+  // No ticket: a pre-staged account, or no DC from a preflight (claimTicket).
+  if (!ticket) {
+    ctx.log.debug(`${name} is joined without a claim`);
     return;
   }
   const realm = ctx.cfg.domain.name.toUpperCase();
-  const login = { realm, dc, user: secret.user!, password: secret.password };
+  const dc = ticket.dc;
   const vmId = ctx.state.vmId;
-  const added = await withJoinTicket(ctx, login, async (env) => {
-    const container = ctx.cfg.domain.computerOu ?? (await computersContainer(ctx, login.dc, realm, env));
-    const dn = `CN=${name},${container}`;
-    const ldif = [
-      `dn: ${dn}`,
-      'changetype: add',
-      'objectClass: computer',
-      `sAMAccountName: ${name}$`,
-      `userAccountControl: ${NEW_COMPUTER_UAC}`,
-      `description: ${vmIdStamp(vmId)}`,
-      '',
-    ].join('\n');
-    const r = await ctx.run({ file: 'ldapmodify', args: modifyArgv(login.dc), input: ldif, env, timeoutMs: 60_000 });
-    if (r.exitCode === 0) return true;
-    // 68 entryAlreadyExists (same DN); 19 constraint violation (sAMAccountName held elsewhere): someone holds it.
-    if (/\((68|19)\)|already exists/i.test(`${r.stderr}${r.stdout}`)) return false;
-    throw directoryError(`ldapmodify add ${dn}`, r, 'check domain.joinUser and the join password secret');
-  });
-  if (added) {
-    ctx.log.debug(`claimed ${name} on ${login.dc}`);
+  const { env } = ticket;
+  const container = ctx.cfg.domain.computerOu ?? (await computersContainer(ctx, dc, realm, env));
+  const dn = `CN=${name},${container}`;
+  const ldif = [
+    `dn: ${dn}`,
+    'changetype: add',
+    'objectClass: computer',
+    `sAMAccountName: ${name}$`,
+    `userAccountControl: ${NEW_COMPUTER_UAC}`,
+    `description: ${vmIdStamp(vmId)}`,
+    '',
+  ].join('\n');
+  const r = await ctx.run({ file: 'ldapmodify', args: modifyArgv(dc), input: ldif, env, timeoutMs: 60_000 });
+  if (r.exitCode === 0) {
+    ctx.log.debug(`claimed ${name} on ${dc}`);
     return;
   }
+  // 68 entryAlreadyExists (same DN); 19 constraint violation (sAMAccountName held elsewhere): someone holds it.
+  if (!/\((68|19)\)|already exists/i.test(`${r.stderr}${r.stdout}`))
+    throw directoryError(`ldapmodify add ${dn}`, r, 'check domain.joinUser and the join password secret');
   const explicit = ctx.cfg.domain.computerName !== 'auto';
   const verdict = judgeExisting(await lookupComputer(ctx, name, adcli), vmId, ctx.clock.now(), explicit);
   if (verdict.use) return;
@@ -121,6 +116,20 @@ export async function claimComputerName(ctx: TaskContext, name: string, adcli: A
     reason: 'computer-name-raced',
     fix: 'nothing to do: the next attempt picks the next free name',
   });
+}
+
+/**
+ * The join account's ticket for the claim and then the join, or undefined
+ * when no claim is made: a pre-staged account (one-time password) is the
+ * administrator's, and without a DC from a preflight (a repair's rejoin of
+ * this VM's own name, where adcli finds a DC itself) there is no race to
+ * close and no DC to add the object at. The caller closes it.
+ */
+export async function claimTicket(ctx: TaskContext): Promise<JoinTicket | undefined> {
+  const secret = await joinSecret(ctx);
+  const dc = ctx.state.facts.domainController?.host;
+  if (secret.kind !== 'user' || !dc) return undefined;
+  return openJoinTicket(ctx, { realm: ctx.cfg.domain.name.toUpperCase(), dc, user: secret.user!, password: secret.password });
 }
 
 /** Where adcli creates computer objects without an OU: the domain's well-known computers container. */

@@ -94,7 +94,12 @@ t.test("runs the join against adcli 0.9.0's option set: same result, the vmId st
   t.match(w.ldap?.modified?.[0], new RegExp(`^dn: CN=${primary},OU=DSVM,DC=contoso,DC=test\nchangetype: add\n`));
   t.match(w.ldap?.modified?.[1], new RegExp(`^dn: CN=${primary},OU=DSVM,DC=contoso,DC=test\nchangetype: modify\nreplace: description\n`));
   const tickets = w.ldap?.tickets ?? [];
-  t.equal(tickets.length, 2, 'one kinit of the join account for each');
+  t.equal(tickets.length, 1, "one kinit of the join account: the claim's ticket serves the join and the stamp too");
+  t.same(
+    w.joinLogins,
+    [{ ccache: tickets[0]?.ccache, ccacheThere: true, stdin: false }],
+    "adcli 0.9.0's join logs in with that ticket (--login-ccache, which 0.9.0 has)",
+  );
   t.ok(
     tickets.every((tk) => tk.stdin),
     'their password on stdin',

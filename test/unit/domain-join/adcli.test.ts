@@ -168,17 +168,25 @@ t.test('keytab principal', async (t) => {
   for (const c of cases) t.equal(keytabComputerName(c.text, c.realm), c.want, c.name);
 });
 
-t.test('join argv carries no secret and reads the password from stdin', async (t) => {
+t.test('join argv carries no secret: the password from stdin, or the join account ticket', async (t) => {
   const cases = [
     {
       name: 'join account',
       credentials: { kind: 'user' as const, user: 'dsvm-join' },
       want: ['--login-type=user', '--login-user=dsvm-join', '--stdin-password'],
+      not: ['--login-ccache'],
+    },
+    {
+      name: 'join account with its ticket',
+      credentials: { kind: 'user' as const, user: 'dsvm-join', ccache: 'FILE:/tmp/dsvm-agent-ldap-x/ccache' },
+      want: ['--login-type=user', '--login-user=dsvm-join', '--login-ccache=FILE:/tmp/dsvm-agent-ldap-x/ccache'],
+      not: ['--stdin-password'],
     },
     {
       name: 'pre-staged one-time password',
       credentials: { kind: 'computer' as const },
       want: ['--login-type=computer', '--stdin-password'],
+      not: ['--login-ccache'],
     },
   ];
   for (const c of cases) {
@@ -193,6 +201,11 @@ t.test('join argv carries no secret and reads the password from stdin', async (t
       credentials: c.credentials,
     });
     for (const w of c.want) t.ok(argv.includes(w), `${c.name}: ${w}`);
+    for (const n of c.not)
+      t.notOk(
+        argv.some((a) => a.startsWith(n)),
+        `${c.name}: no ${n}`,
+      );
     t.notOk(
       argv.some((a) => a.startsWith('--one-time-password')),
       `${c.name}: no --one-time-password (argv)`,

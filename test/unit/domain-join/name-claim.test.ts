@@ -6,13 +6,15 @@
  * (test/reliability/scale-out.test.ts); here, each way the add can end.
  */
 import t from 'tap';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { runTasks } from '../../../src/agent/task.js';
 import type { RunResult } from '../../../src/agent/runner.js';
 import type { FakeCommand, FakeRunner } from '../../helpers/fake-runner.js';
 import { domainJoinTask } from '../../../src/tasks/domain-join/index.js';
 import { alternateComputerName, vmIdStamp } from '../../../src/tasks/domain-join/computer-name.js';
 import { askAdcliOnce } from '../../../src/tasks/domain-join/lookup.js';
-import { claimComputerName } from '../../../src/tasks/domain-join/naming.js';
+import { claimComputerName, claimTicket } from '../../../src/tasks/domain-join/naming.js';
 import { backoff, caught, OTHER_VM, PASSWORD, primary, setup, type World } from './world.js';
 
 const EXISTS: Partial<RunResult> = { exitCode: 68, stderr: 'ldap_add: Already exists (68)\n\tadditional info: Entry already exists\n' };
@@ -97,7 +99,9 @@ t.test('the add finds an object: judged by the name rule again', async (t) => {
     const tc = await setup(w);
     w.existing[primary] = c.stamp === 'self' ? vmIdStamp(tc.ctx.state.vmId) : c.stamp;
     onAdd(tc.runner, () => EXISTS);
-    const p = claimComputerName(tc.ctx, primary, askAdcliOnce(tc.ctx));
+    const ticket = await claimTicket(tc.ctx);
+    t.ok(ticket, 'a join account and a DC from the preflight: a ticket for the claim');
+    const p = claimComputerName(tc.ctx, primary, askAdcliOnce(tc.ctx), ticket);
     if (c.ok) await t.resolves(p, c.name);
     else {
       const err = await caught(p);
@@ -105,6 +109,8 @@ t.test('the add finds an object: judged by the name rule again', async (t) => {
       t.equal(err.reason, 'computer-name-raced');
       t.match(err.message, OTHER_VM);
     }
+    await ticket!.close();
+    t.notOk(existsSync(path.dirname(ticket!.ccache.replace(/^FILE:/, ''))), 'closed: its directory is gone');
   }
 });
 
@@ -112,6 +118,18 @@ t.test('a pre-staged account (one-time password) is not claimed', async (t) => {
   const w: World = { existing: {} };
   const tc = await setup(w, { joinPassword: undefined, joinUser: undefined, oneTimePassword: { file: '/etc/dsvm-agent/join-password' } });
   const adds = onAdd(tc.runner, () => ({}));
-  await claimComputerName(tc.ctx, primary, askAdcliOnce(tc.ctx));
+  const ticket = await claimTicket(tc.ctx);
+  t.equal(ticket, undefined, 'no join account: no ticket');
+  await claimComputerName(tc.ctx, primary, askAdcliOnce(tc.ctx), ticket);
   t.same(adds, []);
+  t.notOk(
+    tc.runner.calls.some((c) => c.file === 'kinit'),
+    'no kinit',
+  );
+});
+
+t.test('no DC from a preflight (a repair rejoins its own name): no ticket, no claim', async (t) => {
+  const w: World = { existing: {} };
+  const tc = await setup(w, {}, { preflightDc: false });
+  t.equal(await claimTicket(tc.ctx), undefined);
 });

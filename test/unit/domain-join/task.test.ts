@@ -16,7 +16,17 @@ t.test('fresh VM: joins, writes every file, starts sssd; a second run changes no
   t.equal(w.joinedAs, primary, 'joined under the derived name');
   t.same(tc.runner.unexpected, [], 'no unexpected command');
   const join = tc.runner.calls.find((c) => c.args?.[0] === 'join' && !c.args.includes('--help'))!;
-  t.equal(join.input, PASSWORD, 'password on stdin');
+  // The claim's ticket (naming.ts) is the join's login: one authentication of the join account, not two.
+  const tickets = w.ldap?.tickets ?? [];
+  t.equal(tickets.length, 1, 'one kinit of the join account (the claim), password on stdin');
+  t.ok(tickets[0]?.stdin, "the claim's kinit read the password from stdin");
+  t.same(
+    w.joinLogins,
+    [{ ccache: tickets[0]?.ccache, ccacheThere: true, stdin: false }],
+    "adcli join logs in with the claim's ticket (--login-ccache), still there when it runs, and gets no password",
+  );
+  t.equal(join.input, undefined, "nothing on the join's stdin");
+  t.notOk(existsSync(path.dirname(tickets[0]!.ccache)), 'the ticket is removed after the join');
   t.notOk(
     tc.runner.calls.some((c) => (c.args ?? []).some((a) => a.includes(PASSWORD))),
     'password in no argv',
@@ -119,7 +129,7 @@ t.test('a sudoers drop-in visudo refuses: nothing joined, nothing written', asyn
     t.match(out[0].error.fix, /domain\.sudoGroups/);
   }
   t.notOk(
-    tc.runner.calls.some((c) => c.args?.[0] === 'join'),
+    tc.runner.calls.some((c) => c.args?.[0] === 'join' && !c.args.includes('--help')),
     'adcli join never ran',
   );
   t.equal(w.joinedAs, undefined);
@@ -147,7 +157,7 @@ t.test('an sssd.conf the installed sssd refuses (sssctl config-check): nothing j
   const check = tc.runner.calls.find((c) => c.file === 'sssctl');
   t.ok(check, 'sssctl ran');
   t.notOk(
-    tc.runner.calls.some((c) => c.args?.[0] === 'join'),
+    tc.runner.calls.some((c) => c.args?.[0] === 'join' && !c.args.includes('--help')),
     'adcli join never ran',
   );
   t.notOk(existsSync(tc.paths.sssdConf), 'no sssd.conf');
@@ -210,6 +220,7 @@ t.test('name collisions', async (t) => {
     tcNoDc.runner.calls.some((x) => (x.args ?? []).some((a) => a.startsWith('--domain-controller'))),
     'adcli discovers the DC',
   );
+  t.same(noDc.joinLogins, [{ stdin: true }], 'no claim, so no ticket: adcli join reads the password from stdin');
   // A KDC that cannot be asked says nothing: the LDAP look-up decides, and still finds the holder.
   const down: World = { existing: { [primary]: vmIdStamp(OTHER_VM) }, kdcDown: true };
   const tcDown = await setup(down);

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { makeTestContext, writeSecretFile } from '../../helpers/context.js';
@@ -35,6 +35,8 @@ export interface World {
   sssctlFails?: string;
   /** The KDC each kinit was sent to (from its krb5.conf). */
   kdcAsked?: string[];
+  /** How each `adcli join` authenticated: the ticket it was given (and whether that ticket's directory was there), or the password on stdin. */
+  joinLogins?: { ccache?: string; ccacheThere?: boolean; stdin: boolean }[];
   existing: Record<string, string>;
   /** adcli 0.9.0 (Debian 11, Ubuntu 20.04) or 0.9.1 (the default), and what the LDAP fallback did. */
   ldap?: LdapWorld;
@@ -91,6 +93,11 @@ export function adcliCommands(keytab: string, w: World, commonSession: string): 
       file: 'adcli',
       args: (a) => a[0] === 'join',
       result: async (req) => {
+        const ccache = req.args!.find((a) => a.startsWith('--login-ccache='))?.slice('--login-ccache=FILE:'.length);
+        (w.joinLogins ??= []).push({
+          ...(ccache ? { ccache, ccacheThere: existsSync(path.dirname(ccache)) } : {}),
+          stdin: req.input === PASSWORD && req.args!.includes('--stdin-password'),
+        });
         if (w.joinFails) return { exitCode: 3, stderr: w.joinFails };
         const name = req.args!.find((a) => a.startsWith('--computer-name='))!.split('=')[1]!;
         await writeFile(keytab, 'keytab-bytes', { mode: 0o600 });
