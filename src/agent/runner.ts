@@ -1,3 +1,4 @@
+import { getPriority, setPriority } from 'node:os';
 import { execa, type Result } from 'execa';
 import { settleWithin } from './deadline.js';
 import type { Logger } from './log.js';
@@ -18,6 +19,12 @@ export interface RunRequest {
   gid?: number;
   /** Aborted: the child's process group gets SIGKILL at once, as at the deadline (a task context passes its own). */
   signal?: AbortSignal;
+  /**
+   * Side work beside a critical path (pam-auth-update while adcli joins):
+   * the child runs 10 nice levels below the agent (what it starts inherits
+   * that), so it takes CPU only what the critical path leaves.
+   */
+  background?: boolean;
 }
 
 /** The outcome; a non-zero exit is data, not an exception. */
@@ -112,6 +119,16 @@ export function childEnv(extra: Record<string, string> = {}): Record<string, str
   };
 }
 
+/** BACKGROUND_NICE levels below the agent's own, at most 19. Not fatal: the child merely keeps the agent's priority (or has already ended). */
+const BACKGROUND_NICE = 10;
+function lowerPriority(pid: number, log: Logger): void {
+  try {
+    setPriority(pid, Math.min(19, getPriority() + BACKGROUND_NICE));
+  } catch (err) {
+    log.debug(`could not lower the priority of ${pid}: ${(err as Error).message}`);
+  }
+}
+
 /** Build the runner on execa. */
 export function createRunner(deps: { log: Logger; redactor: Redactor }): Runner {
   const log = deps.log.child('run');
@@ -150,6 +167,7 @@ async function runOnce(req: RunRequest, log: Logger, redactor: Redactor): Promis
   log.debug(`exec ${shown}`, req.input === undefined ? {} : { stdin: `${req.input.length} bytes` });
   const child = execa(req.file, args, execaOptions(req));
   const pgid = child.pid;
+  if (req.background && pgid !== undefined) lowerPriority(pgid, log);
   const untrack = pgid === undefined ? () => undefined : trackGroup(pgid);
   child.then(untrack, untrack);
   const kill = (): void => {

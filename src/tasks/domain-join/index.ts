@@ -208,9 +208,13 @@ async function applyPlan(ctx: TaskContext, p: Plan, joins: FreshJoins): Promise<
   }
   try {
     const sudo = p.files.find((f) => f.path === sudoersFile(ctx));
-    if (sudo?.content !== undefined) await validateSudoers(ctx, sudo.content);
     const sssdConf = p.files.find((f) => f.path === ctx.paths.sssdConf);
-    if (sssdConf?.content !== undefined) await validateSssdConf(ctx, sssdConf.content);
+    // Both candidates are checked at once (each its own file); both must pass before anything is written.
+    const checked = await Promise.allSettled([
+      sudo?.content !== undefined ? validateSudoers(ctx, sudo.content) : undefined,
+      sssdConf?.content !== undefined ? validateSssdConf(ctx, sssdConf.content) : undefined,
+    ]);
+    for (const c of checked) if (c.status === 'rejected') throw c.reason;
     // The profile first: pam-auth-update reads it.
     const profile = p.pamEnable ? p.files.find((f) => f.path === path.join(ctx.paths.pamConfigsDir, MKHOMEDIR_PROFILE)) : undefined;
     if (profile) await tx.write(profile);
@@ -224,7 +228,8 @@ async function applyPlan(ctx: TaskContext, p: Plan, joins: FreshJoins): Promise<
     }
     if (p.pamEnable) {
       pamChanged = true;
-      pamStep = pamAuthUpdate(ctx, ['--enable', MKHOMEDIR_PROFILE]);
+      // Beside the join, at lower CPU priority: the join is the long pole, home creation is not waited for until it ends.
+      pamStep = pamAuthUpdate(ctx, ['--enable', MKHOMEDIR_PROFILE], { background: p.join });
       pamStep.catch(() => undefined);
     }
     await joinStep;

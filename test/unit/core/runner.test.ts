@@ -1,7 +1,7 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { access, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { getPriority, tmpdir } from 'node:os';
 import path from 'node:path';
 import { createLogger } from '../../../src/agent/log.js';
 import { Redactor } from '../../../src/agent/redact.js';
@@ -132,4 +132,16 @@ t.test("the request's signal kills the child's whole process group at once; one 
   t.equal(again.cancelled, true);
   t.equal(again.exitCode, null);
   await t.rejects(access(path.join(dir, 'ran')), 'a cancelled request never starts');
+});
+
+t.test('background: the child and what it starts run 10 nice levels below the agent', async (t) => {
+  const { run } = setup();
+  const own = getPriority();
+  // The child waits for its stdin, which is written only after the runner has set its priority.
+  const argv = ['-c', 'read x; nice; sh -c nice'];
+  const bg = await run({ file: 'sh', args: argv, input: '\n', background: true });
+  t.equal(bg.exitCode, 0);
+  t.same(bg.stdout.trim().split('\n').map(Number), [Math.min(19, own + 10), Math.min(19, own + 10)], 'child and grandchild');
+  const fg = await run({ file: 'sh', args: argv, input: '\n' });
+  t.same(fg.stdout.trim().split('\n').map(Number), [own, own], "otherwise the agent's own");
 });

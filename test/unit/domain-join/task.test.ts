@@ -61,6 +61,12 @@ t.test('fresh VM: joins, writes every file, starts sssd; a second run changes no
     'the KDC says the name is free (no LDAP look-up); adcli starts first, home creation is enabled while it joins; the check after the join asks the DC nothing more',
   );
 
+  t.equal(
+    tc.runner.calls.find((c) => c.file === 'pam-auth-update')?.background,
+    true,
+    'pam-auth-update beside the join runs at a lower CPU priority',
+  );
+
   const before = tc.runner.calls.length;
   const again = await runTasks([domainJoinTask], tc.ctx, { backoff });
   t.same(
@@ -385,5 +391,31 @@ t.test('deprovision --leave-domain: a DNS record that cannot be removed is a war
       /nsupdate -g at dc1\.contoso\.test: exit 2: the computer account is deleted anyway; delete that DNS record by hand/.test(l),
     ),
     'warned, naming the record',
+  );
+});
+
+t.test("the join account's ticket: asked for only by an apply that joins, and never left behind", async (t) => {
+  const w: World = { existing: {} };
+  const tc = await setup(w);
+  t.equal((await runTasks([domainJoinTask], tc.ctx, { backoff }))[0]?.status, 'ok');
+  const kinits = tc.runner.calls.filter((c) => c.file === 'kinit').map((c) => (c.args![0]!.includes('$@') ? 'name check' : 'join account'));
+  t.same(kinits, ['name check', 'join account'], 'one kinit each');
+  t.notOk(existsSync(path.dirname(w.ldap!.tickets![0]!.ccache)), 'closed after the join');
+
+  // plan's check (nothing applied): no ticket at all.
+  const w2: World = { existing: {} };
+  const tc2 = await setup(w2);
+  const found = await domainJoinTask.check(tc2.ctx);
+  t.ok(found.changes.length > 0, 'a join is planned');
+  t.same(w2.ldap?.tickets ?? [], [], 'no kinit of the join account for a check (`dsvm-agent plan`)');
+
+  // An apply that fails before the join (visudo refuses the sudoers drop-in) closes it too.
+  const w4: World = { existing: {}, visudoFails: 'sudoers.candidate:1:12: syntax error' };
+  const tc4 = await setup(w4);
+  t.equal((await runTasks([domainJoinTask], tc4.ctx, { backoff }))[0]?.status, 'failed');
+  t.ok((w4.ldap?.tickets?.length ?? 0) >= 1, 'the ticket had been asked for');
+  t.notOk(
+    w4.ldap!.tickets!.some((tk) => existsSync(path.dirname(tk.ccache))),
+    'no ticket left after a failed apply',
   );
 });
