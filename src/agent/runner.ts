@@ -20,11 +20,14 @@ export interface RunRequest {
   /** Aborted: the child's process group gets SIGKILL at once, as at the deadline (a task context passes its own). */
   signal?: AbortSignal;
   /**
-   * Side work beside a critical path (pam-auth-update while adcli joins):
-   * the child runs 10 nice levels below the agent (what it starts inherits
-   * that), so it takes CPU only what the critical path leaves.
+   * CPU priority: this many nice levels below the agent (nice(1)'s
+   * increment; what the child starts inherits it). For background work
+   * beside a critical path or a login (pam-auth-update while adcli joins,
+   * an Azure call in a child), so it takes only the CPU they leave. Set
+   * right after the start, not through nice(1): a missing program is still
+   * a start error, not nice's exit 127.
    */
-  background?: boolean;
+  nice?: number;
 }
 
 /** The outcome; a non-zero exit is data, not an exception. */
@@ -119,11 +122,10 @@ export function childEnv(extra: Record<string, string> = {}): Record<string, str
   };
 }
 
-/** BACKGROUND_NICE levels below the agent's own, at most 19. Not fatal: the child merely keeps the agent's priority (or has already ended). */
-const BACKGROUND_NICE = 10;
-function lowerPriority(pid: number, log: Logger): void {
+/** `by` nice levels below the agent's own, at most 19. Not fatal: the child merely keeps the agent's priority (or has already ended). */
+function lowerPriority(pid: number, by: number, log: Logger): void {
   try {
-    setPriority(pid, Math.min(19, getPriority() + BACKGROUND_NICE));
+    setPriority(pid, Math.min(19, getPriority() + by));
   } catch (err) {
     log.debug(`could not lower the priority of ${pid}: ${(err as Error).message}`);
   }
@@ -167,7 +169,7 @@ async function runOnce(req: RunRequest, log: Logger, redactor: Redactor): Promis
   log.debug(`exec ${shown}`, req.input === undefined ? {} : { stdin: `${req.input.length} bytes` });
   const child = execa(req.file, args, execaOptions(req));
   const pgid = child.pid;
-  if (req.background && pgid !== undefined) lowerPriority(pgid, log);
+  if (req.nice && pgid !== undefined) lowerPriority(pgid, req.nice, log);
   const untrack = pgid === undefined ? () => undefined : trackGroup(pgid);
   child.then(untrack, untrack);
   const kill = (): void => {

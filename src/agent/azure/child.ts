@@ -121,10 +121,10 @@ export class AzureChild {
     const request: AzureRequest = { ...call, cfg: this.o.cfg, root: this.o.root, logLevel: this.o.logLevel };
     this.calls++;
     const nice = this.o.niceness ?? 10;
-    const argv = [file, ...args, AZURE_CALL_COMMAND];
     const r = await this.o.run({
-      file: nice === 0 ? file : 'nice',
-      args: nice === 0 ? argv.slice(1) : ['-n', String(nice), ...argv],
+      file,
+      args: [...args, AZURE_CALL_COMMAND],
+      ...(nice === 0 ? {} : { nice }),
       input: JSON.stringify(request),
       env: this.o.env ?? childPassEnv(process.env),
       timeoutMs: this.o.timeoutMs ?? CALL_TIMEOUT_MS,

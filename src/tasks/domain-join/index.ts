@@ -229,7 +229,7 @@ async function applyPlan(ctx: TaskContext, p: Plan, joins: FreshJoins): Promise<
     if (p.pamEnable) {
       pamChanged = true;
       // Beside the join, at lower CPU priority: the join is the long pole, home creation is not waited for until it ends.
-      pamStep = pamAuthUpdate(ctx, ['--enable', MKHOMEDIR_PROFILE], { background: p.join });
+      pamStep = pamAuthUpdate(ctx, ['--enable', MKHOMEDIR_PROFILE], p.join ? { nice: 10 } : {});
       pamStep.catch(() => undefined);
     }
     await joinStep;

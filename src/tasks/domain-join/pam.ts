@@ -12,13 +12,13 @@ export async function pamEnabled(ctx: TaskContext): Promise<boolean> {
 }
 
 /** pam-auth-update for the agent's profile, non-interactive; a failure names the fix. */
-export async function pamAuthUpdate(ctx: TaskContext, args: string[], opts: { background?: boolean } = {}): Promise<void> {
+export async function pamAuthUpdate(ctx: TaskContext, args: string[], opts: { nice?: number } = {}): Promise<void> {
   const r = await ctx.run({
     file: 'pam-auth-update',
     args: ['--package', ...args],
     env: { DEBIAN_FRONTEND: 'noninteractive' },
     timeoutMs: 30_000,
-    ...(opts.background ? { background: true } : {}),
+    ...(opts.nice ? { nice: opts.nice } : {}),
   });
   if (r.exitCode !== 0)
     throw permanent(`pam-auth-update ${args.join(' ')}: ${summarize(r)}`, {

@@ -134,14 +134,21 @@ t.test("the request's signal kills the child's whole process group at once; one 
   await t.rejects(access(path.join(dir, 'ran')), 'a cancelled request never starts');
 });
 
-t.test('background: the child and what it starts run 10 nice levels below the agent', async (t) => {
+t.test('nice: the child and what it starts run that many nice levels below the agent', async (t) => {
   const { run } = setup();
   const own = getPriority();
   // The child waits for its stdin, which is written only after the runner has set its priority.
   const argv = ['-c', 'read x; nice; sh -c nice'];
-  const bg = await run({ file: 'sh', args: argv, input: '\n', background: true });
+  const bg = await run({ file: 'sh', args: argv, input: '\n', nice: 10 });
   t.equal(bg.exitCode, 0);
   t.same(bg.stdout.trim().split('\n').map(Number), [Math.min(19, own + 10), Math.min(19, own + 10)], 'child and grandchild');
   const fg = await run({ file: 'sh', args: argv, input: '\n' });
   t.same(fg.stdout.trim().split('\n').map(Number), [own, own], "otherwise the agent's own");
+});
+
+t.test('nice: a program that is not there is still a start error', async (t) => {
+  const { run } = setup();
+  const r = await run({ file: 'dsvm-agent-no-such-program', nice: 10 });
+  t.match(r.startError, /ENOENT/);
+  t.equal(r.exitCode, null);
 });

@@ -62,8 +62,8 @@ t.test('fresh VM: joins, writes every file, starts sssd; a second run changes no
   );
 
   t.equal(
-    tc.runner.calls.find((c) => c.file === 'pam-auth-update')?.background,
-    true,
+    tc.runner.calls.find((c) => c.file === 'pam-auth-update')?.nice,
+    10,
     'pam-auth-update beside the join runs at a lower CPU priority',
   );
 
