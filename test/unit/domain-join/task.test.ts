@@ -120,6 +120,8 @@ t.test('wrong password: one attempt, the DC words, nothing left claiming a join'
   t.notOk(existsSync(tc.paths.sssdConf), 'no sssd.conf');
   t.notOk(existsSync(tc.paths.krb5Keytab), 'no keytab');
   t.equal(readFileSync(tc.paths.krb5Conf, 'utf8'), krb5Before, 'krb5.conf untouched');
+  t.equal(w.joinLogins?.[0]?.ccacheThere, true, "the join had the claim's ticket");
+  t.notOk(existsSync(path.dirname(w.joinLogins![0]!.ccache!)), 'which is gone after the failed join');
   t.notOk(existsSync(path.join(tc.paths.sudoersDir, 'dsvm-agent')), 'no sudoers drop-in');
 });
 
