@@ -96,7 +96,8 @@ export function renderSssdConf(d: DomainConfig, f: JoinFacts): string {
   const lines = [
     HEADER.trimEnd(),
     '[sssd]',
-    'config_file_version = 2',
+    // No config_file_version: optional since sssd 1.13, and sssd 2.10 (Debian 13) refuses it
+    // ("Attribute 'config_file_version' is not allowed in section 'sssd'").
     // pac listed: the PAC responder runs with sssd. Without it krb5_child
     // spends about 5 s per password login trying its socket (under systemd
     // its socket unit fails at boot, before this file exists), which on a

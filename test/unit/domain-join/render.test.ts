@@ -58,6 +58,53 @@ const configs = [
   },
 ];
 
+/**
+ * What each Debian release's sssd accepts, per section: the ini_allowed_options
+ * rules of its /usr/share/sssd/cfg_rules.ini (the rules `sssctl config-check`
+ * and sssd's start apply), taken from the VM-image tier's bullseye, bookworm
+ * and trixie images (section_re turned from POSIX basic into JS syntax).
+ */
+interface AllowedOptions {
+  sssd: string;
+  allowedOptions: { sectionRe: string[]; options: string[] }[];
+}
+const SSSD_RULES = JSON.parse(readFileSync(path.join(FIXTURES, 'sssd-allowed-options.json'), 'utf8')) as Record<string, AllowedOptions>;
+
+/** The options of each section of an sssd.conf. */
+function sssdSections(conf: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  let section = '';
+  for (const raw of conf.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#') || line.startsWith(';')) continue;
+    const head = /^\[(.+)\]$/.exec(line);
+    if (head) out.set((section = head[1]!), []);
+    else out.get(section)?.push(line.split('=')[0]!.trim());
+  }
+  return out;
+}
+
+t.test("every option of the rendered sssd.conf is one each release's sssd accepts (sssd 2.10 refuses config_file_version)", async (t) => {
+  t.same(Object.keys(SSSD_RULES), ['debian-bullseye', 'debian-bookworm', 'debian-trixie']);
+  for (const [release, rules] of Object.entries(SSSD_RULES)) {
+    for (const c of configs) {
+      const d = testConfig({ domain: { ...base, ...c.domain } }).domain;
+      const refused: string[] = [];
+      for (const [section, options] of sssdSections(renderSssdConf(d, facts))) {
+        const allowed = new Set(
+          rules.allowedOptions.filter((r) => r.sectionRe.some((re) => new RegExp(re).test(section))).flatMap((r) => r.options),
+        );
+        for (const o of options) if (!allowed.has(o)) refused.push(`[${section}] ${o}`);
+      }
+      t.same(refused, [], `${release} (sssd ${rules.sssd}), ${c.name}: nothing it would refuse`);
+    }
+  }
+  // The check can fail: the option sssd 2.10 dropped is refused by its rules and not by 2.8's.
+  const has = (release: string): boolean =>
+    SSSD_RULES[release]!.allowedOptions.some((r) => r.sectionRe.includes('^sssd$') && r.options.includes('config_file_version'));
+  t.same([has('debian-bookworm'), has('debian-trixie')], [true, false], 'config_file_version: in 2.8, gone in 2.10');
+});
+
 t.test('sssd.conf, realmd block and sudoers for each config shape', async (t) => {
   for (const c of configs) {
     const d = testConfig({ domain: { ...base, ...c.domain } }).domain;
