@@ -48,42 +48,24 @@ async function inside(): Promise<void> {
     phases.set(name, xs);
     timeline.push(`    +${(started - roundStart).toFixed(0).padStart(5)} ms  ${name.padEnd(20)} ${ms.toFixed(0).padStart(5)} ms`);
   };
-  const realRun = ctx.run;
-  ctx.run = async (req) => {
-    const started = performance.now();
-    const r = await realRun(req);
-    record(req.file === 'adcli' ? `adcli ${req.args?.[0]}` : req.file, started, performance.now() - started);
-    return r;
-  };
-  const realRestart = ctx.services.restart.bind(ctx.services);
-  ctx.services.restart = async (unit) => {
+  /** Run `step`, recording its wall time under `name` whether it succeeds or throws. */
+  const timed = async <T>(name: string, step: () => Promise<T>): Promise<T> => {
     const started = performance.now();
     try {
-      await realRestart(unit);
+      return await step();
     } finally {
-      record(`${unit} (re)start`, started, performance.now() - started);
+      record(name, started, performance.now() - started);
     }
   };
+  const realRun = ctx.run;
+  ctx.run = (req) => timed(req.file === 'adcli' ? `adcli ${req.args?.[0]}` : req.file, () => realRun(req));
+  const realRestart = ctx.services.restart.bind(ctx.services);
+  ctx.services.restart = (unit) => timed(`${unit} (re)start`, () => realRestart(unit));
   // The task's own phases on the same timeline (check, apply, the check after).
-  const task0 = { ...domainJoinTask };
-  const marked = {
-    ...task0,
-    async check(c: typeof ctx) {
-      const started = performance.now();
-      try {
-        return await task0.check(c);
-      } finally {
-        record('(task check)', started, performance.now() - started);
-      }
-    },
-    async apply(c: typeof ctx, found: Parameters<typeof task0.apply>[1]) {
-      const started = performance.now();
-      try {
-        return await task0.apply(c, found);
-      } finally {
-        record('(task apply)', started, performance.now() - started);
-      }
-    },
+  const marked: typeof domainJoinTask = {
+    ...domainJoinTask,
+    check: (c) => timed('(task check)', () => domainJoinTask.check(c)),
+    apply: (c, found) => timed('(task apply)', () => domainJoinTask.apply(c, found)),
   };
   const d = cfg.domain;
   const password = await ctx.secret(d.joinPassword!, 'domain.joinPassword');

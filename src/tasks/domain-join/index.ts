@@ -160,12 +160,12 @@ async function prepareJoin(ctx: TaskContext, facts: JoinFacts, adcli: AdcliAsk):
     ctx.log.warn(
       `adcli ${features.label} has no join --description: the pre-staged account ${facts.computerName} gets no vmId stamp (install adcli 0.9.1 or newer to have it)`,
     );
+  // A ticket comes only with a join account (claimTicket).
   return async (ticket) => {
-    const useTicket = secret.kind === 'user' ? ticket : undefined;
     const r = await ctx.run({
       file: 'adcli',
-      args: argv(useTicket),
-      ...(useTicket ? {} : { input: secret.password }),
+      args: argv(ticket),
+      ...(ticket ? {} : { input: secret.password }),
       timeoutMs: ADCLI_TIMEOUT_MS,
     });
     ctx.log.debug(`adcli join: exit ${r.exitCode} in ${r.durationMs} ms`, { stderr: r.stderr.slice(-2000) });
@@ -174,7 +174,7 @@ async function prepareJoin(ctx: TaskContext, facts: JoinFacts, adcli: AdcliAsk):
         ...(secret.user ? { user: secret.user } : { prestaged: facts.computerName }),
         ...(ctx.cfg.domain.computerOu ? { ou: ctx.cfg.domain.computerOu } : {}),
       });
-    if (login) await stampDescriptionOverLdap(ctx, login, facts.computerName, description, useTicket);
+    if (login) await stampDescriptionOverLdap(ctx, login, facts.computerName, description, ticket);
   };
 }
 
